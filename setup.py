@@ -1,0 +1,34 @@
+"""shoprec: Beam + tensorflow-transform + TFRS multi-task recommendation pipeline."""
+
+from setuptools import find_packages, setup
+
+# Direct dependencies, pinned to the set this project is tested on; the full
+# transitive set is frozen in requirements.lock (CI installs with it).
+INSTALL_REQUIRES = [
+    "apache-beam[gcp]==2.77.0",
+    "tensorflow==2.21.0",
+    "tensorflow-transform==1.21.0",
+    "tfx-bsl==1.21.0",
+    "tensorflow-recommenders==0.7.7",
+    "tf-keras==2.21.0",
+    # Beam's TensorFlow RunInference handler imports it; nothing else installs it.
+    "tensorflow-hub==0.16.1",
+    "pyarrow>=25,<26",
+    "numpy>=1.26",
+    "PyYAML>=6.0",
+]
+
+setup(
+    name="shoprec",
+    version="0.1.0",
+    description=__doc__,
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["shoprec", "shoprec.*", "pipelines", "pipelines.*",
+                                    "transforms", "transforms.*", "trainer", "trainer.*"]),
+    package_data={"shoprec": ["configs/*.yaml"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": ["pytest==9.2.0"]},
+    entry_points={"console_scripts": ["shoprec=shoprec.cli:main"]},
+)

@@ -1,0 +1,3 @@
+"""shoprec transforms."""
+
+import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
