@@ -1,0 +1,347 @@
+"""Deterministic synthetic shop: users, items, item photos, event logs and ground truth.
+
+Users see sessions of popularity-drawn impressions; clicks and purchases follow
+from a hidden preference model whose parts are learnable from the user and item
+columns, plus one item trait (its fill ``pattern``) that only the photo shows,
+so a model that reads images can beat one that does not. ``truth.csv`` keeps
+the true probabilities so evaluation can be compared with an oracle.
+
+Users are generated in chunks and their events written as they are made, so a
+large run never holds the whole event log in memory. Configurable fractions of
+rows and images are broken on purpose so ingest's dead letters have work to do.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from shoprec import config as config_lib
+
+REGIONS = ("north", "south", "east", "west", "central")
+MEMBERSHIPS = ("none", "silver", "gold")
+CATEGORIES = ("shoes", "bags", "tops", "dresses", "hats", "watches", "jewellery", "outdoor")
+SHAPES = ("circle", "square", "triangle", "stripes", "ring", "cross", "diamond", "dome")
+COLOURS = {"red": (220, 40, 40), "orange": (245, 140, 20), "yellow": (240, 220, 40),
+           "green": (40, 170, 60), "blue": (40, 80, 220), "purple": (140, 50, 180),
+           "black": (25, 25, 25), "white": (250, 250, 250)}
+PATTERNS = ("solid", "checkered", "hollow")
+AGE_EDGES = (30, 45, 60)  # age groups: 18-29, 30-44, 45-59, 60+
+EVENT_COLUMNS = ("timestamp", "user_id", "item_id", "event_type")
+TRUTH_COLUMNS = ("timestamp", "user_id", "item_id", "p_click", "p_conversion", "click",
+                 "conversion")
+CORRUPT_KINDS = ("bad_timestamp", "unknown_item", "wrong_columns")
+IMAGE_FAULTS = ("missing", "random_bytes", "truncated", "empty")
+_DROP = object()  # a field left out of a row: omitted in CSV, null in Parquet
+_MAX_GUMBEL_ITEMS = 2048  # above this, sample impressions by rejection instead
+
+
+class _TableWriter:
+    """Streams rows of strings to CSV (with header) or Parquet (one row group per write)."""
+
+    def __init__(self, path: str, columns: Sequence[str], fmt: str):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        self.columns, self.fmt = tuple(columns), fmt
+        if fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+            self._schema = pa.schema([(c, pa.string()) for c in self.columns])
+            self._writer = pq.ParquetWriter(path, self._schema)
+        else:
+            self._file = open(path, "w", newline="", buffering=1 << 20)
+            self._file.write(",".join(self.columns) + "\n")
+
+    def write(self, rows: List[tuple]) -> None:
+        if self.fmt == "parquet":
+            import pyarrow as pa
+            cols = {c: [None if r[i] is _DROP or r[i] == "" else r[i] for r in rows]
+                    for i, c in enumerate(self.columns)}
+            self._writer.write_table(pa.Table.from_pydict(cols, schema=self._schema))
+        else:
+            self._file.write("".join(",".join(v for v in r if v is not _DROP) + "\n" for r in rows))
+
+    def close(self) -> None:
+        (self._writer if self.fmt == "parquet" else self._file).close()
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _iso(ts: np.ndarray) -> np.ndarray:
+    return np.char.add(np.datetime_as_string(ts.astype("datetime64[s]"), unit="s"), "Z")
+
+
+def _world(rng: np.random.Generator, gen: config_lib.GenerateConfig) -> dict:
+    """Draws users, items and the hidden preference model they share."""
+    nu, ni, nc = gen.num_users, gen.num_items, len(CATEGORIES)
+    w = {"age": rng.integers(18, 76, nu),
+         "region": rng.choice(len(REGIONS), nu, p=[0.3, 0.25, 0.2, 0.15, 0.1]),
+         "member": rng.choice(3, nu, p=[0.6, 0.3, 0.1]),
+         "category": rng.integers(0, nc, ni), "brand": rng.integers(0, 30, ni),
+         "colour": rng.integers(0, len(COLOURS), ni), "pattern": rng.integers(0, len(PATTERNS), ni),
+         "age_missing": rng.random(nu) < 0.02}
+    w["age_group"] = np.searchsorted(AGE_EDGES, w["age"], side="right")
+    # Prices: category sets the level, brand a premium, the item its own spread.
+    cat_level = np.linspace(2.6, 4.6, nc)[rng.permutation(nc)]
+    brand_premium = rng.normal(0.0, 0.3, 30)
+    w["price"] = np.round(np.exp(cat_level[w["category"]] + brand_premium[w["brand"]]
+                                 + rng.normal(0.0, 0.35, ni)), 2).clip(0.5)
+    log_price = np.log(w["price"]) - np.log(w["price"]).mean()
+    # Item quality drives both exposure (popularity) and click appeal; brands
+    # carry part of it, so the brand column is informative.
+    quality = rng.normal(0.0, 0.3, 30)[w["brand"]] + rng.normal(0.0, 0.45, ni)
+    w["log_pop"] = 1.2 * quality + rng.normal(0.0, 0.4, ni)
+    # Category taste is shared by users alike in region, membership and age
+    # group (learnable from user x item columns) plus a smaller personal part.
+    taste = (rng.normal(0, 0.55, (len(REGIONS), nc))[w["region"]]
+             + rng.normal(0, 0.45, (3, nc))[w["member"]]
+             + rng.normal(0, 0.55, (len(AGE_EDGES) + 1, nc))[w["age_group"]]
+             + rng.normal(0, 0.4, (nu, nc)))
+    colour_aff = rng.normal(0, 0.55, (len(AGE_EDGES) + 1, len(COLOURS)))
+    pattern_aff = rng.normal(0, 0.8, (len(REGIONS), len(PATTERNS)))
+    price_sens = np.array([0.9, 0.55, 0.2])
+    w["click_logit"] = lambda u, i: (
+        -3.2 + quality[i] + taste[u, w["category"][i]]
+        + colour_aff[w["age_group"][u], w["colour"][i]]
+        + pattern_aff[w["region"][u], w["pattern"][i]] - price_sens[w["member"][u]] * log_price[i])
+    w["buy_logit"] = lambda u, i: (
+        -1.5 + np.array([-0.3, 0.1, 0.6])[w["member"][u]] - 0.7 * log_price[i] + 0.4 * quality[i])
+    return w
+
+
+def _draw_image(rng: np.random.Generator, size: int, shape: int, rgb, pattern: int) -> np.ndarray:
+    """Draws one item photo: category shape in the item colour, filled by its pattern."""
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    cx, cy = size * (0.5 + rng.uniform(-0.08, 0.08, 2))
+    radius = size * rng.uniform(0.3, 0.4)
+    x, y = (xx - cx) / radius, (yy - cy) / radius
+    r, box = np.hypot(x, y), np.maximum(abs(x), abs(y))
+    mask = [r < 1, box < 0.85, (y < 0.8) & (y > -0.9 + 1.7 * abs(x)),
+            (box < 0.9) & (np.floor((y + 0.9) * 2.5) % 2 == 0), (r < 1) & (r > 0.6),
+            (box < 0.95) & ((abs(x) < 0.3) | (abs(y) < 0.3)), abs(x) + abs(y) < 1,
+            (r < 1) & (y > -0.2)][shape]
+    if PATTERNS[pattern] == "checkered":
+        cell = max(2, size // 6)
+        mask = mask & (((xx // cell) + (yy // cell)) % 2 == 0)
+    elif PATTERNS[pattern] == "hollow":
+        # Keep only an outline: remove pixels whose neighbours are all inside.
+        inner, t = mask.copy(), max(1, size // 16)
+        for axis in (0, 1):
+            for shift in range(-t, t + 1):
+                inner &= np.roll(mask, shift, axis=axis)
+        mask = mask & ~inner
+    img = np.broadcast_to(150.0 + rng.integers(-15, 16, 3), (size, size, 3)).copy()
+    img[mask] = rgb
+    return np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+
+
+def _write_images(rng, config, world, item_ids) -> Dict[str, List[str]]:
+    """Writes one PNG per item; a fraction are left missing, corrupt or empty on purpose."""
+    import tensorflow as tf
+
+    gen, root = config.generate, config.path(config.inputs.images_root)
+    os.makedirs(os.path.join(root, "images"), exist_ok=True)
+    faulty = rng.random(len(item_ids)) < gen.missing_image_fraction
+    fault_kind = rng.integers(0, len(IMAGE_FAULTS), len(item_ids))
+    colours = list(COLOURS.values())
+    bad: Dict[str, List[str]] = {k: [] for k in IMAGE_FAULTS}
+    for i, item_id in enumerate(item_ids):
+        pixels = _draw_image(rng, gen.image_size, world["category"][i] % len(SHAPES),
+                             colours[world["colour"][i]], world["pattern"][i])
+        png = tf.io.encode_png(pixels).numpy()
+        path = os.path.join(root, "images", f"{item_id}.png")
+        if faulty[i]:
+            kind = IMAGE_FAULTS[fault_kind[i]]
+            bad[kind].append(str(item_id))
+            png = {"missing": None, "random_bytes": rng.bytes(200),
+                   "truncated": png[: len(png) // 3], "empty": b""}[kind]
+            if png is None:
+                continue
+        with open(path, "wb") as f:
+            f.write(png)
+    return bad
+
+
+def _sample_items(rng, log_pop: np.ndarray, sessions: int, k: int) -> np.ndarray:
+    """Draws k distinct items per session, weighted by popularity."""
+    n = len(log_pop)
+    if n <= _MAX_GUMBEL_ITEMS:  # Gumbel top-k: exact sampling without replacement.
+        keys = log_pop[None, :] + rng.gumbel(size=(sessions, n))
+        return np.argpartition(-keys, k - 1, axis=1)[:, :k]
+    cdf = np.cumsum(np.exp(log_pop - log_pop.max()))
+    out = np.empty((sessions, k), dtype=np.int64)
+    todo = np.arange(sessions)
+    while len(todo):  # redraw sessions that drew an item twice (rare with many items)
+        draw = np.searchsorted(cdf, rng.random((len(todo), k)) * cdf[-1]).clip(max=n - 1)
+        out[todo] = draw
+        srt = np.sort(draw, axis=1)
+        todo = todo[(srt[:, 1:] == srt[:, :-1]).any(axis=1)]
+    return out
+
+
+def run(config: config_lib.Config) -> dict:
+    """Generates a synthetic shop into ``config.run_dir``.
+
+    Args:
+        config: Run config; sizes and bad-data fractions come from ``config.generate``,
+            output paths and format from ``config.inputs``, windows from ``config.ingest``.
+
+    Returns:
+        Summary: counts of users, items, impressions, clicks, purchases (as
+        generated), truth and event rows written, corrupt rows (total and per
+        kind), duplicate rows, faulty images per kind, and output paths.
+    """
+    gen, inp, fmt = config.generate, config.inputs, config.inputs.format
+    # Independent streams, so changing e.g. a bad-data fraction leaves the clean data alone.
+    world_rng, image_rng, event_rng, bad_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(gen.seed).spawn(4))
+    world = _world(world_rng, gen)
+    user_ids = np.array([f"u{u:06d}" for u in range(gen.num_users)])
+    item_ids = np.array([f"i{i:05d}" for i in range(gen.num_items)])
+    colour_names = list(COLOURS)
+
+    users = _TableWriter(config.path(inp.users), ("user_id", "age", "region", "membership"), fmt)
+    users.write([(user_ids[u], "" if world["age_missing"][u] else str(world["age"][u]),
+                  REGIONS[world["region"][u]], MEMBERSHIPS[world["member"][u]])
+                 for u in range(gen.num_users)])
+    users.close()
+    items = _TableWriter(config.path(inp.items), ("item_id", "category", "brand", "colour",
+                                                   "price", "image_path"), fmt)
+    items.write([(item_ids[i], CATEGORIES[world["category"][i]], f"brand{world['brand'][i]:02d}",
+                  colour_names[world["colour"][i]], f"{world['price'][i]:.2f}",
+                  f"images/{item_ids[i]}.png") for i in range(gen.num_items)])
+    items.close()
+    bad_images = _write_images(image_rng, config, world, item_ids)
+
+    # Delays stay inside ingest's windows, so every click and purchase is attributable.
+    click_max = min(600, config.ingest.click_window_s - 1)
+    buy_max = min(6 * 3600, config.ingest.conversion_window_s - click_max - 1)
+    start = config_lib.parse_timestamp(gen.start_date)
+    k = min(gen.impressions_per_session, gen.num_items)
+    # Users per chunk: bounds the sessions x items Gumbel matrix to ~2M cells.
+    width = min(gen.num_items, _MAX_GUMBEL_ITEMS)
+    chunk = max(1, int(2e6 // (max(gen.sessions_per_user, 1.0) * width)))
+    events = _TableWriter(config.path(inp.events), EVENT_COLUMNS, fmt)
+    truth_file = None
+    if inp.truth:
+        os.makedirs(os.path.dirname(config.path(inp.truth)) or ".", exist_ok=True)
+        truth_file = open(config.path(inp.truth), "w", newline="", buffering=1 << 20)
+        truth_file.write(",".join(TRUTH_COLUMNS) + "\n")
+    counts = dict.fromkeys(("impressions", "clicks", "purchases", "truth_rows", "event_rows",
+                            "duplicate_rows"), 0)
+    corrupt = dict.fromkeys(CORRUPT_KINDS, 0)
+    for lo in range(0, gen.num_users, chunk):
+        chunk_users = np.arange(lo, min(lo + chunk, gen.num_users))
+        n_sessions = event_rng.poisson(gen.sessions_per_user, len(chunk_users))
+        sess_user = np.repeat(chunk_users, n_sessions)
+        n_sess = len(sess_user)
+        sess_t = start + event_rng.integers(0, gen.days * 86400, n_sess)
+        item = _sample_items(event_rng, world["log_pop"], n_sess, k).ravel()
+        imp_t = (sess_t[:, None] + np.cumsum(event_rng.integers(1, 6, (n_sess, k)), axis=1)).ravel()
+        user = np.repeat(sess_user, k)
+        p_click = _sigmoid(world["click_logit"](user, item))
+        p_buy = _sigmoid(world["buy_logit"](user, item))
+        click = event_rng.random(len(user)) < p_click
+        buy = click & (event_rng.random(len(user)) < p_buy)
+        click_t = imp_t + event_rng.integers(5, click_max + 1, len(user))
+        buy_t = click_t + event_rng.integers(min(60, buy_max), buy_max + 1, len(user))
+        # One row per event; an impression row remembers its impression for truth.
+        src = np.concatenate([np.arange(len(user)), -np.ones(click.sum() + buy.sum(), int)])
+        e_user = np.concatenate([user, user[click], user[buy]])
+        e_item = np.concatenate([item, item[click], item[buy]])
+        e_t = np.concatenate([imp_t, click_t[click], buy_t[buy]])
+        e_type = np.repeat([0, 1, 2], [len(user), click.sum(), buy.sum()])
+        order = np.lexsort((e_type, e_t, e_user))  # per user, in time order
+        src, e_user, e_item, e_t, e_type = (a[order] for a in (src, e_user, e_item, e_t, e_type))
+        counts["impressions"] += len(user)
+        counts["clicks"] += int(click.sum())
+        counts["purchases"] += int(buy.sum())
+
+        draw = bad_rng.random(len(order))
+        is_corrupt = draw < gen.corrupt_fraction
+        is_dup = ~is_corrupt & (draw < gen.corrupt_fraction + gen.duplicate_fraction)
+        bad_kind = bad_rng.integers(0, len(CORRUPT_KINDS), len(order))
+        rows = list(zip(_iso(e_t).tolist(), user_ids[e_user].tolist(), item_ids[e_item].tolist(),
+                        np.array(["impression", "click", "purchase"])[e_type].tolist()))
+        for j in np.flatnonzero(is_corrupt):
+            kind, row = CORRUPT_KINDS[bad_kind[j]], rows[j]
+            corrupt[kind] += 1
+            rows[j] = {"bad_timestamp": ("not-a-time",) + row[1:],
+                       "unknown_item": row[:2] + ("i99999x", row[3]),
+                       "wrong_columns": row[:2] + (_DROP, row[3])}[kind]
+        rows = [rows[j] for j in np.repeat(np.arange(len(rows)), 1 + is_dup).tolist()]
+        events.write(rows)
+        counts["event_rows"] += len(rows)
+        counts["duplicate_rows"] += int(is_dup.sum())
+
+        clean = src[(src >= 0) & ~is_corrupt]
+        counts["truth_rows"] += len(clean)
+        if truth_file is not None:
+            cols = (_iso(imp_t[clean]), user_ids[user[clean]], item_ids[item[clean]],
+                    p_click[clean], (p_click * p_buy)[clean], click[clean], buy[clean])
+            truth_file.write("".join(
+                f"{t},{us},{it},{pc:.6f},{pv:.6f},{c:d},{v:d}\n"
+                for t, us, it, pc, pv, c, v in zip(*(col.tolist() for col in cols))))
+    events.close()
+    if truth_file is not None:
+        truth_file.close()
+    return {
+        "users": gen.num_users, "items": gen.num_items, **counts,
+        "corrupt_rows": sum(corrupt.values()), "corrupt_by_kind": corrupt,
+        "missing_images": len(bad_images["missing"]),
+        "corrupt_images": len(bad_images["random_bytes"]) + len(bad_images["truncated"]),
+        "empty_images": len(bad_images["empty"]), "bad_images": bad_images,
+        "paths": {"users": config.path(inp.users), "items": config.path(inp.items),
+                  "events": config.path(inp.events), "truth": config.path(inp.truth),
+                  "images_root": config.path(inp.images_root)},
+    }
+
+
+def auc(labels, scores) -> float:
+    """Rank-based (Mann-Whitney) ROC AUC; tied scores share their average rank.
+
+    Returns:
+        The AUC, or nan when ``labels`` hold only one class.
+    """
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    n_pos = int(labels.sum())
+    n_neg = len(labels) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    # Average rank of each run of equal scores: (first + last) / 2, 1-based.
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    ends = np.r_[starts[1:], len(scores)]
+    ranks = np.empty(len(scores))
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def oracle_auc(truth_csv_path: str, start_ts: int) -> dict:
+    """AUC of the true probabilities against realised labels, from ``start_ts`` on.
+
+    Args:
+        truth_csv_path: A ``truth.csv`` written by :func:`run`.
+        start_ts: Unix seconds; earlier impressions are ignored (e.g. the eval start).
+
+    Returns:
+        {'click': auc, 'conversion': auc}: the best AUC any model can expect.
+    """
+    with open(truth_csv_path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        cols = list(zip(*reader)) or [()] * len(header)
+    data = dict(zip(header, cols))
+    ts = np.array([t.rstrip("Z") for t in data["timestamp"]], dtype="datetime64[s]")
+    keep = ts.astype(np.int64) >= start_ts
+    out = {}
+    for task, prob in (("click", "p_click"), ("conversion", "p_conversion")):
+        out[task] = auc(np.array(data[task], dtype=int)[keep],
+                        np.array(data[prob], dtype=float)[keep])
+    return out

@@ -1,0 +1,189 @@
+"""Tests for the synthetic-shop generator."""
+
+import csv
+import dataclasses
+import filecmp
+import os
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import tensorflow as tf
+
+from pipelines import generate
+from shoprec import config as config_lib
+
+
+def _config(run_dir, fmt="csv", **overrides):
+    base = config_lib.load()
+    gen = dataclasses.replace(base.generate, num_users=50, num_items=20, corrupt_fraction=0.0,
+                              duplicate_fraction=0.0, missing_image_fraction=0.0)
+    return dataclasses.replace(base, run_dir=str(run_dir),
+                               generate=dataclasses.replace(gen, **overrides),
+                               inputs=dataclasses.replace(base.inputs, format=fmt))
+
+
+def _lines(path):
+    with open(path) as f:
+        return f.read().splitlines()[1:]
+
+
+def _truth(cfg):
+    with open(cfg.path(cfg.inputs.truth), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_same_seed_is_byte_identical_and_other_seed_differs(tmp_path):
+    summaries = [generate.run(_config(tmp_path / name, seed=seed))
+                 for name, seed in (("a", 3), ("b", 3), ("c", 4))]
+    assert summaries[0] == {**summaries[1], "paths": summaries[0]["paths"]}
+    for name in ("events.csv", "truth.csv", "users.csv", "items.csv", "images/i00007.png"):
+        assert filecmp.cmp(tmp_path / "a" / "raw" / name, tmp_path / "b" / "raw" / name,
+                           shallow=False), name
+    assert not filecmp.cmp(tmp_path / "a" / "raw" / "events.csv",
+                           tmp_path / "c" / "raw" / "events.csv", shallow=False)
+
+
+def test_catalogue_columns(tmp_path):
+    cfg = _config(tmp_path, num_users=300)
+    generate.run(cfg)
+    with open(cfg.path(cfg.inputs.users), newline="") as f:
+        users = list(csv.DictReader(f))
+    with open(cfg.path(cfg.inputs.items), newline="") as f:
+        items = list(csv.DictReader(f))
+    assert [u["user_id"] for u in users] == [f"u{i:06d}" for i in range(300)]
+    ages = [int(u["age"]) for u in users if u["age"]]
+    assert 0 < 300 - len(ages) < 20 and min(ages) >= 18 and max(ages) <= 75
+    assert {u["region"] for u in users} <= set(generate.REGIONS)
+    assert {u["membership"] for u in users} == set(generate.MEMBERSHIPS)
+    assert [i["item_id"] for i in items] == [f"i{i:05d}" for i in range(20)]
+    assert all(float(i["price"]) > 0 for i in items)
+    assert {i["colour"] for i in items} <= set(generate.COLOURS)
+    assert all(i["image_path"] == f"images/{i['item_id']}.png" for i in items)
+
+
+def test_clicks_and_purchases_follow_within_windows(tmp_path):
+    cfg = _config(tmp_path, num_users=80)
+    summary = generate.run(cfg)
+    seen = {"impression": {}, "click": {}}
+    parent = {"click": ("impression", cfg.ingest.click_window_s),
+              "purchase": ("click", cfg.ingest.conversion_window_s)}
+    counts = {"impression": 0, "click": 0, "purchase": 0}
+    last = {}
+    for line in _lines(cfg.path(cfg.inputs.events)):
+        stamp, user, item, kind = line.split(",")
+        ts = config_lib.parse_timestamp(stamp)
+        assert ts >= last.get(user, 0), "a user's events are written in time order"
+        last[user] = ts
+        counts[kind] += 1
+        if kind in parent:
+            before, window = parent[kind]
+            prior = seen[before].get((user, item), [])
+            assert any(0 < ts - t <= window for t in prior), line
+        if kind in seen:
+            seen[kind].setdefault((user, item), []).append(ts)
+    assert counts == {"impression": summary["impressions"], "click": summary["clicks"],
+                      "purchase": summary["purchases"]}
+    truth = _truth(cfg)
+    assert sum(int(r["click"]) for r in truth) == summary["clicks"]
+    assert sum(int(r["conversion"]) for r in truth) == summary["purchases"]
+    for row in truth:
+        assert 0 < float(row["p_conversion"]) <= float(row["p_click"]) < 1
+
+
+def test_bad_rows_are_counted_and_kept_out_of_truth(tmp_path):
+    cfg = _config(tmp_path, num_users=100, corrupt_fraction=0.03, duplicate_fraction=0.03)
+    summary = generate.run(cfg)
+    lines = _lines(cfg.path(cfg.inputs.events))
+    assert len(lines) == summary["event_rows"]
+    kinds = {k: 0 for k in generate.CORRUPT_KINDS}
+    clean, duplicates = [], 0
+    for n, line in enumerate(lines):
+        fields = line.split(",")
+        if len(fields) != 4:
+            kinds["wrong_columns"] += 1
+        elif fields[0] == "not-a-time":
+            kinds["bad_timestamp"] += 1
+        elif fields[2] == "i99999x":
+            kinds["unknown_item"] += 1
+        elif n and line == lines[n - 1]:
+            duplicates += 1
+        else:
+            clean.append(fields)
+    assert all(v > 0 for v in kinds.values())
+    assert kinds == summary["corrupt_by_kind"]
+    assert sum(kinds.values()) == summary["corrupt_rows"]
+    assert duplicates == summary["duplicate_rows"] > 0
+    truth = [[r["timestamp"], r["user_id"], r["item_id"]] for r in _truth(cfg)]
+    assert truth == [f[:3] for f in clean if f[3] == "impression"]
+    assert len(truth) == summary["truth_rows"] < summary["impressions"]
+
+
+def test_images_decode_and_faults_are_as_reported(tmp_path):
+    cfg = _config(tmp_path, num_items=60, image_size=32, missing_image_fraction=0.25)
+    summary = generate.run(cfg)
+    root = cfg.path(cfg.inputs.images_root)
+    bad = {item: kind for kind, ids in summary["bad_images"].items() for item in ids}
+    assert len(bad) == (summary["missing_images"] + summary["corrupt_images"]
+                        + summary["empty_images"]) > 0
+    assert len(set(bad.values())) >= 3
+    for n in range(60):
+        item = f"i{n:05d}"
+        path = os.path.join(root, "images", f"{item}.png")
+        kind = bad.get(item)
+        if kind == "missing":
+            assert not os.path.exists(path)
+            continue
+        with open(path, "rb") as f:
+            data = f.read()
+        if kind == "empty":
+            assert data == b""
+        elif kind in ("random_bytes", "truncated"):
+            with pytest.raises(tf.errors.InvalidArgumentError):
+                tf.io.decode_png(data, channels=3).numpy()
+        else:
+            assert tf.io.decode_png(data, channels=3).shape == (32, 32, 3)
+
+
+def test_parquet_holds_the_csv_rows(tmp_path):
+    overrides = dict(corrupt_fraction=0.05, duplicate_fraction=0.02)
+    generate.run(_config(tmp_path / "csv", **overrides))
+    generate.run(_config(tmp_path / "pq", fmt="parquet", **overrides))
+    for name, columns in (("events.csv", generate.EVENT_COLUMNS),
+                          ("users.csv", ("user_id", "age", "region", "membership"))):
+        expected = []
+        for line in _lines(tmp_path / "csv" / "raw" / name):
+            fields = [v or None for v in line.split(",")]
+            if len(fields) == len(columns) - 1:  # the dropped field is item_id
+                fields.insert(2, None)
+            expected.append(dict(zip(columns, fields)))
+        assert pq.read_table(tmp_path / "pq" / "raw" / name).to_pylist() == expected
+
+
+def test_auc_hand_worked():
+    assert generate.auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    assert generate.auc([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5]) == pytest.approx(0.5)
+    # Positives 0.5, 0.9 vs negatives 0.5, 0.2: 0.5 + 1 + 1 + 1 of 4 pairs.
+    assert generate.auc([0, 1, 0, 1], [0.5, 0.5, 0.2, 0.9]) == pytest.approx(0.875)
+    assert np.isnan(generate.auc([1, 1], [0.2, 0.3]))
+
+
+def test_auc_matches_pairwise_count():
+    rng = np.random.default_rng(0)
+    labels = rng.random(300) < 0.3
+    scores = rng.integers(0, 20, 300).astype(float)  # many ties
+    pos, neg = scores[labels], scores[~labels]
+    pairs = (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
+    assert generate.auc(labels, scores) == pytest.approx(pairs)
+
+
+def test_oracle_auc_and_rates_are_in_band(tmp_path):
+    cfg = _config(tmp_path, num_users=600, num_items=120)
+    summary = generate.run(cfg)
+    assert 0.04 < summary["clicks"] / summary["impressions"] < 0.12
+    assert 0.12 < summary["purchases"] / summary["clicks"] < 0.3
+    result = generate.oracle_auc(cfg.path(cfg.inputs.truth), cfg.eval_start_ts)
+    assert 0.65 < result["click"] < 0.95
+    assert 0.65 < result["conversion"] < 0.98
+    whole = generate.oracle_auc(cfg.path(cfg.inputs.truth), 0)
+    assert whole != result

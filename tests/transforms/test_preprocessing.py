@@ -1,0 +1,106 @@
+"""preprocessing_fn on a tiny batch, expected values worked out by hand."""
+
+import math
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that
+import apache_beam as beam
+
+from transforms import features as F
+from transforms.preprocessing import preprocessing_fn
+
+IMAGE_BYTES = F.image_feature().image_bytes
+
+
+def _row(user, item, age, price, pixel, click, conversion, category="shoes"):
+    return {
+        "user_id": user, "item_id": item, "user_age": age, "user_region": "north",
+        "user_membership": "gold", "item_category": category, "item_brand": "acme",
+        "item_colour": "red", "item_price": price, "item_image": bytes([pixel]) * IMAGE_BYTES,
+        "item_has_image": 1, "click": click, "conversion": conversion,
+    }
+
+
+# log1p(price) is 0, 1, 2, 3: mean 1.5, population std sqrt(1.25).
+TRAIN = [
+    _row("u1", "i1", 20.0, 0.0, 0, 1, 1),
+    _row("u1", "i2", 30.0, math.e - 1, 51, 0, 0),
+    _row("u1", "i2", 40.0, math.e ** 2 - 1, 255, 1, 0, category="hats"),
+    _row("u2", "i2", 50.0, math.e ** 3 - 1, 102, 0, 0),
+]
+UNSEEN = [_row("u9", "i9", 35.0, math.e - 1, 0, 0, 0, category="socks")]
+
+
+def _check_transformed(train, test, check):
+    """Analyses on ``train``, transforms ``test``, runs ``check`` on the rows.
+
+    ``check`` runs inside ``assert_that`` (rows sorted by transformed age), so
+    a failed assertion fails the pipeline.
+    """
+    metadata = tft.DatasetMetadata.from_feature_spec(F.raw_feature_spec())
+    with tempfile.TemporaryDirectory() as tmp:
+        with TestPipeline(runner="FnApiRunner") as p, tft_beam.Context(temp_dir=tmp):
+            train_pc = p | "Train" >> beam.Create(train)
+            test_pc = p | "Test" >> beam.Create(test)
+            transform_fn = (train_pc, metadata) | tft_beam.AnalyzeDataset(preprocessing_fn)
+            (out, _) = ((test_pc, metadata), transform_fn) | tft_beam.TransformDataset()
+            assert_that(out, lambda rows: check(sorted(rows, key=lambda r: r["user_age"])))
+
+
+def _vocabularies(rows):
+    # u1 appears 3 times, u2 once: indices 0 and 1. i2 (3) before i1 (1).
+    assert [r["user_id"] for r in rows] == [0, 0, 0, 1]
+    assert [r["item_id"] for r in rows] == [1, 0, 0, 0]
+    assert [r["item_category"] for r in rows] == [0, 0, 1, 0]
+
+
+def _numerics(rows):
+    std_age = math.sqrt(125.0)  # ages 20..50: mean 35, deviations 15, 5, 5, 15
+    np.testing.assert_allclose([r["user_age"] for r in rows],
+                               [-15 / std_age, -5 / std_age, 5 / std_age, 15 / std_age], rtol=1e-5)
+    std_log = math.sqrt(1.25)
+    np.testing.assert_allclose([r["item_price"] for r in rows],
+                               [-1.5 / std_log, -0.5 / std_log, 0.5 / std_log, 1.5 / std_log],
+                               rtol=1e-5)
+
+
+def _image_and_labels(rows):
+    for row, pixel in zip(rows, (0, 51, 255, 102)):
+        image = np.asarray(row["item_image"])
+        assert image.shape == (IMAGE_BYTES,)
+        np.testing.assert_allclose(image, np.full(IMAGE_BYTES, pixel / 255.0), rtol=1e-6)
+    assert [r["click"] for r in rows] == [1.0, 0.0, 1.0, 0.0]
+    assert [r["conversion"] for r in rows] == [1.0, 0.0, 0.0, 0.0]
+    assert [r["item_has_image"] for r in rows] == [1.0] * 4
+
+
+def _oov(rows):
+    (row,) = rows
+    user, item, category = (F.BY_NAME[n] for n in ("user_id", "item_id", "item_category"))
+    # Vocabularies hold 2 users, 2 items, 2 categories; OOV ids follow them.
+    assert 2 <= row["user_id"] < 2 + user.oov_buckets
+    assert 2 <= row["item_id"] < 2 + item.oov_buckets
+    assert 2 <= row["item_category"] < 2 + category.oov_buckets
+
+
+def test_train_batch_transforms_to_hand_derived_values():
+    def check(rows):
+        _vocabularies(rows)
+        _numerics(rows)
+        _image_and_labels(rows)
+
+    _check_transformed(TRAIN, TRAIN, check)
+
+
+def test_unseen_values_land_in_oov_buckets():
+    _check_transformed(TRAIN, UNSEEN, _oov)
+
+
+def test_serving_spec_is_every_input_and_no_label():
+    assert set(F.raw_feature_spec(include_labels=False)) == {f.name for f in F.inputs()}
+    assert set(F.raw_feature_spec()) == {f.name for f in F.FEATURES}

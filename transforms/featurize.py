@@ -1,0 +1,119 @@
+"""Featurize job: analyse the train split with TFT, transform both splits.
+
+Reads ingest's raw example shards through TFXIO (record batches, not instance
+dicts), analyses ``preprocessing_fn`` on train only, writes the transform graph
+and transformed schema, and writes transformed train/eval shards as gzip
+TFRecords.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from typing import Optional, Sequence
+
+import apache_beam as beam
+import tensorflow as tf
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import schema_utils
+from tfx_bsl.public import tfxio
+
+from pipelines import dead_letter, options as beam_options
+from shoprec.config import Config
+from transforms import features as F
+from transforms.preprocessing import preprocessing_fn
+
+SPLITS = ("train", "eval")
+SUFFIX = ".tfrecord.gz"
+
+
+def raw_tfxio(file_pattern: str) -> tfxio.TFExampleRecord:
+    """TFXIO over raw example shards, typed by the registry's raw schema."""
+    schema = schema_utils.schema_from_feature_spec(F.raw_feature_spec())
+    return tfxio.TFExampleRecord(
+        file_pattern=file_pattern, schema=schema, telemetry_descriptors=["shoprec"])
+
+
+class _CountRows(beam.DoFn):
+    """Counts rows per split without unbatching the record batches."""
+
+    def __init__(self, split: str):
+        self._counter = beam.metrics.Metrics.counter(dead_letter.NAMESPACE, f"featurize/{split}_rows")
+
+    def process(self, batch_and_passthrough):
+        record_batch = batch_and_passthrough[0]
+        self._counter.inc(record_batch.num_rows)
+        yield batch_and_passthrough
+
+
+class TransformSplit(beam.PTransform):
+    """Applies a transform_fn to one split's raw batches and writes shards."""
+
+    def __init__(self, split: str, source: tfxio.TFExampleRecord, transform_fn, output_prefix: str,
+                 num_shards: int):
+        super().__init__()
+        self._split = split
+        self._source = source
+        self._transform_fn = transform_fn
+        self._prefix = output_prefix
+        self._num_shards = num_shards
+
+    def expand(self, raw_batches):
+        transformed_data, transformed_metadata = (
+            ((raw_batches, self._source.TensorAdapterConfig()), self._transform_fn)
+            | "Transform" >> tft_beam.TransformDataset(output_record_batches=True))
+        counted = transformed_data | "Count" >> beam.ParDo(_CountRows(self._split))
+        return ((counted, transformed_metadata)
+                | "Encode" >> tft_beam.EncodeTransformedDataset()
+                | "Write" >> beam.io.WriteToTFRecord(
+                    self._prefix, file_name_suffix=SUFFIX, num_shards=self._num_shards))
+
+
+def _check_inputs(config: Config) -> None:
+    for split in SPLITS:
+        pattern = config.layout.examples(split) + "-*"
+        if not tf.io.gfile.glob(pattern):
+            raise FileNotFoundError(
+                f"featurize: no raw {split} examples at {pattern}; run `shoprec ingest` first")
+
+
+def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> dict:
+    """Runs the featurize job; returns row counts and wall time.
+
+    Raises:
+        FileNotFoundError: ingest has not produced both splits.
+    """
+    layout = config.layout
+    _check_inputs(config)
+    if tf.io.gfile.exists(layout.featurize_dir):
+        # Re-runs are idempotent: no shard from an earlier run survives.
+        tf.io.gfile.rmtree(layout.featurize_dir)
+    tf.io.gfile.makedirs(layout.featurize_dir)
+    sources = {s: raw_tfxio(layout.examples(s) + "-*") for s in SPLITS}
+    start = time.time()
+    with tempfile.TemporaryDirectory(prefix="shoprec-tft-") as tft_tmp:
+        pipeline = beam.Pipeline(options=beam_options.pipeline_options(beam_args))
+        with tft_beam.Context(temp_dir=tft_tmp):
+            raw = {s: pipeline | f"Read{s.title()}" >> sources[s].BeamSource() for s in SPLITS}
+            # Analysers see the train split only: eval statistics never leak in.
+            transform_fn = ((raw["train"], sources["train"].TensorAdapterConfig())
+                            | "Analyze" >> tft_beam.AnalyzeDataset(preprocessing_fn))
+            _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(layout.transform_dir)
+            for split in SPLITS:
+                _ = raw[split] | f"TransformAndWrite{split.title()}" >> TransformSplit(
+                    split, sources[split], transform_fn, layout.transformed(split),
+                    config.ingest.num_shards)
+            result = pipeline.run()
+            result.wait_until_finish()
+    counts = dead_letter.counts_from_result(result)
+    report = {
+        "rows": {s: counts.get(f"featurize/{s}_rows", 0) for s in SPLITS},
+        "seconds": round(time.time() - start, 2),
+        "transform_dir": layout.transform_dir,
+        "examples": {s: layout.transformed(s) + "-*" + SUFFIX for s in SPLITS},
+    }
+    with tf.io.gfile.GFile(os.path.join(layout.featurize_dir, "report.json"), "w") as f:
+        f.write(json.dumps(report, indent=2))
+    return report
