@@ -13,6 +13,8 @@ INSTALL_REQUIRES = [
     "tf-keras==2.21.0",
     # Beam's TensorFlow RunInference handler imports it; nothing else installs it.
     "tensorflow-hub==0.16.1",
+    # TensorFlow 2.21 no longer depends on it; the trainer writes TensorBoard logs.
+    "tensorboard==2.20.0",
     "pyarrow>=25,<26",
     "numpy>=1.26",
     "PyYAML>=6.0",

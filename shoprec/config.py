@@ -68,6 +68,10 @@ class ModelConfig:
     tower_units: Tuple[int, ...] = (32,)
     image_filters: Tuple[int, ...] = (16, 32)
     image_embedding_dim: int = 16
+    # L2 on embedding rows and dropout after each bottom layer: id embeddings see
+    # few examples per user and overfit without them.
+    embedding_l2: float = 0.003
+    dropout: float = 0.0
     tasks: Tuple[TaskConfig, ...] = (
         TaskConfig("click", "click"),
         TaskConfig("conversion", "conversion"),
@@ -78,7 +82,7 @@ class ModelConfig:
 class TrainingConfig:
     strategy: str = "auto"  # auto | default | mirrored | multi_worker
     per_replica_batch_size: int = 256
-    epochs: int = 3
+    epochs: int = 10
     learning_rate: float = 0.003
     seed: int = 42
     steps_per_epoch: Optional[int] = None  # None: one pass over the train files

@@ -1,0 +1,50 @@
+"""trainer.data over shards written by the real featurize job."""
+
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from shoprec import config as config_lib
+from tests.trainer.synthetic import NUM_EVAL
+from trainer import data
+from transforms import features as F
+
+TASKS = config_lib.ModelConfig().tasks
+
+
+def _dataset(run_dir, split, batch, training):
+    layout = config_lib.Layout(run_dir)
+    spec = tft.TFTransformOutput(layout.transform_dir).transformed_feature_spec()
+    return data.make_dataset(layout.transformed(split) + "-*", spec, TASKS, batch,
+                             training=training, seed=3)
+
+
+def test_batches_are_features_and_task_labels(featurized_dir):
+    features, labels = next(iter(_dataset(featurized_dir, "train", 8, training=True)))
+    assert set(features) == {f.name for f in F.inputs()}
+    assert set(labels) == {"click", "conversion"}
+    assert features["user_id"].dtype == tf.int64 and features["user_id"].shape == [8]
+    assert features["item_image"].shape == [8, F.image_feature().image_bytes]
+    assert labels["click"].dtype == tf.float32 and labels["click"].shape == [8]
+
+
+def test_eval_reads_every_example_once(featurized_dir):
+    batches = list(_dataset(featurized_dir, "eval", 10, training=False))
+    # 64 examples: six full batches and a partial one, nothing dropped.
+    assert [int(b[1]["click"].shape[0]) for b in batches] == [10] * 6 + [NUM_EVAL - 60]
+
+
+def test_training_drops_the_partial_batch_and_is_seeded(featurized_dir):
+    first = [b[0]["item_price"].numpy().tolist() for b in _dataset(featurized_dir, "train", 50,
+                                                                     training=True)]
+    again = [b[0]["item_price"].numpy().tolist() for b in _dataset(featurized_dir, "train", 50,
+                                                                     training=True)]
+    assert len(first) == 3 and all(len(b) == 50 for b in first)  # 192 examples
+    assert first == again
+
+
+def test_missing_inputs_fail_clearly(tmp_path, featurized_dir):
+    with pytest.raises(FileNotFoundError, match="featurize"):
+        data.make_dataset(str(tmp_path / "none") + "-*", {}, TASKS, 8, training=False)
+    with pytest.raises(KeyError, match="item_image"):
+        data.parse_spec({"click": None, "conversion": None}, TASKS)

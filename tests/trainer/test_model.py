@@ -1,0 +1,103 @@
+"""MultiTaskModel: outputs, distributed loss scaling and training on 2 replicas."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from shoprec import config as config_lib
+from tests.trainer.synthetic import SMALL_MODEL
+from trainer import data, model as model_lib, strategy as strategy_lib
+
+TASKS = SMALL_MODEL.tasks
+PER_REPLICA = 8
+
+
+def _inputs(run_dir, global_batch, repeat=False):
+    layout = config_lib.Layout(run_dir)
+    tft_output = tft.TFTransformOutput(layout.transform_dir)
+    dataset = data.make_dataset(layout.transformed("train") + "-*",
+                                tft_output.transformed_feature_spec(), TASKS, global_batch,
+                                training=True, seed=5, repeat=repeat)
+    return tft_output, dataset
+
+
+def test_call_returns_one_logit_per_task(featurized_dir):
+    tft_output, dataset = _inputs(featurized_dir, 6)
+    model = model_lib.build_model(SMALL_MODEL, tft_output, 6)
+    features, _ = next(iter(dataset))
+    logits = model(features)
+    assert set(logits) == {"click", "conversion"}
+    assert all(v.shape == [6] and v.dtype == tf.float32 for v in logits.values())
+
+
+def test_embedding_tables_cover_vocabulary_and_oov(featurized_dir):
+    tft_output, _ = _inputs(featurized_dir, 6)
+    sizes = model_lib.vocab_sizes(tft_output)
+    # 20 synthetic users, all seen in 192 training rows, plus 16 OOV buckets.
+    assert sizes["user_id"] == 20 + 16
+    assert sizes["item_brand"] == 5 + 4
+
+
+def test_mirrored_loss_equals_single_device_loss(featurized_dir):
+    """Per-replica losses divided by the global batch sum to the global mean."""
+    mirrored = strategy_lib.make_strategy("mirrored")
+    replicas = mirrored.num_replicas_in_sync
+    global_batch = PER_REPLICA * replicas
+    tft_output, dataset = _inputs(featurized_dir, global_batch)
+    batch = next(iter(dataset))
+    with mirrored.scope():
+        distributed = model_lib.build_model(SMALL_MODEL, tft_output, global_batch)
+    single = model_lib.build_model(SMALL_MODEL, tft_output, global_batch)
+    single.set_weights(distributed.get_weights())
+
+    per_replica = mirrored.run(
+        distributed.compute_loss,
+        args=(next(iter(mirrored.experimental_distribute_dataset(
+            tf.data.Dataset.from_tensors(batch)))),))
+    summed = mirrored.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+    np.testing.assert_allclose(summed.numpy(), single.compute_loss(batch).numpy(), rtol=1e-5)
+
+
+def test_mirrored_training_over_two_replicas(featurized_dir):
+    mirrored = strategy_lib.make_strategy("mirrored")
+    assert mirrored.num_replicas_in_sync == (len(tf.config.list_logical_devices("GPU")) or 2)
+    global_batch = PER_REPLICA * mirrored.num_replicas_in_sync
+    tft_output, dataset = _inputs(featurized_dir, global_batch, repeat=True)
+    assert next(iter(dataset))[1]["click"].shape == [global_batch]
+    tf.keras.utils.set_random_seed(1)
+    with mirrored.scope():
+        model = model_lib.build_model(SMALL_MODEL, tft_output, global_batch)
+        model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
+    before = [w.copy() for w in model.get_weights()]
+    history = model.fit(dataset, epochs=3, steps_per_epoch=4, verbose=0)
+
+    losses = history.history["loss"]
+    assert set(history.history) == {"loss", "click_loss", "conversion_loss"}
+    assert np.all(np.isfinite(losses))
+    assert losses[-1] < losses[0]
+    assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_task_weights_scale_the_total_loss(featurized_dir):
+    tft_output, dataset = _inputs(featurized_dir, 8)
+    batch = next(iter(dataset))
+    tasks = (config_lib.TaskConfig("click", "click", 1.0),
+             config_lib.TaskConfig("conversion", "conversion", 0.0))
+    weighted = model_lib.build_model(dataclasses.replace(SMALL_MODEL, tasks=tasks), tft_output, 8)
+    click_only = weighted.compute_loss(batch)
+    assert click_only.numpy() == pytest.approx(weighted.loss_trackers["click"].result().numpy(),
+                                               rel=1e-5)
+
+
+def test_config_round_trip_and_reserved_task_names(featurized_dir):
+    tft_output, _ = _inputs(featurized_dir, 6)
+    model = model_lib.build_model(SMALL_MODEL, tft_output, 6)
+    rebuilt = model_lib.MultiTaskModel.from_config(model.get_config())
+    assert rebuilt.task_names == ("click", "conversion")
+    with pytest.raises(ValueError, match="reserved"):
+        model_lib.MultiTaskModel(
+            dataclasses.replace(SMALL_MODEL, tasks=(config_lib.TaskConfig("loss", "click"),)),
+            model_lib.vocab_sizes(tft_output), 6)

@@ -1,0 +1,89 @@
+"""trainer.train.run end to end on 2 replicas, and the SavedModel it exports."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipelines import examples
+from tests.trainer.synthetic import NUM_EVAL, NUM_TRAIN, make_config, make_rows
+from trainer import export, train
+
+PER_REPLICA = 16
+EPOCHS = 2
+
+
+@pytest.fixture(scope="module")
+def trained(featurized_dir):
+    """(config, result) of one mirrored training run over the featurized folder."""
+    config = make_config(featurized_dir, per_replica_batch_size=PER_REPLICA, epochs=EPOCHS)
+    # A leftover from an "earlier run" that the new run must clear.
+    tf.io.gfile.makedirs(config.layout.train_dir)
+    with open(os.path.join(config.layout.train_dir, "stale.txt"), "w") as f:
+        f.write("old")
+    return config, train.run(config, strategy_name="mirrored")
+
+
+def test_metrics_file_matches_the_result(trained):
+    config, result = trained
+    with open(config.layout.metrics_file) as f:
+        assert json.load(f) == result
+    assert not os.path.exists(os.path.join(config.layout.train_dir, "stale.txt"))
+
+
+def test_metrics_cover_every_task(trained):
+    _, result = trained
+    assert result["eval_examples"] == NUM_EVAL
+    assert set(result["tasks"]) == {"click", "conversion"}
+    for task_metrics in result["tasks"].values():
+        assert 0.0 <= task_metrics["auc"] <= 1.0
+        assert np.isfinite(task_metrics["log_loss"]) and task_metrics["log_loss"] > 0
+        assert 0.0 < task_metrics["positive_rate"] < 1.0
+        assert 0.0 < task_metrics["mean_prediction"] < 1.0
+
+
+def test_training_record_describes_the_distributed_run(trained):
+    _, result = trained
+    record = result["training"]
+    replicas = len(tf.config.list_logical_devices("GPU")) or 2
+    assert record["strategy"] == "mirrored"
+    assert record["replicas"] == replicas
+    assert record["global_batch_size"] == PER_REPLICA * replicas
+    assert record["steps"] == EPOCHS * (NUM_TRAIN // record["global_batch_size"])
+    assert record["epochs"] == EPOCHS and len(record["loss"]) == EPOCHS
+    assert all(np.isfinite(record["loss"])) and record["examples_per_second"] > 0
+
+
+def test_exported_signature_scores_raw_examples(trained):
+    config, _ = trained
+    loaded = tf.saved_model.load(config.layout.model_dir)
+    serve = loaded.signatures[export.SIGNATURE]
+    (arg,) = serve.structured_input_signature[1].values()
+    assert set(serve.structured_input_signature[1]) == {export.INPUT_NAME}
+    assert arg.dtype == tf.string and arg.shape.as_list() == [None]
+    assert set(serve.structured_outputs) == {"p_click", "p_conversion"}
+
+    rows = make_rows(5, seed=9)
+    rows[0]["user_id"] = "never-seen-user"  # out of vocabulary still scores
+    raw = [examples.encode(r, examples.example_names(include_labels=False)) for r in rows]
+    out = serve(examples=tf.constant(raw))
+    for name in ("p_click", "p_conversion"):
+        values = out[name].numpy()
+        assert out[name].dtype == tf.float32 and values.shape == (5,)
+        assert np.all((values > 0) & (values < 1))
+
+
+def test_missing_featurize_output_fails_clearly(tmp_path):
+    with pytest.raises(FileNotFoundError, match="featurize"):
+        train.run(make_config(str(tmp_path)), strategy_name="default")
+
+
+def test_a_batch_larger_than_the_train_split_fails_clearly(featurized_dir, tmp_path):
+    # A private copy of the featurize output, so the shared run folder is untouched.
+    config = make_config(str(tmp_path), per_replica_batch_size=NUM_TRAIN + 1)
+    shutil.copytree(os.path.join(featurized_dir, "featurize"), config.layout.featurize_dir)
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        train.run(config, strategy_name="default")
