@@ -90,8 +90,13 @@ class _ParsePair(beam.DoFn):
         yield fields[0].strip(), fields[1].strip()
 
 
-class ReadTable(beam.PTransform):
-    """Reads an ingest side table (items or users) keyed by its id."""
+def _keyed_row(serialized: bytes, key: str):
+    row = examples.decode(serialized)
+    return row[key], row
+
+
+class ReadSideTable(beam.PTransform):
+    """Reads an ingest side table (items or users) as (id, row) pairs."""
 
     def __init__(self, pattern: str, key: str):
         super().__init__()
@@ -99,10 +104,9 @@ class ReadTable(beam.PTransform):
         self._key = key
 
     def expand(self, pbegin):
-        key = self._key
         return (pbegin
                 | "Read" >> beam.io.ReadFromTFRecord(self._pattern, validate=False)
-                | "Decode" >> beam.Map(lambda b: (lambda row: (row[key], row))(examples.decode(b))))
+                | "Decode" >> beam.Map(_keyed_row, self._key))
 
 
 class BuildRawExamples(beam.PTransform):
@@ -196,8 +200,8 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
     start = time.time()
     pipeline = beam.Pipeline(options=beam_options.pipeline_options(beam_args))
     read = pipeline | "ReadPairs" >> ReadPairs(pattern)
-    users = pipeline | "ReadUsers" >> ReadTable(layout.users_table + "*", F.USER_KEY)
-    items = pipeline | "ReadItems" >> ReadTable(layout.items_table + "*", F.ITEM_KEY)
+    users = pipeline | "ReadUsers" >> ReadSideTable(layout.users_table + "*", F.USER_KEY)
+    items = pipeline | "ReadItems" >> ReadSideTable(layout.items_table + "*", F.ITEM_KEY)
     joined = read.pairs | "BuildRawExamples" >> BuildRawExamples(users, items)
     _ = (
         joined.examples
