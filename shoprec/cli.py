@@ -8,11 +8,16 @@ the same job that runs locally on the FnApiRunner by default.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from typing import List, Optional, Sequence
 
 STAGES = ("generate", "ingest", "featurize", "train", "score", "demo")
+
+# Generator settings that can be given as flags, e.g. `shoprec generate --num_users 100000`.
+GENERATE_FLAGS = (("seed", int), ("num_users", int), ("num_items", int), ("days", int),
+                  ("sessions_per_user", float), ("impressions_per_session", int))
 
 _HELP = {
     "generate": "write the synthetic shop (users, items, images, events, ground truth)",
@@ -41,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--strategy", default=None,
                            choices=("auto", "default", "mirrored", "multi_worker"),
                            help="tf.distribute strategy (default: training.strategy in config)")
+        if stage in ("generate", "demo"):
+            sizes = p.add_argument_group("generated data (override the config's generate section)")
+            for flag, kind in GENERATE_FLAGS:
+                sizes.add_argument(f"--{flag}", type=kind, default=None)
         if stage == "score":
             p.add_argument("--pairs", default=None,
                            help="user_id,item_id CSV to score (default: eval-window pairs)")
@@ -57,6 +66,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (config_lib.ConfigError, OSError) as err:
         print(f"shoprec: {err}", file=sys.stderr)
         return 2
+    sizes = {flag: getattr(args, flag, None) for flag, _ in GENERATE_FLAGS}
+    sizes = {k: v for k, v in sizes.items() if v is not None}
+    if sizes:
+        config = dataclasses.replace(config, generate=dataclasses.replace(config.generate, **sizes))
     return run_stage(args.stage, config, beam_args, args)
 
 
