@@ -16,22 +16,30 @@ import apache_beam as beam
 
 from pipelines import dead_letter as dl
 from pipelines.outputs import Outputs
-from pipelines.parse import EVENT_TYPE_COLUMN, EVENTS, csv_line
+from pipelines.parse import EVENT_TYPE_KEY, EVENTS, csv_line
+from shoprec import dataset as ds
 from transforms import features as F
 
+# Keys of match_labels' examples; BuildExamples renames them to the registry's labels.
 CLICK = "click"
 CONVERSION = "conversion"
-assert {CLICK, CONVERSION} == {f.name for f in F.labels()}, "registry labels changed"
 
 # At equal timestamps an impression precedes its click and a click its purchase:
 # logs written at one-second resolution often stamp them alike.
-_ORDER = {"impression": 0, "click": 1, "purchase": 2}
+_ORDER = {stage: i for i, stage in enumerate(ds.FUNNEL)}
+_CORE = (F.TIMESTAMP_KEY, F.USER_KEY, F.ITEM_KEY, EVENT_TYPE_KEY)
 
 
 def event_record(event: Dict[str, Any]) -> str:
-    """An event as a CSV line in input column order, for dead letters."""
-    return csv_line([event[F.TIMESTAMP_KEY], event[F.USER_KEY], event[F.ITEM_KEY],
-                     event[EVENT_TYPE_COLUMN]])
+    """An event as a CSV line (timestamp, user, item, type, kept columns), for dead letters."""
+    extras = [event[k] for k in sorted(event) if k not in _CORE]
+    return csv_line([event[k] for k in _CORE] + extras)
+
+
+def event_order(event: Dict[str, Any]):
+    """Sort key: time, then funnel order at equal times, then the rest for stability."""
+    return (event[F.TIMESTAMP_KEY], _ORDER[event[EVENT_TYPE_KEY]], event[F.ITEM_KEY],
+            event_record(event))
 
 
 def match_labels(events: Iterable[Tuple[int, str]], click_window_s: int,
@@ -108,51 +116,74 @@ class DropUnknownItems(beam.PTransform):
         return Outputs(out.main, out[dl.DEAD_LETTER_TAG])
 
 
-def _dedup(event_and_count):
+def _dedup(event_and_count, policy: str):
     key, count = event_and_count
-    event = dict(zip((F.TIMESTAMP_KEY, F.USER_KEY, F.ITEM_KEY, EVENT_TYPE_COLUMN), key))
+    event = dict(key)
     yield event
+    if policy == "quantity":
+        # Identical rows are units of one purchase (e.g. H&M logs one row per
+        # unit): one event stands for all of them, and the units are counted.
+        if count > 1:
+            beam.metrics.Metrics.counter(dl.NAMESPACE, "units_collapsed/events").inc(count - 1)
+        return
     for _ in range(count - 1):
         yield dl.tagged(EVENTS, "duplicate_event", f"{count} identical copies",
                         event_record(event))
 
 
 class DedupEvents(beam.PTransform):
-    """Keeps one copy of identical events; every other copy is a ``duplicate_event``.
+    """Keeps one copy of identical events.
 
-    Events are identical when timestamp (after parsing, so ISO and unix forms
-    of one instant match), user, item and type all are.
+    Events are identical when every parsed value is: timestamp (after parsing,
+    so ISO and unix forms of one instant match), user, item, type and the kept
+    event columns. Policy ``dead_letter``: every other copy is a
+    ``duplicate_event``. Policy ``quantity``: the copies are units of one
+    event, counted under ``units_collapsed/events``.
     """
+
+    def __init__(self, policy: str = "dead_letter"):
+        super().__init__()
+        if policy not in ds.DEDUP_POLICIES:
+            raise ValueError(f"dedup policy must be one of {ds.DEDUP_POLICIES}")
+        self._policy = policy
 
     def expand(self, events) -> Outputs:
         out = (events
-               | "Key" >> beam.Map(lambda e: (e[F.TIMESTAMP_KEY], e[F.USER_KEY], e[F.ITEM_KEY],
-                                              e[EVENT_TYPE_COLUMN]))
+               | "Key" >> beam.Map(lambda e: tuple(sorted(e.items())))
                | "Count" >> beam.combiners.Count.PerElement()
-               | "KeepOne" >> beam.FlatMap(_dedup).with_outputs(dl.DEAD_LETTER_TAG, main="main"))
+               | "KeepOne" >> beam.FlatMap(_dedup, self._policy).with_outputs(
+                   dl.DEAD_LETTER_TAG, main="main"))
         return Outputs(out.main, out[dl.DEAD_LETTER_TAG])
 
 
 class BuildExamples(beam.PTransform):
     """Events → one labelled example per impression (see :func:`match_labels`).
 
-    Output rows: {'user_id', 'item_id', 'timestamp', 'click', 'conversion'}.
-    Unmatched clicks and purchases are ``orphan_click`` / ``orphan_purchase``.
+    Output rows: {'user_id', 'item_id', 'timestamp', <click label>, <purchase
+    label>}, the labels named by the registry labels whose ``event_type`` is
+    ``click`` and ``purchase``. Unmatched clicks and purchases are
+    ``orphan_click`` / ``orphan_purchase``; other funnel events take no part.
     """
 
-    def __init__(self, click_window_s: int, conversion_window_s: int):
+    def __init__(self, click_window_s: int, conversion_window_s: int, registry: F.Registry):
         super().__init__()
         self._click_window_s = int(click_window_s)
         self._conversion_window_s = int(conversion_window_s)
+        by_event = {f.event_type: f.name for f in registry.labels()}
+        self._names = {CLICK: by_event.get("click"), CONVERSION: by_event.get("purchase")}
 
     def expand(self, events) -> Outputs:
         click_window_s, conversion_window_s = self._click_window_s, self._conversion_window_s
+        names = self._names
 
         def label(pair_and_events):
             (user_id, item_id), timed = pair_and_events
             examples, orphans = match_labels(timed, click_window_s, conversion_window_s)
             for example in examples:
-                yield dict(example, **{F.USER_KEY: user_id, F.ITEM_KEY: item_id})
+                row = {F.USER_KEY: user_id, F.ITEM_KEY: item_id,
+                       F.TIMESTAMP_KEY: example[F.TIMESTAMP_KEY]}
+                row.update({name: example[key] for key, name in names.items() if name})
+                yield row
             for ts, kind in orphans:
                 window = click_window_s if kind == "click" else conversion_window_s
                 earlier = "impression" if kind == "click" else "click"
@@ -161,8 +192,10 @@ class BuildExamples(beam.PTransform):
                                 csv_line([ts, user_id, item_id, kind]))
 
         out = (events
+               | "FunnelOnly" >> beam.Filter(
+                   lambda e: e[EVENT_TYPE_KEY] in ("impression", "click", "purchase"))
                | "KeyByPair" >> beam.Map(lambda e: ((e[F.USER_KEY], e[F.ITEM_KEY]),
-                                                    (e[F.TIMESTAMP_KEY], e[EVENT_TYPE_COLUMN])))
+                                                    (e[F.TIMESTAMP_KEY], e[EVENT_TYPE_KEY])))
                | "GroupByPair" >> beam.GroupByKey()
                | "Label" >> beam.FlatMap(label).with_outputs(dl.DEAD_LETTER_TAG, main="main"))
         return Outputs(out.main, out[dl.DEAD_LETTER_TAG])

@@ -14,6 +14,8 @@ from transforms import features as F
 
 
 def _value_feature(feature_dtype: str, value: Any) -> tf.train.Feature:
+    if isinstance(value, (list, tuple)):
+        return _list_feature(feature_dtype, value)
     if feature_dtype == "string":
         data = value if isinstance(value, bytes) else str(value).encode("utf-8")
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=[data]))
@@ -22,44 +24,49 @@ def _value_feature(feature_dtype: str, value: Any) -> tf.train.Feature:
     return tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
 
 
-def encode(row: Mapping[str, Any], names: Iterable[str]) -> bytes:
-    """Serializes ``row[name]`` for each registry feature name (plus timestamp).
+def _list_feature(feature_dtype: str, values) -> tf.train.Feature:
+    if feature_dtype == "string":
+        data = [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in values]
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=data))
+    if feature_dtype == "int64":
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
+
+
+def encode(row: Mapping[str, Any], names: Iterable[str], registry: F.Registry) -> bytes:
+    """Serializes ``row[name]`` for each registry feature name (plus metadata).
 
     Args:
-        row: Values keyed by registry feature name; ``timestamp`` (unix seconds)
-            is written too when present.
+        row: Values keyed by registry feature name (a list for a list
+            feature); the registry's timestamp and sampled keys are written
+            too when present.
         names: Registry feature names to write; each must be in ``row``.
+        registry: The registry the names belong to.
 
     Raises:
         KeyError: a named feature is missing from ``row``.
     """
     feats: Dict[str, tf.train.Feature] = {}
     for name in names:
-        feats[name] = _value_feature(F.BY_NAME[name].dtype, row[name])
-    if F.TIMESTAMP_KEY in row:
-        feats[F.TIMESTAMP_KEY] = _value_feature("int64", row[F.TIMESTAMP_KEY])
+        feature = registry.by_name[name]
+        value = row[name]
+        feats[name] = (_list_feature(feature.dtype, value) if feature.is_list
+                       else _value_feature(feature.dtype, value))
+    for meta in (registry.timestamp_key, registry.sampled_key):
+        if meta in row:
+            feats[meta] = _value_feature("int64", row[meta])
     return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
 
 
-def decode(serialized: bytes) -> Dict[str, Any]:
-    """Inverse of :func:`encode` for scalar features (strings come back as str)."""
+def decode(serialized: bytes, registry: F.Registry) -> Dict[str, Any]:
+    """Inverse of :func:`encode` (strings come back as str, list features as lists)."""
     example = tf.train.Example.FromString(serialized)
     out: Dict[str, Any] = {}
     for name, feat in example.features.feature.items():
         kind = feat.WhichOneof("kind")
-        (value,) = getattr(feat, kind).value
-        if kind == "bytes_list" and not (name in F.BY_NAME and F.BY_NAME[name].kind == F.Kind.IMAGE):
-            value = value.decode("utf-8")
-        out[name] = value
+        feature = registry.by_name.get(name)
+        values = list(getattr(feat, kind).value) if kind else []
+        if kind == "bytes_list" and not (feature is not None and feature.kind == F.Kind.IMAGE):
+            values = [v.decode("utf-8") for v in values]
+        out[name] = values if feature is not None and feature.is_list else values[0]
     return out
-
-
-def example_names(include_labels: bool = True) -> list:
-    """Registry names a full raw example carries, in registry order."""
-    return [f.name for f in F.FEATURES if include_labels or f.kind != F.Kind.LABEL]
-
-
-def source_names(source: F.Source) -> list:
-    """Registry names of one side table (items or users), key first."""
-    key = F.ITEM_KEY if source == F.Source.ITEM else F.USER_KEY
-    return [key] + [f.name for f in F.of_source(source)]

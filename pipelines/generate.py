@@ -143,7 +143,7 @@ def _write_images(rng, config, world, item_ids) -> Dict[str, List[str]]:
     """Writes one PNG per item; a fraction are left missing, corrupt or empty on purpose."""
     import tensorflow as tf
 
-    gen, root = config.generate, config.path(config.inputs.images_root)
+    gen, root = config.generate, config.input_path(config.inputs.images_root)
     os.makedirs(os.path.join(root, "images"), exist_ok=True)
     faulty = rng.random(len(item_ids)) < gen.missing_image_fraction
     fault_kind = rng.integers(0, len(IMAGE_FAULTS), len(item_ids))
@@ -204,12 +204,15 @@ def run(config: config_lib.Config) -> dict:
     item_ids = np.array([f"i{i:05d}" for i in range(gen.num_items)])
     colour_names = list(COLOURS)
 
-    users = _TableWriter(config.path(inp.users), ("user_id", "age", "region", "membership"), fmt)
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"generate writes csv or parquet, not {fmt!r}")
+    users = _TableWriter(config.input_path(inp.users), ("user_id", "age", "region", "membership"),
+                         fmt)
     users.write([(user_ids[u], "" if world["age_missing"][u] else str(world["age"][u]),
                   REGIONS[world["region"][u]], MEMBERSHIPS[world["member"][u]])
                  for u in range(gen.num_users)])
     users.close()
-    items = _TableWriter(config.path(inp.items), ("item_id", "category", "brand", "colour",
+    items = _TableWriter(config.input_path(inp.items), ("item_id", "category", "brand", "colour",
                                                    "price", "image_path"), fmt)
     items.write([(item_ids[i], CATEGORIES[world["category"][i]], f"brand{world['brand'][i]:02d}",
                   colour_names[world["colour"][i]], f"{world['price'][i]:.2f}",
@@ -225,11 +228,11 @@ def run(config: config_lib.Config) -> dict:
     # Users per chunk: bounds the sessions x items Gumbel matrix to ~2M cells.
     width = min(gen.num_items, _MAX_GUMBEL_ITEMS)
     chunk = max(1, int(2e6 // (max(gen.sessions_per_user, 1.0) * width)))
-    events = _TableWriter(config.path(inp.events), EVENT_COLUMNS, fmt)
+    events = _TableWriter(config.input_path(inp.events), EVENT_COLUMNS, fmt)
     truth_file = None
     if inp.truth:
-        os.makedirs(os.path.dirname(config.path(inp.truth)) or ".", exist_ok=True)
-        truth_file = open(config.path(inp.truth), "w", newline="", buffering=1 << 20)
+        os.makedirs(os.path.dirname(config.input_path(inp.truth)) or ".", exist_ok=True)
+        truth_file = open(config.input_path(inp.truth), "w", newline="", buffering=1 << 20)
         truth_file.write(",".join(TRUTH_COLUMNS) + "\n")
     counts = dict.fromkeys(("impressions", "clicks", "purchases", "truth_rows", "event_rows",
                             "duplicate_rows"), 0)
@@ -295,9 +298,9 @@ def run(config: config_lib.Config) -> dict:
         "missing_images": len(bad_images["missing"]),
         "corrupt_images": len(bad_images["random_bytes"]) + len(bad_images["truncated"]),
         "empty_images": len(bad_images["empty"]), "bad_images": bad_images,
-        "paths": {"users": config.path(inp.users), "items": config.path(inp.items),
-                  "events": config.path(inp.events), "truth": config.path(inp.truth),
-                  "images_root": config.path(inp.images_root)},
+        "paths": {"users": config.input_path(inp.users), "items": config.input_path(inp.items),
+                  "events": config.input_path(inp.events), "truth": config.input_path(inp.truth),
+                  "images_root": config.input_path(inp.images_root)},
     }
 
 

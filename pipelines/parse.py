@@ -1,16 +1,19 @@
-"""Validating input rows against the feature registry.
+"""Validating input rows against the data set's raw schema and the feature registry.
 
-Every row is checked against its registry record (required, type, inclusive
-range) before anything joins it; a row that fails becomes a dead letter with a
-stable reason and the raw record as read, and good rows pass on as plain dicts
-keyed by registry feature name. Rows come from :class:`pipelines.read.ReadTable`,
-which yields the same rows for CSV and Parquet.
+Every row is checked column by column against its table's raw schema (type,
+required, range, allowed values, timestamp format), then its feature columns
+are converted as their registry records say. A row that fails becomes a dead
+letter with a stable reason and the raw record as read; good rows pass on as
+plain dicts: events keyed by role (timestamp, user_id, item_id, event_type as
+our funnel stage, plus the event columns labels or items need), tables keyed
+by registry feature name. Rows come from :class:`pipelines.read.ReadTable`,
+which yields the same rows for CSV, JSONL and Parquet.
 """
 
 from __future__ import annotations
 
 import csv
-import functools
+import datetime as dt
 import io
 import json
 import math
@@ -20,6 +23,7 @@ import apache_beam as beam
 
 from pipelines import dead_letter as dl
 from pipelines.outputs import Outputs
+from shoprec import dataset as ds
 from shoprec.config import parse_timestamp
 from transforms import features as F
 
@@ -27,16 +31,10 @@ EVENTS = "events"
 ITEMS = "items"
 USERS = "users"
 
-EVENT_TYPES = ("impression", "click", "purchase")
-TIMESTAMP_COLUMN = "timestamp"
-EVENT_TYPE_COLUMN = "event_type"
-EVENT_COLUMNS = (TIMESTAMP_COLUMN, F.USER_KEY, F.ITEM_KEY, EVENT_TYPE_COLUMN)
-IMAGE_PATH_COLUMN = "image_path"
-
-# Item features ingest derives from the photo instead of reading a column.
-IMAGE_KEY = F.image_feature().name
+EVENT_TYPE_KEY = "event_type"
+IMAGE_PATH_KEY = "image_path"
+# The item flag ingest derives from the photo instead of reading a column.
 HAS_IMAGE_KEY = "item_has_image"
-assert HAS_IMAGE_KEY in F.BY_NAME, "registry lost the image-presence flag"
 
 
 class RowError(ValueError):
@@ -48,27 +46,6 @@ class RowError(ValueError):
         self.detail = detail
 
 
-def table_key(source: F.Source) -> F.Feature:
-    """The registry feature keying a side table (items or users)."""
-    return F.BY_NAME[F.ITEM_KEY if source == F.Source.ITEM else F.USER_KEY]
-
-
-def table_features(source: F.Source) -> Tuple[F.Feature, ...]:
-    """Registry features read from a side table's own columns, key first."""
-    derived = {IMAGE_KEY, HAS_IMAGE_KEY}
-    return (table_key(source),) + tuple(
-        f for f in F.of_source(source) if f.name not in derived)
-
-
-def required_columns(input_name: str) -> List[str]:
-    """Columns an input file's header must name; optional ones may be absent."""
-    if input_name == EVENTS:
-        return list(EVENT_COLUMNS)
-    source = F.Source.ITEM if input_name == ITEMS else F.Source.USER
-    columns = [f.source_column for f in table_features(source) if f.required]
-    return columns + ([IMAGE_PATH_COLUMN] if input_name == ITEMS else [])
-
-
 def is_missing(value: Any) -> bool:
     """Blank strings, None and NaN (Parquet nulls) all mean 'no value'."""
     if value is None:
@@ -78,12 +55,81 @@ def is_missing(value: Any) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
+def _number(text: str, kind: str, column: str):
+    try:
+        number = float(text) if kind == "float" else int(text)
+    except ValueError as err:
+        raise RowError("bad_type", f"{column}={text!r} is not {kind}") from err
+    if not math.isfinite(number):
+        raise RowError("bad_type", f"{column}={text!r} is not finite")
+    return number
+
+
+def to_timestamp(value: Any, fmt: str, column: str = "timestamp") -> int:
+    """Parses a raw timestamp in ``fmt`` (see ``ColumnSpec``) into unix seconds.
+
+    Raises:
+        RowError: ``bad_timestamp``.
+    """
+    text = str(value).strip()
+    try:
+        if fmt == "auto":
+            return parse_timestamp(text)
+        if fmt in ("unix_s", "unix_ms"):
+            seconds = float(text) / (1000 if fmt == "unix_ms" else 1)
+            if not math.isfinite(seconds):
+                raise ValueError("not finite")
+            return int(seconds)
+        if fmt == "iso":
+            return parse_timestamp(dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+                                   .isoformat())
+        parsed = dt.datetime.strptime(text, fmt)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.timezone.utc)
+        return int(parsed.timestamp())
+    except (ValueError, OverflowError) as err:
+        raise RowError("bad_timestamp", f"{column}={value!r}: {err}") from err
+
+
+def check_column(spec: ds.ColumnSpec, value: Any) -> Any:
+    """Validates one raw value against its schema column.
+
+    Returns:
+        The value typed (str, int, float; timestamps as unix seconds), or None
+        when an optional value is missing.
+
+    Raises:
+        RowError: ``missing_field``, ``bad_type``, ``bad_timestamp``,
+        ``out_of_range`` or ``bad_value`` (not one of the allowed values).
+    """
+    if is_missing(value):
+        if spec.required:
+            raise RowError("missing_field", f"{spec.name} is empty")
+        return None
+    text = str(value).strip()
+    if spec.type == "timestamp":
+        return to_timestamp(text, spec.format, spec.name)
+    if spec.type == "string":
+        typed = text
+    else:
+        if isinstance(value, float) and spec.type == "int" and value.is_integer():
+            text = str(int(value))  # Parquet/JSON may carry ints as floats.
+        typed = _number(text, spec.type, spec.name)
+        if (spec.min is not None and typed < spec.min) or (
+                spec.max is not None and typed > spec.max):
+            raise RowError("out_of_range", f"{spec.name}={value!r} outside "
+                                           f"[{spec.min}, {spec.max}]")
+    if spec.values and text not in spec.values and str(typed) not in spec.values:
+        raise RowError("bad_value", f"{spec.name}={value!r} not in {list(spec.values)}")
+    return typed
+
+
 def convert(feature: F.Feature, value: Any) -> Any:
     """Validates one raw value and returns it typed for ``feature``.
 
     Args:
         feature: The registry record the value belongs to.
-        value: The value as read (a CSV string, or a Parquet scalar).
+        value: The value as read (a CSV string, or a Parquet/JSON scalar).
 
     Returns:
         str, float or int per ``feature.dtype``; the registry default when an
@@ -98,14 +144,10 @@ def convert(feature: F.Feature, value: Any) -> Any:
             raise RowError("missing_field", f"{column} is empty")
         return feature.default
     if feature.dtype == "string":
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # A numeric code read as float is still the same id.
         return str(value).strip()
-    try:
-        text = str(value).strip()
-        number = float(text) if feature.dtype == "float32" else int(text)
-    except ValueError as err:
-        raise RowError("bad_type", f"{column}={value!r} is not {feature.dtype}") from err
-    if not math.isfinite(number):
-        raise RowError("bad_type", f"{column}={value!r} is not finite")
+    number = _number(str(value).strip(), "float" if feature.dtype == "float32" else "int", column)
     low, high = feature.min_value, feature.max_value
     if feature.kind == F.Kind.FLAG:
         low, high = 0, 1  # Flags are 0/1 whatever the registry leaves unset.
@@ -114,46 +156,87 @@ def convert(feature: F.Feature, value: Any) -> Any:
     return number
 
 
-def parse_event(row: Dict[str, Any]) -> Dict[str, Any]:
-    """Validates one events row.
+def required_columns(table) -> List[str]:
+    """Columns an input file's header must name; optional ones may be absent."""
+    columns = [c.name for c in table.columns if c.required]
+    if isinstance(table, ds.TableSpec):
+        columns += [c for c in ds.pattern_columns(table.image_path) if c not in columns
+                    and "{" in (table.image_path or "")]
+    return columns
 
-    Returns:
-        {'timestamp': unix seconds, 'user_id', 'item_id', 'event_type'}.
 
-    Raises:
-        RowError: missing_field, bad_timestamp or bad_event_type.
+class EventParser:
+    """Validates an events row into {timestamp, user_id, item_id, event_type, kept columns}.
+
+    Picklable, so Beam ships it to workers.
     """
-    out = {name: convert(F.BY_NAME[name], row.get(name)) for name in (F.USER_KEY, F.ITEM_KEY)}
-    raw_ts = row.get(TIMESTAMP_COLUMN)
-    if is_missing(raw_ts):
-        raise RowError("missing_field", "timestamp is empty")
-    try:
-        out[F.TIMESTAMP_KEY] = parse_timestamp(raw_ts)
-    except (ValueError, OverflowError) as err:
-        raise RowError("bad_timestamp", f"timestamp={raw_ts!r}: {err}") from err
-    raw_type = row.get(EVENT_TYPE_COLUMN)
-    if is_missing(raw_type):
-        raise RowError("missing_field", "event_type is empty")
-    event_type = str(raw_type).strip().lower()
-    if event_type not in EVENT_TYPES:
-        raise RowError("bad_event_type", f"event_type={raw_type!r} not in {EVENT_TYPES}")
-    out[EVENT_TYPE_COLUMN] = event_type
-    return out
+
+    def __init__(self, dataset: ds.DatasetConfig):
+        self._spec = dataset.events
+        self._funnel = dataset.funnel_of
+        self._kept = dataset.event_columns_kept()
+        start, end = (dataset.events.time_range or (None, None))
+        self._range = (None if start is None else parse_timestamp(start),
+                       None if end is None else parse_timestamp(end))
+
+    def __call__(self, row: Dict[str, Any]) -> Dict[str, Any]:
+        spec = self._spec
+        typed = {c.name: check_column(c, row.get(c.name)) for c in spec.columns}
+        ts = typed[spec.timestamp]
+        start, end = self._range
+        if (start is not None and ts < start) or (end is not None and ts >= end):
+            raise RowError("timestamp_out_of_range",
+                           f"{spec.timestamp}={row.get(spec.timestamp)!r} outside the data "
+                           f"set's time range {list(spec.time_range)}")
+        out = {F.TIMESTAMP_KEY: ts, F.USER_KEY: typed[spec.user_id],
+               F.ITEM_KEY: typed[spec.item_id]}
+        if spec.event_type:
+            raw_type = typed[spec.event_type]
+            if raw_type is None:
+                raise RowError("missing_field", f"{spec.event_type} is empty")
+            stage = self._funnel.get(str(raw_type).lower())
+            if stage is None:
+                raise RowError("bad_event_type", f"{spec.event_type}={raw_type!r} not in "
+                                                 f"{sorted(self._funnel)}")
+        else:
+            stage = spec.event_value
+        out[EVENT_TYPE_KEY] = stage
+        for column in self._kept:
+            out[column] = "" if typed[column] is None else str(typed[column])
+        return out
 
 
-def parse_table_row(source: F.Source, row: Dict[str, Any]) -> Dict[str, Any]:
-    """Validates one items or users row into {registry name: typed value}.
+class TableParser:
+    """Validates an items or users row into {registry name: typed value}.
 
     Items also keep ``image_path`` ('' when absent) for the image loader.
-
-    Raises:
-        RowError: the first failing value's reason.
     """
-    out = {f.name: convert(f, row.get(f.source_column)) for f in table_features(source)}
-    if source == F.Source.ITEM:
-        path = row.get(IMAGE_PATH_COLUMN)
-        out[IMAGE_PATH_COLUMN] = "" if is_missing(path) else str(path).strip()
-    return out
+
+    def __init__(self, dataset: ds.DatasetConfig, source: F.Source):
+        registry = dataset.registry
+        self._table = dataset.items if source == F.Source.ITEM else dataset.users
+        self._source = source
+        self._key = registry.item_key if source == F.Source.ITEM else registry.user_key
+        self._features = table_features(registry, source)
+
+    def __call__(self, row: Dict[str, Any]) -> Dict[str, Any]:
+        typed = {c.name: check_column(c, row.get(c.name)) for c in self._table.columns}
+        out = {self._key: convert(self._features[0], row.get(self._table.key))}
+        for f in self._features[1:]:
+            out[f.name] = convert(f, typed.get(f.source_column))
+        if self._source == F.Source.ITEM:
+            pattern = self._table.image_path
+            out[IMAGE_PATH_KEY] = ds.image_path(pattern, row) if pattern else ""
+        return out
+
+
+def table_features(registry: F.Registry, source: F.Source) -> Tuple[F.Feature, ...]:
+    """Registry features read from a side table's own columns, key first."""
+    image = registry.image_feature()
+    derived = {image.name, HAS_IMAGE_KEY} if image is not None else set()
+    key = registry.item_key if source == F.Source.ITEM else registry.user_key
+    return (registry.by_name[key],) + tuple(
+        f for f in registry.of_source(source) if f.name not in derived)
 
 
 class _Validate(beam.DoFn):
@@ -190,24 +273,34 @@ def _first_of_key(input_name: str, key_and_rows):
 class ParseEvents(beam.PTransform):
     """(record, row) pairs → validated event dicts, plus dead letters."""
 
+    def __init__(self, dataset: ds.DatasetConfig):
+        super().__init__()
+        self._parser = EventParser(dataset)
+
     def expand(self, records) -> Outputs:
-        parsed = records | "Validate" >> beam.ParDo(_Validate(EVENTS, parse_event)).with_outputs(
+        parsed = records | "Validate" >> beam.ParDo(_Validate(EVENTS, self._parser)).with_outputs(
             dl.DEAD_LETTER_TAG, main="main")
         return Outputs(parsed.main, parsed[dl.DEAD_LETTER_TAG])
 
 
-class _ParseTable(beam.PTransform):
-    """(record, row) pairs → (key, validated row), one row per key, plus dead letters."""
+class ParseTable(beam.PTransform):
+    """(record, row) pairs → (key, validated row), one row per key, plus dead letters.
 
-    source: F.Source
-    input_name: str
+    Items rows carry ``image_path``; a second row with the same key is a
+    ``duplicate_key`` dead letter.
+    """
+
+    def __init__(self, dataset: ds.DatasetConfig, source: F.Source):
+        super().__init__()
+        self._parser = TableParser(dataset, source)
+        self._input = ITEMS if source == F.Source.ITEM else USERS
+        registry = dataset.registry
+        self._key = registry.item_key if source == F.Source.ITEM else registry.user_key
 
     def expand(self, records) -> Outputs:
-        source, input_name = self.source, self.input_name
-        key = table_key(source).name
+        input_name, key = self._input, self._key
         parsed = records | "Validate" >> beam.ParDo(
-            _Validate(input_name, functools.partial(parse_table_row, source))).with_outputs(
-                dl.DEAD_LETTER_TAG, main="main")
+            _Validate(input_name, self._parser)).with_outputs(dl.DEAD_LETTER_TAG, main="main")
         unique = (parsed.main
                   | "Key" >> beam.Map(lambda r: (r[key], r))
                   | "GroupByKey" >> beam.GroupByKey()
@@ -218,24 +311,10 @@ class _ParseTable(beam.PTransform):
         return Outputs(unique.main, dead)
 
 
-class ParseItems(_ParseTable):
-    """(record, row) pairs → (item_id, item row incl. image_path); duplicates rejected."""
-
-    source = F.Source.ITEM
-    input_name = ITEMS
-
-
-class ParseUsers(_ParseTable):
-    """(record, row) pairs → (user_id, user row); duplicates rejected."""
-
-    source = F.Source.USER
-    input_name = USERS
-
-
-def default_user(user_id: str) -> Dict[str, Any]:
+def default_user(user_id: str, registry: F.Registry) -> Dict[str, Any]:
     """The user row for an id the users table lacks: registry defaults."""
-    row: Dict[str, Any] = {F.USER_KEY: user_id}
-    for f in table_features(F.Source.USER)[1:]:
+    row: Dict[str, Any] = {registry.user_key: user_id}
+    for f in table_features(registry, F.Source.USER)[1:]:
         row[f.name] = f.default
     return row
 
@@ -245,3 +324,4 @@ def csv_line(values: Iterable[Any]) -> str:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="").writerow(list(values))
     return buf.getvalue()
+

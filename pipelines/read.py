@@ -1,7 +1,9 @@
-"""Reading an input table, CSV or Parquet, into (record, {column: value}) pairs.
+"""Reading an input table, CSV, JSONL or Parquet, into (record, {column: value}) pairs.
 
-The header is read when the pipeline is built, so a file lacking a required
-column fails before anything runs rather than dead-lettering every row.
+The header (CSV) or schema (Parquet) is read when the pipeline is built, so a
+file lacking a required column fails before anything runs rather than
+dead-lettering every row. JSONL has no header: a line missing a column is a
+row with a missing value.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines import dead_letter as dl
 from pipelines.outputs import Outputs
-from pipelines.parse import required_columns
+
+FORMATS = ("csv", "jsonl", "parquet")
 
 
 def _first_file(pattern: str) -> str:
     matched = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
     if not matched:
-        raise FileNotFoundError(f"no input file matches {pattern}")
+        raise FileNotFoundError(f"no input file matches {pattern} (is --data right?)")
     return matched[0]
 
 
@@ -74,6 +77,28 @@ class _SplitCsv(beam.DoFn):
         yield line, dict(zip(self._header, cells))
 
 
+class _ParseJson(beam.DoFn):
+    """Parses a JSON-lines line into (record, {column: value})."""
+
+    def __init__(self, input_name: str):
+        self._input = input_name
+
+    def process(self, line: str):
+        if not line.strip():
+            beam.metrics.Metrics.counter(dl.NAMESPACE, f"blank_lines/{self._input}").inc()
+            return
+        beam.metrics.Metrics.counter(dl.NAMESPACE, f"rows_read/{self._input}").inc()
+        try:
+            row = json.loads(line)
+        except ValueError as err:
+            yield dl.tagged(self._input, "malformed_row", str(err), line)
+            return
+        if not isinstance(row, dict):
+            yield dl.tagged(self._input, "malformed_row", "not a JSON object", line)
+            return
+        yield line, row
+
+
 class ReadTable(beam.PTransform):
     """Reads one input table as (record, {column: value}) pairs.
 
@@ -83,25 +108,35 @@ class ReadTable(beam.PTransform):
     lacking a required column fails before anything runs.
     """
 
-    def __init__(self, pattern: str, file_format: str, input_name: str):
+    def __init__(self, pattern: str, file_format: str, input_name: str,
+                 required: Sequence[str] = ()):
         """Args:
             pattern: File or glob (local or gs://).
-            file_format: ``csv`` or ``parquet``.
+            file_format: ``csv``, ``jsonl`` or ``parquet``.
             input_name: ``events``, ``items`` or ``users`` (dead letters, counters).
+            required: Columns the header must name (CSV, Parquet).
         """
         super().__init__()
-        if file_format not in ("csv", "parquet"):
+        if file_format not in FORMATS:
             raise ValueError(f"unknown input format {file_format!r}")
         self._pattern = pattern
         self._format = file_format
         self._input = input_name
+        self._required = list(required)
 
     def expand(self, pbegin) -> Outputs:
+        if self._format == "jsonl":
+            _first_file(self._pattern)
+            parsed = (pbegin
+                      | "ReadLines" >> beam.io.ReadFromText(self._pattern, validate=False)
+                      | "ParseJson" >> beam.ParDo(_ParseJson(self._input)).with_outputs(
+                          dl.DEAD_LETTER_TAG, main="main"))
+            return Outputs(parsed.main, parsed[dl.DEAD_LETTER_TAG])
         if self._format == "csv":
             columns = read_header(self._pattern)
         else:
             columns = read_parquet_columns(self._pattern)
-        missing = [c for c in required_columns(self._input) if c not in columns]
+        missing = [c for c in self._required if c not in columns]
         if missing:
             raise ValueError(f"{self._pattern}: {self._input} input lacks column(s) {missing}; "
                              f"has {columns}")

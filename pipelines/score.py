@@ -20,6 +20,8 @@ import pyarrow as pa
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
 from pipelines import dead_letter, examples, options as beam_options
+from pipelines.history import add_matches, empty_history
+from pipelines.parse import default_user
 from shoprec.config import Config
 from transforms import features as F
 
@@ -90,23 +92,24 @@ class _ParsePair(beam.DoFn):
         yield fields[0].strip(), fields[1].strip()
 
 
-def _keyed_row(serialized: bytes, key: str):
-    row = examples.decode(serialized)
+def _keyed_row(serialized: bytes, key: str, registry: F.Registry):
+    row = examples.decode(serialized, registry)
     return row[key], row
 
 
 class ReadSideTable(beam.PTransform):
-    """Reads an ingest side table (items or users) as (id, row) pairs."""
+    """Reads an ingest side table (items, users or user history) as (id, row) pairs."""
 
-    def __init__(self, pattern: str, key: str):
+    def __init__(self, pattern: str, key: str, registry: F.Registry):
         super().__init__()
         self._pattern = pattern
         self._key = key
+        self._registry = registry
 
     def expand(self, pbegin):
         return (pbegin
                 | "Read" >> beam.io.ReadFromTFRecord(self._pattern, validate=False)
-                | "Decode" >> beam.Map(_keyed_row, self._key))
+                | "Decode" >> beam.Map(_keyed_row, self._key, self._registry))
 
 
 class BuildRawExamples(beam.PTransform):
@@ -114,35 +117,50 @@ class BuildRawExamples(beam.PTransform):
 
     A pair naming an unknown item is a dead letter; an unknown user is scored
     with the registry's user defaults (a new user still gets recommendations).
+    History features are the user's history after their last logged event
+    (ingest's history table), empty for a user it does not know.
     """
 
-    def __init__(self, users, items):
+    def __init__(self, users, items, registry: F.Registry, history=None):
         super().__init__()
         self._users = users
         self._items = items
+        self._registry = registry
+        self._history = history
 
     def expand(self, pairs):
+        history = self._history
+        if history is None:
+            history = pairs.pipeline | "NoHistory" >> beam.Create([])
         return pairs | "Join" >> beam.ParDo(
-            _JoinPair(), users=beam.pvalue.AsDict(self._users), items=beam.pvalue.AsDict(self._items)
+            _JoinPair(self._registry), users=beam.pvalue.AsDict(self._users),
+            items=beam.pvalue.AsDict(self._items), history=beam.pvalue.AsDict(history)
         ).with_outputs(dead_letter.DEAD_LETTER_TAG, main="examples")
 
 
 class _JoinPair(beam.DoFn):
-    _NAMES = examples.example_names(include_labels=False)
-    _USER_DEFAULTS = {f.name: f.default for f in F.of_source(F.Source.USER)}
+    def __init__(self, registry: F.Registry):
+        self._registry = registry
+        self._names = registry.example_names(include_labels=False)
+        self._has_history = bool(registry.of_source(F.Source.HISTORY))
 
-    def process(self, pair: Pair, users, items):
+    def process(self, pair: Pair, users, items, history):
+        registry = self._registry
         user_id, item_id = pair
         item = items.get(item_id)
         if item is None:
             yield dead_letter.tagged("pairs", "unknown_item", f"item {item_id!r} not in catalogue",
                                      f"{user_id},{item_id}")
             return
-        row = dict(self._USER_DEFAULTS)
+        row = empty_history(registry) if self._has_history else {}
+        row.update(default_user(user_id, registry))
         row.update(users.get(user_id, {}))
+        row.update(history.get(user_id, {}))
         row.update(item)
-        row[F.USER_KEY], row[F.ITEM_KEY] = user_id, item_id
-        yield user_id, item_id, examples.encode(row, self._NAMES)
+        row[registry.user_key], row[registry.item_key] = user_id, item_id
+        if self._has_history:
+            add_matches(row, registry)
+        yield user_id, item_id, examples.encode(row, self._names, registry)
 
 
 class RankWithinUser(beam.PTransform):
@@ -200,9 +218,17 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
     start = time.time()
     pipeline = beam.Pipeline(options=beam_options.pipeline_options(beam_args))
     read = pipeline | "ReadPairs" >> ReadPairs(pattern)
-    users = pipeline | "ReadUsers" >> ReadSideTable(layout.users_table + "*", F.USER_KEY)
-    items = pipeline | "ReadItems" >> ReadSideTable(layout.items_table + "*", F.ITEM_KEY)
-    joined = read.pairs | "BuildRawExamples" >> BuildRawExamples(users, items)
+    registry = config.registry
+    users = pipeline | "ReadUsers" >> ReadSideTable(layout.users_table + "*", registry.user_key,
+                                                    registry)
+    items = pipeline | "ReadItems" >> ReadSideTable(layout.items_table + "*", registry.item_key,
+                                                    registry)
+    history = None
+    history_pattern = os.path.join(layout.ingest_dir, "history", "history*")
+    if tf.io.gfile.glob(history_pattern):
+        history = pipeline | "ReadHistory" >> ReadSideTable(history_pattern, registry.user_key,
+                                                            registry)
+    joined = read.pairs | "BuildRawExamples" >> BuildRawExamples(users, items, registry, history)
     _ = (
         joined.examples
         | "Batch" >> beam.BatchElements(min_batch_size=min(64, config.scoring.batch_size),

@@ -13,7 +13,7 @@ import json
 import sys
 from typing import List, Optional, Sequence
 
-STAGES = ("generate", "ingest", "featurize", "train", "score", "demo")
+STAGES = ("generate", "validate", "ingest", "featurize", "train", "score", "demo")
 
 # Generator settings that can be given as flags, e.g. `shoprec generate --num_users 100000`.
 GENERATE_FLAGS = (("seed", int), ("num_users", int), ("num_items", int), ("days", int),
@@ -21,6 +21,7 @@ GENERATE_FLAGS = (("seed", int), ("num_users", int), ("num_items", int), ("days"
 
 _HELP = {
     "generate": "write the synthetic shop (users, items, images, events, ground truth)",
+    "validate": "Beam: run ingest's checks and print the data report, writing no examples",
     "ingest": "Beam: validate, dedup, label, join and split events into raw examples",
     "featurize": "Beam + tensorflow-transform: analyse train, transform train and eval",
     "train": "TFRS multi-task training under a tf.distribute strategy; export",
@@ -42,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="run config YAML (default: the packaged demo config)")
         p.add_argument("--run_dir", default=None,
                        help="override the config's run folder (e.g. a dated partition)")
+        p.add_argument("--data", default=None,
+                       help="folder holding the data set's files (inputs.data_dir); "
+                            "e.g. ../shared/data/hm")
         if stage in ("train", "demo"):
             p.add_argument("--strategy", default=None,
                            choices=("auto", "default", "mirrored", "multi_worker"),
@@ -62,7 +66,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from shoprec import config as config_lib
 
     try:
-        config = config_lib.load(args.config, run_dir=args.run_dir)
+        config = config_lib.load(args.config, run_dir=args.run_dir, data_dir=args.data)
     except (config_lib.ConfigError, OSError) as err:
         print(f"shoprec: {err}", file=sys.stderr)
         return 2
@@ -83,10 +87,20 @@ def run_stage(stage: str, config, beam_args: List[str], args) -> int:
         from pipelines import generate
 
         report = generate.run(config)
-    elif stage == "ingest":
-        from pipelines import ingest
+    elif stage in ("ingest", "validate"):
+        from pipelines import ingest, report as report_lib
 
-        report = ingest.run(config, beam_args)
+        try:
+            report = (ingest.run if stage == "ingest" else ingest.validate)(config, beam_args)
+        except report_lib.DataQualityError as err:
+            if err.report is not None:
+                print(report_lib.render(err.report))
+            print(f"shoprec {stage}: {err}", file=sys.stderr)
+            return 1
+        # The JSON is in the report file; the console gets the readable data report.
+        print(report_lib.render(report))
+        print(f"\nreport: {report['outputs']['report']}")
+        return 0
     elif stage == "featurize":
         from transforms import featurize
 

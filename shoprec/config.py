@@ -16,6 +16,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
+from shoprec import dataset as dataset_lib
+
 
 class ConfigError(ValueError):
     """A config file is malformed or names an unknown key."""
@@ -39,7 +41,9 @@ class GenerateConfig:
 
 @dataclasses.dataclass(frozen=True)
 class InputsConfig:
-    format: str = "csv"  # csv | parquet
+    format: str = "csv"  # csv | jsonl | parquet
+    # Folder the input paths below are relative to (`--data DIR`); None: the run folder.
+    data_dir: Optional[str] = None
     events: str = "raw/events.csv"
     items: str = "raw/items.csv"
     users: str = "raw/users.csv"
@@ -52,14 +56,73 @@ class IngestConfig:
     click_window_s: int = 1800
     conversion_window_s: int = 86400
     eval_start: str = "2026-11-12T00:00:00Z"
+    # Optional third split: examples from here on are `test` (None: no test split).
+    test_start: Optional[str] = None
     num_shards: int = 4
+
+
+TASK_TYPES = ("binary", "regression", "multiclass")
+ARCHITECTURES = ("shared_bottom", "mmoe", "ple", "esmm")
 
 
 @dataclasses.dataclass(frozen=True)
 class TaskConfig:
+    """One training objective.
+
+    Attributes:
+        name: Output key (``p_<name>`` in the serving signature).
+        label: Transformed column holding the target.
+        weight: Weight of this task's loss in the joint loss.
+        type: binary (log loss), regression (squared error) or multiclass
+            (softmax cross-entropy over ``num_classes``).
+        num_classes: multiclass only; 0 takes the label's vocabulary size.
+        condition: A 0/1 label column; the task is defined only where it is 1
+            (e.g. CVR given click): other examples get zero loss weight and are
+            left out of the task's evaluation.
+    """
+
     name: str
     label: str
     weight: float = 1.0
+    type: str = "binary"
+    num_classes: int = 0
+    condition: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpertsConfig:
+    """Experts of MMoE and PLE (ignored by the other architectures)."""
+
+    num_experts: int = 4  # mmoe: experts shared by every task
+    units: Tuple[int, ...] = (64,)  # each expert's MLP
+    shared_experts: int = 2  # ple: shared experts per level
+    task_experts: int = 1  # ple: experts of each task's own per level
+    levels: int = 2  # ple: extraction levels
+
+
+@dataclasses.dataclass(frozen=True)
+class EsmmConfig:
+    """ESMM: pCTCVR = pCTR x pCVR; losses on the CTR and CTCVR tasks over all impressions."""
+
+    ctr_task: str = "click"
+    ctcvr_task: str = "conversion"
+    cvr_output: str = "cvr"  # extra output (p_cvr) of the CVR sub-network
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrievalConfig:
+    """Two-tower retrieval task trained jointly with the ranking tasks."""
+
+    enabled: bool = False
+    weight: float = 1.0
+    embedding_dim: int = 32
+    tower_units: Tuple[int, ...] = (64,)
+    # Cosine similarity / temperature: unit-norm embeddings need a sharp softmax.
+    temperature: float = 0.1
+    positive_label: str = "click"  # impressions with this label 1 are positive pairs
+    # Subtract log(impression share) of each in-batch candidate (Yi et al., RecSys 2019).
+    sampling_bias_correction: bool = True
+    recall_at: Tuple[int, ...] = (10, 50)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +139,24 @@ class ModelConfig:
         TaskConfig("click", "click"),
         TaskConfig("conversion", "conversion"),
     )
+    architecture: str = "shared_bottom"  # shared_bottom | mmoe | ple | esmm
+    experts: ExpertsConfig = ExpertsConfig()
+    esmm: EsmmConfig = EsmmConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlyStoppingConfig:
+    """Stop when a task's eval metric has not improved for ``patience`` epochs.
+
+    Off while ``task`` is None. The metric is computed exactly on the eval
+    split after each epoch; the best epoch's weights are restored.
+    """
+
+    task: Optional[str] = None
+    metric: str = "auc"  # auc | gauc | log_loss | rmse | accuracy
+    patience: int = 2
+    min_delta: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +167,12 @@ class TrainingConfig:
     learning_rate: float = 0.003
     seed: int = 42
     steps_per_epoch: Optional[int] = None  # None: one pass over the train files
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    # Back up the model every epoch and resume from it after a failure.
+    backup_and_restore: bool = True
+    # Train only on examples whose 0/1 label column is 1 (e.g. click, for a
+    # naive CVR baseline); evaluation is not filtered.
+    train_filter: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +191,36 @@ class Config:
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
     scoring: ScoringConfig = ScoringConfig()
+    # What the input files mean; None: the shop `shoprec generate` writes.
+    dataset: Optional[dataset_lib.DatasetConfig] = None
+
+    @property
+    def data(self) -> dataset_lib.DatasetConfig:
+        """The data set description in force (the generated shop's by default)."""
+        return self.dataset if self.dataset is not None else dataset_lib.generated()
+
+    @property
+    def registry(self):
+        """The feature registry every stage of this run uses."""
+        return self.data.registry
+
+    def input_path(self, relative: Optional[str]) -> Optional[str]:
+        """Resolves an ``inputs`` path against ``inputs.data_dir`` (else the run folder)."""
+        if not relative:
+            return None
+        if os.path.isabs(relative) or "://" in relative:
+            return relative
+        base = self.inputs.data_dir
+        if base is None:
+            return self.path(relative)
+        return os.path.join(base if (os.path.isabs(base) or "://" in base) else self.path(base),
+                            relative)
+
+    @property
+    def split_starts(self) -> Tuple[int, Optional[int]]:
+        """(eval start, test start or None) in unix seconds."""
+        test = self.ingest.test_start
+        return self.eval_start_ts, (parse_timestamp(test) if test else None)
 
     def path(self, relative: str) -> str:
         """Resolves a config path against the run folder (absolute paths pass)."""
@@ -182,6 +299,16 @@ class Layout:
         return self._p("train", "metrics.json")
 
     @property
+    def backup_dir(self) -> str:
+        """BackupAndRestore's state; exists only while a training job is unfinished."""
+        return self._p("train", "backup")
+
+    @property
+    def checkpoint_dir(self) -> str:
+        """Final checkpoint of the trained model and optimizer (chief only)."""
+        return self._p("train", "checkpoint")
+
+    @property
     def score_dir(self) -> str:
         return self._p("score")
 
@@ -222,7 +349,12 @@ def _build(cls, data: Any, where: str):
     kwargs: Dict[str, Any] = {}
     for name, value in data.items():
         default = getattr(cls(), name) if _has_defaults(cls) else None
-        if name == "tasks":
+        if name == "dataset":
+            try:
+                value = dataset_lib.from_dict(value, f"{where}.dataset")
+            except ValueError as err:
+                raise ConfigError(str(err)) from err
+        elif name == "tasks":
             if not isinstance(value, list) or not value:
                 raise ConfigError(f"{where}.tasks: expected a non-empty list")
             value = tuple(_build(TaskConfig, t, f"{where}.tasks[{i}]") for i, t in enumerate(value))
@@ -246,12 +378,14 @@ def _has_defaults(cls) -> bool:
     )
 
 
-def load(path: Optional[str] = None, run_dir: Optional[str] = None) -> Config:
+def load(path: Optional[str] = None, run_dir: Optional[str] = None,
+         data_dir: Optional[str] = None) -> Config:
     """Loads a config file (default: the packaged demo config).
 
     Args:
         path: YAML file; None loads ``shoprec/configs/demo.yaml``.
         run_dir: Overrides the file's ``run_dir`` (e.g. a dated partition).
+        data_dir: Overrides ``inputs.data_dir`` (where a data set's files are).
     """
     if path is None:
         text = resources.files("shoprec").joinpath("configs/demo.yaml").read_text()
@@ -267,29 +401,126 @@ def load(path: Optional[str] = None, run_dir: Optional[str] = None) -> Config:
     config = _build(Config, data, where)
     if run_dir:
         config = dataclasses.replace(config, run_dir=run_dir)
+    if data_dir:
+        config = dataclasses.replace(
+            config, inputs=dataclasses.replace(config.inputs, data_dir=data_dir))
     _check(config, where)
     return config
 
 
 def _check(config: Config, where: str) -> None:
-    if config.inputs.format not in ("csv", "parquet"):
-        raise ConfigError(f"{where}: inputs.format must be csv or parquet")
+    if config.inputs.format not in ("csv", "jsonl", "parquet"):
+        raise ConfigError(f"{where}: inputs.format must be csv, jsonl or parquet")
     if config.training.strategy not in ("auto", "default", "mirrored", "multi_worker"):
         raise ConfigError(f"{where}: training.strategy must be auto|default|mirrored|multi_worker")
-    try:
-        parse_timestamp(config.ingest.eval_start)
-    except ValueError as err:
-        raise ConfigError(f"{where}: ingest.eval_start: {err}") from err
-    from transforms import features
+    for key in ("eval_start", "test_start"):
+        try:
+            value = getattr(config.ingest, key)
+            if value is not None:
+                parse_timestamp(value)
+        except ValueError as err:
+            raise ConfigError(f"{where}: ingest.{key}: {err}") from err
+    eval_ts, test_ts = config.split_starts
+    if test_ts is not None and test_ts <= eval_ts:
+        raise ConfigError(f"{where}: ingest.test_start must be after ingest.eval_start")
 
-    label_names = {f.name for f in features.labels()}
+    label_names = {f.name for f in config.registry.labels()}
+    # Binary targets are 0/1 labels; a multiclass task may predict a
+    # categorical feature's index (an item attribute) and a regression task a
+    # numeric feature's transformed value.
+    targets = {"binary": ("label",), "multiclass": ("label", "categorical"),
+               "regression": ("label", "numeric", "flag")}
     for task in config.model.tasks:
-        if task.label not in label_names:
+        feature = config.registry.by_name.get(task.label)
+        kinds = targets.get(task.type, ("label",))
+        if feature is None or feature.kind.value not in kinds:
             raise ConfigError(
-                f"{where}: task {task.name!r} names label {task.label!r}; "
-                f"registry labels are {sorted(label_names)}")
+                f"{where}: task {task.name!r} names label {task.label!r}; a {task.type} "
+                f"task's label must be a registry feature of kind {kinds} "
+                f"(registry labels are {sorted(label_names)})")
     if config.scoring.rank_by not in {f"p_{t.name}" for t in config.model.tasks}:
         raise ConfigError(f"{where}: scoring.rank_by must be p_<task name>")
+    check_trainer(config, where, label_names)
+
+
+def check_trainer(config: Config, where: str, label_names) -> None:
+    """Checks the model's architecture, tasks and training settings against each other.
+
+    Args:
+        config: The run config.
+        where: Prefix of error messages (the config file).
+        label_names: 0/1 label columns of the registry; conditions, filters and
+            retrieval positives must be one of them.
+
+    Raises:
+        ConfigError: an inconsistent setting.
+    """
+    model, training = config.model, config.training
+    names = [t.name for t in model.tasks]
+    by_name = {t.name: t for t in model.tasks}
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: model.tasks has duplicate names {names}")
+    if model.architecture not in ARCHITECTURES:
+        raise ConfigError(f"{where}: model.architecture must be one of {ARCHITECTURES}")
+    for task in model.tasks:
+        if task.type not in TASK_TYPES:
+            raise ConfigError(f"{where}: task {task.name!r}: type must be one of {TASK_TYPES}")
+        if task.num_classes < 0 or (task.num_classes == 1 and task.type == "multiclass"):
+            raise ConfigError(f"{where}: task {task.name!r}: num_classes must be 0 or >= 2")
+        if task.condition is not None and task.condition not in label_names:
+            raise ConfigError(f"{where}: task {task.name!r}: condition must be a label column")
+    if model.architecture == "esmm":
+        esmm = model.esmm
+        for role in ("ctr_task", "ctcvr_task"):
+            task = by_name.get(getattr(esmm, role))
+            if task is None or task.type != "binary" or task.condition is not None:
+                raise ConfigError(f"{where}: model.esmm.{role} must name an unconditioned "
+                                  f"binary task; tasks are {names}")
+        if esmm.ctr_task == esmm.ctcvr_task or esmm.cvr_output in by_name:
+            raise ConfigError(f"{where}: model.esmm needs two distinct tasks and a cvr_output "
+                              "that is not a task name")
+    experts = model.experts
+    if min(experts.num_experts, experts.task_experts, experts.levels) < 1 or (
+            experts.shared_experts < 0):
+        raise ConfigError(f"{where}: model.experts counts must be >= 1 (shared_experts >= 0)")
+    retrieval = model.retrieval
+    if retrieval.enabled:
+        if retrieval.positive_label not in label_names:
+            raise ConfigError(f"{where}: model.retrieval.positive_label must be a label column")
+        if retrieval.embedding_dim < 1 or retrieval.temperature <= 0 or not retrieval.recall_at:
+            raise ConfigError(f"{where}: model.retrieval needs embedding_dim >= 1, "
+                              "temperature > 0 and at least one recall_at")
+    stopping = training.early_stopping
+    if stopping.task is not None:
+        task = by_name.get(stopping.task)
+        if task is None:
+            raise ConfigError(f"{where}: training.early_stopping.task must be one of {names}")
+        allowed = {"binary": ("auc", "gauc", "log_loss"), "regression": ("rmse",),
+                   "multiclass": ("accuracy", "log_loss")}[task.type]
+        if stopping.metric not in allowed:
+            raise ConfigError(f"{where}: training.early_stopping.metric for a {task.type} task "
+                              f"must be one of {allowed}")
+        if stopping.patience < 0:
+            raise ConfigError(f"{where}: training.early_stopping.patience must be >= 0")
+    if training.train_filter is not None and training.train_filter not in label_names:
+        raise ConfigError(f"{where}: training.train_filter must be a label column")
+
+
+def model_config_from_dict(data: Dict[str, Any]) -> ModelConfig:
+    """Rebuilds a ModelConfig from ``dataclasses.asdict`` output or its JSON form.
+
+    Raises:
+        ConfigError: unknown keys or malformed values.
+    """
+    def plain(value):
+        # asdict keeps tuples; the YAML loader's rules expect lists.
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return _build(ModelConfig, plain(data), "model")
 
 
 def to_dict(config: Config) -> Dict[str, Any]:

@@ -63,7 +63,7 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
     metrics = _timed("train", lambda: train.run(config, strategy_name=strategy), times)
     scored = _timed("score", lambda: score.run(config, beam_args), times)
 
-    oracle = generate.oracle_auc(config.path(config.inputs.truth), config.eval_start_ts)
+    oracle = generate.oracle_auc(config.input_path(config.inputs.truth), config.eval_start_ts)
     layout = config.layout
     print()
     print("outputs")

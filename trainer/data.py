@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, Mapping, Optional, Tuple
 
+import numpy as np
+
 import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
 import tensorflow as tf
@@ -22,29 +24,49 @@ _SHUFFLE_BATCHES = 8
 
 
 def parse_spec(transformed_spec: Mapping[str, tf.io.FixedLenFeature],
-               tasks: Iterable[TaskConfig]) -> Dict[str, tf.io.FixedLenFeature]:
+               tasks: Iterable[TaskConfig],
+               registry: F.Registry = F.DEFAULT,
+               extra_labels: Iterable[str] = ()) -> Dict[str, tf.io.FixedLenFeature]:
     """The slice of TFT's transformed feature spec the trainer reads.
 
-    Model inputs come from the registry and labels from the tasks, so extra
-    columns in the transformed data are never parsed.
+    Model inputs come from the registry and labels from the tasks (and
+    ``extra_labels``), so extra columns in the transformed data are never parsed.
 
     Raises:
         KeyError: the transformed data lacks a registry input or task label.
     """
-    names = [f.name for f in F.inputs()] + sorted({t.label for t in tasks})
+    inputs = [f.name for f in registry.inputs()]
+    labels = {t.label for t in tasks} | set(extra_labels)
+    names = inputs + sorted(labels - set(inputs))
     missing = [n for n in names if n not in transformed_spec]
     if missing:
         raise KeyError(f"transformed data has no feature(s) {missing}; re-run featurize")
     return {n: transformed_spec[n] for n in names}
 
 
-def split_labels(parsed: Dict[str, tf.Tensor], tasks: Iterable[TaskConfig]
+def split_labels(parsed: Dict[str, tf.Tensor], tasks: Iterable[TaskConfig],
+                 registry: F.Registry = F.DEFAULT, extra_labels: Iterable[str] = ()
                  ) -> Tuple[Dict[str, tf.Tensor], Dict[str, tf.Tensor]]:
-    """Splits parsed columns into (model inputs, {task name: label})."""
+    """Splits parsed columns into (model inputs, labels).
+
+    Labels are ``{task name: its label}`` plus ``{column: column}`` for each
+    of ``extra_labels`` (a task's condition, the retrieval positives). A label
+    that is also a model input (a multiclass item attribute) stays an input.
+
+    Raises:
+        ValueError: an extra label column is also the name of a task that
+            reads a different column.
+    """
     tasks = tuple(tasks)
     labels = {t.name: parsed[t.label] for t in tasks}
-    label_names = {t.label for t in tasks}
-    inputs = {k: v for k, v in parsed.items() if k not in label_names}
+    for column in extra_labels:
+        task = next((t for t in tasks if t.name == column), None)
+        if task is not None and task.label != column:
+            raise ValueError(f"label column {column!r} clashes with task {column!r}, "
+                             f"whose label is {task.label!r}")
+        labels[column] = parsed[column]
+    input_names = {f.name for f in registry.inputs()}
+    inputs = {k: v for k, v in parsed.items() if k in input_names}
     return inputs, labels
 
 
@@ -54,7 +76,10 @@ def make_dataset(file_pattern: str,
                  global_batch_size: int,
                  training: bool,
                  seed: Optional[int] = None,
-                 repeat: bool = False) -> tf.data.Dataset:
+                 repeat: bool = False,
+                 registry: F.Registry = F.DEFAULT,
+                 extra_labels: Iterable[str] = (),
+                 keep_if: Optional[str] = None) -> tf.data.Dataset:
     """Batched (features, labels) from gzip TFRecords of transformed tf.Examples.
 
     The batch size is the global one; under a strategy, Keras splits each batch
@@ -70,6 +95,11 @@ def make_dataset(file_pattern: str,
         seed: Shuffle seed. Multi-worker file sharding needs every worker to
             list files in the same order, so training runs should pass one.
         repeat: Repeat indefinitely (for a fixed ``steps_per_epoch``).
+        registry: The run's feature registry (which model inputs to parse).
+        extra_labels: 0/1 label columns to yield beside the task labels,
+            keyed by column name.
+        keep_if: A 0/1 label column: keep only examples where it is 1 (e.g.
+            clicked impressions for a naive CVR model); batches stay full.
 
     Returns:
         A dataset of ``(features, labels)`` dicts with a leading batch axis.
@@ -80,24 +110,34 @@ def make_dataset(file_pattern: str,
     if not tf.io.gfile.glob(file_pattern):
         raise FileNotFoundError(f"no transformed examples at {file_pattern}; run featurize first")
     tasks = tuple(tasks)
-    spec = parse_spec(transformed_spec, tasks)
+    extra_labels = tuple(sorted(set(extra_labels) | ({keep_if} if keep_if else set())))
+    spec = parse_spec(transformed_spec, tasks, registry, extra_labels)
 
     files = tf.data.Dataset.list_files(file_pattern, shuffle=training, seed=seed)
+    # A sequential interleave (still mixing _CYCLE_LENGTH shards record by
+    # record) costs less CPU per record than a parallel one, and the CPU it
+    # saves goes to training on a CPU-bound host (benchmarks/train_input.py);
+    # the batched parse below runs in parallel with training either way.
+    # The fixed order also keeps runs with the same seed reproducible.
     dataset = files.interleave(
         lambda path: tf.data.TFRecordDataset(path, compression_type="GZIP"),
-        cycle_length=_CYCLE_LENGTH,
-        num_parallel_calls=tf.data.AUTOTUNE,
-        # Fixed interleave order keeps runs with the same seed reproducible.
-        deterministic=True)
+        cycle_length=_CYCLE_LENGTH)
     if training:
         dataset = dataset.shuffle(_SHUFFLE_BATCHES * global_batch_size, seed=seed,
                                   reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
-    dataset = dataset.batch(global_batch_size, drop_remainder=training)
+    dataset = dataset.batch(global_batch_size, drop_remainder=training and not keep_if)
     dataset = dataset.map(
-        lambda serialized: split_labels(tf.io.parse_example(serialized, spec), tasks),
+        lambda serialized: split_labels(tf.io.parse_example(serialized, spec), tasks, registry,
+                                        extra_labels),
         num_parallel_calls=tf.data.AUTOTUNE)
+    if keep_if:
+        # Filtering parsed batches and re-batching keeps the one-parse-per-batch
+        # cost; the filter leaves ragged batches that unbatch/batch evens out.
+        dataset = dataset.unbatch().filter(
+            lambda features, labels: labels[keep_if] > 0.5).batch(
+                global_batch_size, drop_remainder=training)
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
 
     options = tf.data.Options()
@@ -106,3 +146,35 @@ def make_dataset(file_pattern: str,
     # and keeps its share (DATA). Ignored by single-worker strategies.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.AUTO
     return dataset.with_options(options)
+
+
+def scan_column(file_pattern: str, transformed_spec: Mapping[str, tf.io.FixedLenFeature],
+                column: str, keep_if: Optional[str] = None) -> np.ndarray:
+    """One column of every (kept) example, in file order, parsing nothing else.
+
+    Used before training for what needs one pass over the data: the number of
+    training examples and the candidates' impression counts.
+
+    Args:
+        file_pattern: Glob of transformed shards.
+        transformed_spec: ``tft_output.transformed_feature_spec()``.
+        column: Scalar transformed feature to read.
+        keep_if: A 0/1 label column; only examples where it is 1 are read.
+
+    Raises:
+        FileNotFoundError: nothing matches ``file_pattern``.
+    """
+    files = sorted(tf.io.gfile.glob(file_pattern))
+    if not files:
+        raise FileNotFoundError(f"no transformed examples at {file_pattern}; run featurize first")
+    names = {column} | ({keep_if} if keep_if else set())
+    spec = {n: transformed_spec[n] for n in names}
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096).map(
+        lambda serialized: tf.io.parse_example(serialized, spec))
+    parts = []
+    for batch in dataset:
+        values = batch[column].numpy()
+        if keep_if:
+            values = values[batch[keep_if].numpy() > 0.5]
+        parts.append(values)
+    return np.concatenate(parts) if parts else np.zeros([0])

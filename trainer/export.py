@@ -5,6 +5,11 @@ build with ``pipelines.examples``), applies the TFT transform graph and runs
 the model, so a scorer never re-implements featurization. The TFT layer is an
 attribute of the exported module, which makes the transform graph and its
 vocabulary assets part of the SavedModel.
+
+With a retrieval task, two more signatures serve candidate generation:
+``user_embedding`` and ``item_embedding`` take raw examples that need carry
+only that side's features (a user row, an item row) and return unit-norm
+embeddings whose dot product is the retrieval score.
 """
 
 from __future__ import annotations
@@ -19,57 +24,91 @@ from trainer import strategy as strategy_lib
 from transforms import features as F
 
 SIGNATURE = "serving_default"
+USER_EMBEDDING = "user_embedding"
+ITEM_EMBEDDING = "item_embedding"
 INPUT_NAME = "examples"
+EMBEDDING_OUTPUT = "embedding"
+_EXAMPLES = tf.TensorSpec([None], tf.string, name=INPUT_NAME)
 
 
 def output_name(task_name: str) -> str:
-    """Signature output key holding a task's probability."""
+    """Signature output key holding a task's prediction."""
     return f"p_{task_name}"
 
 
 class ServingModule(tf.Module):
-    """Raw serialized tf.Examples in, per-task probabilities out.
+    """Raw serialized tf.Examples in, every output's prediction out.
 
     Args:
-        model: Maps transformed features to ``{task name: logit}``.
+        model: A ``trainer.model.MultiTaskModel``.
         tft_output: ``tft.TFTransformOutput`` the model was trained on.
-        task_names: Tasks to expose, each as output ``p_<task>``.
+        task_names: Outputs to expose, each as ``p_<name>``: a probability
+            (binary, ESMM's CVR), a value (regression) or class probabilities
+            ``[batch, C]`` (multiclass).
+        registry: The run's feature registry (the raw examples' parse spec).
     """
 
-    def __init__(self, model: tf.keras.Model, tft_output, task_names: Sequence[str]):
+    def __init__(self, model: tf.keras.Model, tft_output, task_names: Sequence[str],
+                 registry: F.Registry = F.DEFAULT):
         super().__init__(name="shoprec_serving")
+        self._registry = registry
         self.model = model
         # Tracked so that saving captures the transform graph and its assets.
         self.tft_layer = tft_output.transform_features_layer()
         self._task_names = tuple(task_names)
+        if getattr(model, "retrieval", None) is not None:
+            # Only a model with towers gets these, so saving never traces them without.
+            self.user_embedding = tf.function(self._user_embedding, input_signature=[_EXAMPLES])
+            self.item_embedding = tf.function(self._item_embedding, input_signature=[_EXAMPLES])
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)])
+    def _transform(self, examples: tf.Tensor, names=None) -> Dict[str, tf.Tensor]:
+        # Labels (and, for one side, the other side's features) are not parsed:
+        # TFT supplies placeholders for unfed inputs and prunes what depends on them.
+        spec = self._registry.raw_feature_spec(include_labels=False)
+        if names is not None:
+            spec = {n: spec[n] for n in names}
+        return self.tft_layer(tf.io.parse_example(examples, spec))
+
+    @tf.function(input_signature=[_EXAMPLES])
     def serve(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
         """Scores a batch of serialized raw tf.Examples (labels not needed).
 
         Returns:
-            ``{'p_<task>': float32 [batch]}`` for every task.
+            ``{'p_<name>': float32 [batch] or [batch, C]}`` for every output.
         """
-        # Labels are not parsed: TFT supplies placeholders for unfed inputs and
-        # prunes the outputs that depend on them.
-        raw = tf.io.parse_example(examples, F.raw_feature_spec(include_labels=False))
-        transformed = self.tft_layer(raw)
-        logits = self.model(transformed, training=False)
-        return {output_name(name): tf.sigmoid(tf.cast(logits[name], tf.float32))
+        predictions = self.model.predictions(self._transform(examples))
+        return {output_name(name): tf.cast(predictions[name], tf.float32)
                 for name in self._task_names}
+
+    def _user_embedding(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+        transformed = self._transform(examples, self.model.user_features)
+        return {EMBEDDING_OUTPUT: self.model.user_embedding(transformed)}
+
+    def _item_embedding(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+        transformed = self._transform(examples, self.model.item_features)
+        return {EMBEDDING_OUTPUT: self.model.item_embedding(transformed)}
+
+    def signatures(self) -> Dict[str, object]:
+        """Every signature to export, by name."""
+        out = {SIGNATURE: self.serve}
+        if hasattr(self, "user_embedding"):
+            out[USER_EMBEDDING] = self.user_embedding
+            out[ITEM_EMBEDDING] = self.item_embedding
+        return out
 
 
 def export(model: tf.keras.Model, tft_output, task_names: Sequence[str], export_dir: str,
-           chief: bool = True) -> str:
+           chief: bool = True, registry: F.Registry = F.DEFAULT) -> str:
     """Writes the serving SavedModel; every worker of a multi-worker run must call it.
 
     Args:
         model: Trained model.
         tft_output: ``tft.TFTransformOutput`` the model was trained on.
-        task_names: Tasks to expose.
+        task_names: Outputs to expose (``model.prediction_names`` for all).
         export_dir: Final SavedModel folder (replaced if it exists).
         chief: Whether this process owns ``export_dir``; other workers save
             to a temporary folder that is deleted afterwards.
+        registry: The run's feature registry.
 
     Returns:
         ``export_dir``.
@@ -77,9 +116,9 @@ def export(model: tf.keras.Model, tft_output, task_names: Sequence[str], export_
     target, temporary = strategy_lib.write_dir(export_dir, chief)
     if not temporary and tf.io.gfile.exists(target):
         tf.io.gfile.rmtree(target)
-    module = ServingModule(model, tft_output, task_names)
+    module = ServingModule(model, tft_output, task_names, registry)
     try:
-        tf.saved_model.save(module, target, signatures={SIGNATURE: module.serve})
+        tf.saved_model.save(module, target, signatures=module.signatures())
     finally:
         strategy_lib.discard_write_dir(target, temporary)
     return export_dir

@@ -1,4 +1,4 @@
-"""Evaluation metrics, computed in numpy over the whole eval split.
+"""Evaluation metrics in numpy, exact over whole arrays (``trainer.evaluation`` applies them).
 
 Computing them outside the distributed training loop keeps them exact:
 streaming Keras AUC is approximate (thresholded) and is wrong under
@@ -8,15 +8,9 @@ MultiWorkerMirroredStrategy (tensorflow/tensorflow#48152).
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterable
+from typing import Dict
 
 import numpy as np
-
-import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
-
-import tensorflow as tf
-
-from shoprec.config import TaskConfig
 
 # Same clipping Keras applies, so log loss here matches training's loss.
 _EPSILON = 1e-7
@@ -67,57 +61,115 @@ def log_loss(labels, probs) -> float:
     return float(-np.mean(labels * np.log(probs) + (1.0 - labels) * np.log(1.0 - probs)))
 
 
-def predict(model, dataset: tf.data.Dataset, task_names: Iterable[str]):
-    """Runs ``model`` over every batch of ``(features, labels)``.
+def weighted_auc(positive_weights, negative_weights, scores) -> float:
+    """AUC where each example counts as a positive and as a negative with weights.
+
+    ``sum_{i != j} w+_i w-_j H(s_i - s_j) / sum_{i != j} w+_i w-_j`` with H = 1, 1/2
+    or 0 for a win, tie or loss. With 0/1 labels (``w+ = y``, ``w- = 1 - y``) it
+    is :func:`auc`; with ``w+ = q``, ``w- = 1 - q`` for true probabilities ``q``
+    it is the AUC expected under those probabilities (soft labels).
 
     Returns:
-        ({task: labels}, {task: probabilities}) as 1-D numpy arrays, aligned.
+        The AUC, or nan when no pair has weight.
     """
-    task_names = tuple(task_names)
-
-    @tf.function
-    def probabilities(features):
-        logits = model(features, training=False)
-        return {name: tf.sigmoid(logits[name]) for name in task_names}
-
-    labels = {name: [] for name in task_names}
-    probs = {name: [] for name in task_names}
-    for features, batch_labels in dataset:
-        batch_probs = probabilities(features)
-        for name in task_names:
-            labels[name].append(batch_labels[name].numpy())
-            probs[name].append(batch_probs[name].numpy())
-    return ({n: _concat(labels[n]) for n in task_names},
-            {n: _concat(probs[n]) for n in task_names})
+    pos = np.asarray(positive_weights, dtype=np.float64).ravel()
+    neg = np.asarray(negative_weights, dtype=np.float64).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if not pos.shape == neg.shape == scores.shape:
+        raise ValueError("weights and scores differ in shape")
+    _, inverse = np.unique(scores, return_inverse=True)
+    pos_at = np.bincount(inverse, weights=pos)  # positive weight per distinct score
+    neg_at = np.bincount(inverse, weights=neg)
+    neg_below = np.cumsum(neg_at) - neg_at
+    # Pairs of an example with itself tie; they are taken out of both sums.
+    self_pairs = float(np.sum(pos * neg))
+    wins = float(np.sum(pos_at * (neg_below + 0.5 * neg_at))) - 0.5 * self_pairs
+    total = float(pos.sum() * neg.sum()) - self_pairs
+    return wins / total if total > 0 else math.nan
 
 
-def _concat(parts: list) -> np.ndarray:
-    return np.concatenate(parts) if parts else np.zeros([0], np.float32)
+def gauc(labels, scores, groups) -> float:
+    """Group AUC: per-group AUC averaged with weights = the group's examples.
+
+    Groups (users) whose examples are all of one class have no AUC and are
+    left out of both the sum and the weights.
+
+    Returns:
+        GAUC, or nan when no group has both classes.
+    """
+    labels = np.asarray(labels, dtype=np.float64).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    groups = np.asarray(groups).ravel()
+    if not labels.shape == scores.shape == groups.shape:
+        raise ValueError("labels, scores and groups differ in shape")
+    order = np.argsort(groups, kind="stable")
+    labels, scores, groups = labels[order], scores[order], groups[order]
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]]) if groups.size else []
+    ends = np.r_[starts[1:], groups.size] if groups.size else []
+    total = weight = 0.0
+    for lo, hi in zip(starts, ends):
+        value = auc(labels[lo:hi], scores[lo:hi])
+        if not math.isnan(value):
+            total += (hi - lo) * value
+            weight += hi - lo
+    return float(total / weight) if weight else math.nan
 
 
-def evaluate(model, dataset: tf.data.Dataset, tasks: Iterable[TaskConfig]) -> Dict[str, object]:
-    """Per-task AUC, log loss, positive rate and mean prediction over ``dataset``.
+def calibration(labels, predictions) -> float:
+    """Mean prediction / mean label (1 is calibrated); nan when the mean label is 0."""
+    labels = np.asarray(labels, dtype=np.float64).ravel()
+    predictions = np.asarray(predictions, dtype=np.float64).ravel()
+    if labels.size == 0 or labels.mean() == 0:
+        return math.nan
+    return float(predictions.mean() / labels.mean())
+
+
+def multiclass_log_loss(labels, probabilities) -> float:
+    """Mean ``-log p[label]`` of class probabilities ``[n, C]`` (clipped like log_loss)."""
+    labels = np.asarray(labels, dtype=np.int64).ravel()
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if labels.size == 0:
+        return math.nan
+    picked = probabilities[np.arange(labels.size), labels]
+    return float(-np.mean(np.log(np.clip(picked, _EPSILON, 1.0))))
+
+
+def accuracy(labels, probabilities) -> float:
+    """Share of examples whose most probable class is the label."""
+    labels = np.asarray(labels, dtype=np.int64).ravel()
+    if labels.size == 0:
+        return math.nan
+    return float(np.mean(np.argmax(probabilities, axis=-1) == labels))
+
+
+def rmse(labels, predictions) -> float:
+    labels = np.asarray(labels, dtype=np.float64).ravel()
+    if labels.size == 0:
+        return math.nan
+    return float(np.sqrt(np.mean((np.asarray(predictions, np.float64).ravel() - labels) ** 2)))
+
+
+def recall_at_k(query_embeddings, candidate_embeddings, true_candidates, ks) -> Dict[str, float]:
+    """Retrieval Recall@K of each positive pair against a whole candidate catalogue.
+
+    A pair counts as retrieved at K when fewer than K catalogue candidates score
+    strictly higher (dot product) than its true candidate.
 
     Args:
-        model: Maps transformed features to ``{task name: logit}``.
-        dataset: Finite ``(features, {task name: label})`` batches, e.g. the
-            eval split from ``trainer.data.make_dataset(training=False)``.
-        tasks: Tasks to report.
+        query_embeddings: ``[n, d]``, one row per positive pair.
+        candidate_embeddings: ``[m, d]``, the catalogue.
+        true_candidates: ``[n]`` row index into the catalogue of each pair's candidate.
+        ks: Cut-offs.
 
     Returns:
-        ``{task: {'auc', 'log_loss', 'positive_rate', 'mean_prediction'},
-        'examples': n}``; rates are nan when there are no examples.
+        ``{'recall_at_<k>': share}``; nan values when there are no pairs.
     """
-    names = [t.name for t in tasks]
-    labels, probs = predict(model, dataset, names)
-    result: Dict[str, object] = {}
-    for name in names:
-        y, p = labels[name], probs[name]
-        result[name] = {
-            "auc": auc(y, p),
-            "log_loss": log_loss(y, p),
-            "positive_rate": float(np.mean(y)) if y.size else math.nan,
-            "mean_prediction": float(np.mean(p)) if p.size else math.nan,
-        }
-    result["examples"] = int(labels[names[0]].size) if names else 0
-    return result
+    queries = np.asarray(query_embeddings, dtype=np.float64)
+    candidates = np.asarray(candidate_embeddings, dtype=np.float64)
+    true_candidates = np.asarray(true_candidates, dtype=np.int64).ravel()
+    if true_candidates.size == 0:
+        return {f"recall_at_{k}": math.nan for k in ks}
+    scores = queries @ candidates.T
+    true_scores = scores[np.arange(true_candidates.size), true_candidates]
+    higher = np.sum(scores > true_scores[:, None], axis=1)
+    return {f"recall_at_{k}": float(np.mean(higher < k)) for k in ks}

@@ -1,9 +1,13 @@
-"""The multi-task ranking model, built from the feature registry and ModelConfig.
+"""The multi-task model, built from the feature registry and ModelConfig.
 
-Inputs are the featurize job's transformed features: vocabulary indices are
-embedded, numerics and flags are concatenated as they are, and the flat image
-pixels go through a small CNN. A shared bottom MLP feeds one tower and logit
-per task, and each task has its own TFRS ``Ranking`` loss.
+Inputs are the featurize job's transformed features, encoded by
+``trainer.inputs``. The configured architecture (``trainer.architectures``:
+shared-bottom, MMoE, PLE or ESMM) gives each branch its representation; a
+tower and output layer per branch (``trainer.heads``) produce the raw outputs,
+and every task has its own TFRS task object and loss weight. ESMM forms
+pCTCVR = pCTR x pCVR and trains only the CTR and CTCVR losses, over every
+impression. An optional two-tower retrieval task (``trainer.retrieval``)
+shares the feature encodings and is trained in the same steps.
 
 Losses are computed per example and averaged over the *global* batch, which
 is what gradient summation across replicas expects; TFRS's default loss
@@ -23,37 +27,27 @@ import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from shoprec.config import ModelConfig, TaskConfig
+from shoprec import config as config_lib
+from shoprec.config import ModelConfig
+from trainer import architectures, heads, inputs as inputs_lib, retrieval as retrieval_lib
 from transforms import features as F
 
 
 # Keys that sit beside task names in training logs and in evaluation results.
-RESERVED_TASK_NAMES = frozenset({"loss", "examples"})
+RESERVED_TASK_NAMES = frozenset({"loss", "examples", "retrieval"})
 
 
-def vocab_sizes(tft_output) -> Dict[str, int]:
-    """Embedding table sizes for ID / CATEGORICAL features: vocabulary + OOV buckets.
-
-    Args:
-        tft_output: A ``tft.TFTransformOutput`` over the featurize output.
-    """
-    return {
-        f.name: tft_output.vocabulary_size_by_name(f.vocab_filename) + f.oov_buckets
-        for f in F.of_kind(F.Kind.ID, F.Kind.CATEGORICAL)
-    }
-
-
-def _mlp(units: Sequence[int], name: str, dropout: float = 0.0) -> tf.keras.Sequential:
-    layers = []
-    for u in units:
-        layers.append(tf.keras.layers.Dense(u, activation="relu"))
-        if dropout:
-            layers.append(tf.keras.layers.Dropout(dropout))
-    return tf.keras.Sequential(layers, name=name)
+def vocab_sizes(tft_output, registry: F.Registry = F.DEFAULT) -> Dict[str, int]:
+    """Embedding table sizes per feature owning a vocabulary (see ``trainer.inputs``)."""
+    return inputs_lib.vocab_sizes(tft_output, registry)
 
 
 class MultiTaskModel(tfrs.Model):
-    """Shared-bottom multi-task ranker; ``call`` returns ``{task name: logit}``.
+    """Multi-task ranker (+ optional retrieval); ``call`` returns ``{output: raw output}``.
+
+    Raw outputs are logits for binary tasks (ESMM's CTCVR included: the logit
+    of pCTR x pCVR), values for regression and class logits for multiclass;
+    :meth:`predictions` turns them into what serving returns.
 
     Args:
         model_config: Layer sizes and the tasks with their loss weights.
@@ -61,107 +55,167 @@ class MultiTaskModel(tfrs.Model):
             CATEGORICAL feature (see :func:`vocab_sizes`).
         global_batch_size: Examples per training step over all replicas; the
             per-example losses of each replica are divided by it.
+        registry: The run's feature registry: which inputs exist and how each
+            is embedded (``trainer.inputs.FeatureEncoder``).
     """
 
     def __init__(self, model_config: ModelConfig, vocab_sizes: Mapping[str, int],
-                 global_batch_size: int, **kwargs):
+                 global_batch_size: int, registry: F.Registry = F.DEFAULT, **kwargs):
         super().__init__(**kwargs)
         self._model_config = model_config
         self._vocab_sizes = dict(vocab_sizes)
         self._tasks_config = tuple(model_config.tasks)
         self._global_batch_size = int(global_batch_size)
+        self._registry = registry
 
-        self._sparse = tuple(F.of_kind(F.Kind.ID, F.Kind.CATEGORICAL))
-        self._dense = tuple(f.name for f in F.of_kind(F.Kind.NUMERIC, F.Kind.FLAG))
-        self._image = F.image_feature()
         clashing = sorted(RESERVED_TASK_NAMES.intersection(self.task_names))
         if clashing:
             raise ValueError(f"task name(s) {clashing} are reserved")
-        missing = [f.name for f in self._sparse if f.name not in vocab_sizes]
-        if missing:
-            raise ValueError(f"no vocabulary size for {missing}")
-        self.embeddings = {
-            f.name: tf.keras.layers.Embedding(
-                vocab_sizes[f.name], f.embedding_dim, name=f"{f.name}_embedding",
-                embeddings_regularizer=(tf.keras.regularizers.L2(model_config.embedding_l2)
-                                        if model_config.embedding_l2 else None))
-            for f in self._sparse
-        }
+        self.encoder = inputs_lib.FeatureEncoder(registry, vocab_sizes, model_config,
+                                                 name="inputs")
 
-        convs = []
-        for filters in model_config.image_filters:
-            convs += [tf.keras.layers.Conv2D(filters, 3, padding="same", activation="relu"),
-                      tf.keras.layers.MaxPool2D(2)]
-        self.image_tower = tf.keras.Sequential(
-            [tf.keras.layers.Reshape(self._image.image_shape), *convs,
-             tf.keras.layers.GlobalAveragePooling2D(),
-             tf.keras.layers.Dense(model_config.image_embedding_dim, activation="relu")],
-            name="image_tower")
-
-        self.bottom = _mlp(model_config.bottom_units, "bottom", model_config.dropout)
-        self.towers = {}
-        self.ranking_tasks = {}
+        # ESMM: the CTCVR task has no tower of its own; the CVR sub-network
+        # is a branch without a task (it has no label on the impression space).
+        self._esmm = model_config.esmm if model_config.architecture == "esmm" else None
+        widths = {t.name: heads.output_width(t.type, self._num_classes(t))
+                  for t in self._tasks_config}
+        if self._esmm is not None:
+            del widths[self._esmm.ctcvr_task]
+            widths[self._esmm.cvr_output] = 1
+        self.architecture = architectures.build(model_config, list(widths))
+        self.towers = {b: heads.Tower(b, model_config.tower_units, w) for b, w in widths.items()}
+        self.objectives = {t.name: heads.Objective(t) for t in self._tasks_config}
         self.loss_trackers = {"loss": tf.keras.metrics.Mean(name="loss")}
         for task in self._tasks_config:
-            self.towers[task.name] = tf.keras.Sequential(
-                [*_mlp(model_config.tower_units, f"{task.name}_mlp").layers,
-                 tf.keras.layers.Dense(1, name=f"{task.name}_logit")],
-                name=f"{task.name}_tower")
-            self.ranking_tasks[task.name] = tfrs.tasks.Ranking(
-                loss=tf.keras.losses.BinaryCrossentropy(
-                    from_logits=True, reduction=tf.keras.losses.Reduction.NONE),
-                name=f"{task.name}_task")
             self.loss_trackers[task.name] = tf.keras.metrics.Mean(name=f"{task.name}_loss")
+
+        self.retrieval = None
+        self._user_side: Sequence[str] = ()
+        self._item_side: Sequence[str] = ()
+        if model_config.retrieval.enabled:
+            self._user_side = registry.source_names(F.Source.USER) + [
+                f.name for f in registry.history_lists()]
+            self._item_side = registry.source_names(F.Source.ITEM)
+            self.retrieval = retrieval_lib.TwoTower(
+                model_config.retrieval, self._user_side, self._item_side,
+                vocab_sizes[registry.item_key], name="retrieval")
+            self.loss_trackers["retrieval"] = tf.keras.metrics.Mean(name="retrieval_loss")
+
+    def _num_classes(self, task) -> int:
+        """A multiclass task's classes: configured, else its label's vocabulary + OOV."""
+        if task.type != "multiclass" or task.num_classes:
+            return task.num_classes
+        feature = self._registry.by_name.get(task.label)
+        owner = (feature.vocabulary or feature.name) if feature is not None else task.label
+        if owner not in self._vocab_sizes:
+            raise ValueError(f"task {task.name!r}: set num_classes; label {task.label!r} "
+                             "has no vocabulary")
+        return self._vocab_sizes[owner]
 
     def get_config(self) -> dict:
         # Plain data, so SavedModel export records the constructor arguments.
         return {"model_config": dataclasses.asdict(self._model_config),
                 "vocab_sizes": dict(self._vocab_sizes),
-                "global_batch_size": self._global_batch_size}
+                "global_batch_size": self._global_batch_size,
+                "registry": self._registry.to_dict()}
 
     @classmethod
     def from_config(cls, config: dict) -> "MultiTaskModel":
-        model_config = dict(config["model_config"])
-        model_config["tasks"] = tuple(TaskConfig(**t) for t in model_config["tasks"])
-        model_config = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                      for k, v in model_config.items()})
-        return cls(model_config, config["vocab_sizes"], config["global_batch_size"])
+        model_config = config_lib.model_config_from_dict(config["model_config"])
+        registry = F.Registry.from_dict(config["registry"]) if "registry" in config else F.DEFAULT
+        return cls(model_config, config["vocab_sizes"], config["global_batch_size"], registry)
 
     @property
     def task_names(self) -> Sequence[str]:
         return tuple(t.name for t in self._tasks_config)
 
+    @property
+    def prediction_names(self) -> Sequence[str]:
+        """Every output: the tasks, then ESMM's CVR."""
+        extra = (self._esmm.cvr_output,) if self._esmm is not None else ()
+        return self.task_names + extra
+
+    def _forward(self, features: Mapping[str, tf.Tensor], training: bool):
+        parts = self.encoder.parts(features, training=training)
+        hidden = self.architecture(tf.concat(list(parts.values()), axis=1), training=training)
+        raw = {b: tower(hidden[b], training=training) for b, tower in self.towers.items()}
+        if self._esmm is not None:
+            raw[self._esmm.ctcvr_task] = heads.ctcvr_logit(raw[self._esmm.ctr_task],
+                                                           raw[self._esmm.cvr_output])
+        return raw, parts
+
     def call(self, features: Mapping[str, tf.Tensor], training: bool = False
              ) -> Dict[str, tf.Tensor]:
-        """Maps a batch of transformed features to ``{task name: logit [batch]}``."""
-        parts = [self.embeddings[f.name](features[f.name]) for f in self._sparse]
-        parts.append(tf.stack([tf.cast(features[n], tf.float32) for n in self._dense], axis=1))
-        parts.append(self.image_tower(features[self._image.name], training=training))
-        shared = self.bottom(tf.concat(parts, axis=1), training=training)
-        return {name: tf.squeeze(self.towers[name](shared, training=training), axis=1)
-                for name in self.task_names}
+        """Maps a batch of transformed features to ``{output name: raw output}``."""
+        return self._forward(features, training)[0]
+
+    def predictions(self, features: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        """``{output name: prediction}``: probabilities, values or class probabilities.
+
+        ESMM's CTCVR is exactly ``pCTR * pCVR``.
+        """
+        raw = self(features, training=False)
+        out = {t.name: self.objectives[t.name].predict(raw[t.name]) for t in self._tasks_config}
+        if self._esmm is not None:
+            out[self._esmm.cvr_output] = tf.sigmoid(raw[self._esmm.cvr_output])
+            out[self._esmm.ctcvr_task] = out[self._esmm.ctr_task] * out[self._esmm.cvr_output]
+        return out
+
+    @property
+    def user_features(self) -> Sequence[str]:
+        """Inputs of the retrieval query tower (empty without retrieval)."""
+        return tuple(self._user_side)
+
+    @property
+    def item_features(self) -> Sequence[str]:
+        """Inputs of the retrieval candidate tower (empty without retrieval)."""
+        return tuple(self._item_side)
+
+    def _require_retrieval(self) -> None:
+        if self.retrieval is None:
+            raise ValueError("the model has no retrieval task (model.retrieval.enabled)")
+
+    def user_embedding(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """Retrieval query embeddings; needs only the user-side features."""
+        self._require_retrieval()
+        parts = self.encoder.parts(features, names=self._user_side)
+        return self.retrieval.query_embedding(parts)
+
+    def item_embedding(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """Retrieval candidate embeddings; needs only the item-side features."""
+        self._require_retrieval()
+        parts = self.encoder.parts(features, names=self._item_side)
+        return self.retrieval.candidate_embedding(parts)
 
     def compute_loss(self, inputs, training: bool = False) -> tf.Tensor:
         """Weighted sum of task losses for one replica's share of a global batch.
 
         Each task's per-example loss is summed and divided by the global batch
-        size, so summing gradients over replicas yields the global mean.
+        size, so summing gradients over replicas yields the global mean. A
+        conditioned task's examples outside its condition weigh 0.
         """
         features, labels = inputs
-        logits = self(features, training=training)
+        raw, parts = self._forward(features, training)
         total = 0.0
         weighted_per_example = 0.0
         for task in self._tasks_config:
-            # Keras losses reduce over the last axis, so give each example a
-            # length-1 axis to get one loss per example back.
-            per_example = self.ranking_tasks[task.name](
-                labels=tf.expand_dims(tf.cast(labels[task.name], tf.float32), -1),
-                predictions=tf.expand_dims(logits[task.name], -1),
-                compute_metrics=False)
+            weight = (tf.cast(labels[task.condition], tf.float32)
+                      if task.condition else None)
+            per_example = self.objectives[task.name].per_example_loss(
+                labels[task.name], raw[task.name], sample_weight=weight)
             total += task.weight * tf.nn.compute_average_loss(
                 per_example, global_batch_size=self._global_batch_size)
             weighted_per_example += task.weight * per_example
-            self.loss_trackers[task.name].update_state(per_example)
+            self.loss_trackers[task.name].update_state(per_example, sample_weight=weight)
+        if self.retrieval is not None:
+            config = self._model_config.retrieval
+            positive = tf.cast(labels[config.positive_label], tf.float32)
+            per_example = self.retrieval.per_example_loss(
+                parts, positive, features[self._registry.item_key], training=training)
+            total += config.weight * tf.nn.compute_average_loss(
+                per_example, global_batch_size=self._global_batch_size)
+            weighted_per_example += config.weight * per_example
+            self.loss_trackers["retrieval"].update_state(per_example, sample_weight=positive)
         self.loss_trackers["loss"].update_state(weighted_per_example)
         return total
 
@@ -189,26 +243,25 @@ class MultiTaskModel(tfrs.Model):
         return {m.name: m.result() for m in self.metrics}
 
 
-def dummy_features(batch_size: int = 1) -> Dict[str, tf.Tensor]:
+def dummy_features(batch_size: int = 1, registry: F.Registry = F.DEFAULT) -> Dict[str, tf.Tensor]:
     """All-zero transformed features, shaped as the featurize job writes them."""
-    out = {}
-    for f in F.inputs():
-        if f.kind in (F.Kind.ID, F.Kind.CATEGORICAL):
-            out[f.name] = tf.zeros([batch_size], tf.int64)
-        elif f.kind == F.Kind.IMAGE:
-            out[f.name] = tf.zeros([batch_size, f.image_bytes], tf.float32)
-        else:
-            out[f.name] = tf.zeros([batch_size], tf.float32)
-    return out
+    return inputs_lib.dummy_features(batch_size, registry)
 
 
-def build_model(model_config: ModelConfig, tft_output, global_batch_size: int) -> MultiTaskModel:
+def build_model(model_config: ModelConfig, tft_output, global_batch_size: int,
+                registry: F.Registry = F.DEFAULT) -> MultiTaskModel:
     """Builds the model for a featurize output; call inside ``strategy.scope()``.
 
     The model is called once on dummy inputs so every variable is created
     here, under the caller's strategy scope, rather than at some later first
     call that may happen outside it.
     """
-    model = MultiTaskModel(model_config, vocab_sizes(tft_output), global_batch_size)
-    model(dummy_features())
+    model = MultiTaskModel(model_config, vocab_sizes(tft_output, registry), global_batch_size,
+                           registry)
+    dummy = dummy_features(registry=registry)
+    model(dummy)
+    if model.retrieval is not None:
+        # The towers are not on the ranking path, so they need their own call.
+        model.user_embedding(dummy)
+        model.item_embedding(dummy)
     return model

@@ -28,7 +28,8 @@ import tensorflow_transform as tft
 
 from shoprec import config as config_lib
 from shoprec.config import Config
-from trainer import data, export, metrics, model as model_lib, strategy as strategy_lib
+from trainer import (callbacks as callbacks_lib, checkpoints, data, evaluation, export,
+                     model as model_lib, retrieval as retrieval_lib, strategy as strategy_lib)
 
 log = logging.getLogger(__name__)
 
@@ -92,19 +93,25 @@ def _load_transform(transform_dir: str):
     return tft.TFTransformOutput(transform_dir)
 
 
-def run(config: Config, strategy_name: Optional[str] = None) -> dict:
+def run(config: Config, strategy_name: Optional[str] = None,
+        extra_callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> dict:
     """Trains, evaluates and exports; returns the metrics written to ``metrics.json``.
 
     Args:
         config: Run config; reads ``layout.transform_dir`` and the transformed
-            shards, writes ``layout.train_dir`` (cleared first).
+            shards, writes ``layout.train_dir`` (cleared first, except for a
+            backup an interrupted run left, which training resumes from).
         strategy_name: Overrides ``config.training.strategy``.
+        extra_callbacks: Appended to the training callbacks (e.g. a test's
+            fault injection).
 
     Returns:
-        ``{'tasks': {task: {'auc', 'log_loss', 'positive_rate',
-        'mean_prediction'}}, 'eval_examples': n, 'training': {strategy,
-        replicas, batch sizes, epochs, steps, examples_per_second, loss per
-        epoch, ...}, 'model_dir': ...}``, non-finite values as None.
+        ``{'tasks': {output: metrics by type (trainer.evaluation)},
+        'retrieval': {'recall_at_<k>', ...} or None, 'eval_examples': n,
+        'training': {strategy, replicas, batch sizes, epochs, steps,
+        examples_per_second, loss per epoch, initial_epoch, epochs_run,
+        early_stopping, ...}, 'model_dir': ..., 'checkpoint': ...}``,
+        non-finite values as None.
 
     Raises:
         FileNotFoundError: featurize has not run.
@@ -115,23 +122,42 @@ def run(config: Config, strategy_name: Optional[str] = None) -> dict:
     chief = strategy_lib.is_chief()
     layout, training = config.layout, config.training
     tasks = tuple(config.model.tasks)
+    registry = config.registry
 
     if chief:
-        # Re-runs start clean: no checkpoint, log or model of an earlier run survives.
-        if tf.io.gfile.exists(layout.train_dir):
-            tf.io.gfile.rmtree(layout.train_dir)
-        tf.io.gfile.makedirs(layout.train_dir)
+        # Re-runs start clean: no checkpoint, log or model of an earlier run
+        # survives, except a backup of an interrupted run to resume from.
+        checkpoints.prepare_train_dir(layout, keep_backup=training.backup_and_restore)
     tf.keras.utils.set_random_seed(training.seed)
 
     tft_output = _load_transform(layout.transform_dir)
     spec = tft_output.transformed_feature_spec()
     replicas = strategy.num_replicas_in_sync
     global_batch = training.per_replica_batch_size * replicas
+    multi_worker = strategy_lib.strategy_name(strategy) == "multi_worker"
+    extra_labels = evaluation.label_columns(config.model)
+    train_pattern = layout.transformed("train") + SHARD_GLOB
+    item_ids = None
+    steps_per_epoch = training.steps_per_epoch
+    if config.model.retrieval.enabled or (multi_worker and steps_per_epoch is None):
+        item_ids = data.scan_column(train_pattern, spec, registry.item_key, training.train_filter)
+    if multi_worker and steps_per_epoch is None:
+        # Workers read different shards of different lengths; a fixed step
+        # count over repeated input keeps their collectives in lockstep.
+        steps_per_epoch = max(1, item_ids.size // global_batch)
+    sharding = None
+    if multi_worker:
+        # What AUTO sharding (trainer.data) does: whole files per worker when
+        # there are enough files, else every worker reads all and keeps its share.
+        workers = strategy_lib.cluster_worker_count(strategy_lib.tf_config())
+        sharding = "file" if len(tf.io.gfile.glob(train_pattern)) >= workers else "data"
     train_ds = data.make_dataset(
-        layout.transformed("train") + SHARD_GLOB, spec, tasks, global_batch, training=True,
-        seed=training.seed, repeat=training.steps_per_epoch is not None)
+        train_pattern, spec, tasks, global_batch, training=True,
+        seed=training.seed, repeat=steps_per_epoch is not None,
+        registry=registry, extra_labels=extra_labels, keep_if=training.train_filter)
     eval_ds = data.make_dataset(
-        layout.transformed("eval") + SHARD_GLOB, spec, tasks, global_batch, training=False)
+        layout.transformed("eval") + SHARD_GLOB, spec, tasks, global_batch, training=False,
+        registry=registry, extra_labels=extra_labels)
 
     if not any(True for _ in train_ds.take(1)):
         # Training drops partial batches, so Keras would only report empty logs.
@@ -139,24 +165,46 @@ def run(config: Config, strategy_name: Optional[str] = None) -> dict:
                          f"({global_batch}) of examples; lower per_replica_batch_size")
 
     with strategy.scope():
-        model = model_lib.build_model(config.model, tft_output, global_batch)
+        model = model_lib.build_model(config.model, tft_output, global_batch,
+                                      registry=registry)
         model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=training.learning_rate))
+    if model.retrieval is not None:
+        # In-batch negatives are drawn from one replica's batch.
+        model.retrieval.set_candidate_probabilities(retrieval_lib.candidate_probabilities(
+            item_ids, int(model.retrieval.candidate_probability.shape[0]),
+            training.per_replica_batch_size))
+
+    def evaluate() -> dict:
+        return evaluation.evaluate(model, eval_ds, config.model, registry.user_key,
+                                   registry.item_key)
 
     throughput = _Throughput()
-    callbacks = [throughput]
+    epoch_log = callbacks_lib.EpochLog()
+    callbacks = [throughput, epoch_log]
+    if training.backup_and_restore:
+        callbacks.insert(0, checkpoints.backup_callback(layout))
+    stopper = None
+    if training.early_stopping.task is not None:
+        stopping = training.early_stopping
+        stopper = callbacks_lib.EvalEarlyStopping(evaluate, stopping.task, stopping.metric,
+                                                  stopping.patience, stopping.min_delta)
+        callbacks.append(stopper)
     # Summaries are not collective, so other workers simply do not write any.
     tensorboard_dir = _tensorboard_dir(layout.train_dir) if chief else None
     if tensorboard_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=tensorboard_dir, profile_batch=0))
     log.info("training with %s over %d replica(s), global batch %d",
              strategy_lib.strategy_name(strategy), replicas, global_batch)
-    history = model.fit(train_ds, epochs=training.epochs, steps_per_epoch=training.steps_per_epoch,
+    callbacks.extend(extra_callbacks)
+    history = model.fit(train_ds, epochs=training.epochs, steps_per_epoch=steps_per_epoch,
                         callbacks=callbacks, verbose=2 if chief else 0)
+    checkpoints.remove_backup(layout, chief)
 
-    evaluation = metrics.evaluate(model, eval_ds, tasks)
-    result = {"tasks": {t.name: evaluation[t.name] for t in tasks},
-              "eval_examples": evaluation["examples"]}
+    evaluated = evaluate()
+    result = {"tasks": evaluated["tasks"], "retrieval": evaluated["retrieval"],
+              "eval_examples": evaluated["examples"]}
     result["training"] = {
+        "architecture": config.model.architecture,
         "strategy": strategy_lib.strategy_name(strategy),
         "replicas": replicas,
         "per_replica_batch_size": training.per_replica_batch_size,
@@ -164,11 +212,19 @@ def run(config: Config, strategy_name: Optional[str] = None) -> dict:
         "epochs": training.epochs,
         "learning_rate": training.learning_rate,
         **throughput.summary(global_batch),
+        "steps_per_epoch": steps_per_epoch,
+        "input_sharding": sharding,
         "loss": [float(v) for v in history.history.get("loss", [])],
+        "initial_epoch": epoch_log.initial_epoch,
+        "epochs_run": epoch_log.completed,
+        "early_stopping": stopper.summary() if stopper is not None else None,
+        "train_filter": training.train_filter,
         "tensorboard_dir": tensorboard_dir,
     }
     result["model_dir"] = layout.model_dir
-    export.export(model, tft_output, [t.name for t in tasks], layout.model_dir, chief=chief)
+    export.export(model, tft_output, model.prediction_names, layout.model_dir, chief=chief,
+                  registry=registry)
+    result["checkpoint"] = checkpoints.save_final(model, layout, chief)
 
     result = _finite_or_none(result)
     if chief:

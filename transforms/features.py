@@ -1,16 +1,18 @@
-"""The feature registry: one frozen record per feature.
+"""The feature registry: one frozen record per feature, gathered in a frozen ``Registry``.
 
 Ingest validates and joins rows with it, ``preprocessing_fn`` featurizes from
 it, the trainer builds its inputs and heads from it, and scoring builds raw
-examples from it. Adding a feature means adding one record here; nothing else
-keeps a parallel list.
+examples from it. Every stage receives the registry it works with (a run's is
+``config.registry``); nothing keeps a parallel list. :data:`DEFAULT` is the
+generated shop's registry, used when a config declares no data set features;
+a real data set declares its own in YAML (see ``shoprec.dataset``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 
 class Kind(str, enum.Enum):
@@ -22,6 +24,9 @@ class Kind(str, enum.Enum):
     IMAGE = "image"  # Fixed-size RGB pixels: uint8 bytes raw, float [0, 1] transformed.
     FLAG = "flag"  # 0/1 integer passed through as float.
     LABEL = "label"  # 0/1 integer target; never a model input.
+    # Variable-length list of string ids (a user's recent items or categories):
+    # vocabulary indices padded to ``max_length`` with -1, mean-pooled embeddings.
+    HISTORY = "history"
 
 
 class Source(str, enum.Enum):
@@ -30,6 +35,8 @@ class Source(str, enum.Enum):
     EVENT = "event"
     USER = "user"
     ITEM = "item"
+    # Derived by ingest from the user's events strictly before the example.
+    HISTORY = "history"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +47,8 @@ class Feature:
         name: Feature key in raw and transformed tf.Examples.
         source: Table the raw value is read from.
         kind: Featurization and model treatment.
-        column: Column name in the source file (defaults to ``name``).
+        column: Column name in the source file (defaults to ``name``). For a
+            LABEL, an event column that must hold one of ``positive_values``.
         required: Whether a row missing this value is a dead letter.
         oov_buckets: Out-of-vocabulary buckets (ID / CATEGORICAL).
         top_k: Cap on vocabulary size, most frequent first (None: no cap).
@@ -50,6 +58,16 @@ class Feature:
         log: Apply log1p before the z-score (heavy-tailed numerics).
         default: Value used when an optional raw value is missing.
         image_shape: (height, width, channels) for IMAGE.
+        vocabulary: Another ID / CATEGORICAL feature whose vocabulary and
+            embedding table this one shares (HISTORY lists of item ids share
+            ``item_id``'s); None: its own.
+        history_of: HISTORY: the item key or item feature whose values the list
+            holds. NUMERIC from HISTORY: how often the example's own value of
+            that feature occurs in the user's history list.
+        max_length: HISTORY: the most recent entries kept (N).
+        event_type: LABEL: the funnel event that makes it positive. NUMERIC
+            from HISTORY: the funnel event counted before the example.
+        positive_values: LABEL: values of ``column`` that make it positive.
     """
 
     name: str
@@ -65,6 +83,11 @@ class Feature:
     log: bool = False
     default: object = None
     image_shape: Tuple[int, int, int] = ()
+    vocabulary: Optional[str] = None
+    history_of: Optional[str] = None
+    max_length: int = 0
+    event_type: Optional[str] = None
+    positive_values: Tuple[str, ...] = ()
 
     @property
     def source_column(self) -> str:
@@ -73,7 +96,7 @@ class Feature:
     @property
     def dtype(self) -> str:
         """Raw tf.Example dtype: 'string', 'int64' or 'float32'."""
-        if self.kind in (Kind.ID, Kind.CATEGORICAL, Kind.IMAGE):
+        if self.kind in (Kind.ID, Kind.CATEGORICAL, Kind.IMAGE, Kind.HISTORY):
             return "string"
         if self.kind in (Kind.FLAG, Kind.LABEL):
             return "int64"
@@ -81,17 +104,186 @@ class Feature:
 
     @property
     def vocab_filename(self) -> str:
-        return f"vocab_{self.name}"
+        return f"vocab_{self.vocabulary or self.name}"
 
     @property
     def image_bytes(self) -> int:
         h, w, c = self.image_shape
         return h * w * c
 
+    @property
+    def is_list(self) -> bool:
+        """Variable-length in raw examples (a list, possibly empty)."""
+        return self.kind == Kind.HISTORY
+
+
+# Canonical keys of the rows ingest passes between stages.
+USER_KEY = "user_id"
+ITEM_KEY = "item_id"
+# Raw-example metadata carried for splitting, sampling and scoring, never a model input.
+TIMESTAMP_KEY = "timestamp"
+SAMPLED_KEY = "sampled"
+
+
+@dataclasses.dataclass(frozen=True)
+class Registry:
+    """The features of one data set, and the keys its rows are joined on.
+
+    Attributes:
+        features: One record per feature, in example order.
+        user_key: Name of the user id feature (an ID from the event).
+        item_key: Name of the item id feature (an ID from the event).
+        timestamp_key: Raw-example metadata: unix seconds of the example.
+        sampled_key: Raw-example metadata: 1 for a sampled negative.
+    """
+
+    features: Tuple[Feature, ...]
+    user_key: str = USER_KEY
+    item_key: str = ITEM_KEY
+    timestamp_key: str = TIMESTAMP_KEY
+    sampled_key: str = SAMPLED_KEY
+
+    def __post_init__(self):
+        by_name: Dict[str, Feature] = {}
+        for f in self.features:
+            if f.name in by_name:
+                raise ValueError(f"registry: feature {f.name!r} declared twice")
+            by_name[f.name] = f
+        # Not a field: equality and hashing stay those of the feature tuple.
+        object.__setattr__(self, "_by_name", by_name)
+        for key in (self.user_key, self.item_key):
+            if key not in by_name or by_name[key].kind != Kind.ID:
+                raise ValueError(f"registry: key {key!r} must be an ID feature")
+        if len(self.of_kind(Kind.IMAGE)) > 1:
+            raise ValueError("registry: at most one IMAGE feature")
+        for f in self.features:
+            self._check(f, by_name)
+
+    def _check(self, f: Feature, by_name: Dict[str, Feature]) -> None:
+        if f.vocabulary is not None:
+            owner = by_name.get(f.vocabulary)
+            if owner is None or owner.kind not in (Kind.ID, Kind.CATEGORICAL) or owner.vocabulary:
+                raise ValueError(f"registry: {f.name} shares the vocabulary of {f.vocabulary!r}, "
+                                 "which is not an ID / CATEGORICAL feature with its own")
+        if f.source == Source.HISTORY:
+            if f.kind == Kind.HISTORY and f.max_length < 1:
+                raise ValueError(f"registry: history feature {f.name} needs max_length >= 1")
+            if f.kind not in (Kind.HISTORY, Kind.NUMERIC):
+                raise ValueError(f"registry: history feature {f.name} must be history or numeric")
+            if f.history_of is not None and not (
+                    f.history_of == self.item_key
+                    or getattr(by_name.get(f.history_of), "source", None) == Source.ITEM):
+                raise ValueError(f"registry: {f.name}.history_of must name the item key or "
+                                 f"an item feature, not {f.history_of!r}")
+            if f.kind == Kind.NUMERIC and (f.history_of is None) == (f.event_type is None):
+                raise ValueError(f"registry: history count {f.name} needs exactly one of "
+                                 "event_type or history_of")
+            if f.kind == Kind.NUMERIC and f.history_of and not any(
+                    g.kind == Kind.HISTORY and g.history_of == f.history_of
+                    for g in self.features):
+                raise ValueError(f"registry: {f.name} counts matches in a history list of "
+                                 f"{f.history_of!r}, and there is none")
+        elif f.kind == Kind.HISTORY:
+            raise ValueError(f"registry: {f.name} is a history list but not from history")
+
+    @property
+    def by_name(self) -> Dict[str, Feature]:
+        return self._by_name  # type: ignore[attr-defined]
+
+    def __getitem__(self, name: str) -> Feature:
+        return self.by_name[name]
+
+    def of_kind(self, *kinds: Kind) -> Tuple[Feature, ...]:
+        return tuple(f for f in self.features if f.kind in kinds)
+
+    def of_source(self, source: Source) -> Tuple[Feature, ...]:
+        return tuple(f for f in self.features if f.source == source)
+
+    def labels(self) -> Tuple[Feature, ...]:
+        return self.of_kind(Kind.LABEL)
+
+    def inputs(self) -> Tuple[Feature, ...]:
+        """Features the model consumes (everything but labels)."""
+        return tuple(f for f in self.features if f.kind != Kind.LABEL)
+
+    def image_feature(self) -> Optional[Feature]:
+        """The IMAGE feature, or None for a data set without photos."""
+        images = self.of_kind(Kind.IMAGE)
+        return images[0] if images else None
+
+    def history_lists(self) -> Tuple[Feature, ...]:
+        return tuple(f for f in self.of_source(Source.HISTORY) if f.kind == Kind.HISTORY)
+
+    def example_names(self, include_labels: bool = True) -> list:
+        """Names a full raw example carries, in registry order."""
+        return [f.name for f in self.features if include_labels or f.kind != Kind.LABEL]
+
+    def source_names(self, source: Source) -> list:
+        """Names of one side table (items or users), key first."""
+        key = self.item_key if source == Source.ITEM else self.user_key
+        return [key] + [f.name for f in self.of_source(source)]
+
+    def raw_feature_spec(self, include_labels: bool = True) -> dict:
+        """``tf.io.parse_example`` spec for raw examples written by ingest.
+
+        Imported lazily so ingest workers that never touch TensorFlow stay light.
+        """
+        import tensorflow as tf
+
+        dtypes = {"string": tf.string, "int64": tf.int64, "float32": tf.float32}
+        spec = {}
+        for f in self.features:
+            if f.kind == Kind.LABEL and not include_labels:
+                continue
+            if f.is_list:
+                spec[f.name] = tf.io.VarLenFeature(dtypes[f.dtype])
+            else:
+                spec[f.name] = tf.io.FixedLenFeature([], dtypes[f.dtype])
+        return spec
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain data (JSON-able), e.g. for a Keras model's config."""
+        return {"features": [feature_to_dict(f) for f in self.features],
+                "user_key": self.user_key, "item_key": self.item_key,
+                "timestamp_key": self.timestamp_key, "sampled_key": self.sampled_key}
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "Registry":
+        return cls(features=tuple(feature_from_dict(f) for f in data["features"]),
+                   **{k: v for k, v in data.items() if k != "features"})
+
+
+def feature_to_dict(feature: Feature) -> Dict[str, Any]:
+    out = dataclasses.asdict(feature)
+    out.update(source=feature.source.value, kind=feature.kind.value,
+               image_shape=list(feature.image_shape),
+               positive_values=list(feature.positive_values))
+    return out
+
+
+def feature_from_dict(data: Dict[str, Any]) -> Feature:
+    """Builds a Feature from plain data; enums and tuples from their plain forms.
+
+    Raises:
+        ValueError: unknown source or kind. TypeError: unknown attribute.
+    """
+    data = dict(data)
+    data["source"] = Source(data["source"])
+    data["kind"] = Kind(data["kind"])
+    for name in ("image_shape", "positive_values"):
+        if name in data:
+            data[name] = tuple(str(v) if name == "positive_values" else int(v)
+                               for v in data[name])
+    return Feature(**data)
+
+
+def names(features: Iterable[Feature]) -> Tuple[str, ...]:
+    return tuple(f.name for f in features)
+
 
 IMAGE_SHAPE = (16, 16, 3)
 
-FEATURES: Tuple[Feature, ...] = (
+DEFAULT = Registry(features=(
     Feature("user_id", Source.EVENT, Kind.ID, oov_buckets=16, embedding_dim=16),
     Feature("item_id", Source.EVENT, Kind.ID, oov_buckets=16, embedding_dim=16),
     Feature("user_age", Source.USER, Kind.NUMERIC, column="age", min_value=0, max_value=120,
@@ -107,51 +299,6 @@ FEATURES: Tuple[Feature, ...] = (
             max_value=1e6, log=True),
     Feature("item_image", Source.ITEM, Kind.IMAGE, image_shape=IMAGE_SHAPE),
     Feature("item_has_image", Source.ITEM, Kind.FLAG),
-    Feature("click", Source.EVENT, Kind.LABEL),
-    Feature("conversion", Source.EVENT, Kind.LABEL),
-)
-
-BY_NAME: Dict[str, Feature] = {f.name: f for f in FEATURES}
-
-USER_KEY = "user_id"
-ITEM_KEY = "item_id"
-# Raw-example metadata carried for splitting and scoring, never a model input.
-TIMESTAMP_KEY = "timestamp"
-
-
-def of_kind(*kinds: Kind) -> Tuple[Feature, ...]:
-    return tuple(f for f in FEATURES if f.kind in kinds)
-
-
-def of_source(source: Source) -> Tuple[Feature, ...]:
-    return tuple(f for f in FEATURES if f.source == source)
-
-
-def labels() -> Tuple[Feature, ...]:
-    return of_kind(Kind.LABEL)
-
-
-def inputs() -> Tuple[Feature, ...]:
-    """Features the model consumes (everything but labels)."""
-    return tuple(f for f in FEATURES if f.kind != Kind.LABEL)
-
-
-def image_feature() -> Feature:
-    (feature,) = of_kind(Kind.IMAGE)
-    return feature
-
-
-def raw_feature_spec(include_labels: bool = True) -> dict:
-    """``tf.io.parse_example`` spec for raw examples written by ingest.
-
-    Imported lazily so ingest workers that never touch TensorFlow stay light.
-    """
-    import tensorflow as tf
-
-    dtypes = {"string": tf.string, "int64": tf.int64, "float32": tf.float32}
-    spec = {}
-    for f in FEATURES:
-        if f.kind == Kind.LABEL and not include_labels:
-            continue
-        spec[f.name] = tf.io.FixedLenFeature([], dtypes[f.dtype])
-    return spec
+    Feature("click", Source.EVENT, Kind.LABEL, event_type="click"),
+    Feature("conversion", Source.EVENT, Kind.LABEL, event_type="purchase"),
+))

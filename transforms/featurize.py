@@ -8,6 +8,7 @@ TFRecords.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -25,13 +26,18 @@ from shoprec.config import Config
 from transforms import features as F
 from transforms.preprocessing import preprocessing_fn
 
-SPLITS = ("train", "eval")
+SPLITS = ("train", "eval", "test")
 SUFFIX = ".tfrecord.gz"
 
 
-def raw_tfxio(file_pattern: str) -> tfxio.TFExampleRecord:
+def splits(config: Config) -> tuple:
+    """The splits this run has: train, eval, and test when ``ingest.test_start`` is set."""
+    return SPLITS if config.ingest.test_start else SPLITS[:2]
+
+
+def raw_tfxio(file_pattern: str, registry: F.Registry) -> tfxio.TFExampleRecord:
     """TFXIO over raw example shards, typed by the registry's raw schema."""
-    schema = schema_utils.schema_from_feature_spec(F.raw_feature_spec())
+    schema = schema_utils.schema_from_feature_spec(registry.raw_feature_spec())
     return tfxio.TFExampleRecord(
         file_pattern=file_pattern, schema=schema, telemetry_descriptors=["shoprec"])
 
@@ -72,7 +78,7 @@ class TransformSplit(beam.PTransform):
 
 
 def _check_inputs(config: Config) -> None:
-    for split in SPLITS:
+    for split in splits(config):
         pattern = config.layout.examples(split) + "-*"
         if not tf.io.gfile.glob(pattern):
             raise FileNotFoundError(
@@ -91,17 +97,19 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> dict:
         # Re-runs are idempotent: no shard from an earlier run survives.
         tf.io.gfile.rmtree(layout.featurize_dir)
     tf.io.gfile.makedirs(layout.featurize_dir)
-    sources = {s: raw_tfxio(layout.examples(s) + "-*") for s in SPLITS}
+    registry = config.registry
+    sources = {s: raw_tfxio(layout.examples(s) + "-*", registry) for s in splits(config)}
     start = time.time()
     with tempfile.TemporaryDirectory(prefix="shoprec-tft-") as tft_tmp:
         pipeline = beam.Pipeline(options=beam_options.pipeline_options(beam_args))
         with tft_beam.Context(temp_dir=tft_tmp):
-            raw = {s: pipeline | f"Read{s.title()}" >> sources[s].BeamSource() for s in SPLITS}
+            raw = {s: pipeline | f"Read{s.title()}" >> sources[s].BeamSource() for s in sources}
             # Analysers see the train split only: eval statistics never leak in.
             transform_fn = ((raw["train"], sources["train"].TensorAdapterConfig())
-                            | "Analyze" >> tft_beam.AnalyzeDataset(preprocessing_fn))
+                            | "Analyze" >> tft_beam.AnalyzeDataset(
+                                functools.partial(preprocessing_fn, registry=registry)))
             _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(layout.transform_dir)
-            for split in SPLITS:
+            for split in sources:
                 _ = raw[split] | f"TransformAndWrite{split.title()}" >> TransformSplit(
                     split, sources[split], transform_fn, layout.transformed(split),
                     config.ingest.num_shards)
@@ -109,10 +117,10 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> dict:
             result.wait_until_finish()
     counts = dead_letter.counts_from_result(result)
     report = {
-        "rows": {s: counts.get(f"featurize/{s}_rows", 0) for s in SPLITS},
+        "rows": {s: counts.get(f"featurize/{s}_rows", 0) for s in sources},
         "seconds": round(time.time() - start, 2),
         "transform_dir": layout.transform_dir,
-        "examples": {s: layout.transformed(s) + "-*" + SUFFIX for s in SPLITS},
+        "examples": {s: layout.transformed(s) + "-*" + SUFFIX for s in sources},
     }
     with tf.io.gfile.GFile(os.path.join(layout.featurize_dir, "report.json"), "w") as f:
         f.write(json.dumps(report, indent=2))

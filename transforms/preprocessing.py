@@ -14,14 +14,27 @@ import tensorflow_transform as tft
 from transforms import features as F
 
 
-def _vocabulary(feature: F.Feature, x: tf.Tensor) -> tf.Tensor:
-    return tft.compute_and_apply_vocabulary(
-        x,
-        top_k=feature.top_k,
-        num_oov_buckets=feature.oov_buckets,
-        vocab_filename=feature.vocab_filename,
-        name=f"vocab_{feature.name}",
-    )
+def _vocabulary(feature: F.Feature, x):
+    """The deferred vocabulary file of an ID / CATEGORICAL feature with its own vocabulary."""
+    return tft.vocabulary(x, top_k=feature.top_k, vocab_filename=feature.vocab_filename,
+                          name=f"vocab_{feature.name}")
+
+
+def _indices(feature: F.Feature, x, vocabulary, oov_buckets: int):
+    return tft.apply_vocabulary(x, vocabulary, num_oov_buckets=oov_buckets,
+                                name=f"apply_vocab_{feature.name}")
+
+
+def _pad_history(feature: F.Feature, indices: tf.SparseTensor) -> tf.Tensor:
+    """Sparse [batch, <=N] indices → dense [batch, N], padded with -1.
+
+    A fixed width keeps the transformed schema FixedLen, which every
+    distribution strategy and the serving signature handle alike.
+    """
+    n = feature.max_length
+    dense = tf.sparse.to_dense(indices, default_value=-1)[:, :n]
+    dense = tf.pad(dense, [[0, 0], [0, n - tf.shape(dense)[1]]], constant_values=-1)
+    return tf.reshape(dense, [-1, n])
 
 
 def _numeric(feature: F.Feature, x: tf.Tensor) -> tf.Tensor:
@@ -40,26 +53,40 @@ def _image(feature: F.Feature, x: tf.Tensor) -> tf.Tensor:
     return tf.cast(pixels, tf.float32) / 255.0
 
 
-def preprocessing_fn(inputs):
+def preprocessing_fn(inputs, registry: F.Registry):
     """Featurizes a batch of raw examples.
 
+    TFT calls it with the inputs only: bind the registry first, e.g.
+    ``functools.partial(preprocessing_fn, registry=config.registry)``.
+
     Args:
-        inputs: Dict of dense [batch] tensors keyed by registry feature name, as
-            parsed with ``features.raw_feature_spec()``. Labels may be absent
-            (serving); their outputs are then pruned by TFT.
+        inputs: Dict of tensors keyed by registry feature name, as parsed with
+            ``registry.raw_feature_spec()``: dense [batch], sparse for
+            history lists. Labels may be absent (serving); their outputs are
+            then pruned by TFT.
+        registry: The run's feature registry.
 
     Returns:
         Dict keyed by registry name: int64 vocabulary indices for ids and
-        categoricals, float32 z-scores for numerics, float32 [batch, H*W*C]
-        pixels in [0, 1] for the image, float32 0/1 for flags and labels.
+        categoricals, int64 [batch, N] indices padded with -1 for history
+        lists (in the vocabulary they share), float32 z-scores for numerics,
+        float32 [batch, H*W*C] pixels in [0, 1] for the image, float32 0/1 for
+        flags and labels.
     """
+    vocabularies = {}
+    for feature in registry.of_kind(F.Kind.ID, F.Kind.CATEGORICAL, F.Kind.HISTORY):
+        if feature.vocabulary is None and feature.name in inputs:
+            vocabularies[feature.name] = _vocabulary(feature, inputs[feature.name])
     outputs = {}
-    for feature in F.FEATURES:
+    for feature in registry.features:
         if feature.name not in inputs:
             continue
         x = inputs[feature.name]
-        if feature.kind in (F.Kind.ID, F.Kind.CATEGORICAL):
-            outputs[feature.name] = _vocabulary(feature, x)
+        if feature.kind in (F.Kind.ID, F.Kind.CATEGORICAL, F.Kind.HISTORY):
+            owner = registry.by_name[feature.vocabulary or feature.name]
+            indices = _indices(feature, x, vocabularies[owner.name], owner.oov_buckets)
+            outputs[feature.name] = (_pad_history(feature, indices)
+                                     if feature.kind == F.Kind.HISTORY else indices)
         elif feature.kind == F.Kind.NUMERIC:
             outputs[feature.name] = _numeric(feature, x)
         elif feature.kind == F.Kind.IMAGE:

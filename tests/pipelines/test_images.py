@@ -35,7 +35,7 @@ def test_grey_png_is_expanded_to_rgb():
 
 
 def test_registry_shape_is_rgb():
-    assert F.image_feature().image_shape[2] == 3
+    assert F.DEFAULT.image_feature().image_shape[2] == 3
 
 
 def test_rejects_non_rgb_shape():

@@ -3,6 +3,7 @@
 Expected values are derived by hand from the tiny fixtures below.
 """
 
+import dataclasses
 import glob
 import json
 import os
@@ -15,11 +16,16 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import ingest
 from pipelines.events import match_labels
-from pipelines.examples import decode, source_names
+from pipelines.examples import decode
 from pipelines.options import pipeline_options
-from pipelines.parse import RowError, convert, parse_event
+from pipelines.parse import EventParser, RowError, convert
+from shoprec import dataset as ds
 from shoprec.config import Config, IngestConfig, InputsConfig
 from transforms import features as F
+
+R = F.DEFAULT
+DATA = ds.generated()
+parse_event = EventParser(DATA)
 
 T0 = 1793714709  # 2026-11-03T14:05:09Z
 EVAL_START = 1794441600  # 2026-11-12T00:00:00Z
@@ -47,7 +53,7 @@ def _event(ts, user, item, kind):
 # --- validation, no pipeline --------------------------------------------------
 
 def test_numeric_ranges_are_inclusive():
-    price = F.BY_NAME["item_price"]
+    price = R.by_name["item_price"]
     assert convert(price, "0") == 0.0
     assert convert(price, "1000000") == 1e6
     for bad, reason in (("-0.01", "out_of_range"), ("1000000.5", "out_of_range"),
@@ -59,8 +65,8 @@ def test_numeric_ranges_are_inclusive():
 
 
 def test_optional_value_gets_registry_default():
-    assert convert(F.BY_NAME["user_age"], " ") == 35.0
-    assert convert(F.BY_NAME["user_region"], None) == "unknown"
+    assert convert(R.by_name["user_age"], " ") == 35.0
+    assert convert(R.by_name["user_region"], None) == "unknown"
 
 
 def test_parse_event_accepts_iso_and_unix_seconds():
@@ -132,7 +138,7 @@ def test_parse_events_rejects_bad_rows_and_passes_good_ones(tmp_path):
     path = _write(tmp_path / "events.csv", EVENTS_CSV)
     with _pipeline() as p:
         read = p | "Read" >> ingest.ReadTable(path, "csv", "events")
-        parsed = read.main | ingest.ParseEvents()
+        parsed = read.main | ingest.ParseEvents(DATA)
         assert_that(parsed.main, equal_to([
             _event(T0, "u1", "i1", "impression"), _event(T0 + 60, "u1", "i1", "click"),
             _event(T0, "u,2", "i2", "purchase")]), label="Good")
@@ -148,7 +154,8 @@ def test_parse_events_rejects_bad_rows_and_passes_good_ones(tmp_path):
 def test_missing_header_column_fails_before_running(tmp_path):
     path = _write(tmp_path / "events.csv", "timestamp,user_id,item_id\n1,u1,i1\n")
     with pytest.raises(ValueError, match="event_type"):
-        beam.Pipeline(options=pipeline_options([])) | ingest.ReadTable(path, "csv", "events")
+        beam.Pipeline(options=pipeline_options([])) | ingest.ReadTable(
+            path, "csv", "events", ["timestamp", "user_id", "item_id", "event_type"])
 
 
 ITEMS_CSV = """item_id,category,brand,colour,price,image_path
@@ -185,7 +192,7 @@ def test_parse_tables_reject_bad_rows_csv_and_parquet(tmp_path):
                              "price": [3.0, 4.0], "image_path": [None, "x.png"]}), parquet_path)
     with _pipeline() as p:
         items_read = p | "ReadItems" >> ingest.ReadTable(items_path, "csv", "items")
-        items = items_read.main | "ParseItems" >> ingest.ParseItems()
+        items = items_read.main | "ParseItems" >> ingest.ParseTable(DATA, F.Source.ITEM)
         assert_that(items.main, equal_to([_item("i1", "shoes", "acme", "red", 10.5, "img/i1.png"),
                                           _item("i2", "bags", "bolt", "blue", 0.0, "")]),
                     label="Items")
@@ -196,7 +203,7 @@ def test_parse_tables_reject_bad_rows_csv_and_parquet(tmp_path):
                               ("duplicate_key", '{"i')]), label="ItemDead")
 
         users = (p | "ReadUsers" >> ingest.ReadTable(users_path, "csv", "users")).main \
-            | "ParseUsers" >> ingest.ParseUsers()
+            | "ParseUsers" >> ingest.ParseTable(DATA, F.Source.USER)
         assert_that(users.main, equal_to([
             ("u1", {"user_id": "u1", "user_age": 30.0, "user_region": "north",
                     "user_membership": "gold"}),
@@ -206,7 +213,7 @@ def test_parse_tables_reject_bad_rows_csv_and_parquet(tmp_path):
                     equal_to([("users", "out_of_range")]), label="UserDead")
 
         pitems = (p | "ReadParquet" >> ingest.ReadTable(parquet_path, "parquet", "items")).main \
-            | "ParseParquet" >> ingest.ParseItems()
+            | "ParseParquet" >> ingest.ParseTable(DATA, F.Source.ITEM)
         assert_that(pitems.main, equal_to([_item("p1", "hats", "acme", "red", 3.0, "")]),
                     label="ParquetItems")
         assert_that(pitems.dead_letter | "ParquetReasons" >> beam.Map(lambda d: d.reason),
@@ -247,12 +254,13 @@ def test_build_examples_join_and_split_by_time():
     u2 = {"user_id": "u2", "user_age": 35.0, "user_region": "unknown", "user_membership": "none"}
 
     def row(ts, person, click, conversion):
-        return dict(item, **person, timestamp=ts, click=click, conversion=conversion)
+        return dict(item, **person, timestamp=ts, click=click, conversion=conversion, sampled=0)
 
     with _pipeline() as p:
-        labelled = p | "Events" >> beam.Create(events) | ingest.BuildExamples(1800, 86400)
+        labelled = p | "Events" >> beam.Create(events) | ingest.BuildExamples(1800, 86400, R)
         joined = labelled.main | ingest.JoinFeatures(
-            p | "Items" >> beam.Create([("i1", item)]), p | "Users" >> beam.Create([("u1", user)]))
+            p | "Items" >> beam.Create([("i1", item)]), p | "Users" >> beam.Create([("u1", user)]),
+            R)
         splits = joined.main | ingest.SplitByTime(EVAL_START)
         assert_that(splits.train, equal_to([row(T0, user, 0, 0), row(T0 + 100, user, 1, 1),
                                             row(EVAL_START - 10, u2, 1, 0)]), label="Train")
@@ -298,12 +306,15 @@ def _e2e_config(tmp_path, num_shards):
     return Config(run_dir=str(tmp_path / "run"),
                   inputs=InputsConfig(events=str(raw / "events.csv"), items="../raw/items.csv",
                                       users="../raw/users.csv", images_root=str(raw)),
-                  ingest=IngestConfig(eval_start="2026-11-12T00:00:00Z", num_shards=num_shards))
+                  ingest=IngestConfig(eval_start="2026-11-12T00:00:00Z", num_shards=num_shards),
+                  # Most of these tiny inputs are bad on purpose: no quality gate here.
+                  dataset=dataclasses.replace(DATA, quality=ds.QualitySpec(max_bad_fraction=1.0)))
 
 
 def _read_examples(pattern):
     files = sorted(glob.glob(pattern))
-    spec = dict(F.raw_feature_spec(), timestamp=tf.io.FixedLenFeature([], tf.int64))
+    spec = dict(R.raw_feature_spec(), timestamp=tf.io.FixedLenFeature([], tf.int64),
+                sampled=tf.io.FixedLenFeature([], tf.int64))
     rows = []
     for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
         parsed = tf.io.parse_single_example(record, spec)
@@ -335,15 +346,15 @@ def test_run_end_to_end_and_rerun_leaves_no_stale_shards(tmp_path):
         (EVAL_START + 100, "u3", "i2", 0, 0, 0, 35.0, "unknown"),
         (EVAL_START + 200, "u3", "i1", 0, 0, 1, 35.0, "unknown"),
     ]
-    assert train[0]["item_image"] == bytes([200]) * F.image_feature().image_bytes
-    assert evals[0]["item_image"] == bytes(F.image_feature().image_bytes)
+    assert train[0]["item_image"] == bytes([200]) * R.image_feature().image_bytes
+    assert evals[0]["item_image"] == bytes(R.image_feature().image_bytes)
 
-    items = sorted((decode(r.numpy()) for r in tf.data.TFRecordDataset(
+    items = sorted((decode(r.numpy(), R) for r in tf.data.TFRecordDataset(
         patterns["items"], compression_type="GZIP")), key=lambda r: r["item_id"])
     assert [(r["item_id"], r["item_price"], r["item_has_image"]) for r in items] == [
         ("i1", 10.5, 1), ("i2", 20.0, 0)]
-    assert set(items[0]) == set(source_names(F.Source.ITEM))
-    users = sorted((decode(r.numpy()) for r in tf.data.TFRecordDataset(
+    assert set(items[0]) == set(R.source_names(F.Source.ITEM))
+    users = sorted((decode(r.numpy(), R) for r in tf.data.TFRecordDataset(
         patterns["users"], compression_type="GZIP")), key=lambda r: r["user_id"])
     assert users == [  # u3's age is out of range
         {"user_id": "u1", "user_age": 30.0, "user_region": "north", "user_membership": "gold"},

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from shoprec import cli, config as config_lib, demo
+from shoprec.dataset import QualitySpec
 
 from pipelines import score
 
@@ -28,6 +29,8 @@ def tiny_run(tmp_path_factory):
         model=dataclasses.replace(base.model, bottom_units=(16,), tower_units=(8,),
                                   image_filters=(4,), image_embedding_dim=4),
         training=dataclasses.replace(base.training, epochs=1, per_replica_batch_size=64),
+        # 1% corrupt rows and 10% bad photos on purpose: above the default quality gate.
+        dataset=dataclasses.replace(base.data, quality=QualitySpec(max_bad_fraction=0.5)),
     )
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):

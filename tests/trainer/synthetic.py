@@ -20,7 +20,7 @@ SMALL_MODEL = config_lib.ModelConfig(
 def make_rows(n: int, seed: int) -> list:
     """Synthetic raw rows whose labels depend on the features, so a model can learn."""
     rng = np.random.default_rng(seed)
-    h, w, c = F.image_feature().image_shape
+    h, w, c = F.DEFAULT.image_feature().image_shape
     rows = []
     for i in range(n):
         category = ["shoes", "hats", "socks"][rng.integers(3)]
@@ -52,11 +52,11 @@ def make_rows(n: int, seed: int) -> list:
 def write_raw(prefix: str, rows: list) -> None:
     """Writes rows as one gzip raw-example shard, as ingest would."""
     tf.io.gfile.makedirs(prefix.rsplit("/", 1)[0])
-    names = examples.example_names()
+    names = F.DEFAULT.example_names()
     options = tf.io.TFRecordOptions(compression_type="GZIP")
     with tf.io.TFRecordWriter(prefix + "-00000-of-00001.tfrecord.gz", options) as writer:
         for row in rows:
-            writer.write(examples.encode(row, names))
+            writer.write(examples.encode(row, names, F.DEFAULT))
 
 
 def make_config(run_dir: str, **training) -> config_lib.Config:

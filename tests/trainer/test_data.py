@@ -21,10 +21,10 @@ def _dataset(run_dir, split, batch, training):
 
 def test_batches_are_features_and_task_labels(featurized_dir):
     features, labels = next(iter(_dataset(featurized_dir, "train", 8, training=True)))
-    assert set(features) == {f.name for f in F.inputs()}
+    assert set(features) == {f.name for f in F.DEFAULT.inputs()}
     assert set(labels) == {"click", "conversion"}
     assert features["user_id"].dtype == tf.int64 and features["user_id"].shape == [8]
-    assert features["item_image"].shape == [8, F.image_feature().image_bytes]
+    assert features["item_image"].shape == [8, F.DEFAULT.image_feature().image_bytes]
     assert labels["click"].dtype == tf.float32 and labels["click"].shape == [8]
 
 

@@ -9,6 +9,7 @@ from pipelines import examples
 from shoprec import config as config_lib
 from tests.trainer.synthetic import NUM_EVAL, SMALL_MODEL, make_rows
 from trainer import data, export, model as model_lib
+from transforms import features as F
 
 TASKS = SMALL_MODEL.tasks
 
@@ -39,7 +40,7 @@ def test_raw_and_transformed_paths_agree(featurized_dir, tmp_path):
 
     # The same rows as raw examples without labels, through the signature.
     rows = make_rows(NUM_EVAL, seed=2)  # what the fixture wrote as raw eval examples
-    raw = [examples.encode(r, examples.example_names(include_labels=False)) for r in rows]
+    raw = [examples.encode(r, F.DEFAULT.example_names(include_labels=False), F.DEFAULT) for r in rows]
     serve = tf.saved_model.load(export_dir).signatures[export.SIGNATURE]
     served = serve(examples=tf.constant(raw))
 

@@ -4,9 +4,7 @@ import math
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from shoprec.config import TaskConfig
 from trainer import metrics
 
 
@@ -46,20 +44,46 @@ def test_log_loss_clips_certain_mistakes():
     assert metrics.log_loss([1, 0], [0.0, 1.0]) == pytest.approx(-math.log(1e-7), rel=1e-6)
 
 
-def test_evaluate_predicts_every_batch():
-    """A fixed 'model' whose click logit is the input: metrics follow by hand."""
-    x = np.array([-2.0, -1.0, 1.0, 3.0, 0.0], np.float32)
-    click = np.array([0, 1, 0, 1, 1], np.float32)
-    dataset = tf.data.Dataset.from_tensor_slices(({"x": x}, {"click": click})).batch(2)
+def test_gauc_weights_users_by_impressions():
+    # User a: its one positive outranks its one negative, AUC 1 over 2 impressions.
+    # User b: positive 0.2 beats 0.1 but loses to 0.5, AUC 1/2 over 3 impressions.
+    # User c has no positive and is left out: (2 * 1 + 3 * 0.5) / 5.
+    labels = [1, 0, 1, 0, 0, 0, 0]
+    scores = [0.9, 0.1, 0.2, 0.5, 0.1, 0.3, 0.4]
+    users = ["a", "a", "b", "b", "b", "c", "c"]
+    assert metrics.gauc(labels, scores, users) == pytest.approx(0.7)
+    assert math.isnan(metrics.gauc([0, 0], [0.1, 0.2], [1, 2]))
 
-    def model(features, training=False):
-        return {"click": features["x"]}
 
-    result = metrics.evaluate(model, dataset, [TaskConfig("click", "click")])
-    probs = 1 / (1 + np.exp(-x))
-    assert result["examples"] == 5
-    # Positives -1, 3, 0 vs negatives -2, 1: won 1+2+1 = 4 of 6 pairs.
-    assert result["click"]["auc"] == pytest.approx(4 / 6)
-    assert result["click"]["positive_rate"] == pytest.approx(0.6)
-    assert result["click"]["mean_prediction"] == pytest.approx(probs.mean(), rel=1e-6)
-    assert result["click"]["log_loss"] == pytest.approx(metrics.log_loss(click, probs), rel=1e-6)
+def test_weighted_auc_hard_labels_match_auc():
+    labels = np.array([0, 1, 0, 1, 1, 0])
+    scores = np.array([0.1, 0.35, 0.4, 0.8, 0.4, 0.2])
+    assert metrics.weighted_auc(labels, 1 - labels, scores) == pytest.approx(
+        metrics.auc(labels, scores))
+
+
+def test_weighted_auc_soft_labels_by_hand():
+    # q = (0.2, 0.6), scores (1, 2). Pairs i != j: example 0 as positive vs 1 as
+    # negative weighs 0.2 * 0.4 and loses; 1 vs 0 weighs 0.6 * 0.8 and wins.
+    assert metrics.weighted_auc([0.2, 0.6], [0.8, 0.4], [1.0, 2.0]) == pytest.approx(
+        0.48 / (0.48 + 0.08))
+
+
+def test_calibration_accuracy_rmse_multiclass_log_loss():
+    assert metrics.calibration([1, 0, 0, 0], [0.5, 0.5, 0.0, 0.0]) == pytest.approx(1.0)
+    assert metrics.calibration([1, 0], [0.1, 0.1]) == pytest.approx(0.2)
+    assert math.isnan(metrics.calibration([0, 0], [0.1, 0.1]))
+    probabilities = [[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]]
+    assert metrics.accuracy([0, 1], probabilities) == pytest.approx(0.5)
+    assert metrics.multiclass_log_loss([0, 1], probabilities) == pytest.approx(
+        -(math.log(0.7) + math.log(0.3)) / 2)
+    assert metrics.rmse([1.0, 3.0], [2.0, 1.0]) == pytest.approx(math.sqrt((1 + 4) / 2))
+
+
+def test_recall_at_k_counts_strictly_better_candidates():
+    candidates = np.eye(3)  # candidate c scores query[c]
+    queries = np.array([[0.9, 0.5, 0.1],    # true 0: best -> rank 0
+                        [0.9, 0.5, 0.1],    # true 1: one above -> rank 1
+                        [0.9, 0.5, 0.1]])   # true 2: two above -> rank 2
+    out = metrics.recall_at_k(queries, candidates, [0, 1, 2], ks=(1, 2, 3))
+    assert out == pytest.approx({"recall_at_1": 1 / 3, "recall_at_2": 2 / 3, "recall_at_3": 1.0})

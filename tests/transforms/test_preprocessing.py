@@ -1,5 +1,6 @@
 """preprocessing_fn on a tiny batch, expected values worked out by hand."""
 
+import functools
 import math
 import tempfile
 
@@ -14,7 +15,9 @@ import apache_beam as beam
 from transforms import features as F
 from transforms.preprocessing import preprocessing_fn
 
-IMAGE_BYTES = F.image_feature().image_bytes
+R = F.DEFAULT
+
+IMAGE_BYTES = R.image_feature().image_bytes
 
 
 def _row(user, item, age, price, pixel, click, conversion, category="shoes"):
@@ -42,12 +45,13 @@ def _check_transformed(train, test, check):
     ``check`` runs inside ``assert_that`` (rows sorted by transformed age), so
     a failed assertion fails the pipeline.
     """
-    metadata = tft.DatasetMetadata.from_feature_spec(F.raw_feature_spec())
+    metadata = tft.DatasetMetadata.from_feature_spec(R.raw_feature_spec())
     with tempfile.TemporaryDirectory() as tmp:
         with TestPipeline(runner="FnApiRunner") as p, tft_beam.Context(temp_dir=tmp):
             train_pc = p | "Train" >> beam.Create(train)
             test_pc = p | "Test" >> beam.Create(test)
-            transform_fn = (train_pc, metadata) | tft_beam.AnalyzeDataset(preprocessing_fn)
+            transform_fn = (train_pc, metadata) | tft_beam.AnalyzeDataset(
+                functools.partial(preprocessing_fn, registry=R))
             (out, _) = ((test_pc, metadata), transform_fn) | tft_beam.TransformDataset()
             assert_that(out, lambda rows: check(sorted(rows, key=lambda r: r["user_age"])))
 
@@ -81,7 +85,7 @@ def _image_and_labels(rows):
 
 def _oov(rows):
     (row,) = rows
-    user, item, category = (F.BY_NAME[n] for n in ("user_id", "item_id", "item_category"))
+    user, item, category = (R.by_name[n] for n in ("user_id", "item_id", "item_category"))
     # Vocabularies hold 2 users, 2 items, 2 categories; OOV ids follow them.
     assert 2 <= row["user_id"] < 2 + user.oov_buckets
     assert 2 <= row["item_id"] < 2 + item.oov_buckets
@@ -102,5 +106,5 @@ def test_unseen_values_land_in_oov_buckets():
 
 
 def test_serving_spec_is_every_input_and_no_label():
-    assert set(F.raw_feature_spec(include_labels=False)) == {f.name for f in F.inputs()}
-    assert set(F.raw_feature_spec()) == {f.name for f in F.FEATURES}
+    assert set(R.raw_feature_spec(include_labels=False)) == {f.name for f in R.inputs()}
+    assert set(R.raw_feature_spec()) == {f.name for f in R.features}

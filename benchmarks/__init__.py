@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that measure shoprec stages, not timed tests."""

@@ -1,0 +1,221 @@
+"""Compares the multi-task architectures, single-task baselines, ESMM and a naive CVR model.
+
+Trains every variant on one featurized run of generated data, scores the raw
+eval examples through each exported SavedModel, joins them with the
+generator's truth (``raw/truth.csv``) and prints Markdown tables:
+
+1. per task (click; conversion = click-and-purchase over every impression)
+   AUC, GAUC and log loss next to the oracle (the true probabilities);
+2. CVR: ESMM against a CVR model trained on clicked impressions only, on
+   - ``AUC | click``: pCVR against conversion over clicked eval impressions;
+   - ``entire-space AUC``: pCVR against the true pCVR of *every* eval
+     impression (soft labels: each counts as a positive with weight
+     q = p_conversion / p_click and as a negative with 1 - q; see
+     ``trainer.metrics.weighted_auc``), i.e. how well the model ranks
+     impressions by conversion-if-clicked, including the unclicked ones the
+     naive model never saw;
+   - ``pCTCVR AUC``: pCTR x pCVR against conversion over every impression
+     (the naive model's pCTR comes from the single-task click model).
+
+Usage (after ``shoprec demo --run_dir RUN``):
+
+    .venv/bin/python benchmarks/architectures.py --run_dir RUN [--seeds 1 2] [--out DIR]
+
+``--reuse`` scores variants already trained under ``--out`` (e.g. to report
+seeds trained by separate invocations together).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import glob
+import json
+import os
+import time
+from typing import Dict, List
+
+import numpy as np
+
+import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+
+import tensorflow as tf
+
+from pipelines import examples
+from shoprec import config as config_lib
+from shoprec.config import TaskConfig
+from trainer import metrics, train
+
+CLICK, CONVERSION = TaskConfig("click", "click"), TaskConfig("conversion", "conversion")
+
+
+def variants(base: config_lib.Config) -> Dict[str, config_lib.Config]:
+    """Every model of the comparison, as configs differing from ``base`` in the model."""
+    def with_model(**changes):
+        return dataclasses.replace(base, model=dataclasses.replace(base.model, **changes))
+
+    naive = with_model(tasks=(TaskConfig("cvr", "conversion", condition="click"),))
+    naive = dataclasses.replace(naive, training=dataclasses.replace(base.training,
+                                                                    train_filter="click"))
+    return {
+        "shared_bottom": with_model(architecture="shared_bottom", tasks=(CLICK, CONVERSION)),
+        "mmoe": with_model(architecture="mmoe", tasks=(CLICK, CONVERSION)),
+        "ple": with_model(architecture="ple", tasks=(CLICK, CONVERSION)),
+        "esmm": with_model(architecture="esmm", tasks=(CLICK, CONVERSION)),
+        "single_click": with_model(tasks=(CLICK,)),
+        "single_conversion": with_model(tasks=(CONVERSION,)),
+        "naive_cvr": naive,
+        "shared_bottom+retrieval": with_model(
+            tasks=(CLICK, CONVERSION),
+            retrieval=dataclasses.replace(base.model.retrieval, enabled=True)),
+    }
+
+
+def load_eval(run_dir: str, registry) -> dict:
+    """Raw eval examples with their ids and labels, joined with the generator's truth."""
+    serialized, users, click, conversion, p_click, p_ctcvr = [], [], [], [], [], []
+    truth = {}
+    with open(os.path.join(run_dir, "raw", "truth.csv")) as f:
+        next(f)
+        for line in f:
+            t, u, i, pc, pv, _, _ = line.rstrip("\n").split(",")
+            truth[(t, u, i)] = (float(pc), float(pv))
+    files = sorted(glob.glob(os.path.join(run_dir, "ingest", "examples", "eval-*")))
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+        row = examples.decode(record.numpy(), registry)
+        when = dt.datetime.fromtimestamp(row[registry.timestamp_key], dt.timezone.utc)
+        key = (when.strftime("%Y-%m-%dT%H:%M:%SZ"), row["user_id"], row["item_id"])
+        if key not in truth:
+            continue
+        serialized.append(record.numpy())
+        users.append(row["user_id"])
+        click.append(row["click"])
+        conversion.append(row["conversion"])
+        p_click.append(truth[key][0])
+        p_ctcvr.append(truth[key][1])
+    p_click, p_ctcvr = np.array(p_click), np.array(p_ctcvr)
+    return {"examples": serialized, "user": np.array(users), "click": np.array(click, float),
+            "conversion": np.array(conversion, float), "p_click": p_click,
+            "p_conversion": p_ctcvr, "p_cvr": p_ctcvr / np.maximum(p_click, 1e-12)}
+
+
+def score(model_dir: str, serialized: List[bytes], batch: int = 2048) -> Dict[str, np.ndarray]:
+    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+    parts: Dict[str, list] = {}
+    for lo in range(0, len(serialized), batch):
+        for name, value in serve(examples=tf.constant(serialized[lo:lo + batch])).items():
+            parts.setdefault(name, []).append(value.numpy())
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def binary(labels, p, users) -> dict:
+    return {"auc": metrics.auc(labels, p), "gauc": metrics.gauc(labels, p, users),
+            "log_loss": metrics.log_loss(labels, p)}
+
+
+def cvr_figures(pcvr, pctr, ev) -> dict:
+    clicked = ev["click"] > 0.5
+    return {"auc_given_click": metrics.auc(ev["conversion"][clicked], pcvr[clicked]),
+            "entire_space_auc": metrics.weighted_auc(ev["p_cvr"], 1 - ev["p_cvr"], pcvr),
+            "ctcvr_auc": metrics.auc(ev["conversion"], pctr * pcvr)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run_dir", required=True, help="a `shoprec demo` run folder")
+    parser.add_argument("--out", default=None, help="where variants train (default RUN/compare)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+    parser.add_argument("--only", nargs="*", default=None, help="variant names to run")
+    parser.add_argument("--reuse", action="store_true",
+                        help="score variants already trained under --out instead of retraining")
+    args = parser.parse_args()
+    out = args.out or os.path.join(args.run_dir, "compare")
+    base = config_lib.load(run_dir=args.run_dir)
+    ev = load_eval(args.run_dir, base.registry)
+    results: Dict[str, list] = {}
+    for seed in args.seeds:
+        for name, config in variants(base).items():
+            if args.only and name not in args.only:
+                continue
+            run_dir = os.path.join(out, f"{name}-s{seed}")
+            os.makedirs(run_dir, exist_ok=True)
+            link = os.path.join(run_dir, "featurize")
+            if not os.path.exists(link):
+                os.symlink(os.path.abspath(os.path.join(args.run_dir, "featurize")), link)
+            config = dataclasses.replace(config, run_dir=run_dir, training=dataclasses.replace(
+                config.training, seed=seed))
+            start = time.time()
+            if args.reuse and os.path.exists(config.layout.metrics_file):
+                with open(config.layout.metrics_file) as f:
+                    trained = json.load(f)
+            else:
+                trained = train.run(config)
+            p = score(config.layout.model_dir, ev["examples"])
+            row = {"seed": seed, "train_s": round(time.time() - start, 1),
+                   "retrieval": trained.get("retrieval")}
+            for task in ("click", "conversion"):
+                if f"p_{task}" in p:
+                    row[task] = binary(ev[task], p[f"p_{task}"], ev["user"])
+            # Kept (not reported) for the CVR table: ESMM's pCVR, the naive
+            # model's (its only output) and each model's pCTR.
+            if "p_cvr" in p:
+                row["cvr"] = p["p_cvr"]
+            if "p_click" in p:
+                row["pctr"] = p["p_click"]
+            results.setdefault(name, []).append(row)
+            print(f"[compare] {name} seed {seed}: {time.time() - start:.0f}s", flush=True)
+    report(results, ev, out)
+
+
+def _mean(rows, *path):
+    values = []
+    for r in rows:
+        v = r
+        for k in path:
+            v = v.get(k) if isinstance(v, dict) else None
+        if v is not None:
+            values.append(v)
+    return float(np.mean(values)) if values else None
+
+
+def report(results: Dict[str, list], ev: dict, out: str) -> None:
+    """Prints the tables (means over seeds) and writes them as JSON beside the variants."""
+    oracle = {t: binary(ev[t], ev[f"p_{t}"], ev["user"]) for t in ("click", "conversion")}
+    fmt = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
+    print("\n| model | click AUC | click GAUC | click log loss | conversion AUC | "
+          "conversion GAUC | conversion log loss |")
+    print("|---|---|---|---|---|---|---|")
+    for name, rows in list(results.items()) + [("oracle (truth)", [oracle])]:
+        cells = [fmt(_mean(rows, t, m)) for t in ("click", "conversion")
+                 for m in ("auc", "gauc", "log_loss")]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    cvr = {}
+    for name, ctr_from in (("esmm", "esmm"), ("naive_cvr", "single_click")):
+        if name in results and ctr_from in results:
+            figures = []
+            for cvr_row, ctr_row in zip(results[name], results[ctr_from]):
+                # pCTR of the same seed: ESMM's own, the naive model's from the click model.
+                figures.append(cvr_figures(cvr_row["cvr"], ctr_row["pctr"], ev))
+            cvr[name] = {k: float(np.mean([f[k] for f in figures])) for k in figures[0]}
+    cvr["oracle (truth)"] = cvr_figures(ev["p_cvr"], ev["p_click"], ev)
+    print("\n| CVR model | AUC given click | entire-space AUC (true pCVR) | pCTCVR AUC |")
+    print("|---|---|---|---|")
+    for name, f in cvr.items():
+        print(f"| {name} | {f['auc_given_click']:.4f} | {f['entire_space_auc']:.4f} | "
+              f"{f['ctcvr_auc']:.4f} |")
+    retrieval = [r["retrieval"] for rows in results.values() for r in rows if r["retrieval"]]
+    if retrieval:
+        print("\nretrieval: " + ", ".join(f"{k} {np.mean([r[k] for r in retrieval]):.4f}"
+                                          for k in retrieval[0] if k.startswith("recall")))
+    print(f"\neval impressions {len(ev['click'])}, clicks {int(ev['click'].sum())}, "
+          f"conversions {int(ev['conversion'].sum())}; seeds "
+          f"{sorted({r['seed'] for rows in results.values() for r in rows})}")
+    summary = {name: [{k: v for k, v in r.items() if k not in ("cvr", "pctr")} for r in rows]
+               for name, rows in results.items()}
+    with open(os.path.join(out, "comparison.json"), "w") as f:
+        json.dump({"variants": summary, "oracle": oracle, "cvr": cvr}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

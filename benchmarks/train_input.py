@@ -1,0 +1,102 @@
+"""Training input benchmark: examples/s fed from TFRecords vs the same tensors from memory.
+
+Both feeds run the same compiled train step of the same model in one
+process: one reads the featurize job's gzip TFRecord shards through
+``trainer.data.make_dataset`` (the trainer's own input pipeline), the other
+replays the very batches that pipeline produced, held in memory. Repeats
+alternate the order of the two feeds so drift (other processes, thermal)
+hits both alike; the figures are medians over repeats. A ratio near 1 means
+the input pipeline keeps up with training (the goal is >= 0.9).
+
+Usage (after ``shoprec demo --run_dir RUN``):
+
+    .venv/bin/python benchmarks/train_input.py --run_dir RUN [--steps 40] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from shoprec import config as config_lib
+from trainer import data, model as model_lib
+
+SHARD_GLOB = "-*-of-*.tfrecord.gz"
+
+
+def _time_steps(train_function, iterator, steps: int) -> float:
+    """Seconds for ``steps`` train steps (the last result is read back to sync)."""
+    start = time.perf_counter()
+    logs = None
+    for _ in range(steps):
+        logs = train_function(iterator)
+    float(logs["loss"])
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run_dir", required=True, help="a run folder featurize has written")
+    parser.add_argument("--config", default=None, help="run config (default: packaged demo)")
+    parser.add_argument("--steps", type=int, default=40, help="train steps per measurement")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps per feed")
+    args = parser.parse_args()
+
+    config = config_lib.load(args.config, run_dir=args.run_dir)
+    layout, training = config.layout, config.training
+    batch = training.per_replica_batch_size
+    tft_output = tft.TFTransformOutput(layout.transform_dir)
+    tf.keras.utils.set_random_seed(training.seed)
+    model = model_lib.build_model(config.model, tft_output, batch, registry=config.registry)
+    model.compile(optimizer=tf.keras.optimizers.Adam(training.learning_rate))
+    train_function = model.make_train_function()
+
+    records = data.make_dataset(
+        layout.transformed("train") + SHARD_GLOB, tft_output.transformed_feature_spec(),
+        config.model.tasks, batch, training=True, seed=training.seed, repeat=True,
+        registry=config.registry)
+    # The same tensors, from memory: the batches the record pipeline yields,
+    # stacked so that each element of the in-memory dataset is one batch.
+    held = list(records.take(args.steps + args.warmup))
+    stacked = tf.nest.map_structure(lambda *t: tf.stack(t), *held)
+    memory = tf.data.Dataset.from_tensor_slices(stacked).repeat().prefetch(tf.data.AUTOTUNE)
+
+    feeds = {"tfrecord": iter(records), "memory": iter(memory)}
+    for iterator in feeds.values():
+        # Traces the step once per feed and fills the prefetch buffers.
+        _time_steps(train_function, iterator, args.warmup)
+    rates = {name: [] for name in feeds}
+    for repeat in range(args.repeats):
+        order = list(feeds) if repeat % 2 == 0 else list(feeds)[::-1]
+        for name in order:
+            seconds = _time_steps(train_function, feeds[name], args.steps)
+            rates[name].append(args.steps * batch / seconds)
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    ratios = [r / m for r, m in zip(rates["tfrecord"], rates["memory"])]
+    result = {
+        "batch_size": batch, "steps_per_measurement": args.steps, "repeats": args.repeats,
+        "examples_per_second": {name: [round(v, 1) for v in values]
+                                for name, values in rates.items()},
+        "median_examples_per_second": {name: round(v, 1) for name, v in medians.items()},
+        "ratio_of_medians": round(medians["tfrecord"] / medians["memory"], 3),
+        "median_ratio": round(statistics.median(ratios), 3),
+    }
+    print(f"{'feed':<9} {'median ex/s':>12}   per repeat")
+    for name in feeds:
+        print(f"{name:<9} {medians[name]:>12.1f}   "
+              + " ".join(f"{v:.0f}" for v in rates[name]))
+    print(f"tfrecord / memory: ratio of medians {result['ratio_of_medians']:.3f}, "
+          f"median of per-repeat ratios {result['median_ratio']:.3f} (goal >= 0.9)")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Robot filtering and a per-user anomaly score.
+
+A user who logs more than ``max_events`` events in one ``window_s`` bucket
+(fixed buckets: ``timestamp // window_s``) is robotic *from that bucket on*:
+their events from its start are ``robot_user`` dead letters, and their earlier
+events stay. Deciding from the first burst onward, not for the whole log,
+keeps the filter point-in-time: an event can only remove events at or after
+it, never an earlier example.
+
+Every user also gets an anomaly row for a later anomaly-detection task:
+events, the busiest bucket's count, the number of robotic buckets, when the
+user turned robotic, and ``score = busiest bucket / max_events`` (> 1 is
+robotic). Counting is a combine per (user, bucket), so no worker holds a
+user's whole log.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, NamedTuple
+
+import apache_beam as beam
+
+from pipelines import dead_letter as dl
+from pipelines.events import event_record
+from pipelines.parse import EVENTS
+from transforms import features as F
+
+ANOMALY_COLUMNS = ("user_id", "events", "max_events_per_window", "robotic_windows",
+                   "robotic_from", "score")
+
+
+class AnomalyOutputs(NamedTuple):
+    main: beam.PCollection  # events kept
+    dead_letter: beam.PCollection  # robot_user dead letters
+    users: beam.PCollection  # one anomaly row (dict, ANOMALY_COLUMNS) per user
+
+
+def anomaly_row(user_id: str, bucket_counts: Dict[int, int], window_s: int,
+                max_events: int) -> Dict[str, Any]:
+    """The anomaly row of one user from their events per bucket."""
+    robotic = sorted(b for b, n in bucket_counts.items() if n > max_events)
+    busiest = max(bucket_counts.values()) if bucket_counts else 0
+    return {"user_id": user_id, "events": sum(bucket_counts.values()),
+            "max_events_per_window": busiest, "robotic_windows": len(robotic),
+            "robotic_from": robotic[0] * window_s if robotic else None,
+            "score": round(busiest / max_events, 4)}
+
+
+class FilterRobots(beam.PTransform):
+    """Events → (kept events, ``robot_user`` dead letters, per-user anomaly rows).
+
+    Args:
+        window_s: Bucket width in seconds (60: events per minute).
+        max_events: Most events a person logs in one bucket; 0 disables the
+            filter (rows are still scored against 1).
+    """
+
+    def __init__(self, window_s: int, max_events: int):
+        super().__init__()
+        if window_s < 1 or max_events < 0:
+            raise ValueError("window_s must be >= 1 and max_events >= 0")
+        self._window_s = int(window_s)
+        self._max_events = int(max_events)
+
+    def expand(self, events) -> AnomalyOutputs:
+        window_s, max_events = self._window_s, self._max_events
+        limit = max_events or 1
+
+        per_bucket = (events
+                      | "KeyUserBucket" >> beam.Map(
+                          lambda e: ((e[F.USER_KEY], e[F.TIMESTAMP_KEY] // window_s), 1))
+                      | "CountPerBucket" >> beam.CombinePerKey(sum)
+                      | "ByUser" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1]))))
+        # Only the counts per bucket are grouped: at most one entry per active bucket.
+        users = (per_bucket
+                 | "GroupByUser" >> beam.GroupByKey()
+                 | "Score" >> beam.Map(lambda kv: anomaly_row(kv[0], dict(kv[1]), window_s,
+                                                              limit)))
+        if not max_events:
+            empty = events.pipeline | "NoRobots" >> beam.Create([])
+            return AnomalyOutputs(events, empty, users)
+
+        def count_flagged(row):
+            beam.metrics.Metrics.counter(dl.NAMESPACE, "anomaly/robot_users").inc()
+            return row["user_id"], row["robotic_from"]
+
+        flagged = (users
+                   | "Robotic" >> beam.Filter(lambda r: r["robotic_from"] is not None)
+                   | "RoboticFrom" >> beam.Map(count_flagged))
+
+        def check(event, robots):
+            start = robots.get(event[F.USER_KEY])
+            if start is not None and event[F.TIMESTAMP_KEY] >= start:
+                yield dl.tagged(EVENTS, "robot_user",
+                                f"user logged more than {max_events} events in {window_s}s "
+                                f"from {start}", event_record(event))
+            else:
+                yield event
+
+        out = events | "DropRobotEvents" >> beam.FlatMap(
+            check, robots=beam.pvalue.AsDict(flagged)).with_outputs(
+                dl.DEAD_LETTER_TAG, main="main")
+        return AnomalyOutputs(out.main, out[dl.DEAD_LETTER_TAG], users)

@@ -1,0 +1,74 @@
+"""Model and training settings of the run config: parsing, defaults and checks."""
+
+import dataclasses
+import json
+
+import pytest
+import yaml
+
+from shoprec import config as config_lib
+
+
+def _load(tmp_path, model=None, training=None):
+    data = {"run_dir": str(tmp_path / "run")}
+    if model is not None:
+        data["model"] = model
+    if training is not None:
+        data["training"] = training
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return config_lib.load(str(path))
+
+
+def test_demo_config_keeps_the_spine_defaults():
+    config = config_lib.load()
+    assert config.model.architecture == "shared_bottom"
+    assert [t.type for t in config.model.tasks] == ["binary", "binary"]
+    assert not config.model.retrieval.enabled
+    assert config.training.backup_and_restore and config.training.early_stopping.task is None
+
+
+def test_nested_settings_parse(tmp_path):
+    config = _load(tmp_path, model={
+        "architecture": "ple",
+        "experts": {"units": [32, 16], "levels": 3, "shared_experts": 1},
+        "retrieval": {"enabled": True, "recall_at": [5, 20], "sampling_bias_correction": False},
+        "tasks": [{"name": "click", "label": "click"},
+                  {"name": "cvr", "label": "conversion", "condition": "click", "weight": 2.0},
+                  {"name": "category", "label": "item_category", "type": "multiclass"},
+                  {"name": "price", "label": "item_price", "type": "regression"}],
+    }, training={"early_stopping": {"task": "click", "metric": "gauc", "patience": 3},
+                 "train_filter": "click", "backup_and_restore": False})
+    model = config.model
+    assert model.experts == config_lib.ExpertsConfig(num_experts=4, units=(32, 16),
+                                                     shared_experts=1, task_experts=1, levels=3)
+    assert model.retrieval.recall_at == (5, 20) and not model.retrieval.sampling_bias_correction
+    assert model.tasks[1] == config_lib.TaskConfig("cvr", "conversion", 2.0, condition="click")
+    assert config.training.early_stopping.metric == "gauc"
+    assert config.training.train_filter == "click" and not config.training.backup_and_restore
+
+
+def test_model_config_round_trips_through_json():
+    model = dataclasses.replace(config_lib.ModelConfig(), architecture="esmm",
+                                retrieval=config_lib.RetrievalConfig(enabled=True))
+    as_json = json.loads(json.dumps(dataclasses.asdict(model)))
+    assert config_lib.model_config_from_dict(as_json) == model
+
+
+@pytest.mark.parametrize("model, training, message", [
+    ({"architecture": "wide_deep"}, None, "architecture"),
+    ({"architecture": "esmm", "tasks": [{"name": "click", "label": "click"}]}, None,
+     "esmm.ctcvr_task"),
+    ({"architecture": "esmm", "esmm": {"cvr_output": "click"}}, None, "cvr_output"),
+    ({"tasks": [{"name": "click", "label": "click", "type": "ordinal"}]}, None, "type"),
+    ({"tasks": [{"name": "c", "label": "item_category"}]}, None, "binary task's label"),
+    ({"tasks": [{"name": "click", "label": "click", "condition": "item_id"}]}, None,
+     "condition"),
+    ({"retrieval": {"enabled": True, "positive_label": "user_id"}}, None, "positive_label"),
+    (None, {"early_stopping": {"task": "nope"}}, "early_stopping.task"),
+    (None, {"early_stopping": {"task": "click", "metric": "rmse"}}, "early_stopping.metric"),
+    (None, {"train_filter": "item_id"}, "train_filter"),
+])
+def test_inconsistent_settings_fail(tmp_path, model, training, message):
+    with pytest.raises(config_lib.ConfigError, match=message):
+        _load(tmp_path, model, training)

@@ -1,0 +1,94 @@
+"""Data set descriptions: parsing, checks, the committed real-data configs and --data."""
+
+import os
+
+import pytest
+import yaml
+
+from shoprec import config as config_lib, dataset as ds
+from transforms import features as F
+
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "shoprec", "configs")
+
+MINIMAL = {
+    "labels": "funnel",
+    "events": {"columns": {"u": "string", "i": "string", "t": {"type": "timestamp",
+                                                               "format": "unix_ms"},
+                           "kind": "string", "cat": "string"},
+               "user_id": "u", "item_id": "i", "timestamp": "t", "event_type": "kind",
+               "event_types": {"view": "click", "buy": "purchase"}},
+    "items": {"from_events": True},
+    "features": [
+        {"name": "user_id", "source": "event", "kind": "id"},
+        {"name": "item_id", "source": "event", "kind": "id"},
+        {"name": "item_category", "source": "item", "kind": "categorical", "column": "cat"},
+        {"name": "buy", "source": "event", "kind": "label", "event_type": "purchase"},
+    ],
+}
+
+
+def test_minimal_description_parses_into_a_registry():
+    data = ds.from_dict(MINIMAL)
+    assert data.funnel_of == {"view": "click", "buy": "purchase"}
+    assert data.events.column("t").format == "unix_ms"
+    assert data.event_columns_kept() == ("cat",)
+    assert [f.name for f in data.registry.labels()] == ["buy"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"labels": "guess"}, "labels must be one of"),
+    ({"colour": 1}, "unknown key"),
+    ({"events": dict(MINIMAL["events"], user_id="nope")}, "user_id column 'nope'"),
+    ({"events": dict(MINIMAL["events"], event_types={"view": "glance"})}, "must map to"),
+    ({"features": MINIMAL["features"][:3]
+      + [{"name": "cart", "source": "event", "kind": "label", "event_type": "add_to_cart"}]},
+     "never map to"),
+    ({"features": [{"name": "user_id", "source": "event", "kind": "id", "colour": 1}]},
+     "features\\[0\\]"),
+])
+def test_misfits_are_named(change, message):
+    with pytest.raises(ValueError, match=message):
+        ds.from_dict(dict(MINIMAL, **change))
+
+
+def test_image_path_patterns():
+    row = {"article_id": "0108775015", "path": " a/b.jpg "}
+    assert ds.image_path("images/{article_id[:3]}/{article_id}.jpg", row) == (
+        "images/010/0108775015.jpg")
+    assert ds.image_path("{article_id[-3:]}", row) == "015"
+    assert ds.image_path("path", row) == "a/b.jpg"
+    assert ds.pattern_columns("x/{a}/{b[:2]}") == ("a", "b")
+
+
+def test_generated_description_matches_the_default_registry():
+    data = ds.generated()
+    assert data.registry == F.DEFAULT
+    assert [c.name for c in data.items.columns] == [
+        "item_id", "category", "brand", "colour", "price", "image_path"]
+
+
+@pytest.mark.parametrize("name, labels, image", [("hm", ["purchase", "online"], True),
+                                                 ("taobao", ["cart", "buy"], False)])
+def test_committed_real_data_configs_load_with_only_a_data_path(name, labels, image, tmp_path):
+    path = os.path.join(CONFIGS, f"{name}.yaml")
+    with open(path) as f:
+        assert "data_dir" not in (yaml.safe_load(f).get("inputs") or {})
+    config = config_lib.load(path, run_dir=str(tmp_path), data_dir="/data/x")
+    assert [f.name for f in config.registry.labels()] == labels
+    assert (config.registry.image_feature() is not None) == image
+    assert config.input_path(config.inputs.events).startswith("/data/x/")
+    assert config.split_starts[1] is not None  # a test split
+    assert config.registry.history_lists()
+
+
+def test_relative_data_dir_resolves_against_the_run_folder():
+    config = config_lib.load(None, run_dir="/runs/a", data_dir="incoming")
+    assert config.input_path("events.csv") == "/runs/a/incoming/events.csv"
+    assert config_lib.load(None, run_dir="/runs/a").input_path("raw/e.csv") == "/runs/a/raw/e.csv"
+
+
+def test_config_rejects_tasks_naming_labels_the_data_set_lacks(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"dataset": MINIMAL}))
+    with pytest.raises(config_lib.ConfigError, match="registry labels are \\['buy'\\]"):
+        config_lib.load(str(bad))

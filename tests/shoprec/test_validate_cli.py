@@ -1,0 +1,42 @@
+"""`shoprec validate` and `shoprec ingest` on the command line: the report, and the gate."""
+
+import json
+import os
+
+import yaml
+
+from pipelines import generate
+from shoprec import cli, config as config_lib
+
+
+def _config_file(tmp_path, max_bad_fraction):
+    """A tiny generated shop with 2% corrupt rows, and a config over it."""
+    text = {
+        "generate": {"num_users": 40, "num_items": 12, "days": 3, "sessions_per_user": 2.0,
+                     "corrupt_fraction": 0.02},
+        "ingest": {"eval_start": "2026-11-03T00:00:00Z", "num_shards": 1},
+        "dataset": {"quality": {"max_bad_fraction": max_bad_fraction}},
+    }
+    path = tmp_path / f"config-{max_bad_fraction}.yaml"
+    path.write_text(yaml.safe_dump(text))
+    return str(path)
+
+
+def test_validate_prints_the_report_and_ingest_fails_over_the_threshold(tmp_path, capsys):
+    run_dir = str(tmp_path / "run")
+    generous = _config_file(tmp_path, 0.5)
+    generate.run(config_lib.load(generous, run_dir=run_dir))
+
+    assert cli.main(["validate", "--config", generous, "--run_dir", run_dir]) == 0
+    out = capsys.readouterr().out
+    assert "data report: generated (ok)" in out and "label rates: click" in out
+    with open(os.path.join(run_dir, "validate", "ingest", "report.json")) as f:
+        report = json.load(f)
+    assert report["status"] == "ok" and report["splits"]["train"]["examples"] > 0
+    assert not os.path.exists(os.path.join(run_dir, "ingest"))  # validate writes no examples
+
+    strict = _config_file(tmp_path, 0.001)
+    assert cli.main(["ingest", "--config", strict, "--run_dir", run_dir]) == 1
+    captured = capsys.readouterr()
+    assert "data report: generated (failed)" in captured.out
+    assert "input 'events'" in captured.err and "bad_timestamp=" in captured.err

@@ -1,0 +1,114 @@
+"""Tests for trainer.image_encoder: learning, export round trip, catalogue loading."""
+
+import csv
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainer import image_encoder as E
+
+HM_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "hm")
+# Three classes told apart by colour alone; the noise keeps it from being trivial.
+PALETTE = np.array([[0.85, 0.15, 0.15], [0.15, 0.75, 0.2], [0.2, 0.25, 0.85]], np.float32)
+SMALL = E.EncoderConfig(filters=(8, 16), embedding_dim=8, dropout=0.0, epochs=1, min_steps=120,
+                        batch_size=32, learning_rate=5e-3, holdout_fraction=0.25, seed=3)
+
+
+def colour_images(n: int, size: int = 8, seed: int = 0):
+    """Images whose class is their dominant colour; class 0 is the majority (half)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(3, n, p=[0.5, 0.25, 0.25])
+    images = PALETTE[labels][:, None, None, :] + rng.normal(0, 0.12, (n, size, size, 3))
+    return np.clip(images, 0, 1).astype(np.float32), labels.astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    images, labels = colour_images(240)
+    # A second head, "bright": whether the colour is the green one, to exercise several heads.
+    model, report = E.train_encoder(images, {"colour": labels, "green": (labels == 1) * 1},
+                                    SMALL, num_classes={"colour": 3, "green": 2})
+    return images, labels, model, report
+
+
+def test_learns_colour_far_above_majority(trained):
+    _, _, _, report = trained
+    colour = report["heads"]["colour"]
+    assert report["held_out_items"] == 60 and report["train_items"] == 180
+    assert 0.3 < colour["majority_rate"] < 0.7
+    assert colour["accuracy"] >= 0.9
+    assert colour["accuracy"] > colour["majority_rate"] + 0.25
+    assert report["heads"]["green"]["accuracy"] >= 0.9
+
+
+def test_split_is_a_partition_of_items():
+    train, held_out = E.split_items(50, 0.2, seed=1)
+    assert len(held_out) == 10
+    assert sorted(np.concatenate([train, held_out]).tolist()) == list(range(50))
+
+
+def test_export_load_roundtrip_gives_identical_embeddings(trained, tmp_path):
+    images, labels, model, report = trained
+    export_dir = E.export(model, str(tmp_path / "encoder"),
+                          {"colour": ["red", "green", "blue"], "green": ["no", "yes"]}, report)
+    expected = E.embedder(model)(tf.constant(images[:20]), training=False).numpy()
+    loaded = E.embed(export_dir, images[:20], batch_size=20)
+    np.testing.assert_array_equal(loaded, expected)
+    assert loaded.shape == (20, SMALL.embedding_dim)
+    # Other batch sizes may pick other conv kernels: equal to float32 rounding.
+    rebatched = E.embed(export_dir, images[:20], batch_size=7)
+    np.testing.assert_allclose(rebatched, expected, rtol=1e-6, atol=1e-6)
+
+    predicted = tf.saved_model.load(export_dir).signatures["predict"](
+        images=tf.constant(images[:20]))
+    np.testing.assert_allclose(predicted["colour_probabilities"].numpy().sum(axis=1), 1.0,
+                               atol=1e-5)
+    names = [n.decode() for n in predicted["colour"].numpy()]
+    assert np.mean([n == ["red", "green", "blue"][y] for n, y in zip(names, labels[:20])]) >= 0.9
+
+    metadata = E.read_metadata(export_dir)
+    assert metadata["image_shape"] == [8, 8, 3]
+    assert metadata["embedding_dim"] == SMALL.embedding_dim
+    assert metadata["classes"]["green"] == ["no", "yes"]
+
+
+def _write_catalogue(root):
+    (root / "images").mkdir()
+    rows = []
+    for i, colour in enumerate(["red", "red", "blue", "red", "teal"]):
+        pixels = np.full((12, 10, 3), (200, 30, 30) if colour == "red" else (30, 30, 200), np.uint8)
+        (root / "images" / f"i{i}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+        rows.append((f"i{i}", colour, f"images/i{i}.png"))
+    (root / "images" / "broken.png").write_bytes(b"\x89PNG not really")
+    rows += [("i5", "red", "images/broken.png"), ("i6", "blue", "images/missing.png"),
+             ("i7", "blue", "")]
+    with open(root / "items.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["item_id", "colour", "image_path"])
+        writer.writerows(rows)
+
+
+def test_load_catalogue_skips_bad_photos_and_merges_rare_classes(tmp_path):
+    _write_catalogue(tmp_path)
+    cat = E.load_catalogue(str(tmp_path / "items.csv"), str(tmp_path), ["colour"], (4, 4, 3),
+                           min_class_count=2)
+    assert cat.ids.tolist() == ["i0", "i1", "i2", "i3", "i4"]
+    assert sorted(r for _, r in cat.skipped) == ["InvalidArgumentError", "NotFoundError",
+                                                 "no image path"]
+    assert cat.images.shape == (5, 4, 4, 3) and cat.images.dtype == np.float32
+    np.testing.assert_allclose(cat.images[0, 0, 0], np.array([200, 30, 30]) / 255, atol=1e-6)
+    # blue (1 item with a usable photo) and teal (1) fall under (other).
+    assert cat.classes["colour"] == ["red", E.OTHER_CLASS]
+    assert cat.labels["colour"].tolist() == [0, 0, 1, 0, 1]
+
+
+@pytest.mark.skipif(not os.path.isdir(HM_DIR), reason="H&M sample data not at ../shared/data")
+def test_hm_catalogue_reads_photos_by_article_id():
+    cat = E.hm_catalogue(HM_DIR, image_shape=(24, 16, 3), limit=40, min_class_count=1)
+    assert len(cat.ids) + len(cat.skipped) == 40
+    assert all(len(i) == 10 and i.startswith("0") for i in cat.ids)  # ids kept as strings
+    assert cat.images.shape[1:] == (24, 16, 3)
+    assert set(cat.labels) == {"product_type_name", "colour_group_name"}
+    assert 0.0 <= cat.images.min() and cat.images.max() <= 1.0

@@ -1,0 +1,135 @@
+"""MultiTaskModel with each architecture, task type, conditions and retrieval,
+on data written by the real featurize job."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from shoprec import config as config_lib
+from shoprec.config import ExpertsConfig, RetrievalConfig, TaskConfig
+from tests.trainer.synthetic import SMALL_MODEL
+from trainer import data, evaluation, model as model_lib, strategy as strategy_lib
+
+BATCH = 16
+SMALL_EXPERTS = ExpertsConfig(num_experts=3, units=(8,), shared_experts=1, task_experts=1,
+                              levels=2)
+
+
+def _model_config(**changes):
+    return dataclasses.replace(SMALL_MODEL, experts=SMALL_EXPERTS, **changes)
+
+
+def _batch(run_dir, model_config, batch=BATCH, repeat=False):
+    layout = config_lib.Layout(run_dir)
+    tft_output = tft.TFTransformOutput(layout.transform_dir)
+    dataset = data.make_dataset(layout.transformed("train") + "-*",
+                                tft_output.transformed_feature_spec(), model_config.tasks, batch,
+                                training=True, seed=5, repeat=repeat,
+                                extra_labels=evaluation.label_columns(model_config))
+    return tft_output, dataset
+
+
+def _bce(labels, p):
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return -(labels * np.log(p) + (1 - labels) * np.log(1 - p))
+
+
+@pytest.mark.parametrize("architecture", ["shared_bottom", "mmoe", "ple", "esmm"])
+def test_every_architecture_trains(featurized_dir, architecture):
+    model_config = _model_config(architecture=architecture)
+    tft_output, dataset = _batch(featurized_dir, model_config, repeat=True)
+    tf.keras.utils.set_random_seed(2)
+    model = model_lib.build_model(model_config, tft_output, BATCH)
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
+    history = model.fit(dataset, epochs=2, steps_per_epoch=4, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    predictions = model.predictions(next(iter(dataset))[0])
+    expected = {"click", "conversion"} | ({"cvr"} if architecture == "esmm" else set())
+    assert set(predictions) == expected == set(model.prediction_names)
+    assert all(v.shape == [BATCH] for v in predictions.values())
+
+
+def test_esmm_ctcvr_is_the_product_and_its_losses_cover_every_impression(featurized_dir):
+    model_config = _model_config(architecture="esmm")
+    tft_output, dataset = _batch(featurized_dir, model_config)
+    model = model_lib.build_model(model_config, tft_output, BATCH)
+    features, labels = next(iter(dataset))
+    predictions = {k: v.numpy() for k, v in model.predictions(features).items()}
+    np.testing.assert_array_equal(predictions["conversion"],
+                                  predictions["click"] * predictions["cvr"])
+    # No CVR loss: the CTR loss and the CTCVR loss of pCTR x pCVR against
+    # conversion, averaged over all impressions (clicked or not).
+    click, conversion = labels["click"].numpy(), labels["conversion"].numpy()
+    expected = (_bce(click, predictions["click"]).mean()
+                + _bce(conversion, predictions["conversion"]).mean())
+    loss = model.compute_loss((features, labels)).numpy()
+    assert loss == pytest.approx(expected, rel=1e-4)
+
+
+def test_a_conditioned_task_learns_only_from_its_condition(featurized_dir):
+    tasks = (TaskConfig("cvr", "conversion", condition="click"),)
+    model_config = _model_config(tasks=tasks)
+    tft_output, dataset = _batch(featurized_dir, model_config)
+    model = model_lib.build_model(model_config, tft_output, BATCH)
+    features, labels = next(iter(dataset))
+    assert set(labels) == {"cvr", "click"}
+    clicked = labels["click"].numpy() > 0.5
+    assert 0 < clicked.sum() < BATCH
+    p = model.predictions(features)["cvr"].numpy()
+    # Unclicked rows weigh 0; the sum is still divided by the whole batch.
+    expected = _bce(labels["cvr"].numpy(), p)[clicked].sum() / BATCH
+    assert model.compute_loss((features, labels)).numpy() == pytest.approx(expected, rel=1e-4)
+
+
+def test_multiclass_and_regression_tasks(featurized_dir):
+    tasks = (TaskConfig("click", "click"),
+             TaskConfig("category", "item_category", type="multiclass", weight=0.5),
+             TaskConfig("price", "item_price", type="regression", weight=0.1))
+    model_config = _model_config(tasks=tasks, architecture="mmoe")
+    tft_output, dataset = _batch(featurized_dir, model_config, repeat=True)
+    model = model_lib.build_model(model_config, tft_output, BATCH)
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
+    history = model.fit(dataset, epochs=1, steps_per_epoch=3, verbose=0)
+    assert {"category_loss", "price_loss"} <= set(history.history)
+    features, labels = next(iter(dataset))
+    # The label is also an input: it stays among the features.
+    assert "item_category" in features and labels["category"].dtype == tf.int64
+    predictions = model.predictions(features)
+    classes = model_lib.vocab_sizes(tft_output)["item_category"]  # 3 categories + 1 OOV
+    assert predictions["category"].shape == [BATCH, classes] == [BATCH, 4]
+    np.testing.assert_allclose(predictions["category"].numpy().sum(axis=1), 1.0, rtol=1e-5)
+    assert predictions["price"].shape == [BATCH]
+
+
+def test_retrieval_trains_jointly_under_mirrored_strategy(featurized_dir):
+    mirrored = strategy_lib.make_strategy("mirrored")
+    global_batch = BATCH * mirrored.num_replicas_in_sync
+    model_config = _model_config(retrieval=RetrievalConfig(
+        enabled=True, embedding_dim=4, tower_units=(8,), recall_at=(5,)))
+    tft_output, dataset = _batch(featurized_dir, model_config, batch=global_batch, repeat=True)
+    with mirrored.scope():
+        model = model_lib.build_model(model_config, tft_output, global_batch)
+        model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
+    history = model.fit(dataset, epochs=2, steps_per_epoch=3, verbose=0)
+    assert np.all(np.isfinite(history.history["retrieval_loss"]))
+    assert set(model.user_features) == {"user_id", "user_age", "user_region", "user_membership"}
+    assert "item_image" in model.item_features and "user_id" not in model.item_features
+    features, _ = next(iter(dataset))
+    user = model.user_embedding({k: features[k] for k in model.user_features}).numpy()
+    item = model.item_embedding({k: features[k] for k in model.item_features}).numpy()
+    assert user.shape == item.shape == (global_batch, 4)
+    np.testing.assert_allclose(np.linalg.norm(item, axis=1), 1.0, rtol=1e-5)
+
+
+def test_config_round_trip_keeps_architecture_and_retrieval(featurized_dir):
+    model_config = _model_config(architecture="ple", retrieval=RetrievalConfig(enabled=True))
+    tft_output, _ = _batch(featurized_dir, model_config)
+    model = model_lib.build_model(model_config, tft_output, BATCH)
+    rebuilt = model_lib.MultiTaskModel.from_config(model.get_config())
+    assert rebuilt.get_config() == model.get_config()
+    assert rebuilt.retrieval is not None
+    with pytest.raises(ValueError, match="no retrieval"):
+        model_lib.build_model(SMALL_MODEL, tft_output, BATCH).user_embedding({})

@@ -1,0 +1,103 @@
+"""Training callbacks: early stopping on an exact eval metric, and an epoch record.
+
+Early stopping watches a metric computed by ``trainer.evaluation`` over the
+whole eval split after each epoch, not a Keras streaming metric, so it means
+the same under every strategy. Under MultiWorkerMirroredStrategy each worker
+evaluates the same weights on the same (unsharded) eval data and so reaches
+the same decision, which keeps the workers' step counts in lockstep.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Dict, List, Optional
+
+import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+
+import tensorflow as tf
+
+# Metrics where a smaller value is better; the rest improve upwards.
+_LOWER_IS_BETTER = frozenset({"log_loss", "rmse"})
+
+
+class EvalEarlyStopping(tf.keras.callbacks.Callback):
+    """Stops training when a task's eval metric stops improving; restores the best weights.
+
+    Args:
+        evaluate: Returns ``trainer.evaluation.evaluate``'s result for the
+            current weights.
+        task: Task whose metric is watched.
+        metric: Metric name, e.g. ``auc``, ``gauc``, ``log_loss``.
+        patience: Epochs without improvement after which training stops (as in
+            Keras' EarlyStopping; 0 stops at the first epoch that does not improve).
+        min_delta: Smallest change that counts as an improvement.
+        restore_best: Put back the best epoch's weights when training ends.
+    """
+
+    def __init__(self, evaluate: Callable[[], dict], task: str, metric: str, patience: int,
+                 min_delta: float = 0.0, restore_best: bool = True):
+        super().__init__()
+        self._evaluate = evaluate
+        self.task, self.metric = task, metric
+        self.patience, self.min_delta = int(patience), float(min_delta)
+        self.restore_best = restore_best
+        self._sign = -1.0 if metric in _LOWER_IS_BETTER else 1.0
+        self.history: List[Optional[float]] = []
+        self.best: Optional[float] = None
+        self.best_epoch: Optional[int] = None
+        self.stopped_epoch: Optional[int] = None
+        self._best_weights = None
+        self._wait = 0
+
+    def improved(self, value: float) -> bool:
+        """Whether ``value`` beats the best so far by more than ``min_delta``."""
+        if value is None or math.isnan(value):
+            return False
+        if self.best is None:
+            return True
+        return self._sign * (value - self.best) > self.min_delta
+
+    def on_epoch_end(self, epoch: int, logs: Optional[Dict] = None) -> None:
+        value = self._evaluate()["tasks"][self.task][self.metric]
+        value = None if value is None or math.isnan(value) else float(value)
+        self.history.append(value)
+        if logs is not None and value is not None:
+            logs[f"eval_{self.task}_{self.metric}"] = value
+        if self.improved(value):
+            self.best, self.best_epoch, self._wait = value, epoch, 0
+            if self.restore_best:
+                self._best_weights = self.model.get_weights()
+            return
+        self._wait += 1
+        if self._wait >= self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs: Optional[Dict] = None) -> None:
+        if self.restore_best and self._best_weights is not None:
+            self.model.set_weights(self._best_weights)
+
+    def summary(self) -> dict:
+        return {"task": self.task, "metric": self.metric, "best": self.best,
+                "best_epoch": self.best_epoch, "stopped_epoch": self.stopped_epoch,
+                "history": list(self.history)}
+
+
+class EpochLog(tf.keras.callbacks.Callback):
+    """Records which epochs this process ran, so a resumed run can show where it began."""
+
+    def __init__(self):
+        super().__init__()
+        self.begun: List[int] = []
+        self.completed: List[int] = []
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[Dict] = None) -> None:
+        self.begun.append(int(epoch))
+
+    def on_epoch_end(self, epoch: int, logs: Optional[Dict] = None) -> None:
+        self.completed.append(int(epoch))
+
+    @property
+    def initial_epoch(self) -> Optional[int]:
+        """First epoch run here: above 0 when training resumed from a backup."""
+        return self.begun[0] if self.begun else None

@@ -1,0 +1,167 @@
+"""Exact evaluation over the whole eval split, in numpy.
+
+Computed outside the distributed training loop: Keras' streaming AUC is
+approximate (thresholded) and wrong under MultiWorkerMirroredStrategy
+(tensorflow/tensorflow#48152), and GAUC and Recall@K need every example.
+
+Per task, by type:
+
+- binary: AUC, GAUC (per-user AUC weighted by the user's impressions),
+  log loss, calibration (mean prediction / positive rate);
+- regression: RMSE, calibration (mean prediction / mean label);
+- multiclass: accuracy and log loss.
+
+A task with a ``condition`` is evaluated only where its condition label is 1.
+ESMM's CVR output is evaluated like a binary task on the clicked examples
+against the CTCVR label (conversion given click). Retrieval reports Recall@K
+of every positive eval pair against the catalogue of distinct eval items.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Iterable, Mapping, Optional
+
+import numpy as np
+
+import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+
+import tensorflow as tf
+
+from shoprec.config import ModelConfig, TaskConfig
+from trainer import metrics, retrieval as retrieval_lib
+
+
+def label_columns(model_config: ModelConfig) -> tuple:
+    """0/1 label columns evaluation and training need beside the task labels."""
+    extra = {t.condition for t in model_config.tasks if t.condition}
+    if model_config.retrieval.enabled:
+        extra.add(model_config.retrieval.positive_label)
+    return tuple(sorted(extra))
+
+
+def collect(model, dataset: tf.data.Dataset, user_key: str, item_key: str
+            ) -> Dict[str, Dict[str, np.ndarray]]:
+    """Runs ``model`` over every batch and gathers what evaluation needs.
+
+    Args:
+        model: A ``trainer.model.MultiTaskModel``.
+        dataset: Finite ``(features, labels)`` batches.
+        user_key: Feature grouping GAUC (the user id index).
+        item_key: Feature identifying retrieval candidates (the item id index).
+
+    Returns:
+        ``{'predictions': {output: [n, ...]}, 'labels': {column: [n]},
+        'keys': {'user': [n], 'item': [n]}, 'embeddings': {'query', 'candidate'}}``;
+        embeddings are empty without a retrieval task.
+    """
+    with_embeddings = getattr(model, "retrieval", None) is not None
+
+    @tf.function
+    def step(features):
+        out = {"predictions": model.predictions(features)}
+        if with_embeddings:
+            out["query"] = model.user_embedding(features)
+            out["candidate"] = model.item_embedding(features)
+        return out
+
+    parts: Dict[str, Dict[str, list]] = {"predictions": {}, "labels": {}, "keys": {},
+                                         "embeddings": {}}
+    for features, labels in dataset:
+        out = step(features)
+        for name, value in out["predictions"].items():
+            parts["predictions"].setdefault(name, []).append(value.numpy())
+        for name, value in labels.items():
+            parts["labels"].setdefault(name, []).append(value.numpy())
+        parts["keys"].setdefault("user", []).append(features[user_key].numpy())
+        parts["keys"].setdefault("item", []).append(features[item_key].numpy())
+        for side in ("query", "candidate"):
+            if side in out:
+                parts["embeddings"].setdefault(side, []).append(out[side].numpy())
+    return {group: {k: np.concatenate(v) for k, v in values.items()}
+            for group, values in parts.items()}
+
+
+def binary_metrics(labels, probabilities, users) -> Dict[str, float]:
+    """AUC, GAUC, log loss, calibration, positive rate, mean prediction, examples."""
+    labels = np.asarray(labels, np.float64)
+    probabilities = np.asarray(probabilities, np.float64)
+    return {
+        "auc": metrics.auc(labels, probabilities),
+        "gauc": metrics.gauc(labels, probabilities, users),
+        "log_loss": metrics.log_loss(labels, probabilities),
+        "calibration": metrics.calibration(labels, probabilities),
+        "positive_rate": float(labels.mean()) if labels.size else math.nan,
+        "mean_prediction": float(probabilities.mean()) if labels.size else math.nan,
+        "examples": int(labels.size),
+    }
+
+
+def task_metrics(task: TaskConfig, labels, predictions, users) -> Dict[str, float]:
+    """The metrics of one task's type (see the module docstring)."""
+    if task.type == "binary":
+        return binary_metrics(labels, predictions, users)
+    if task.type == "regression":
+        labels = np.asarray(labels, np.float64)
+        mean_label = float(labels.mean()) if labels.size else math.nan
+        return {"rmse": metrics.rmse(labels, predictions),
+                "calibration": (float(np.mean(predictions)) / mean_label
+                                if labels.size and mean_label else math.nan),
+                "mean_label": mean_label, "examples": int(labels.size)}
+    return {"accuracy": metrics.accuracy(labels, predictions),
+            "log_loss": metrics.multiclass_log_loss(labels, predictions),
+            "examples": int(np.asarray(labels).size)}
+
+
+def evaluate(model, dataset: tf.data.Dataset, model_config: ModelConfig, user_key: str,
+             item_key: str) -> Dict[str, object]:
+    """Every task's metrics, ESMM's CVR and retrieval Recall@K over ``dataset``.
+
+    Args:
+        model: A ``trainer.model.MultiTaskModel``.
+        dataset: The eval split with task labels and :func:`label_columns`.
+        model_config: The model's config (tasks, ESMM and retrieval settings).
+        user_key: User id feature (GAUC groups, retrieval queries).
+        item_key: Item id feature (retrieval candidates).
+
+    Returns:
+        ``{'tasks': {name: metrics}, 'retrieval': {'recall_at_<k>', 'pairs',
+        'candidates'} or None, 'examples': n}``.
+    """
+    data = collect(model, dataset, user_key, item_key)
+    labels, predictions, users = data["labels"], data["predictions"], data["keys"]["user"]
+    n = int(users.size)
+    tasks: Dict[str, object] = {}
+    for task in model_config.tasks:
+        keep = _where(labels, task.condition, n)
+        tasks[task.name] = task_metrics(task, labels[task.name][keep],
+                                        predictions[task.name][keep], users[keep])
+    if model_config.architecture == "esmm":
+        esmm = model_config.esmm
+        clicked = labels[esmm.ctr_task] > 0.5
+        tasks[esmm.cvr_output] = binary_metrics(labels[esmm.ctcvr_task][clicked],
+                                                predictions[esmm.cvr_output][clicked],
+                                                users[clicked])
+    result: Dict[str, object] = {"tasks": tasks, "retrieval": None, "examples": n}
+    if data["embeddings"]:
+        result["retrieval"] = recall(data, model_config.retrieval.positive_label,
+                                     model_config.retrieval.recall_at)
+    return result
+
+
+def recall(data: Mapping[str, Mapping[str, np.ndarray]], positive_label: str,
+           ks: Iterable[int]) -> Dict[str, float]:
+    """Recall@K of positive pairs against the distinct items of the same data."""
+    ids, candidates = retrieval_lib.catalogue(data["keys"]["item"],
+                                              data["embeddings"]["candidate"])
+    positive = data["labels"][positive_label] > 0.5
+    true_rows = np.searchsorted(ids, data["keys"]["item"][positive])
+    out = metrics.recall_at_k(data["embeddings"]["query"][positive], candidates, true_rows, ks)
+    out.update(pairs=int(positive.sum()), candidates=int(ids.size))
+    return out
+
+
+def _where(labels: Mapping[str, np.ndarray], condition: Optional[str], n: int) -> np.ndarray:
+    if condition is None:
+        return np.ones(n, bool)
+    return labels[condition] > 0.5

@@ -1,0 +1,133 @@
+"""Transformed features → one input vector, as the registry says.
+
+Vocabulary indices are embedded (a feature that shares another's vocabulary
+also shares its embedding table: history item ids look up ``item_id``'s rows),
+history lists are mean-pooled over their non-padding entries, numerics and
+flags are concatenated as they are, and the flat image pixels go through a
+small CNN. Every architecture then starts from this one vector.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, Mapping, Optional
+
+import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+
+import tensorflow as tf
+
+from shoprec.config import ModelConfig
+from transforms import features as F
+
+_EMBEDDED = (F.Kind.ID, F.Kind.CATEGORICAL, F.Kind.HISTORY)
+
+
+def vocab_sizes(tft_output, registry: F.Registry = F.DEFAULT) -> Dict[str, int]:
+    """Embedding table sizes: vocabulary + OOV buckets, per feature owning a vocabulary.
+
+    Args:
+        tft_output: A ``tft.TFTransformOutput`` over the featurize output.
+        registry: The run's feature registry.
+    """
+    return {
+        f.name: tft_output.vocabulary_size_by_name(f.vocab_filename) + f.oov_buckets
+        for f in registry.of_kind(*_EMBEDDED) if f.vocabulary is None
+    }
+
+
+def dummy_features(batch_size: int = 1, registry: F.Registry = F.DEFAULT) -> Dict[str, tf.Tensor]:
+    """All-zero transformed features (empty histories), shaped as featurize writes them."""
+    out = {}
+    for f in registry.inputs():
+        if f.kind in (F.Kind.ID, F.Kind.CATEGORICAL):
+            out[f.name] = tf.zeros([batch_size], tf.int64)
+        elif f.kind == F.Kind.HISTORY:
+            out[f.name] = -tf.ones([batch_size, f.max_length], tf.int64)
+        elif f.kind == F.Kind.IMAGE:
+            out[f.name] = tf.zeros([batch_size, f.image_bytes], tf.float32)
+        else:
+            out[f.name] = tf.zeros([batch_size], tf.float32)
+    return out
+
+
+def _masked_mean(embedded: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
+    """Mean of [batch, N, d] rows where indices >= 0; zeros for an empty history."""
+    mask = tf.cast(indices >= 0, embedded.dtype)[..., None]
+    total = tf.reduce_sum(embedded * mask, axis=1)
+    return total / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
+
+
+class FeatureEncoder(tf.keras.layers.Layer):
+    """Maps a batch of transformed features to ``[batch, d]``.
+
+    Args:
+        registry: The run's feature registry (inputs only are read).
+        vocab_sizes: ``{feature: vocabulary + OOV}`` per feature owning a
+            vocabulary (see :func:`vocab_sizes`).
+        model_config: Embedding regularisation and the image tower's sizes.
+    """
+
+    def __init__(self, registry: F.Registry, vocab_sizes: Mapping[str, int],
+                 model_config: ModelConfig, **kwargs):
+        super().__init__(**kwargs)
+        self._embedded = registry.of_kind(*_EMBEDDED)
+        self._dense = tuple(f.name for f in registry.of_kind(F.Kind.NUMERIC, F.Kind.FLAG))
+        self._image = registry.image_feature()
+        owners = [f for f in self._embedded if f.vocabulary is None]
+        missing = [f.name for f in owners if f.name not in vocab_sizes]
+        if missing:
+            raise ValueError(f"no vocabulary size for {missing}")
+        regularizer = (tf.keras.regularizers.L2(model_config.embedding_l2)
+                       if model_config.embedding_l2 else None)
+        self.embeddings = {
+            f.name: tf.keras.layers.Embedding(
+                vocab_sizes[f.name], f.embedding_dim, name=f"{f.name}_embedding",
+                embeddings_regularizer=regularizer)
+            for f in owners
+        }
+        self.image_tower = None
+        if self._image is not None:
+            convs = []
+            for filters in model_config.image_filters:
+                convs += [tf.keras.layers.Conv2D(filters, 3, padding="same", activation="relu"),
+                          tf.keras.layers.MaxPool2D(2)]
+            self.image_tower = tf.keras.Sequential(
+                [tf.keras.layers.Reshape(self._image.image_shape), *convs,
+                 tf.keras.layers.GlobalAveragePooling2D(),
+                 tf.keras.layers.Dense(model_config.image_embedding_dim, activation="relu")],
+                name="image_tower")
+        # The model reads it through parts(), not __call__, so Keras would never
+        # mark it built (and would skip it when serializing); nothing is left to build.
+        self.built = True
+
+    def parts(self, features: Mapping[str, tf.Tensor], training: bool = False,
+              names: Optional[Iterable[str]] = None) -> Dict[str, tf.Tensor]:
+        """Each input's encoding, ``{feature name: [batch, d_f]}``, in registry order.
+
+        Args:
+            features: Transformed features; only those encoded need be present.
+            training: Forwarded to the image tower.
+            names: Encode only these features (e.g. one retrieval tower's
+                side); None encodes every input.
+        """
+        wanted = None if names is None else set(names)
+        out: Dict[str, tf.Tensor] = {}
+        for f in self._embedded:
+            if wanted is not None and f.name not in wanted:
+                continue
+            table = self.embeddings[f.vocabulary or f.name]
+            x = features[f.name]
+            if f.kind == F.Kind.HISTORY:
+                # Padding (-1) looks up row 0, then the mask drops it.
+                out[f.name] = _masked_mean(table(tf.maximum(x, 0)), x)
+            else:
+                out[f.name] = table(x)
+        for n in self._dense:
+            if wanted is None or n in wanted:
+                out[n] = tf.cast(features[n], tf.float32)[:, None]
+        if self.image_tower is not None and (wanted is None or self._image.name in wanted):
+            out[self._image.name] = self.image_tower(features[self._image.name],
+                                                     training=training)
+        return out
+
+    def call(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        return tf.concat(list(self.parts(features, training).values()), axis=1)
