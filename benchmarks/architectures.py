@@ -152,7 +152,7 @@ def main() -> None:
             else:
                 trained = train.run(config)
             p = score(config.layout.model_dir, ev["examples"])
-            row = {"seed": seed, "train_s": round(time.time() - start, 1),
+            row = {"seed": seed, "train_s": trained["training"].get("seconds"),
                    "retrieval": trained.get("retrieval")}
             for task in ("click", "conversion"):
                 if f"p_{task}" in p:
