@@ -1,6 +1,7 @@
 """Compares the multi-task architectures, single-task baselines, ESMM and a naive CVR model.
 
-Trains every variant on one featurized run of generated data, scores the raw
+Trains every variant on one featurized run of generated data (one of them
+blind to the item photo embedding, to show what the photos add), scores the raw
 eval examples through each exported SavedModel, joins them with the
 generator's truth (``raw/truth.csv``) and prints Markdown tables:
 
@@ -45,7 +46,9 @@ import tensorflow as tf
 from pipelines import examples
 from shoprec import config as config_lib
 from shoprec.config import TaskConfig
+from pipelines.parse import HAS_IMAGE_KEY
 from trainer import metrics, train
+from transforms import features as F
 
 CLICK, CONVERSION = TaskConfig("click", "click"), TaskConfig("conversion", "conversion")
 
@@ -55,11 +58,19 @@ def variants(base: config_lib.Config) -> Dict[str, config_lib.Config]:
     def with_model(**changes):
         return dataclasses.replace(base, model=dataclasses.replace(base.model, **changes))
 
+    # The same model blind to the photos: the item embedding and its flag are
+    # left out of the registry (the featurized data still holds them, unread).
+    blind = tuple(f for f in base.registry.features
+                  if f.kind != F.Kind.EMBEDDING and f.name != HAS_IMAGE_KEY)
+    no_image = dataclasses.replace(
+        with_model(architecture="shared_bottom", tasks=(CLICK, CONVERSION)),
+        dataset=dataclasses.replace(base.data, features=blind))
     naive = with_model(tasks=(TaskConfig("cvr", "conversion", condition="click"),))
     naive = dataclasses.replace(naive, training=dataclasses.replace(base.training,
                                                                     train_filter="click"))
     return {
         "shared_bottom": with_model(architecture="shared_bottom", tasks=(CLICK, CONVERSION)),
+        "shared_bottom_no_image": no_image,
         "mmoe": with_model(architecture="mmoe", tasks=(CLICK, CONVERSION)),
         "ple": with_model(architecture="ple", tasks=(CLICK, CONVERSION)),
         "esmm": with_model(architecture="esmm", tasks=(CLICK, CONVERSION)),

@@ -2,8 +2,8 @@
 
 Reads the raw example shards ingest wrote, computes the same featurization as
 ``transforms.preprocessing.preprocessing_fn`` (vocabularies by frequency with
-hashed OOV buckets, z-scores after an optional log1p, image bytes to float
-pixels in [0, 1], flags and labels to float), with the statistics taken from
+hashed OOV buckets, z-scores after an optional log1p, per-dimension z-scores
+of the item embedding, flags and labels to float), with the statistics taken from
 the train split only, and writes gzip TFRecords of transformed tf.Examples.
 
 It streams in record batches (one pass over train to analyse, one pass over
@@ -37,7 +37,8 @@ class Statistics:
     """What the analyse pass learns from train: vocabularies and moments."""
 
     vocabularies: Dict[str, List[bytes]]  # most frequent first, as TFT writes them
-    moments: Dict[str, Tuple[np.float32, np.float32]]  # (mean, variance) per numeric
+    # (mean, variance) per numeric; per dimension ([width] arrays) for an embedding.
+    moments: Dict[str, Tuple[np.ndarray, np.ndarray]]
 
     def index(self, name: str) -> Dict[bytes, int]:
         return {token: i for i, token in enumerate(self.vocabularies[name])}
@@ -75,7 +76,7 @@ def _sort_vocabulary(counts: Dict[bytes, int], top_k: Optional[int]) -> List[byt
     return [token for token, _ in (ordered[:top_k] if top_k else ordered)]
 
 
-SUPPORTED_KINDS = frozenset({"id", "categorical", "numeric", "image", "flag", "label"})
+SUPPORTED_KINDS = frozenset({"id", "categorical", "numeric", "embedding", "flag", "label"})
 
 
 def check_supported(registry) -> None:
@@ -91,9 +92,10 @@ def analyze(pattern: str, registry, batch_size: int = 8192) -> Statistics:
     """One streaming pass over train: token counts and float64 sums per feature."""
     features = registry.features
     counted = [f for f in features if f.kind in (F.Kind.ID, F.Kind.CATEGORICAL)]
-    numeric = [f for f in features if f.kind == F.Kind.NUMERIC]
+    numeric = [f for f in features if f.kind in (F.Kind.NUMERIC, F.Kind.EMBEDDING)]
     counts: Dict[str, Dict[bytes, int]] = {f.name: {} for f in counted}
-    sums = {f.name: np.zeros(3, np.float64) for f in numeric}  # n, sum, sum of squares
+    # n, sum, sum of squares: per dimension for an embedding.
+    sums = {f.name: np.zeros((3, max(f.width, 1)), np.float64) for f in numeric}
     for batch in raw_batches(pattern, batch_size, registry):
         for f in counted:
             table = counts[f.name]
@@ -103,12 +105,16 @@ def analyze(pattern: str, registry, batch_size: int = 8192) -> Statistics:
                 table[token] = table.get(token, 0) + int(n)
         for f in numeric:
             x = _numeric_input(f, _values(batch, f.name)).astype(np.float64)
-            sums[f.name] += (len(x), x.sum(), np.square(x).sum())
+            x = x.reshape(batch.num_rows, -1)
+            sums[f.name] += (len(x), x.sum(axis=0), np.square(x).sum(axis=0))
     moments = {}
     for name, (n, total, total_sq) in sums.items():
         mean = total / n
         # Population variance, as tft.mean_and_var; clamped at 0 against rounding.
-        moments[name] = (np.float32(mean), np.float32(max(total_sq / n - mean * mean, 0.0)))
+        var = np.maximum(total_sq / n - mean * mean, 0.0)
+        if registry.by_name[name].kind == F.Kind.NUMERIC:
+            mean, var = mean[0], var[0]
+        moments[name] = (np.float32(mean), np.float32(var))
     return Statistics({f.name: _sort_vocabulary(counts[f.name], f.top_k) for f in counted},
                       moments)
 
@@ -163,18 +169,15 @@ class Transformer:
             values = _values(batch, f.name)
             if f.kind in (F.Kind.ID, F.Kind.CATEGORICAL):
                 out[f.name] = self._vocabs[f.name].apply(values)
-            elif f.kind == F.Kind.NUMERIC:
+            elif f.kind in (F.Kind.NUMERIC, F.Kind.EMBEDDING):
                 mean, var = self._stats.moments[f.name]
-                centred = _numeric_input(f, values) - mean
-                out[f.name] = centred / np.sqrt(var) if var != 0 else centred
-            elif f.kind == F.Kind.IMAGE:
-                # All images are exactly image_bytes long, so the binary array's
-                # data buffer is the pixel matrix: no per-row copy.
-                data = np.frombuffer(values.buffers()[2], np.uint8,
-                                     count=len(values) * f.image_bytes,
-                                     offset=values.offset * f.image_bytes)
-                pixels = data.reshape(len(values), f.image_bytes)
-                out[f.name] = pixels.astype(np.float32) / np.float32(255.0)
+                x = _numeric_input(f, values)
+                if f.kind == F.Kind.EMBEDDING:
+                    x = x.reshape(batch.num_rows, f.width)
+                centred = x - mean
+                # A zero variance leaves the centred value, as tft.scale_to_z_score does.
+                out[f.name] = np.where(var != 0, centred / np.sqrt(np.where(var != 0, var, 1)),
+                                       centred).astype(np.float32)
             else:
                 out[f.name] = values.to_numpy(zero_copy_only=False).astype(np.float32)
         return out
@@ -187,14 +190,6 @@ class Transformer:
             arrays.append(_list_array(column, column.shape[1] if column.ndim == 2 else 1))
             names.append(name)
         return pa.RecordBatch.from_arrays(arrays, names)
-
-
-def _check_image_lengths(batch: pa.RecordBatch, registry) -> None:
-    for f in registry.features:
-        if f.kind == F.Kind.IMAGE:
-            lengths = pc.binary_length(_values(batch, f.name))
-            if pc.min(lengths).as_py() != f.image_bytes or pc.max(lengths).as_py() != f.image_bytes:
-                raise ValueError(f"{f.name}: every raw image must be {f.image_bytes} bytes")
 
 
 def transform_split(pattern: str, output_prefix: str, transformer: Transformer,
@@ -210,7 +205,6 @@ def transform_split(pattern: str, output_prefix: str, transformer: Transformer,
     rows, write_s = 0, 0.0
     try:
         for i, batch in enumerate(raw_batches(pattern, batch_size, registry)):
-            _check_image_lengths(batch, registry)
             writer = writers[i % num_shards]  # whole batches round-robin over shards
             encoded = encoder.encode(transformer.record_batch(batch))
             started = time.perf_counter()

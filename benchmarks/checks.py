@@ -8,7 +8,7 @@ Three checks, from cheap to thorough:
   the OOV hash buckets) put through TFT's transform graph and through the
   baseline's transformer agree: indices exactly, floats within ``atol``;
 * outputs: the written shards hold the same number of rows and, per feature,
-  the same multiset of values (per-row sums for the image), compared sorted
+  the same multiset of values (per-row sums for the embedding), compared sorted
   since the two writers order rows differently.
 """
 
@@ -30,12 +30,15 @@ MOMENTS_FILE = "moments.json"
 def save_statistics(stats: B.Statistics, output_dir: str) -> None:
     """Writes the moments beside the vocabularies the baseline already wrote."""
     with open(os.path.join(output_dir, MOMENTS_FILE), "w") as f:
-        json.dump({k: [float(m), float(v)] for k, (m, v) in stats.moments.items()}, f)
+        json.dump({k: [np.asarray(m).tolist(), np.asarray(v).tolist()]
+                   for k, (m, v) in stats.moments.items()}, f)
 
 
 def load_statistics(registry, output_dir: str) -> B.Statistics:
     with open(os.path.join(output_dir, MOMENTS_FILE)) as f:
-        moments = {k: (np.float32(m), np.float32(v)) for k, (m, v) in json.load(f).items()}
+        moments = {k: (np.float32(m), np.float32(v)) if not isinstance(m, list)
+                   else (np.asarray(m, np.float32), np.asarray(v, np.float32))
+                   for k, (m, v) in json.load(f).items()}
     vocabularies = {}
     for f in registry.features:
         if f.kind in (F.Kind.ID, F.Kind.CATEGORICAL):
@@ -145,7 +148,7 @@ def check_outputs(transform_dir: str, tft_patterns: Dict[str, str],
         assert theirs.keys() == ours.keys(), f"{split}: features {theirs.keys()} vs {ours.keys()}"
         for name in theirs:
             assert theirs[name].shape == ours[name].shape, f"{split}/{name}: row counts differ"
-            # Image rows are compared by their sums of 768 floats: allow their rounding.
+            # Embedding rows are compared by their sums of floats: allow their rounding.
             tol = atol * 1000 if theirs[name].dtype == np.float64 else atol
             assert np.allclose(theirs[name], ours[name], rtol=0, atol=tol), \
                 f"{split}/{name}: values differ"

@@ -68,10 +68,12 @@ def _bytes(pattern: str) -> int:
 # ---- children: each runs in its own process -------------------------------------------
 
 def _child_prepare(config, beam_args: Sequence[str]) -> dict:
-    from pipelines import generate, ingest
+    from pipelines import embed, generate, ingest
 
     start = time.perf_counter()
     generate.run(config)
+    if config.registry.embedding_feature() is not None:
+        embed.run(config, list(beam_args))
     generated = time.perf_counter()
     report = ingest.run(config, list(beam_args))
     counts = report["counts"]

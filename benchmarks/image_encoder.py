@@ -96,8 +96,7 @@ def _catalogues(args, work_dir: str):
         hm_shape = tuple(int(d) for d in args.hm_shape.split(","))
         yield ("H&M", lambda: E.hm_catalogue(args.hm_dir, hm_shape, limit=args.hm_limit),
                {"items": os.path.join(args.hm_dir, "articles.csv"), "images_root": args.hm_dir,
-                "id_column": "article_id", "path_column": None,
-                "path_template": "images/{id:.3}/{id}.jpg"}, None)
+                "id_column": "article_id", "image_path": E.HM_IMAGE_PATH}, None)
     elif args.hm_dir:
         print(f"skipping H&M: {args.hm_dir} not found")
 

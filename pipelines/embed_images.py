@@ -41,6 +41,8 @@ from pipelines.images import DEFAULT_IMAGE_KEY, LoadItemImages
 from pipelines.options import pipeline_options
 from pipelines.parse import HAS_IMAGE_KEY
 from pipelines.read import ReadTable
+from pipelines.sinks import clear
+from shoprec.dataset import image_path as fill_image_path, pattern_columns
 
 ITEMS = "items"
 ITEM_ID, EMBEDDING, HAS_IMAGE = "item_id", "embedding", "has_image"
@@ -63,6 +65,27 @@ def encode_example(row: Dict[str, Any]) -> bytes:
         HAS_IMAGE: tf.train.Feature(int64_list=tf.train.Int64List(value=[row[HAS_IMAGE]])),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def decode_example(serialized: bytes) -> Dict[str, Any]:
+    """Inverse of :func:`encode_example`.
+
+    Raises:
+        KeyError: a column is missing. ValueError: the bytes are not a tf.Example.
+    """
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
+
+    try:
+        feature = tf.train.Example.FromString(serialized).features.feature
+    except DecodeError as err:
+        raise ValueError(str(err)) from err
+    for name in (ITEM_ID, EMBEDDING, HAS_IMAGE):
+        if name not in feature:
+            raise KeyError(name)
+    return {ITEM_ID: feature[ITEM_ID].bytes_list.value[0].decode("utf-8"),
+            EMBEDDING: list(feature[EMBEDDING].float_list.value),
+            HAS_IMAGE: int(feature[HAS_IMAGE].int64_list.value[0])}
 
 
 class EmbedBatchHandler(ModelHandler):
@@ -105,10 +128,9 @@ class EmbedBatchHandler(ModelHandler):
 class _ImagePath(beam.DoFn):
     """(record, row) → (item_id, image path); a row without an id is a dead letter."""
 
-    def __init__(self, id_column: str, path_column: Optional[str], path_template: Optional[str]):
+    def __init__(self, id_column: str, image_path: str):
         self._id = id_column
-        self._path = path_column
-        self._template = path_template
+        self._path = image_path
 
     def process(self, element):
         record, row = element
@@ -116,10 +138,11 @@ class _ImagePath(beam.DoFn):
         if not item_id:
             yield dl.tagged(ITEMS, "missing_item_id", f"no {self._id}", record)
             return
-        if self._template:
-            path = self._template.format(id=item_id)
-        else:
-            path = str(row.get(self._path) or "").strip()
+        try:
+            path = fill_image_path(self._path, row)
+        except KeyError as err:
+            yield dl.tagged(ITEMS, "missing_field", f"image path needs column {err}", record)
+            return
         yield item_id, path
 
 
@@ -199,17 +222,12 @@ def model_spec(model_dir: str, signature: str = "embed", input_key: str = "image
     return shape, int(probe.shape[-1])
 
 
-def _clear(directory: str) -> None:
-    if FileSystems.exists(directory):
-        FileSystems.delete([directory])
-
-
 def run(items: str, images_root: str, model_dir: str, output_dir: str, *,
-        file_format: str = "csv", id_column: str = "item_id",
-        path_column: Optional[str] = "image_path", path_template: Optional[str] = None,
+        file_format: str = "csv", id_column: str = "item_id", image_path: str = "image_path",
         signature: str = "embed", input_key: str = "images", output_key: str = EMBEDDING,
         image_shape: Optional[Sequence[int]] = None, batch_size: int = 256,
-        num_shards: int = 1, beam_args: Optional[Sequence[str]] = None) -> dict:
+        num_shards: int = 1, expected_width: Optional[int] = None,
+        beam_args: Optional[Sequence[str]] = None) -> dict:
     """Runs the embed job; returns its report (also written to ``report.json``).
 
     Args:
@@ -219,24 +237,32 @@ def run(items: str, images_root: str, model_dir: str, output_dir: str, *,
         output_dir: Replaced by this run's outputs.
         file_format: ``csv``, ``jsonl`` or ``parquet``.
         id_column: Item id column.
-        path_column: Image path column (unused with ``path_template``).
-        path_template: ``str.format`` template of the path from ``id``, e.g.
-            ``"images/{id:.3}/{id}.jpg"`` (H&M).
+        image_path: A column holding the image path, or a pattern of item
+            columns such as ``"images/{article_id[:3]}/{article_id}.jpg"``
+            (H&M; see ``shoprec.dataset.image_path``).
         signature, input_key, output_key: How to call the embedder.
         image_shape: (H, W, 3) photos are resized to; default: from the model.
         batch_size: Images per RunInference call.
         num_shards: Output shards per format.
+        expected_width: The embedding width the caller needs (e.g. the
+            registry feature's); None: any.
         beam_args: Pass-through Beam flags.
+
+    Raises:
+        ValueError: the embedder's output width is not ``expected_width``.
     """
     shape, dim = model_spec(model_dir, signature, input_key, output_key, image_shape)
-    _clear(output_dir)
+    if expected_width is not None and dim != expected_width:
+        raise ValueError(f"embed: {model_dir} outputs {dim} floats per image, "
+                         f"{expected_width} are needed")
+    clear(output_dir)
     prefix = FileSystems.join(output_dir, PREFIX)
-    required = [id_column] + ([] if path_template or not path_column else [path_column])
+    required = list(dict.fromkeys([id_column, *pattern_columns(image_path)]))
     start = time.time()
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
     read = pipeline | "ReadItems" >> ReadTable(items, file_format, ITEMS, required=required)
     paths = read.main | "ImagePaths" >> beam.ParDo(
-        _ImagePath(id_column, path_column, path_template)).with_outputs(
+        _ImagePath(id_column, image_path)).with_outputs(
             dl.DEAD_LETTER_TAG, main="main")
     unique = (paths.main
               | "GroupById" >> beam.GroupByKey()

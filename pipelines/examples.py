@@ -50,7 +50,7 @@ def encode(row: Mapping[str, Any], names: Iterable[str], registry: F.Registry) -
     for name in names:
         feature = registry.by_name[name]
         value = row[name]
-        feats[name] = (_list_feature(feature.dtype, value) if feature.is_list
+        feats[name] = (_list_feature(feature.dtype, value) if feature.is_list or feature.shape
                        else _value_feature(feature.dtype, value))
     for meta in (registry.timestamp_key, registry.sampled_key):
         if meta in row:
@@ -66,7 +66,8 @@ def decode(serialized: bytes, registry: F.Registry) -> Dict[str, Any]:
         kind = feat.WhichOneof("kind")
         feature = registry.by_name.get(name)
         values = list(getattr(feat, kind).value) if kind else []
-        if kind == "bytes_list" and not (feature is not None and feature.kind == F.Kind.IMAGE):
+        if kind == "bytes_list":
             values = [v.decode("utf-8") for v in values]
-        out[name] = values if feature is not None and feature.is_list else values[0]
+        vector = feature is not None and (feature.is_list or feature.shape)
+        out[name] = values if vector else values[0]
     return out

@@ -2,7 +2,7 @@
 
 Stages (stable labels, so a runner's monitoring and an update keep their names):
 
-    Read*/Parse* (or ItemsFromEvents) → AttachImages → DropUnknownItems
+    Read*/Parse* (or ItemsFromEvents) → AttachEmbeddings → DropUnknownItems
     → DedupEvents → FilterRobots → CountCleanLog
     → BuildExamples | FunnelExamples | SampledPositives + SampleNegatives
     → AddHistory → JoinFeatures → SplitByTime → Write*
@@ -32,8 +32,7 @@ from pipelines import report as report_lib
 from pipelines.anomaly import ANOMALY_COLUMNS, FilterRobots
 from pipelines.events import BuildExamples, DedupEvents, DropUnknownItems
 from pipelines.history import AddHistory
-from pipelines.images import LoadItemImages
-from pipelines.join import AttachImages, ItemsFromEvents, JoinFeatures
+from pipelines.join import AttachEmbeddings, ItemsFromEvents, JoinFeatures
 from pipelines.labels import FunnelExamples, SampledPositives
 from pipelines.negatives import SampleNegatives
 from pipelines.options import pipeline_options
@@ -47,8 +46,8 @@ from shoprec.config import Layout
 from transforms import features as F
 
 __all__ = [
-    "AttachImages", "BuildExamples", "CountCleanLog", "DedupEvents", "DropUnknownItems",
-    "JoinFeatures", "LoadItemImages", "Outputs", "ParseEvents", "ParseTable", "ReadTable",
+    "AttachEmbeddings", "BuildExamples", "CountCleanLog", "DedupEvents", "DropUnknownItems",
+    "JoinFeatures", "Outputs", "ParseEvents", "ParseTable", "ReadTable",
     "SplitByTime", "Splits", "WriteTFRecords", "build", "output_patterns", "report_keys", "run",
     "validate",
 ]
@@ -59,6 +58,7 @@ TABLE_SUFFIX = ".tfrecord.gz"
 PAIRS_SUFFIX = ".csv"
 PAIRS_HEADER = f"{F.USER_KEY},{F.ITEM_KEY}"
 DEAD_LETTER_SUFFIX = ".jsonl"
+EMBEDDINGS_SUFFIX = ".tfrecord.gz"
 
 
 def splits_of(config) -> tuple:
@@ -148,9 +148,10 @@ def build(pipeline, config, write_examples: bool = True, layout=None) -> None:
     users = keep(_read(pipeline, path(inputs.users), inputs.format, USERS,
                        required_columns(data.users)))
     users = keep(users | "ParseUsers" >> ParseTable(data, F.Source.USER))
-    image = registry.image_feature()
-    if image is not None:
-        items = keep(items | "AttachImages" >> AttachImages(path(inputs.images_root), image))
+    embedding = registry.embedding_feature()
+    if embedding is not None:
+        items = keep(items | "AttachEmbeddings" >> AttachEmbeddings(
+            layout.item_embeddings + "-*" + EMBEDDINGS_SUFFIX, embedding))
 
     events = keep(events | "DropUnknownItems" >> DropUnknownItems(items))
     events = keep(events | "DedupEvents" >> DedupEvents(data.dedup))
@@ -214,7 +215,9 @@ def report_keys(config) -> List[str]:
     """Counters every report carries, zero when nothing incremented them."""
     names = (EVENTS, ITEMS, USERS)
     keys = [f"rows_read/{name}" for name in names] + [f"rows_valid/{name}" for name in names]
-    keys += ["images/loaded"]
+    if config.registry.embedding_feature() is not None:
+        keys += ["rows_read/embeddings", "rows_valid/embeddings", "embeddings/with_image",
+                 "embeddings/no_image", "embeddings/unmatched"]
     for split in splits_of(config):
         keys += [f"examples/{split}"] + [f"positives/{split}/{f.name}"
                                          for f in config.registry.labels()]

@@ -9,40 +9,96 @@ import apache_beam as beam
 
 from pipelines import dead_letter as dl
 from pipelines.history import add_matches, empty_history
-from pipelines.images import LoadItemImages
 from pipelines.outputs import Outputs
-from pipelines.parse import EVENTS, IMAGE_PATH_KEY, convert, default_user, RowError
+from pipelines.parse import (EVENTS, HAS_IMAGE_KEY, IMAGE_PATH_KEY, RowError, convert,
+                             default_user)
 from transforms import features as F
 
 
-class AttachImages(beam.PTransform):
-    """(item_id, parsed item row) → (item_id, item-table row with image features).
+EMBEDDINGS = "embeddings"
 
-    The item-table row carries exactly ``registry.source_names(Source.ITEM)``.
+
+class _ParseEmbedding(beam.DoFn):
+    """A serialized embed-job row → (item_id, {embedding feature: floats, has_image: 0/1})."""
+
+    def __init__(self, feature: F.Feature):
+        self._feature = feature
+
+    def process(self, record: bytes):
+        from pipelines.embed_images import decode_example
+
+        try:
+            row = decode_example(record)
+        except (KeyError, ValueError) as err:
+            yield dl.tagged(EMBEDDINGS, "bad_embedding", f"not an embedding row: {err}",
+                            repr(record[:200]))
+            return
+        if len(row["embedding"]) != self._feature.width:
+            yield dl.tagged(EMBEDDINGS, "bad_embedding",
+                            f"{len(row['embedding'])} floats, {self._feature.name} has "
+                            f"width {self._feature.width}", row["item_id"])
+            return
+        yield row["item_id"], {self._feature.name: row["embedding"],
+                               HAS_IMAGE_KEY: row["has_image"]}
+
+
+class AttachEmbeddings(beam.PTransform):
+    """(item_id, parsed item row) → (item_id, item-table row with its photo embedding).
+
+    The embed stage wrote one row per catalogue item (a zero vector and
+    ``has_image = 0`` where the photo was bad); a CoGroupByKey on the item id
+    joins them. Every item is looked up once (``rows_read/embeddings``). An
+    item with no embedding row is a ``missing_embedding`` dead letter and
+    keeps its examples with a zero vector and ``item_has_image = 0``; an
+    embedding row of the wrong width is ``bad_embedding``, a second one for
+    an item ``duplicate_item``; rows of items not in the (valid) item table
+    are counted as ``embeddings/unmatched``. The item-table row carries exactly
+    ``registry.source_names(Source.ITEM)``.
     """
 
-    def __init__(self, images_root: str, image: F.Feature):
+    def __init__(self, embeddings_pattern: str, feature: F.Feature):
         super().__init__()
-        self._root = images_root
-        self._image = image
+        self._pattern = embeddings_pattern
+        self._feature = feature
 
     def expand(self, items) -> Outputs:
-        images = (items
-                  | "ImagePaths" >> beam.Map(lambda kv: (kv[0], kv[1][IMAGE_PATH_KEY]))
-                  | "LoadItemImages" >> LoadItemImages(self._root, self._image.image_shape,
-                                                       self._image.name))
+        feature = self._feature
+        parsed = (items.pipeline
+                  | "ReadEmbeddings" >> beam.io.ReadFromTFRecord(self._pattern)
+                  | "ParseEmbeddings" >> beam.ParDo(_ParseEmbedding(feature)).with_outputs(
+                      dl.DEAD_LETTER_TAG, main="main"))
+        zero = {feature.name: [0.0] * feature.width, HAS_IMAGE_KEY: 0}
 
         def merge(kv):
             item_id, grouped = kv
-            (row,), (image,) = grouped["row"], grouped["image"]
-            merged = {k: v for k, v in row.items() if k != IMAGE_PATH_KEY}
-            merged.update(image)
-            return item_id, merged
+            rows, found = grouped["row"], grouped["embedding"]
+            if not rows:
+                # An item that failed validation (already its own dead letter) or
+                # a table embedding more than this catalogue: counted, not joined.
+                beam.metrics.Metrics.counter(dl.NAMESPACE, "embeddings/unmatched").inc()
+                return
+            for extra in found[1:]:
+                yield dl.tagged(EMBEDDINGS, "duplicate_item", "item embedded twice", item_id)
+            beam.metrics.Metrics.counter(dl.NAMESPACE, f"rows_read/{EMBEDDINGS}").inc()
+            if found:
+                beam.metrics.Metrics.counter(dl.NAMESPACE, f"rows_valid/{EMBEDDINGS}").inc()
+                beam.metrics.Metrics.counter(
+                    dl.NAMESPACE, f"embeddings/{'with' if found[0][HAS_IMAGE_KEY] else 'no'}"
+                    "_image").inc()
+            else:
+                yield dl.tagged(EMBEDDINGS, "missing_embedding",
+                                "item has no row in the embed stage's table; re-run "
+                                "`shoprec embed`", item_id)
+            merged = {k: v for k, v in rows[0].items() if k != IMAGE_PATH_KEY}
+            merged.update(found[0] if found else zero)
+            yield item_id, merged
 
-        joined = ({"row": items, "image": images.main}
+        joined = ({"row": items, "embedding": parsed.main}
                   | "Join" >> beam.CoGroupByKey()
-                  | "Merge" >> beam.Map(merge))
-        return Outputs(joined, images.dead_letter)
+                  | "Merge" >> beam.FlatMap(merge).with_outputs(dl.DEAD_LETTER_TAG, main="main"))
+        dead = ((parsed[dl.DEAD_LETTER_TAG], joined[dl.DEAD_LETTER_TAG])
+                | "EmbeddingDeadLetters" >> beam.Flatten())
+        return Outputs(joined.main, dead)
 
 
 def item_from_events(item_id: str, values: Dict[str, Dict[str, int]],
@@ -123,7 +179,7 @@ class JoinFeatures(beam.PTransform):
     def __init__(self, items: beam.PCollection, users: beam.PCollection,
                  registry: F.Registry):
         """Args:
-            items: (item_id, item-table row) from :class:`AttachImages`.
+            items: (item_id, item-table row) from :class:`AttachEmbeddings`.
             users: (user_id, user row) from ``ParseTable``.
             registry: The run's registry.
         """

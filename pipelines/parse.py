@@ -232,8 +232,9 @@ class TableParser:
 
 def table_features(registry: F.Registry, source: F.Source) -> Tuple[F.Feature, ...]:
     """Registry features read from a side table's own columns, key first."""
-    image = registry.image_feature()
-    derived = {image.name, HAS_IMAGE_KEY} if image is not None else set()
+    embedding = registry.embedding_feature()
+    # Joined from the embed stage's table, not read from the item file.
+    derived = {embedding.name, HAS_IMAGE_KEY} if embedding is not None else set()
     key = registry.item_key if source == F.Source.ITEM else registry.user_key
     return (registry.by_name[key],) + tuple(
         f for f in registry.of_source(source) if f.name not in derived)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-INPUTS = ("events", "items", "users", "images")
+INPUTS = ("events", "items", "users", "embeddings")
 
 
 class DataQualityError(RuntimeError):
@@ -57,11 +57,11 @@ def history_summary(histogram: Dict[int, int]) -> Dict[str, Any]:
             "histogram": {str(k): histogram[k] for k in sorted(histogram)}}
 
 
-def build(counts: Mapping[str, int], splits: Sequence[str], labels: Sequence[str],
-          dataset_name: str) -> Dict[str, Any]:
-    """The structured report from a run's counters (see the module docstring)."""
+def inputs_section(counts: Mapping[str, int], names: Sequence[str] = INPUTS
+                   ) -> Dict[str, Any]:
+    """Per input that was read or dead-lettered: rows read, valid, dead letters, bad fraction."""
     inputs = {}
-    for name in INPUTS:
+    for name in names:
         read = counts.get(f"rows_read/{name}", 0)
         dead = dict(sorted(_prefixed(counts, f"dead_letter/{name}/").items()))
         if not read and not dead:
@@ -70,6 +70,13 @@ def build(counts: Mapping[str, int], splits: Sequence[str], labels: Sequence[str
         inputs[name] = {"rows_read": read, "rows_valid": counts.get(f"rows_valid/{name}", 0),
                         "dead_letters": dead,
                         "bad_fraction": round(total / read, 6) if read else None}
+    return inputs
+
+
+def build(counts: Mapping[str, int], splits: Sequence[str], labels: Sequence[str],
+          dataset_name: str) -> Dict[str, Any]:
+    """The structured report from a run's counters (see the module docstring)."""
+    inputs = inputs_section(counts)
     events = {"users": counts.get("clean/users", 0), "items": counts.get("clean/items", 0),
               "by_type": _prefixed(counts, "clean/events/"),
               "units_collapsed": counts.get("units_collapsed/events", 0),
@@ -112,11 +119,11 @@ def problems(report: Mapping[str, Any], max_bad_fraction: float,
 
 
 def check_quality(report: Mapping[str, Any], max_bad_fraction: float,
-                  by_reason: Mapping[str, float]) -> None:
+                  by_reason: Mapping[str, float], stage: str = "ingest") -> None:
     """Raises DataQualityError naming every input and reason over its threshold."""
     found = problems(report, max_bad_fraction, by_reason)
     if found:
-        raise DataQualityError("ingest failed the data-quality threshold: " + "; ".join(found),
+        raise DataQualityError(f"{stage} failed the data-quality threshold: " + "; ".join(found),
                                report)
 
 

@@ -13,7 +13,7 @@ import json
 import sys
 from typing import List, Optional, Sequence
 
-STAGES = ("generate", "validate", "ingest", "featurize", "train", "score", "demo")
+STAGES = ("generate", "embed", "validate", "ingest", "featurize", "train", "score", "demo")
 
 # Generator settings that can be given as flags, e.g. `shoprec generate --num_users 100000`.
 GENERATE_FLAGS = (("seed", int), ("num_users", int), ("num_items", int), ("days", int),
@@ -21,6 +21,8 @@ GENERATE_FLAGS = (("seed", int), ("num_users", int), ("num_items", int), ("days"
 
 _HELP = {
     "generate": "write the synthetic shop (users, items, images, events, ground truth)",
+    "embed": "train the image encoder on the catalogue (or use embed.encoder); Beam: embed "
+             "every item's photo once, for ingest to join",
     "validate": "Beam: run ingest's checks and print the data report, writing no examples",
     "ingest": "Beam: validate, dedup, label, join and split events into raw examples",
     "featurize": "Beam + tensorflow-transform: analyse train, transform train and eval",
@@ -87,6 +89,14 @@ def run_stage(stage: str, config, beam_args: List[str], args) -> int:
         from pipelines import generate
 
         report = generate.run(config)
+    elif stage == "embed":
+        from pipelines import embed, report as report_lib
+
+        try:
+            report = embed.run(config, beam_args)
+        except report_lib.DataQualityError as err:
+            print(f"shoprec embed: {err}", file=sys.stderr)
+            return 1
     elif stage in ("ingest", "validate"):
         from pipelines import ingest, report as report_lib
 

@@ -52,6 +52,44 @@ class InputsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class EmbedConfig:
+    """The item photo embedder that ``shoprec embed`` runs over the catalogue.
+
+    Its output width is the registry's EMBEDDING feature's ``width``, so the
+    two cannot disagree silently.
+
+    Attributes:
+        encoder: A SavedModel image embedder to use as it is (a signature
+            mapping float32 images ``[N, H, W, 3]`` in [0, 1] to ``[N, D]``);
+            None trains the packaged encoder (``trainer.image_encoder``) on
+            the catalogue's photos and ``attributes``.
+        attributes: Item-file columns the packaged encoder learns to predict
+            from the photo.
+        image_shape: (height, width, 3) photos are resized to for the encoder.
+        min_class_count: Attribute classes with fewer items merge into one.
+        epochs: Training passes over the catalogue (at least; see ``min_steps``).
+        min_steps: Training steps at least, for small catalogues.
+        seed: Seeds the held-out item split and the encoder's training.
+        signature: Signature of ``encoder`` to call.
+        input_key: Its image input.
+        output_key: Its embedding output.
+        batch_size: Images per RunInference call.
+    """
+
+    encoder: Optional[str] = None
+    attributes: Tuple[str, ...] = ("category", "colour")
+    image_shape: Tuple[int, ...] = (32, 32, 3)
+    min_class_count: int = 1
+    epochs: int = 12
+    min_steps: int = 600
+    seed: int = 0
+    signature: str = "embed"
+    input_key: str = "images"
+    output_key: str = "embedding"
+    batch_size: int = 256
+
+
+@dataclasses.dataclass(frozen=True)
 class IngestConfig:
     click_window_s: int = 1800
     conversion_window_s: int = 86400
@@ -129,8 +167,6 @@ class RetrievalConfig:
 class ModelConfig:
     bottom_units: Tuple[int, ...] = (128, 64)
     tower_units: Tuple[int, ...] = (32,)
-    image_filters: Tuple[int, ...] = (16, 32)
-    image_embedding_dim: int = 16
     # L2 on embedding rows and dropout after each bottom layer: id embeddings see
     # few examples per user and overfit without them.
     embedding_l2: float = 0.003
@@ -187,6 +223,7 @@ class Config:
     run_dir: str = "runs/demo"
     generate: GenerateConfig = GenerateConfig()
     inputs: InputsConfig = InputsConfig()
+    embed: EmbedConfig = EmbedConfig()
     ingest: IngestConfig = IngestConfig()
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
@@ -245,6 +282,20 @@ class Layout:
 
     def _p(self, *parts: str) -> str:
         return os.path.join(self.run_dir, *parts)
+
+    @property
+    def embed_dir(self) -> str:
+        return self._p("embed")
+
+    @property
+    def encoder_dir(self) -> str:
+        """The image encoder SavedModel ``shoprec embed`` trained (absent with embed.encoder)."""
+        return self._p("embed", "encoder")
+
+    @property
+    def item_embeddings(self) -> str:
+        """Prefix of the item embedding shards (``-*.tfrecord.gz``) ingest joins in."""
+        return self._p("embed", "items", "embeddings")
 
     @property
     def ingest_dir(self) -> str:
@@ -438,6 +489,15 @@ def _check(config: Config, where: str) -> None:
                 f"{where}: task {task.name!r} names label {task.label!r}; a {task.type} "
                 f"task's label must be a registry feature of kind {kinds} "
                 f"(registry labels are {sorted(label_names)})")
+    embed = config.embed
+    if len(embed.image_shape) != 3 or embed.image_shape[2] != 3 or min(embed.image_shape) < 1:
+        raise ConfigError(f"{where}: embed.image_shape must be [height, width, 3]")
+    if config.registry.embedding_feature() is not None and embed.encoder is None:
+        items = config.data.items
+        missing = [a for a in embed.attributes if items.column(a) is None]
+        if not embed.attributes or missing:
+            raise ConfigError(f"{where}: embed.attributes must name item columns the encoder "
+                              f"learns from the photos; not item columns: {missing}")
     if config.scoring.rank_by not in {f"p_{t.name}" for t in config.model.tasks}:
         raise ConfigError(f"{where}: scoring.rank_by must be p_<task name>")
     check_trainer(config, where, label_names)

@@ -199,7 +199,7 @@ def _columns_from_features(features, source: F.Source) -> Tuple[ColumnSpec, ...]
     types = {"string": "string", "float32": "float", "int64": "int"}
     out = []
     for f in features:
-        if f.source == source and f.kind not in (F.Kind.IMAGE, F.Kind.FLAG):
+        if f.source == source and f.kind not in (F.Kind.EMBEDDING, F.Kind.FLAG):
             out.append(ColumnSpec(f.source_column, types[f.dtype], f.required))
     return tuple(out)
 

@@ -51,7 +51,8 @@ def check(dataset: DatasetConfig, where: str = "dataset") -> None:
     sources = {F.Source.ITEM: dataset.items, F.Source.USER: dataset.users}
     for f in registry.features:
         table = sources.get(f.source)
-        derived = f.kind in (F.Kind.IMAGE, F.Kind.FLAG) and f.source == F.Source.ITEM
+        # The photo embedding and its flag come from `shoprec embed`, not a column.
+        derived = f.kind in (F.Kind.EMBEDDING, F.Kind.FLAG) and f.source == F.Source.ITEM
         if table is None or derived or table.from_events:
             continue
         if table.column(f.source_column) is None:
@@ -63,8 +64,9 @@ def check(dataset: DatasetConfig, where: str = "dataset") -> None:
         if f.event_type not in stages:
             raise ValueError(f"{where}: label {f.name} counts {f.event_type!r} events, which "
                              f"the events never map to ({sorted(stages)})")
-    if registry.image_feature() is not None and not dataset.items.image_path:
-        raise ValueError(f"{where}.items.image_path: the registry has an image feature")
+    if registry.embedding_feature() is not None and not dataset.items.image_path:
+        raise ValueError(f"{where}.items.image_path: the registry has a photo embedding "
+                         "feature, so items need photos")
     if dataset.labels == "sampled":
         if dataset.negatives.per_positive < 1:
             raise ValueError(f"{where}.negatives.per_positive must be >= 1")

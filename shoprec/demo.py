@@ -50,14 +50,15 @@ def _table(rows: List[List[str]]) -> str:
 
 def run(config: Config, beam_args: Optional[Sequence[str]] = None,
         strategy: Optional[str] = None) -> int:
-    """Runs generate → ingest → featurize → train → score; prints the summary."""
-    from pipelines import generate, ingest, score
+    """Runs generate → embed → ingest → featurize → train → score; prints the summary."""
+    from pipelines import embed, generate, ingest, score
     from trainer import train
     from transforms import featurize
 
     _fresh_run_dir(config.run_dir)
     times: Dict[str, float] = {}
     gen = _timed("generate", lambda: generate.run(config), times)
+    embedded = _timed("embed", lambda: embed.run(config, beam_args), times)
     ing = _timed("ingest", lambda: ingest.run(config, beam_args), times)
     _timed("featurize", lambda: featurize.run(config, beam_args), times)
     metrics = _timed("train", lambda: train.run(config, strategy_name=strategy), times)
@@ -69,8 +70,10 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
     print("outputs")
     for label, path in (
             ("raw data", os.path.join(config.run_dir, "raw")),
+            ("image encoder", layout.encoder_dir),
+            ("item embeddings", embedded["outputs"]["tfrecord"]),
             ("raw examples", os.path.dirname(layout.examples("train"))),
-            ("dead letters", layout.dead_letter + "*"),
+            ("dead letters", layout.dead_letter + "*, " + embedded["outputs"]["dead_letter"]),
             ("ingest report", layout.ingest_report),
             ("transform graph", layout.transform_dir),
             ("transformed examples", os.path.dirname(layout.transformed("train"))),
@@ -79,7 +82,8 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
             ("tensorboard logs", os.path.join(layout.train_dir, "logs")),
             ("scores", scored["scores"])):
         print(f"  {label:<21} {path}")
-    dead = {k.split("/", 1)[1]: v for k, v in ing.get("counts", {}).items()
+    dead = {k.split("/", 1)[1]: v
+            for k, v in {**embedded["counts"], **ing.get("counts", {})}.items()
             if k.startswith("dead_letter/")}
     if dead:
         print("\ndead letters by input/reason: "
@@ -88,6 +92,11 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
           f"{gen.get('impressions')} impressions; scored rows: "
           f"{scored['counts'].get('score/rows', 0)} in "
           f"{len(glob.glob(scored['scores']))} Parquet file(s)")
+
+    heads = embedded["encoder"]["heads"]
+    print("image encoder, held-out items: " + ", ".join(
+        f"{name} accuracy {h['accuracy']:.3f} (majority class {h['majority_rate']:.3f})"
+        for name, h in heads.items()))
 
     rows = [["task", "eval AUC", "oracle AUC", "ratio", "eval log loss"]]
     for task in config.model.tasks:

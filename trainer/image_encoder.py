@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import os
 import time
@@ -82,21 +83,48 @@ class Catalogue:
     skipped: List[Tuple[str, str]]
 
 
-def load_catalogue(csv_path: str, images_root: str, attributes: Sequence[str],
+def read_rows(path: str, file_format: str = "csv", limit: Optional[int] = None
+              ) -> List[Dict[str, str]]:
+    """An item file's rows as {column: string} (CSV keeps zero-padded ids as text).
+
+    The whole file is read at once: a catalogue, unlike an event log, fits in memory.
+    """
+    with tf.io.gfile.GFile(path, "rb") as f:
+        data = f.read()
+    if file_format == "parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(io.BytesIO(data))
+        rows = table.slice(0, limit).to_pylist() if limit is not None else table.to_pylist()
+        return [{k: "" if v is None else str(v) for k, v in r.items()} for r in rows]
+    text = io.StringIO(data.decode("utf-8-sig"))
+    reader = (csv.DictReader(text) if file_format == "csv" else
+              ({k: "" if v is None else str(v) for k, v in json.loads(line).items()}
+               for line in text if line.strip()))
+    rows: List[Dict[str, str]] = []
+    for row in reader:
+        rows.append(row)
+        if limit is not None and len(rows) >= limit:
+            break
+    return rows
+
+
+def load_catalogue(items_path: str, images_root: str, attributes: Sequence[str],
                    image_shape: Tuple[int, int, int], id_column: str = "item_id",
-                   path_column: Optional[str] = "image_path", path_template: Optional[str] = None,
+                   image_path: str = "image_path", file_format: str = "csv",
                    min_class_count: int = 1, limit: Optional[int] = None) -> Catalogue:
-    """Reads an attribute CSV and the photos it points at.
+    """Reads an item file and the photos it points at.
 
     Args:
-        csv_path: CSV with a header naming ``id_column`` and every attribute.
+        items_path: Item file (``file_format``) naming ``id_column`` and every attribute.
         images_root: Folder relative image paths resolve against.
         attributes: Columns to predict.
         image_shape: (height, width, 3) every photo is resized to.
         id_column: Item id column (kept as a string).
-        path_column: Column with the image path; ignored if ``path_template``.
-        path_template: ``str.format`` template of the path from the id, e.g.
-            ``"images/{id:.3}/{id}.jpg"`` for H&M.
+        image_path: The data set's image path: a column holding it, or a
+            pattern such as ``"images/{article_id[:3]}/{article_id}.jpg"``
+            (``shoprec.dataset.image_path``).
+        file_format: ``csv``, ``jsonl`` or ``parquet``.
         min_class_count: Classes with fewer items are merged into ``(other)``.
         limit: Read at most this many rows.
 
@@ -104,17 +132,12 @@ def load_catalogue(csv_path: str, images_root: str, attributes: Sequence[str],
         The catalogue; items with a missing or undecodable photo are skipped.
     """
     from pipelines.images import resolve, to_pixels
+    from shoprec.dataset import image_path as fill_path
 
-    rows = []
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        for row in csv.DictReader(f):
-            rows.append(row)
-            if limit is not None and len(rows) >= limit:
-                break
     ids, pixels, kept, skipped = [], [], [], []
-    for row in rows:
+    for row in read_rows(items_path, file_format, limit):
         item_id = row[id_column]
-        relative = path_template.format(id=item_id) if path_template else row.get(path_column)
+        relative = fill_path(image_path, row)
         if not relative:
             skipped.append((item_id, "no image path"))
             continue
@@ -128,7 +151,7 @@ def load_catalogue(csv_path: str, images_root: str, attributes: Sequence[str],
         ids.append(item_id)
         kept.append(row)
     if not kept:
-        raise ValueError(f"{csv_path}: no item has a usable photo under {images_root}")
+        raise ValueError(f"{items_path}: no item has a usable photo under {images_root}")
     images = np.stack(pixels).reshape((-1,) + tuple(image_shape)).astype(np.float32) / 255.0
     labels, classes = {}, {}
     for name in attributes:
@@ -148,12 +171,15 @@ def generated_catalogue(raw_dir: str, image_shape: Tuple[int, int, int] = (32, 3
     return load_catalogue(os.path.join(raw_dir, "items.csv"), raw_dir, attributes, image_shape)
 
 
+HM_IMAGE_PATH = "images/{article_id[:3]}/{article_id}.jpg"
+
+
 def hm_catalogue(hm_dir: str, image_shape: Tuple[int, int, int] = (48, 32, 3),
                  attributes: Sequence[str] = ("product_type_name", "colour_group_name"),
                  min_class_count: int = 20, limit: Optional[int] = None) -> Catalogue:
     """H&M articles (``articles.csv`` + ``images/0XX/<article_id>.jpg``, 85x128 photos)."""
     return load_catalogue(os.path.join(hm_dir, "articles.csv"), hm_dir, attributes, image_shape,
-                          id_column="article_id", path_template="images/{id:.3}/{id}.jpg",
+                          id_column="article_id", image_path=HM_IMAGE_PATH,
                           min_class_count=min_class_count, limit=limit)
 
 

@@ -3,8 +3,9 @@
 Vocabulary indices are embedded (a feature that shares another's vocabulary
 also shares its embedding table: history item ids look up ``item_id``'s rows),
 history lists are mean-pooled over their non-padding entries, numerics and
-flags are concatenated as they are, and the flat image pixels go through a
-small CNN. Every architecture then starts from this one vector.
+flags are concatenated as they are, and so is the item photo embedding (the
+image encoder's output, joined per item by ingest). Every architecture then
+starts from this one vector.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def dummy_features(batch_size: int = 1, registry: F.Registry = F.DEFAULT) -> Dic
             out[f.name] = tf.zeros([batch_size], tf.int64)
         elif f.kind == F.Kind.HISTORY:
             out[f.name] = -tf.ones([batch_size, f.max_length], tf.int64)
-        elif f.kind == F.Kind.IMAGE:
-            out[f.name] = tf.zeros([batch_size, f.image_bytes], tf.float32)
+        elif f.kind == F.Kind.EMBEDDING:
+            out[f.name] = tf.zeros([batch_size, f.width], tf.float32)
         else:
             out[f.name] = tf.zeros([batch_size], tf.float32)
     return out
@@ -63,15 +64,16 @@ class FeatureEncoder(tf.keras.layers.Layer):
         registry: The run's feature registry (inputs only are read).
         vocab_sizes: ``{feature: vocabulary + OOV}`` per feature owning a
             vocabulary (see :func:`vocab_sizes`).
-        model_config: Embedding regularisation and the image tower's sizes.
+        model_config: Embedding regularisation.
     """
 
     def __init__(self, registry: F.Registry, vocab_sizes: Mapping[str, int],
                  model_config: ModelConfig, **kwargs):
         super().__init__(**kwargs)
         self._embedded = registry.of_kind(*_EMBEDDED)
-        self._dense = tuple(f.name for f in registry.of_kind(F.Kind.NUMERIC, F.Kind.FLAG))
-        self._image = registry.image_feature()
+        # The item embedding is z-scored per dimension by TFT: it joins as is.
+        self._dense = tuple(f.name for f in registry.of_kind(
+            F.Kind.NUMERIC, F.Kind.FLAG, F.Kind.EMBEDDING))
         owners = [f for f in self._embedded if f.vocabulary is None]
         missing = [f.name for f in owners if f.name not in vocab_sizes]
         if missing:
@@ -84,17 +86,6 @@ class FeatureEncoder(tf.keras.layers.Layer):
                 embeddings_regularizer=regularizer)
             for f in owners
         }
-        self.image_tower = None
-        if self._image is not None:
-            convs = []
-            for filters in model_config.image_filters:
-                convs += [tf.keras.layers.Conv2D(filters, 3, padding="same", activation="relu"),
-                          tf.keras.layers.MaxPool2D(2)]
-            self.image_tower = tf.keras.Sequential(
-                [tf.keras.layers.Reshape(self._image.image_shape), *convs,
-                 tf.keras.layers.GlobalAveragePooling2D(),
-                 tf.keras.layers.Dense(model_config.image_embedding_dim, activation="relu")],
-                name="image_tower")
         # The model reads it through parts(), not __call__, so Keras would never
         # mark it built (and would skip it when serializing); nothing is left to build.
         self.built = True
@@ -105,7 +96,7 @@ class FeatureEncoder(tf.keras.layers.Layer):
 
         Args:
             features: Transformed features; only those encoded need be present.
-            training: Forwarded to the image tower.
+            training: Unused: no input encoding behaves differently in training.
             names: Encode only these features (e.g. one retrieval tower's
                 side); None encodes every input.
         """
@@ -123,10 +114,8 @@ class FeatureEncoder(tf.keras.layers.Layer):
                 out[f.name] = table(x)
         for n in self._dense:
             if wanted is None or n in wanted:
-                out[n] = tf.cast(features[n], tf.float32)[:, None]
-        if self.image_tower is not None and (wanted is None or self._image.name in wanted):
-            out[self._image.name] = self.image_tower(features[self._image.name],
-                                                     training=training)
+                x = tf.cast(features[n], tf.float32)
+                out[n] = x[:, None] if x.shape.rank == 1 else x
         return out
 
     def call(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:

@@ -21,7 +21,9 @@ class Kind(str, enum.Enum):
     ID = "id"  # High-cardinality identifier: vocabulary + OOV buckets + embedding.
     CATEGORICAL = "categorical"  # Low-cardinality string: vocabulary + embedding.
     NUMERIC = "numeric"  # Float: z-score (optionally after log1p).
-    IMAGE = "image"  # Fixed-size RGB pixels: uint8 bytes raw, float [0, 1] transformed.
+    # Fixed-width float vector computed once per item and joined in by ingest
+    # (the image encoder's embedding of the item photo): z-scored per dimension.
+    EMBEDDING = "embedding"
     FLAG = "flag"  # 0/1 integer passed through as float.
     LABEL = "label"  # 0/1 integer target; never a model input.
     # Variable-length list of string ids (a user's recent items or categories):
@@ -57,7 +59,7 @@ class Feature:
         max_value: Inclusive upper bound for NUMERIC validation.
         log: Apply log1p before the z-score (heavy-tailed numerics).
         default: Value used when an optional raw value is missing.
-        image_shape: (height, width, channels) for IMAGE.
+        width: EMBEDDING: floats per example (the embedder's output width).
         vocabulary: Another ID / CATEGORICAL feature whose vocabulary and
             embedding table this one shares (HISTORY lists of item ids share
             ``item_id``'s); None: its own.
@@ -82,7 +84,7 @@ class Feature:
     max_value: Optional[float] = None
     log: bool = False
     default: object = None
-    image_shape: Tuple[int, int, int] = ()
+    width: int = 0
     vocabulary: Optional[str] = None
     history_of: Optional[str] = None
     max_length: int = 0
@@ -96,7 +98,7 @@ class Feature:
     @property
     def dtype(self) -> str:
         """Raw tf.Example dtype: 'string', 'int64' or 'float32'."""
-        if self.kind in (Kind.ID, Kind.CATEGORICAL, Kind.IMAGE, Kind.HISTORY):
+        if self.kind in (Kind.ID, Kind.CATEGORICAL, Kind.HISTORY):
             return "string"
         if self.kind in (Kind.FLAG, Kind.LABEL):
             return "int64"
@@ -107,9 +109,9 @@ class Feature:
         return f"vocab_{self.vocabulary or self.name}"
 
     @property
-    def image_bytes(self) -> int:
-        h, w, c = self.image_shape
-        return h * w * c
+    def shape(self) -> Tuple[int, ...]:
+        """Per-example shape of a fixed-length raw and transformed value."""
+        return (self.width,) if self.kind == Kind.EMBEDDING else ()
 
     @property
     def is_list(self) -> bool:
@@ -154,8 +156,12 @@ class Registry:
         for key in (self.user_key, self.item_key):
             if key not in by_name or by_name[key].kind != Kind.ID:
                 raise ValueError(f"registry: key {key!r} must be an ID feature")
-        if len(self.of_kind(Kind.IMAGE)) > 1:
-            raise ValueError("registry: at most one IMAGE feature")
+        embeddings = self.of_kind(Kind.EMBEDDING)
+        if len(embeddings) > 1:
+            raise ValueError("registry: at most one EMBEDDING feature")
+        if embeddings and (embeddings[0].source != Source.ITEM or embeddings[0].width < 1):
+            raise ValueError(f"registry: embedding {embeddings[0].name} must come from the "
+                             "item table and have width >= 1")
         for f in self.features:
             self._check(f, by_name)
 
@@ -206,10 +212,10 @@ class Registry:
         """Features the model consumes (everything but labels)."""
         return tuple(f for f in self.features if f.kind != Kind.LABEL)
 
-    def image_feature(self) -> Optional[Feature]:
-        """The IMAGE feature, or None for a data set without photos."""
-        images = self.of_kind(Kind.IMAGE)
-        return images[0] if images else None
+    def embedding_feature(self) -> Optional[Feature]:
+        """The item EMBEDDING feature, or None for a data set without photo embeddings."""
+        embeddings = self.of_kind(Kind.EMBEDDING)
+        return embeddings[0] if embeddings else None
 
     def history_lists(self) -> Tuple[Feature, ...]:
         return tuple(f for f in self.of_source(Source.HISTORY) if f.kind == Kind.HISTORY)
@@ -238,7 +244,7 @@ class Registry:
             if f.is_list:
                 spec[f.name] = tf.io.VarLenFeature(dtypes[f.dtype])
             else:
-                spec[f.name] = tf.io.FixedLenFeature([], dtypes[f.dtype])
+                spec[f.name] = tf.io.FixedLenFeature(list(f.shape), dtypes[f.dtype])
         return spec
 
     def to_dict(self) -> Dict[str, Any]:
@@ -256,7 +262,6 @@ class Registry:
 def feature_to_dict(feature: Feature) -> Dict[str, Any]:
     out = dataclasses.asdict(feature)
     out.update(source=feature.source.value, kind=feature.kind.value,
-               image_shape=list(feature.image_shape),
                positive_values=list(feature.positive_values))
     return out
 
@@ -270,10 +275,8 @@ def feature_from_dict(data: Dict[str, Any]) -> Feature:
     data = dict(data)
     data["source"] = Source(data["source"])
     data["kind"] = Kind(data["kind"])
-    for name in ("image_shape", "positive_values"):
-        if name in data:
-            data[name] = tuple(str(v) if name == "positive_values" else int(v)
-                               for v in data[name])
+    if "positive_values" in data:
+        data["positive_values"] = tuple(str(v) for v in data["positive_values"])
     return Feature(**data)
 
 
@@ -281,7 +284,8 @@ def names(features: Iterable[Feature]) -> Tuple[str, ...]:
     return tuple(f.name for f in features)
 
 
-IMAGE_SHAPE = (16, 16, 3)
+# Width of the item photo embedding: the packaged image encoder's output.
+IMAGE_EMBEDDING_WIDTH = 32
 
 DEFAULT = Registry(features=(
     Feature("user_id", Source.EVENT, Kind.ID, oov_buckets=16, embedding_dim=16),
@@ -297,7 +301,7 @@ DEFAULT = Registry(features=(
     Feature("item_colour", Source.ITEM, Kind.CATEGORICAL, column="colour"),
     Feature("item_price", Source.ITEM, Kind.NUMERIC, column="price", min_value=0.0,
             max_value=1e6, log=True),
-    Feature("item_image", Source.ITEM, Kind.IMAGE, image_shape=IMAGE_SHAPE),
+    Feature("item_image_embedding", Source.ITEM, Kind.EMBEDDING, width=IMAGE_EMBEDDING_WIDTH),
     Feature("item_has_image", Source.ITEM, Kind.FLAG),
     Feature("click", Source.EVENT, Kind.LABEL, event_type="click"),
     Feature("conversion", Source.EVENT, Kind.LABEL, event_type="purchase"),

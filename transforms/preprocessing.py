@@ -45,12 +45,11 @@ def _numeric(feature: F.Feature, x: tf.Tensor) -> tf.Tensor:
     return tft.scale_to_z_score(x, name=f"zscore_{feature.name}")
 
 
-def _image(feature: F.Feature, x: tf.Tensor) -> tf.Tensor:
-    # Ingest stores fixed-size uint8 pixels, so decode_raw yields one row per
-    # example; the model reshapes the flat vector to (H, W, C).
-    pixels = tf.io.decode_raw(x, tf.uint8)
-    pixels = tf.reshape(pixels, [-1, feature.image_bytes])
-    return tf.cast(pixels, tf.float32) / 255.0
+def _embedding(feature: F.Feature, x: tf.Tensor) -> tf.Tensor:
+    # Encoder outputs (ReLU activations) differ in scale per dimension, so each
+    # is standardised on its own; a dimension constant on train maps to 0.
+    return tft.scale_to_z_score(tf.cast(x, tf.float32), elementwise=True,
+                                name=f"zscore_{feature.name}")
 
 
 def preprocessing_fn(inputs, registry: F.Registry):
@@ -70,8 +69,8 @@ def preprocessing_fn(inputs, registry: F.Registry):
         Dict keyed by registry name: int64 vocabulary indices for ids and
         categoricals, int64 [batch, N] indices padded with -1 for history
         lists (in the vocabulary they share), float32 z-scores for numerics,
-        float32 [batch, H*W*C] pixels in [0, 1] for the image, float32 0/1 for
-        flags and labels.
+        float32 [batch, width] per-dimension z-scores for the item embedding,
+        float32 0/1 for flags and labels.
     """
     vocabularies = {}
     for feature in registry.of_kind(F.Kind.ID, F.Kind.CATEGORICAL, F.Kind.HISTORY):
@@ -89,8 +88,8 @@ def preprocessing_fn(inputs, registry: F.Registry):
                                      if feature.kind == F.Kind.HISTORY else indices)
         elif feature.kind == F.Kind.NUMERIC:
             outputs[feature.name] = _numeric(feature, x)
-        elif feature.kind == F.Kind.IMAGE:
-            outputs[feature.name] = _image(feature, x)
+        elif feature.kind == F.Kind.EMBEDDING:
+            outputs[feature.name] = _embedding(feature, x)
         else:
             outputs[feature.name] = tf.cast(x, tf.float32)
     return outputs

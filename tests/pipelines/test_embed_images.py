@@ -116,15 +116,15 @@ def test_any_savedmodel_embedder_with_its_own_keys(catalogue):
 
 
 @pytest.mark.skipif(not os.path.isdir(HM_DIR), reason="H&M sample data not at ../shared/data")
-def test_hm_photos_by_path_template(tmp_path, encoder_dir):
+def test_hm_photos_by_path_pattern(tmp_path, encoder_dir):
     with open(os.path.join(HM_DIR, "articles.csv"), newline="") as f:
         reader = csv.reader(f)
         rows = [next(reader)] + [next(reader) for _ in range(12)]
     with open(tmp_path / "articles.csv", "w", newline="") as f:
         csv.writer(f).writerows(rows)
     report = embed_images.run(str(tmp_path / "articles.csv"), HM_DIR, encoder_dir,
-                              str(tmp_path / "out"), id_column="article_id", path_column=None,
-                              path_template="images/{id:.3}/{id}.jpg")
+                              str(tmp_path / "out"), id_column="article_id",
+                              image_path="images/{article_id[:3]}/{article_id}.jpg")
     by_id, n_rows = _read_parquet(str(tmp_path / "out"))
     assert n_rows == 12 and all(len(i) == 10 for i in by_id)
     assert report["counts"]["embed/embedded"] + sum(

@@ -14,7 +14,7 @@ import tensorflow as tf
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import ingest
+from pipelines import embed_images, ingest
 from pipelines.events import match_labels
 from pipelines.examples import decode
 from pipelines.options import pipeline_options
@@ -25,6 +25,7 @@ from transforms import features as F
 
 R = F.DEFAULT
 DATA = ds.generated()
+WIDTH = R.embedding_feature().width
 parse_event = EventParser(DATA)
 
 T0 = 1793714709  # 2026-11-03T14:05:09Z
@@ -248,7 +249,7 @@ def test_build_examples_join_and_split_by_time():
         _event(EVAL_START, "u1", "i1", "impression"),
     ]
     item = {"item_id": "i1", "item_category": "shoes", "item_brand": "acme",
-            "item_colour": "red", "item_price": 1.0, "item_image": b"\0" * 3,
+            "item_colour": "red", "item_price": 1.0, "item_image_embedding": [0.0] * WIDTH,
             "item_has_image": 0}
     user = {"user_id": "u1", "user_age": 30.0, "user_region": "north", "user_membership": "gold"}
     u2 = {"user_id": "u2", "user_age": 35.0, "user_region": "unknown", "user_membership": "none"}
@@ -267,6 +268,31 @@ def test_build_examples_join_and_split_by_time():
         assert_that(splits.eval, equal_to([row(EVAL_START, user, 0, 0)]), label="Eval")
         assert_that(_reasons(labelled.dead_letter),
                     equal_to([("events", "orphan_click", f"{T0},u2,i1,click")]), label="Dead")
+
+
+def test_attach_embeddings_joins_by_item_and_dead_letters_the_rest(tmp_path):
+    prefix = str(tmp_path / "embed" / "embeddings")
+    write_embeddings(prefix, [("i1", [0.5] * WIDTH, 1), ("i2", [0.0] * WIDTH, 0),
+                              ("i2", [0.0] * WIDTH, 0), ("i3", [1.0] * (WIDTH - 1), 1),
+                              ("i9", [1.0] * WIDTH, 1)])
+    items = [(i, {"item_id": i, "item_price": 1.0, "image_path": "x.png"})
+             for i in ("i1", "i2", "i3", "i4")]
+    zero = {"item_image_embedding": [0.0] * WIDTH, "item_has_image": 0}
+    with _pipeline() as p:
+        out = p | beam.Create(items) | ingest.AttachEmbeddings(
+            prefix + "-*.tfrecord.gz", R.embedding_feature())
+        assert_that(out.main, equal_to([
+            ("i1", {"item_id": "i1", "item_price": 1.0, "item_image_embedding": [0.5] * WIDTH,
+                    "item_has_image": 1}),
+            ("i2", dict({"item_id": "i2", "item_price": 1.0}, **zero)),
+            ("i3", dict({"item_id": "i3", "item_price": 1.0}, **zero)),
+            ("i4", dict({"item_id": "i4", "item_price": 1.0}, **zero))]), label="Rows")
+        # i3's row has the wrong width, i4 has none; i9 is not in the item table.
+        assert_that(out.dead_letter | beam.Map(lambda d: (d.input, d.reason, d.record)),
+                    equal_to([("embeddings", "duplicate_item", "i2"),
+                              ("embeddings", "bad_embedding", "i3"),
+                              ("embeddings", "missing_embedding", "i3"),
+                              ("embeddings", "missing_embedding", "i4")]), label="Dead")
 
 
 # --- end to end ---------------------------------------------------------------
@@ -295,14 +321,24 @@ i4,tops,acme,red,7
 """
 
 
+def write_embeddings(prefix, rows):
+    """An embed-stage table: one gzip shard of (item_id, embedding, has_image) rows."""
+    tf.io.gfile.makedirs(os.path.dirname(prefix))
+    options = tf.io.TFRecordOptions(compression_type="GZIP")
+    with tf.io.TFRecordWriter(prefix + "-00000-of-00001.tfrecord.gz", options) as writer:
+        for item_id, vector, has_image in rows:
+            writer.write(embed_images.encode_example(
+                {"item_id": item_id, "embedding": vector, "has_image": has_image}))
+
+
 def _e2e_config(tmp_path, num_shards):
     raw = tmp_path / "raw"
     _write(raw / "events.csv", E2E_EVENTS)
     _write(raw / "items.csv", E2E_ITEMS)
     _write(raw / "users.csv", USERS_CSV)
-    os.makedirs(raw / "images", exist_ok=True)
-    pixels = tf.fill((20, 20, 3), tf.constant(200, tf.uint8))
-    (raw / "images" / "i1.png").write_bytes(tf.io.encode_png(pixels).numpy())
+    # i1 has a photo; i3 (invalid price) was embedded too; i2 is missing.
+    write_embeddings(Config(run_dir=str(tmp_path / "run")).layout.item_embeddings,
+                     [("i1", [0.5] * WIDTH, 1), ("i3", [1.0] * WIDTH, 1)])
     return Config(run_dir=str(tmp_path / "run"),
                   inputs=InputsConfig(events=str(raw / "events.csv"), items="../raw/items.csv",
                                       users="../raw/users.csv", images_root=str(raw)),
@@ -318,8 +354,8 @@ def _read_examples(pattern):
     rows = []
     for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
         parsed = tf.io.parse_single_example(record, spec)
-        rows.append({k: (v.numpy().decode() if v.dtype == tf.string and k != "item_image"
-                         else v.numpy()) for k, v in parsed.items()})
+        rows.append({k: (v.numpy().decode() if v.dtype == tf.string else v.numpy())
+                     for k, v in parsed.items()})
     return files, sorted(rows, key=lambda r: (r["timestamp"], r["user_id"]))
 
 
@@ -346,8 +382,8 @@ def test_run_end_to_end_and_rerun_leaves_no_stale_shards(tmp_path):
         (EVAL_START + 100, "u3", "i2", 0, 0, 0, 35.0, "unknown"),
         (EVAL_START + 200, "u3", "i1", 0, 0, 1, 35.0, "unknown"),
     ]
-    assert train[0]["item_image"] == bytes([200]) * R.image_feature().image_bytes
-    assert evals[0]["item_image"] == bytes(R.image_feature().image_bytes)
+    assert train[0]["item_image_embedding"].tolist() == [0.5] * WIDTH
+    assert evals[0]["item_image_embedding"].tolist() == [0.0] * WIDTH  # i2: none joined
 
     items = sorted((decode(r.numpy(), R) for r in tf.data.TFRecordDataset(
         patterns["items"], compression_type="GZIP")), key=lambda r: r["item_id"])
@@ -368,7 +404,7 @@ def test_run_end_to_end_and_rerun_leaves_no_stale_shards(tmp_path):
         ("events", "duplicate_event"), ("events", "unknown_item"), ("events", "bad_timestamp"),
         ("events", "bad_event_type"), ("events", "wrong_column_count"),
         ("events", "orphan_click"), ("items", "out_of_range"), ("items", "wrong_column_count"),
-        ("users", "out_of_range"), ("images", "missing_image")])
+        ("users", "out_of_range"), ("embeddings", "missing_embedding")])
 
     with open(layout.ingest_report) as f:
         assert json.load(f) == report
@@ -377,10 +413,13 @@ def test_run_end_to_end_and_rerun_leaves_no_stale_shards(tmp_path):
     expected = {
         "rows_read/events": 13, "rows_valid/events": 10, "rows_read/items": 4,
         "rows_valid/items": 2, "rows_read/users": 3, "rows_valid/users": 2,
-        "images/loaded": 1, "examples/train": 2, "examples/eval": 2,
+        "rows_read/embeddings": 2, "rows_valid/embeddings": 1, "embeddings/with_image": 1,
+        "embeddings/no_image": 0, "embeddings/unmatched": 1,
+        "examples/train": 2, "examples/eval": 2,
         "positives/train/click": 2, "positives/train/conversion": 1,
         "positives/eval/click": 0, "positives/eval/conversion": 0,
         "dead_letter/events/duplicate_event": 1,
-        "dead_letter/events/orphan_click": 1, "dead_letter/images/missing_image": 1,
+        "dead_letter/events/orphan_click": 1,
+        "dead_letter/embeddings/missing_embedding": 1,
     }
     assert {k: report["counts"][k] for k in expected} == expected

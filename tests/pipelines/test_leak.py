@@ -22,7 +22,9 @@ from transforms import features as F
 S, K = F.Source, F.Kind
 INTERACTIONS = ("click", "add_to_cart", "purchase", "other")
 ORDER = {stage: i for i, stage in enumerate(ds.FUNNEL)}
-REGISTRY = F.Registry(F.DEFAULT.features + (
+# Photos play no part in history, so the shop is ingested without its embedding.
+REGISTRY = F.Registry(tuple(
+    f for f in F.DEFAULT.features if f.kind != K.EMBEDDING and f.name != "item_has_image") + (
     F.Feature("hist_items", S.HISTORY, K.HISTORY, history_of="item_id", max_length=5,
               vocabulary="item_id"),
     F.Feature("hist_categories", S.HISTORY, K.HISTORY, history_of="item_category",
@@ -75,8 +77,7 @@ def _examples(config):
                 value = [v.decode() for v in value.values.numpy()]
             else:
                 value = value.numpy()
-                value = value.decode() if isinstance(value, bytes) and name != "item_image" \
-                    else value
+                value = value.decode() if isinstance(value, bytes) else value
             row[name] = value
         out.append(row)
     return out

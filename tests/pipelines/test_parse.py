@@ -27,7 +27,7 @@ HM_LIKE = ds.from_dict({
         {"name": "user_id", "source": "event", "kind": "id"},
         {"name": "item_id", "source": "event", "kind": "id"},
         {"name": "item_type", "source": "item", "kind": "categorical", "column": "type"},
-        {"name": "item_image", "source": "item", "kind": "image", "image_shape": [2, 2, 3]},
+        {"name": "item_image_embedding", "source": "item", "kind": "embedding", "width": 2},
         {"name": "item_has_image", "source": "item", "kind": "flag"},
         {"name": "purchase", "source": "event", "kind": "label", "event_type": "purchase"},
         {"name": "online", "source": "event", "kind": "label", "event_type": "purchase",

@@ -75,7 +75,7 @@ def test_committed_real_data_configs_load_with_only_a_data_path(name, labels, im
         assert "data_dir" not in (yaml.safe_load(f).get("inputs") or {})
     config = config_lib.load(path, run_dir=str(tmp_path), data_dir="/data/x")
     assert [f.name for f in config.registry.labels()] == labels
-    assert (config.registry.image_feature() is not None) == image
+    assert (config.registry.embedding_feature() is not None) == image
     assert config.input_path(config.inputs.events).startswith("/data/x/")
     assert config.split_starts[1] is not None  # a test split
     assert config.registry.history_lists()

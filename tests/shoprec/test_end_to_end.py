@@ -8,6 +8,7 @@ import io
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import tensorflow as tf
 
 from shoprec import cli, config as config_lib, demo
 from shoprec.dataset import QualitySpec
@@ -26,8 +27,8 @@ def tiny_run(tmp_path_factory):
                                      sessions_per_user=3.0, corrupt_fraction=0.01,
                                      duplicate_fraction=0.01, missing_image_fraction=0.1),
         ingest=dataclasses.replace(base.ingest, num_shards=2),
-        model=dataclasses.replace(base.model, bottom_units=(16,), tower_units=(8,),
-                                  image_filters=(4,), image_embedding_dim=4),
+        embed=dataclasses.replace(base.embed, epochs=1, min_steps=30),
+        model=dataclasses.replace(base.model, bottom_units=(16,), tower_units=(8,)),
         training=dataclasses.replace(base.training, epochs=1, per_replica_batch_size=64),
         # 1% corrupt rows and 10% bad photos on purpose: above the default quality gate.
         dataset=dataclasses.replace(base.data, quality=QualitySpec(max_bad_fraction=0.5)),
@@ -74,6 +75,31 @@ def test_demo_runs_every_stage_and_scores_every_pair(tiny_run):
         rows.sort(key=lambda r: r["rank"])
         assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
         assert all(a["p_click"] >= b["p_click"] for a, b in zip(rows, rows[1:]))
+
+
+def test_events_carry_the_item_embedding_and_no_pixels(tiny_run):
+    tiny_run, out = tiny_run
+    registry, layout = tiny_run.registry, tiny_run.layout
+    width = registry.embedding_feature().width
+    items = {r["item_id"]: r for f in glob.glob(layout.item_embeddings + "-*.parquet")
+             for r in pq.read_table(f).to_pylist()}
+    # One embedding per catalogue item; the generator broke 10% of the photos.
+    assert len(items) == 24
+    assert 0 < sum(r["has_image"] == 0 for r in items.values()) < 24
+    assert all(len(r["embedding"]) == width for r in items.values())
+    assert "image encoder, held-out items: category accuracy" in out
+    keys = set(registry.example_names()) | {registry.timestamp_key, registry.sampled_key}
+    records = tf.data.TFRecordDataset(glob.glob(layout.examples("train") + "-*"),
+                                      compression_type="GZIP")
+    for record in records.take(50):
+        example = tf.train.Example.FromString(record.numpy()).features.feature
+        assert set(example) == keys
+        item = items[example["item_id"].bytes_list.value[0].decode()]
+        np.testing.assert_allclose(example["item_image_embedding"].float_list.value,
+                                   item["embedding"], rtol=1e-6)
+        assert example["item_has_image"].int64_list.value[0] == item["has_image"]
+        # Ids and categories are the only strings: no photo bytes travel with events.
+        assert all(len(v) < 64 for f in example.values() for v in f.bytes_list.value)
 
 
 def test_scoring_dead_letters_unknown_items_and_scores_unknown_users(tiny_run, tmp_path):

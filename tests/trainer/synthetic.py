@@ -13,19 +13,18 @@ NUM_TRAIN = 192
 NUM_EVAL = 64
 
 # Small enough that a few training steps take seconds on 2 cores.
-SMALL_MODEL = config_lib.ModelConfig(
-    bottom_units=(16,), tower_units=(8,), image_filters=(4,), image_embedding_dim=4)
+SMALL_MODEL = config_lib.ModelConfig(bottom_units=(16,), tower_units=(8,))
 
 
 def make_rows(n: int, seed: int) -> list:
     """Synthetic raw rows whose labels depend on the features, so a model can learn."""
     rng = np.random.default_rng(seed)
-    h, w, c = F.DEFAULT.image_feature().image_shape
+    width = F.DEFAULT.embedding_feature().width
     rows = []
     for i in range(n):
         category = ["shoes", "hats", "socks"][rng.integers(3)]
         price = float(rng.uniform(1.0, 500.0))
-        pixel = int(rng.integers(256))
+        embedding = rng.normal(size=width).astype(np.float32).tolist()
         # Cheap shoes get clicked; clicked gold members convert.
         membership = ["gold", "none"][rng.integers(2)]
         click = int(category == "shoes" and price < 250.0 or rng.random() < 0.1)
@@ -40,7 +39,7 @@ def make_rows(n: int, seed: int) -> list:
             "item_brand": f"b{rng.integers(5)}",
             "item_colour": ["red", "blue"][rng.integers(2)],
             "item_price": price,
-            "item_image": bytes([pixel]) * (h * w * c),
+            "item_image_embedding": embedding,
             "item_has_image": int(rng.integers(2)),
             "click": click,
             "conversion": conversion,

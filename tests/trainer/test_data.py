@@ -24,7 +24,7 @@ def test_batches_are_features_and_task_labels(featurized_dir):
     assert set(features) == {f.name for f in F.DEFAULT.inputs()}
     assert set(labels) == {"click", "conversion"}
     assert features["user_id"].dtype == tf.int64 and features["user_id"].shape == [8]
-    assert features["item_image"].shape == [8, F.DEFAULT.image_feature().image_bytes]
+    assert features["item_image_embedding"].shape == [8, F.DEFAULT.embedding_feature().width]
     assert labels["click"].dtype == tf.float32 and labels["click"].shape == [8]
 
 
@@ -46,5 +46,5 @@ def test_training_drops_the_partial_batch_and_is_seeded(featurized_dir):
 def test_missing_inputs_fail_clearly(tmp_path, featurized_dir):
     with pytest.raises(FileNotFoundError, match="featurize"):
         data.make_dataset(str(tmp_path / "none") + "-*", {}, TASKS, 8, training=False)
-    with pytest.raises(KeyError, match="item_image"):
+    with pytest.raises(KeyError, match="item_image_embedding"):
         data.parse_spec({"click": None, "conversion": None}, TASKS)

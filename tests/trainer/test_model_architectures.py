@@ -116,7 +116,7 @@ def test_retrieval_trains_jointly_under_mirrored_strategy(featurized_dir):
     history = model.fit(dataset, epochs=2, steps_per_epoch=3, verbose=0)
     assert np.all(np.isfinite(history.history["retrieval_loss"]))
     assert set(model.user_features) == {"user_id", "user_age", "user_region", "user_membership"}
-    assert "item_image" in model.item_features and "user_id" not in model.item_features
+    assert "item_image_embedding" in model.item_features and "user_id" not in model.item_features
     features, _ = next(iter(dataset))
     user = model.user_embedding({k: features[k] for k in model.user_features}).numpy()
     item = model.item_embedding({k: features[k] for k in model.item_features}).numpy()

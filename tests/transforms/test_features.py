@@ -12,7 +12,8 @@ IDS = (F.Feature("user_id", S.EVENT, K.ID), F.Feature("item_id", S.EVENT, K.ID))
 def test_default_registry_helpers():
     R = F.DEFAULT
     assert [f.name for f in R.labels()] == ["click", "conversion"]
-    assert R.image_feature().name == "item_image"
+    assert R.embedding_feature().name == "item_image_embedding"
+    assert R.raw_feature_spec()["item_image_embedding"].shape == [F.IMAGE_EMBEDDING_WIDTH]
     assert R.source_names(S.ITEM)[0] == "item_id"
     assert "click" not in R.example_names(include_labels=False)
     assert R["item_price"].log and R.by_name["user_age"].default == 35.0
@@ -26,7 +27,7 @@ def test_history_lists_parse_as_varlen_and_share_vocabularies():
     spec = registry.raw_feature_spec()
     assert isinstance(spec["hist_items"], tf.io.VarLenFeature)
     assert registry["hist_items"].vocab_filename == "vocab_item_id"
-    assert registry.image_feature() is None
+    assert registry.embedding_feature() is None
 
 
 def test_round_trip_through_plain_data():
@@ -41,8 +42,10 @@ def test_round_trip_through_plain_data():
     ((F.Feature("n", S.HISTORY, K.NUMERIC),), "exactly one of"),
     ((F.Feature("n", S.HISTORY, K.NUMERIC, history_of="item_id"),), "there is none"),
     ((F.Feature("c", S.ITEM, K.CATEGORICAL, vocabulary="nope"),), "shares the vocabulary"),
-    ((F.Feature("a", S.ITEM, K.IMAGE, image_shape=(2, 2, 3)),
-      F.Feature("b", S.ITEM, K.IMAGE, image_shape=(2, 2, 3))), "at most one IMAGE"),
+    ((F.Feature("a", S.ITEM, K.EMBEDDING, width=2),
+      F.Feature("b", S.ITEM, K.EMBEDDING, width=2)), "at most one EMBEDDING"),
+    ((F.Feature("a", S.USER, K.EMBEDDING, width=2),), "must come from the item table"),
+    ((F.Feature("a", S.ITEM, K.EMBEDDING),), "width >= 1"),
 ])
 def test_registry_rejects_inconsistent_features(extra, message):
     with pytest.raises(ValueError, match=message):

@@ -17,14 +17,19 @@ from transforms.preprocessing import preprocessing_fn
 
 R = F.DEFAULT
 
-IMAGE_BYTES = R.image_feature().image_bytes
+WIDTH = R.embedding_feature().width
 
 
-def _row(user, item, age, price, pixel, click, conversion, category="shoes"):
+def _embedding(v):
+    """Dimension 0 is v, dimension 1 is constant, the rest are 2v."""
+    return [float(v), 5.0] + [2.0 * v] * (WIDTH - 2)
+
+
+def _row(user, item, age, price, v, click, conversion, category="shoes"):
     return {
         "user_id": user, "item_id": item, "user_age": age, "user_region": "north",
         "user_membership": "gold", "item_category": category, "item_brand": "acme",
-        "item_colour": "red", "item_price": price, "item_image": bytes([pixel]) * IMAGE_BYTES,
+        "item_colour": "red", "item_price": price, "item_image_embedding": _embedding(v),
         "item_has_image": 1, "click": click, "conversion": conversion,
     }
 
@@ -32,9 +37,9 @@ def _row(user, item, age, price, pixel, click, conversion, category="shoes"):
 # log1p(price) is 0, 1, 2, 3: mean 1.5, population std sqrt(1.25).
 TRAIN = [
     _row("u1", "i1", 20.0, 0.0, 0, 1, 1),
-    _row("u1", "i2", 30.0, math.e - 1, 51, 0, 0),
-    _row("u1", "i2", 40.0, math.e ** 2 - 1, 255, 1, 0, category="hats"),
-    _row("u2", "i2", 50.0, math.e ** 3 - 1, 102, 0, 0),
+    _row("u1", "i2", 30.0, math.e - 1, 1, 0, 0),
+    _row("u1", "i2", 40.0, math.e ** 2 - 1, 3, 1, 0, category="hats"),
+    _row("u2", "i2", 50.0, math.e ** 3 - 1, 2, 0, 0),
 ]
 UNSEEN = [_row("u9", "i9", 35.0, math.e - 1, 0, 0, 0, category="socks")]
 
@@ -73,11 +78,14 @@ def _numerics(rows):
                                rtol=1e-5)
 
 
-def _image_and_labels(rows):
-    for row, pixel in zip(rows, (0, 51, 255, 102)):
-        image = np.asarray(row["item_image"])
-        assert image.shape == (IMAGE_BYTES,)
-        np.testing.assert_allclose(image, np.full(IMAGE_BYTES, pixel / 255.0), rtol=1e-6)
+def _embedding_and_labels(rows):
+    # Per dimension: v = 0, 1, 3, 2 has mean 1.5 and population std sqrt(1.25);
+    # 2v has the same z-scores; the constant dimension maps to 0.
+    std = math.sqrt(1.25)
+    for row, v in zip(rows, (0, 1, 3, 2)):
+        z = (v - 1.5) / std
+        np.testing.assert_allclose(np.asarray(row["item_image_embedding"]),
+                                   [z, 0.0] + [z] * (WIDTH - 2), rtol=1e-5, atol=1e-6)
     assert [r["click"] for r in rows] == [1.0, 0.0, 1.0, 0.0]
     assert [r["conversion"] for r in rows] == [1.0, 0.0, 0.0, 0.0]
     assert [r["item_has_image"] for r in rows] == [1.0] * 4
@@ -96,7 +104,7 @@ def test_train_batch_transforms_to_hand_derived_values():
     def check(rows):
         _vocabularies(rows)
         _numerics(rows)
-        _image_and_labels(rows)
+        _embedding_and_labels(rows)
 
     _check_transformed(TRAIN, TRAIN, check)
 

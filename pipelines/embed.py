@@ -1,0 +1,96 @@
+"""The embed stage: item photos → one embedding per item, run before ingest.
+
+Item photos belong to items, not events: this stage turns each item's photo
+into a compact vector once, and ingest joins it by item id, so event examples
+never carry pixels. Unless ``embed.encoder`` names a SavedModel embedder, it
+first trains the packaged image encoder (``trainer.image_encoder``) on the
+catalogue: a CNN that predicts ``embed.attributes`` from the photo, with its
+accuracy measured on held-out items next to the majority-class rate. Then the
+Beam embed job (``pipelines.embed_images``) embeds every catalogue item.
+
+Writes ``embed/encoder/`` (the trained encoder), ``embed/items/`` (embedding
+shards, dead letters, the job report) and ``embed/report.json``. Fails, after
+writing them, when the photos' bad fraction is over the data set's threshold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any, Dict, Optional, Sequence
+
+from pipelines import embed_images, report as report_lib
+from pipelines.sinks import clear, write_text
+
+# Inputs whose dead letters the embed job counts (see pipelines.images).
+_INPUTS = ("items", "images")
+
+
+def _train_encoder(config, width: int) -> Dict[str, Any]:
+    """Trains and exports the packaged encoder; returns its training report."""
+    from trainer import image_encoder as E
+
+    embed, data = config.embed, config.data
+    catalogue = E.load_catalogue(
+        config.input_path(config.inputs.items), config.input_path(config.inputs.images_root),
+        embed.attributes, tuple(embed.image_shape), id_column=data.items.key,
+        image_path=data.items.image_path, file_format=config.inputs.format,
+        min_class_count=embed.min_class_count)
+    encoder_config = dataclasses.replace(
+        E.EncoderConfig(), embedding_dim=width, epochs=embed.epochs, min_steps=embed.min_steps,
+        seed=embed.seed)
+    model, report = E.train_encoder(catalogue.images, catalogue.labels, encoder_config,
+                                    {k: len(v) for k, v in catalogue.classes.items()})
+    report.update(items=int(len(catalogue.ids)), skipped=len(catalogue.skipped))
+    E.export(model, config.layout.encoder_dir, catalogue.classes, report)
+    return report
+
+
+def run(config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Runs the embed stage for ``config``; returns its report.
+
+    Raises:
+        ValueError: the registry has no EMBEDDING feature, or the embedder's
+            output width is not that feature's ``width``.
+        report.DataQualityError: too many photos are missing or broken.
+    """
+    feature = config.registry.embedding_feature()
+    if feature is None:
+        raise ValueError("embed: the registry has no EMBEDDING feature, so there is nothing "
+                         "to embed; ingest needs no embed stage for this data set")
+    layout, embed, data = config.layout, config.embed, config.data
+    start = time.time()
+    clear(layout.embed_dir)
+    report: Dict[str, Any] = {}
+    if embed.encoder is None:
+        report["encoder"] = _train_encoder(config, feature.width)
+        model_dir = layout.encoder_dir
+    else:
+        model_dir = embed.encoder
+    job = embed_images.run(
+        config.input_path(config.inputs.items), config.input_path(config.inputs.images_root),
+        model_dir, os.path.dirname(layout.item_embeddings), file_format=config.inputs.format,
+        id_column=data.items.key, image_path=data.items.image_path,
+        signature=embed.signature, input_key=embed.input_key, output_key=embed.output_key,
+        image_shape=tuple(embed.image_shape), batch_size=embed.batch_size,
+        expected_width=feature.width, beam_args=beam_args)
+    counts = job["counts"]
+    quality = data.quality
+    inputs = report_lib.inputs_section(counts, _INPUTS)
+    found = report_lib.problems({"inputs": inputs}, quality.max_bad_fraction,
+                                dict(quality.max_bad_fraction_by_reason))
+    report.update({
+        "status": "failed" if found else "ok", "problems": found, "inputs": inputs,
+        "counts": counts,
+        "items": counts.get("embed/items", 0), "with_image": counts.get("embed/embedded", 0),
+        "embedding_width": job["embedding_dim"], "image_shape": job["image_shape"],
+        "model_dir": model_dir,
+        "job_seconds": job["seconds"], "seconds": round(time.time() - start, 2),
+        "outputs": job["outputs"]})
+    write_text(os.path.join(layout.embed_dir, "report.json"),
+               json.dumps(report, indent=2, sort_keys=True, default=str), "application/json")
+    report_lib.check_quality({"inputs": inputs}, quality.max_bad_fraction,
+                             dict(quality.max_bad_fraction_by_reason), stage="embed")
+    return report
