@@ -438,8 +438,11 @@ def _check(config: Config, where: str) -> None:
                 f"{where}: task {task.name!r} names label {task.label!r}; a {task.type} "
                 f"task's label must be a registry feature of kind {kinds} "
                 f"(registry labels are {sorted(label_names)})")
-    if config.scoring.rank_by not in {f"p_{t.name}" for t in config.model.tasks}:
-        raise ConfigError(f"{where}: scoring.rank_by must be p_<task name>")
+    # A multiclass task's scores are a list of class probabilities: no order.
+    rankable = {f"p_{t.name}" for t in config.model.tasks if t.type != "multiclass"}
+    if config.scoring.rank_by not in rankable:
+        raise ConfigError(f"{where}: scoring.rank_by must be p_<task name> of a binary or "
+                          f"regression task, one of {sorted(rankable)}")
     check_trainer(config, where, label_names)
 
 
