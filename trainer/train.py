@@ -196,14 +196,19 @@ def run(config: Config, strategy_name: Optional[str] = None,
     throughput = _Throughput()
     epoch_log = callbacks_lib.EpochLog()
     callbacks = [throughput, epoch_log]
-    if training.backup_and_restore:
-        callbacks.insert(0, checkpoints.backup_callback(layout))
     stopper = None
     if training.early_stopping.task is not None:
         stopping = training.early_stopping
+        backup = (checkpoints.early_stopping_backup(layout, chief)
+                  if training.backup_and_restore else None)
         stopper = callbacks_lib.EvalEarlyStopping(evaluate, stopping.task, stopping.metric,
-                                                  stopping.patience, stopping.min_delta)
+                                                  stopping.patience, stopping.min_delta,
+                                                  backup=backup)
         callbacks.append(stopper)
+    if training.backup_and_restore:
+        # After the stopper: its record of an epoch must be on disk before
+        # Keras backs that epoch up (trainer.checkpoints).
+        callbacks.append(checkpoints.backup_callback(layout))
     # Summaries are not collective, so other workers simply do not write any.
     tensorboard_dir = _tensorboard_dir(layout.train_dir) if chief else None
     if tensorboard_dir:
