@@ -5,6 +5,20 @@ Pairs are joined with ingest's user and item tables into *raw* tf.Examples
 signature (which carries the transform graph) through Beam RunInference, ranked
 within user and written as Parquet. Elements are moved in batches, not rows:
 per-element overhead, not the model, dominates RunInference on small models.
+
+Output columns: ``user_id``, ``item_id``, ``rank`` (1 = best within the user,
+by ``scoring.rank_by``) and, per task, by its type:
+
+- binary and regression: ``p_<task>``, float32 (probability or value);
+- multiclass: ``p_<task>``, list<float32> of the ``C`` class probabilities
+  (the signature's ``[batch, C]`` row; position ``k`` is class index ``k``,
+  the label's TFT vocabulary index, indices from the vocabulary size on being
+  its OOV buckets), ``<task>_class``, int32, the most probable class index
+  (the lowest on a tie, as ``numpy.argmax``), and ``<task>_class_name``,
+  string, that class's vocabulary token (null for an OOV bucket or a label
+  without a vocabulary). Probabilities with the class name mirror TFX's
+  classification output (class labels with scores); the index is the encoded
+  id a Merlin / NVTabular Categorify user joins on.
 """
 
 from __future__ import annotations
@@ -16,24 +30,62 @@ import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
 from pipelines import dead_letter, examples, options as beam_options
 from pipelines.history import add_matches, empty_history
 from pipelines.parse import default_user
-from shoprec.config import Config
+from shoprec.config import Config, TaskConfig
 from transforms import features as F
 
 Pair = Tuple[str, str]
 Chunk = List[Tuple[str, str, bytes]]
 
 
-def scores_schema(task_names: Sequence[str]) -> pa.Schema:
-    return pa.schema(
-        [("user_id", pa.string()), ("item_id", pa.string())]
-        + [(f"p_{t}", pa.float32()) for t in task_names]
-        + [("rank", pa.int32())])
+def scores_schema(tasks: Sequence[TaskConfig]) -> pa.Schema:
+    """Parquet schema of the scores (see the module docstring)."""
+    columns = [("user_id", pa.string()), ("item_id", pa.string())]
+    for task in tasks:
+        if task.type == "multiclass":
+            columns += [(f"p_{task.name}", pa.list_(pa.float32())),
+                        (f"{task.name}_class", pa.int32()),
+                        (f"{task.name}_class_name", pa.string())]
+        else:
+            columns.append((f"p_{task.name}", pa.float32()))
+    return pa.schema(columns + [("rank", pa.int32())])
+
+
+def class_names(config: Config) -> Dict[str, List[str]]:
+    """Each multiclass task's class tokens by index: its label's TFT vocabulary.
+
+    Read from the transform graph the model was trained with; a task whose
+    label has no vocabulary (an event label) has no names.
+
+    Raises:
+        FileNotFoundError: a task needs a vocabulary and featurize's output is missing.
+    """
+    registry = config.registry
+    wanted = {}
+    for task in config.model.tasks:
+        feature = registry.by_name.get(task.label)
+        if task.type == "multiclass" and feature is not None and feature.kind in (
+                F.Kind.ID, F.Kind.CATEGORICAL):
+            wanted[task.name] = feature.vocab_filename
+    if not wanted:
+        return {}
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    transform_dir = config.layout.transform_dir
+    if not tf.io.gfile.exists(os.path.join(transform_dir, "transform_fn")):
+        raise FileNotFoundError(f"score: no transform graph at {transform_dir} for the "
+                                f"class names of {sorted(wanted)}; run featurize first")
+    tft_output = tft.TFTransformOutput(transform_dir)
+    return {name: [t.decode("utf-8") if isinstance(t, bytes) else str(t)
+                   for t in tft_output.vocabulary_by_name(vocab)]
+            for name, vocab in wanted.items()}
 
 
 class RawExampleBatchHandler(ModelHandler):
@@ -185,12 +237,22 @@ class RankWithinUser(beam.PTransform):
                 | "Rank" >> beam.FlatMap(rank))
 
 
-def _to_rows(result: PredictionResult, task_names: Sequence[str]):
+def _to_rows(result: PredictionResult, tasks: Sequence[TaskConfig],
+             names: Dict[str, List[str]]):
     counter = beam.metrics.Metrics.counter(dead_letter.NAMESPACE, "score/rows")
     for i, (user_id, item_id, _) in enumerate(result.example):
         row = {"user_id": user_id, "item_id": item_id}
-        for task in task_names:
-            row[f"p_{task}"] = float(result.inference[f"p_{task}"][i])
+        for task in tasks:
+            key = f"p_{task.name}"
+            if task.type != "multiclass":
+                row[key] = float(result.inference[key][i])
+                continue
+            probabilities = np.asarray(result.inference[key][i], np.float32)
+            best = int(np.argmax(probabilities))
+            tokens = names.get(task.name, ())
+            row[key] = probabilities.tolist()
+            row[f"{task.name}_class"] = best
+            row[f"{task.name}_class_name"] = tokens[best] if best < len(tokens) else None
         counter.inc()
         yield row
 
@@ -214,7 +276,8 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
             raise FileNotFoundError(f"score: nothing at {needed}; run ingest and train first")
     if tf.io.gfile.exists(layout.score_dir):
         tf.io.gfile.rmtree(layout.score_dir)
-    task_names = [t.name for t in config.model.tasks]
+    tasks = tuple(config.model.tasks)
+    names = class_names(config)
     start = time.time()
     pipeline = beam.Pipeline(options=beam_options.pipeline_options(beam_args))
     read = pipeline | "ReadPairs" >> ReadPairs(pattern)
@@ -234,10 +297,10 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
         | "Batch" >> beam.BatchElements(min_batch_size=min(64, config.scoring.batch_size),
                                         max_batch_size=config.scoring.batch_size)
         | "RunInference" >> RunInference(RawExampleBatchHandler(layout.model_dir))
-        | "ToRows" >> beam.FlatMap(_to_rows, task_names)
+        | "ToRows" >> beam.FlatMap(_to_rows, tasks, names)
         | "RankWithinUser" >> RankWithinUser(config.scoring.rank_by)
         | "WriteScores" >> beam.io.WriteToParquet(
-            layout.scores, scores_schema(task_names), file_name_suffix=".parquet"))
+            layout.scores, scores_schema(tasks), file_name_suffix=".parquet"))
     _ = ((read[dead_letter.DEAD_LETTER_TAG], joined[dead_letter.DEAD_LETTER_TAG])
          | "MergeDeadLetters" >> beam.Flatten()
          | "DeadLetterJson" >> beam.Map(lambda d: d.to_json())

@@ -498,8 +498,11 @@ def _check(config: Config, where: str) -> None:
         if not embed.attributes or missing:
             raise ConfigError(f"{where}: embed.attributes must name item columns the encoder "
                               f"learns from the photos; not item columns: {missing}")
-    if config.scoring.rank_by not in {f"p_{t.name}" for t in config.model.tasks}:
-        raise ConfigError(f"{where}: scoring.rank_by must be p_<task name>")
+    # A multiclass task's scores are a list of class probabilities: no order.
+    rankable = {f"p_{t.name}" for t in config.model.tasks if t.type != "multiclass"}
+    if config.scoring.rank_by not in rankable:
+        raise ConfigError(f"{where}: scoring.rank_by must be p_<task name> of a binary or "
+                          f"regression task, one of {sorted(rankable)}")
     check_trainer(config, where, label_names)
 
 

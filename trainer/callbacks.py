@@ -5,16 +5,26 @@ whole eval split after each epoch, not a Keras streaming metric, so it means
 the same under every strategy. Under MultiWorkerMirroredStrategy each worker
 evaluates the same weights on the same (unsharded) eval data and so reaches
 the same decision, which keeps the workers' step counts in lockstep.
+
+With a ``backup`` (``trainer.checkpoints.EarlyStoppingBackup``) the stopper
+records its state after every epoch and, when a job resumes from Keras'
+backup, takes up the state of the last backed-up epoch: the epochs without
+improvement, the best value, epoch and weights, and the history. It must come
+before ``BackupAndRestore`` in the callback list, so that its record of an
+epoch is on disk before Keras backs that epoch up.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Callable, Dict, List, Optional
 
 import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
 import tensorflow as tf
+
+log = logging.getLogger(__name__)
 
 # Metrics where a smaller value is better; the rest improve upwards.
 _LOWER_IS_BETTER = frozenset({"log_loss", "rmse"})
@@ -32,10 +42,12 @@ class EvalEarlyStopping(tf.keras.callbacks.Callback):
             Keras' EarlyStopping; 0 stops at the first epoch that does not improve).
         min_delta: Smallest change that counts as an improvement.
         restore_best: Put back the best epoch's weights when training ends.
+        backup: Where to record the state after each epoch and to take it up
+            from when training resumes (None: not kept across jobs).
     """
 
     def __init__(self, evaluate: Callable[[], dict], task: str, metric: str, patience: int,
-                 min_delta: float = 0.0, restore_best: bool = True):
+                 min_delta: float = 0.0, restore_best: bool = True, backup=None):
         super().__init__()
         self._evaluate = evaluate
         self.task, self.metric = task, metric
@@ -48,6 +60,8 @@ class EvalEarlyStopping(tf.keras.callbacks.Callback):
         self.stopped_epoch: Optional[int] = None
         self._best_weights = None
         self._wait = 0
+        self._backup = backup
+        self._epochs_begun = 0
 
     def improved(self, value: float) -> bool:
         """Whether ``value`` beats the best so far by more than ``min_delta``."""
@@ -57,21 +71,54 @@ class EvalEarlyStopping(tf.keras.callbacks.Callback):
             return True
         return self._sign * (value - self.best) > self.min_delta
 
+    def on_train_begin(self, logs: Optional[Dict] = None) -> None:
+        self._epochs_begun = 0
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[Dict] = None) -> None:
+        self._epochs_begun += 1
+        # fit's first epoch is past 0 only when BackupAndRestore resumed it.
+        if self._epochs_begun == 1 and epoch > 0 and self._backup is not None:
+            self._take_up(epoch - 1)
+
+    def _take_up(self, epoch: int) -> None:
+        """Restores the state recorded after ``epoch``, the last one backed up."""
+        recorded = self._backup.load(epoch)
+        if recorded is None:
+            # E.g. a backup from a job that ran without early stopping.
+            log.warning("early stopping: no state recorded for epoch %d; resuming with "
+                        "fresh counters", epoch)
+            return
+        state, weights = recorded
+        self._wait, self.best, self.best_epoch = state["wait"], state["best"], state["best_epoch"]
+        self.history = list(state["history"])
+        if self.restore_best:
+            self._best_weights = weights
+        log.info("early stopping: resumed after epoch %d (best %s at epoch %s, %d epoch(s) "
+                 "without improvement)", epoch, self.best, self.best_epoch, self._wait)
+
+    def state(self) -> dict:
+        """What a resumed job needs to decide as this one would (JSON-able)."""
+        return {"wait": self._wait, "best": self.best, "best_epoch": self.best_epoch,
+                "history": list(self.history)}
+
     def on_epoch_end(self, epoch: int, logs: Optional[Dict] = None) -> None:
         value = self._evaluate()["tasks"][self.task][self.metric]
         value = None if value is None or math.isnan(value) else float(value)
         self.history.append(value)
         if logs is not None and value is not None:
             logs[f"eval_{self.task}_{self.metric}"] = value
+        new_best_weights = None
         if self.improved(value):
             self.best, self.best_epoch, self._wait = value, epoch, 0
             if self.restore_best:
-                self._best_weights = self.model.get_weights()
-            return
-        self._wait += 1
-        if self._wait >= self.patience:
-            self.stopped_epoch = epoch
-            self.model.stop_training = True
+                self._best_weights = new_best_weights = self.model.get_weights()
+        else:
+            self._wait += 1
+            if self._wait >= self.patience:
+                self.stopped_epoch = epoch
+                self.model.stop_training = True
+        if self._backup is not None:
+            self._backup.save(epoch, self.state(), new_best_weights)
 
     def on_train_end(self, logs: Optional[Dict] = None) -> None:
         if self.restore_best and self._best_weights is not None:

@@ -2,7 +2,8 @@
 
 Reads the featurize job's output (transform graph and transformed shards),
 trains under the configured distribution strategy, computes exact eval
-metrics, writes ``metrics.json`` and the serving SavedModel. Every process of
+metrics (and test metrics when the run has a test split), writes
+``metrics.json`` and the serving SavedModel. Every process of
 a multi-worker run executes this same code; only the chief writes shared
 outputs.
 
@@ -108,13 +109,16 @@ def run(config: Config, strategy_name: Optional[str] = None,
     Returns:
         ``{'tasks': {output: metrics by type (trainer.evaluation)},
         'retrieval': {'recall_at_<k>', ...} or None, 'eval_examples': n,
+        'test': {'tasks', 'retrieval', 'examples'} on the test split (the
+        same metrics, after training) or None without one,
         'training': {strategy, replicas, batch sizes, epochs, steps,
         examples_per_second, loss per epoch, initial_epoch, epochs_run,
         early_stopping, ...}, 'model_dir': ..., 'checkpoint': ...}``,
         non-finite values as None.
 
     Raises:
-        FileNotFoundError: featurize has not run.
+        FileNotFoundError: featurize has not run, or wrote no test split
+            although ``ingest.test_start`` is set.
         ValueError: the train split is smaller than one global batch.
     """
     # Multi-worker collectives must be configured before any other op runs.
@@ -158,6 +162,17 @@ def run(config: Config, strategy_name: Optional[str] = None,
     eval_ds = data.make_dataset(
         layout.transformed("eval") + SHARD_GLOB, spec, tasks, global_batch, training=False,
         registry=registry, extra_labels=extra_labels)
+    test_ds = None
+    if config.ingest.test_start:
+        # Featurize writes a test split exactly when test_start is set
+        # (transforms.featurize.splits); failing here beats failing after training.
+        test_pattern = layout.transformed("test") + SHARD_GLOB
+        if not tf.io.gfile.glob(test_pattern):
+            raise FileNotFoundError(
+                f"train: ingest.test_start is set but there is no test split at "
+                f"{test_pattern}; run `shoprec ingest` and `shoprec featurize` again")
+        test_ds = data.make_dataset(test_pattern, spec, tasks, global_batch, training=False,
+                                    registry=registry, extra_labels=extra_labels)
 
     if not any(True for _ in train_ds.take(1)):
         # Training drops partial batches, so Keras would only report empty logs.
@@ -174,21 +189,26 @@ def run(config: Config, strategy_name: Optional[str] = None,
             item_ids, int(model.retrieval.candidate_probability.shape[0]),
             training.per_replica_batch_size))
 
-    def evaluate() -> dict:
-        return evaluation.evaluate(model, eval_ds, config.model, registry.user_key,
+    def evaluate(dataset=eval_ds) -> dict:
+        return evaluation.evaluate(model, dataset, config.model, registry.user_key,
                                    registry.item_key)
 
     throughput = _Throughput()
     epoch_log = callbacks_lib.EpochLog()
     callbacks = [throughput, epoch_log]
-    if training.backup_and_restore:
-        callbacks.insert(0, checkpoints.backup_callback(layout))
     stopper = None
     if training.early_stopping.task is not None:
         stopping = training.early_stopping
+        backup = (checkpoints.early_stopping_backup(layout, chief)
+                  if training.backup_and_restore else None)
         stopper = callbacks_lib.EvalEarlyStopping(evaluate, stopping.task, stopping.metric,
-                                                  stopping.patience, stopping.min_delta)
+                                                  stopping.patience, stopping.min_delta,
+                                                  backup=backup)
         callbacks.append(stopper)
+    if training.backup_and_restore:
+        # After the stopper: its record of an epoch must be on disk before
+        # Keras backs that epoch up (trainer.checkpoints).
+        callbacks.append(checkpoints.backup_callback(layout))
     # Summaries are not collective, so other workers simply do not write any.
     tensorboard_dir = _tensorboard_dir(layout.train_dir) if chief else None
     if tensorboard_dir:
@@ -202,7 +222,12 @@ def run(config: Config, strategy_name: Optional[str] = None,
 
     evaluated = evaluate()
     result = {"tasks": evaluated["tasks"], "retrieval": evaluated["retrieval"],
-              "eval_examples": evaluated["examples"]}
+              "eval_examples": evaluated["examples"], "test": None}
+    if test_ds is not None:
+        # The final (best-epoch) weights; the test split never steers training.
+        tested = evaluate(test_ds)
+        result["test"] = {"tasks": tested["tasks"], "retrieval": tested["retrieval"],
+                          "examples": tested["examples"]}
     result["training"] = {
         "architecture": config.model.architecture,
         "strategy": strategy_lib.strategy_name(strategy),

@@ -72,3 +72,16 @@ def test_model_config_round_trips_through_json():
 def test_inconsistent_settings_fail(tmp_path, model, training, message):
     with pytest.raises(config_lib.ConfigError, match=message):
         _load(tmp_path, model, training)
+
+
+def test_scores_cannot_be_ranked_by_a_multiclass_task(tmp_path):
+    tasks = [{"name": "click", "label": "click"},
+             {"name": "category", "label": "item_category", "type": "multiclass"}]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "model": {"tasks": tasks},
+                                    "scoring": {"rank_by": "p_category"}}))
+    with pytest.raises(config_lib.ConfigError, match=r"rank_by .*\['p_click'\]"):
+        config_lib.load(str(path))
+    path.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "model": {"tasks": tasks},
+                                    "scoring": {"rank_by": "p_click"}}))
+    assert config_lib.load(str(path)).scoring.rank_by == "p_click"

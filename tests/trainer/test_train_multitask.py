@@ -100,7 +100,7 @@ def _eval_rows_in_evaluation_order(config):
 
 
 def test_embedding_signatures_reproduce_recall(joint):
-    config, result = joint
+    config, _ = joint
     loaded = tf.saved_model.load(config.layout.model_dir)
     rows, item_index = _eval_rows_in_evaluation_order(config)
     registry = F.DEFAULT
@@ -117,6 +117,13 @@ def test_embedding_signatures_reproduce_recall(joint):
     recall = metrics.recall_at_k(queries[export.EMBEDDING_OUTPUT].numpy(),
                                  candidates[export.EMBEDDING_OUTPUT].numpy(),
                                  np.searchsorted(ids, item_index[clicked]), RECALL_AT)
-    assert result["retrieval"]["candidates"] == len(ids)
+    with open(config.layout.metrics_file) as f:
+        reported = json.load(f)["retrieval"]
+    assert reported["candidates"] == len(ids) and reported["pairs"] == len(clicked)
+    # A figure strictly between 0 and 1, so agreement is not that of two
+    # degenerate rankings.
+    assert any(0.0 < reported[f"recall_at_{k}"] < 1.0 for k in RECALL_AT)
+    # Recall@K counts pairs (1/16 each here): the same embeddings rank every
+    # pair the same way, so the figures are equal; 1e-9 is float slack only.
     for key, value in recall.items():
-        assert value == pytest.approx(result["retrieval"][key], abs=1e-9)
+        assert value == pytest.approx(reported[key], abs=1e-9)
