@@ -3,8 +3,11 @@
 Reads the raw example shards ingest wrote, computes the same featurization as
 ``transforms.preprocessing.preprocessing_fn`` (vocabularies by frequency with
 hashed OOV buckets, z-scores after an optional log1p, per-dimension z-scores
-of the item embedding, flags and labels to float), with the statistics taken from
-the train split only, and writes gzip TFRecords of transformed tf.Examples.
+of the item embedding, flags and labels to float, hashed strings and crosses,
+explicit-boundary buckets), with the statistics taken from the train split
+only, and writes gzip TFRecords of transformed tf.Examples. It refuses what it
+does not implement (history lists, text, quantile buckets, shared
+vocabularies): see :func:`check_supported`.
 
 It streams in record batches (one pass over train to analyse, one pass over
 each split to transform), so its memory does not grow with the data: the
@@ -12,8 +15,8 @@ numbers it gives are what this machine can do for this featurization, not
 what a cleverer algorithm could. Parsing and encoding use tfx_bsl's C++
 coders, the same ones the TFT path uses, and columns are handled with pyarrow
 and numpy; TensorFlow is used only for the gzip TFRecord reader/writer and to
-hash the (few) out-of-vocabulary tokens with the same Fingerprint64 buckets
-TFT's lookup table uses.
+hash the (few) out-of-vocabulary tokens, hashed values and crosses with the
+same Fingerprint64 buckets TFT uses (each distinct string hashed once a batch).
 """
 
 from __future__ import annotations
@@ -76,16 +79,19 @@ def _sort_vocabulary(counts: Dict[bytes, int], top_k: Optional[int]) -> List[byt
     return [token for token, _ in (ordered[:top_k] if top_k else ordered)]
 
 
-SUPPORTED_KINDS = frozenset({"id", "categorical", "numeric", "embedding", "flag", "label"})
+SUPPORTED_KINDS = frozenset({"id", "categorical", "numeric", "embedding", "flag", "label",
+                             "hashed", "cross", "bucketized"})
 
 
 def check_supported(registry) -> None:
     """Raises NotImplementedError for a registry this baseline cannot featurize."""
     unsupported = [f.name for f in registry.features
-                   if f.kind.value not in SUPPORTED_KINDS or getattr(f, "vocabulary", None)]
+                   if f.kind.value not in SUPPORTED_KINDS or getattr(f, "vocabulary", None)
+                   or (f.kind == F.Kind.BUCKETIZED and not f.boundaries)]
     if unsupported:
         raise NotImplementedError(f"baseline featurizes scalar features with their own "
-                                  f"vocabularies only; not {unsupported}")
+                                  f"vocabularies, hashes, crosses and explicit buckets "
+                                  f"only; not {unsupported}")
 
 
 def analyze(pattern: str, registry, batch_size: int = 8192) -> Statistics:
@@ -106,7 +112,8 @@ def analyze(pattern: str, registry, batch_size: int = 8192) -> Statistics:
         for f in numeric:
             x = _numeric_input(f, _values(batch, f.name)).astype(np.float64)
             x = x.reshape(batch.num_rows, -1)
-            sums[f.name] += (len(x), x.sum(axis=0), np.square(x).sum(axis=0))
+            sums[f.name] += np.stack([np.full(x.shape[1], len(x)), x.sum(axis=0),
+                                      np.square(x).sum(axis=0)])
     moments = {}
     for name, (n, total, total_sq) in sums.items():
         mean = total / n
@@ -124,6 +131,29 @@ def _numeric_input(feature: F.Feature, values: pa.Array) -> np.ndarray:
     if feature.log:
         x = np.log1p(np.maximum(x, np.float32(0.0)))
     return x
+
+
+def _hash(values: pa.Array, buckets: int) -> np.ndarray:
+    """``tf.strings.to_hash_bucket_fast`` of each value, hashing each distinct one once."""
+    import tensorflow as tf
+
+    encoded = pc.dictionary_encode(values)
+    uniques = encoded.dictionary.to_pylist()
+    hashed = (tf.strings.to_hash_bucket_fast(uniques, buckets).numpy() if uniques
+              else np.zeros(0, np.int64))
+    return hashed[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def _derived(feature: F.Feature, batch: pa.RecordBatch) -> np.ndarray:
+    """A cross or an explicit-boundary bucket index, as ``preprocessing_fn._derived``."""
+    inputs = [_values(batch, n) for n in feature.derived_from]
+    if feature.kind == F.Kind.CROSS:
+        separator = pa.scalar(F.CROSS_SEPARATOR.encode(), inputs[0].type)
+        return _hash(pc.binary_join_element_wise(*inputs, separator), feature.hash_buckets)
+    # tft.apply_buckets: the number of boundaries <= x (NaN past the last one).
+    x = inputs[0].to_numpy(zero_copy_only=False).astype(np.float32)
+    return np.searchsorted(np.asarray(feature.boundaries, np.float32), x,
+                           side="right").astype(np.int64)
 
 
 class _Vocabulary:
@@ -166,9 +196,14 @@ class Transformer:
         """Transformed numpy columns of one raw batch, keyed by feature name."""
         out = {}
         for f in self._features:
+            if f.source == F.Source.DERIVED:
+                out[f.name] = _derived(f, batch)
+                continue
             values = _values(batch, f.name)
             if f.kind in (F.Kind.ID, F.Kind.CATEGORICAL):
                 out[f.name] = self._vocabs[f.name].apply(values)
+            elif f.kind == F.Kind.HASHED:
+                out[f.name] = _hash(values, f.hash_buckets)
             elif f.kind in (F.Kind.NUMERIC, F.Kind.EMBEDDING):
                 mean, var = self._stats.moments[f.name]
                 x = _numeric_input(f, values)

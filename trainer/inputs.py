@@ -2,10 +2,11 @@
 
 Vocabulary indices are embedded (a feature that shares another's vocabulary
 also shares its embedding table: history item ids look up ``item_id``'s rows),
-history lists are mean-pooled over their non-padding entries, numerics and
-flags are concatenated as they are, and so is the item photo embedding (the
-image encoder's output, joined per item by ingest). Every architecture then
-starts from this one vector.
+hashed, crossed and bucketized indices are embedded in tables the registry
+sizes, history lists and text tokens are mean-pooled over their non-padding
+entries, numerics and flags are concatenated as they are, and so is the item
+photo embedding (the image encoder's output, joined per item by ingest). Every
+architecture then starts from this one vector.
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ import tensorflow as tf
 from shoprec.config import ModelConfig
 from transforms import features as F
 
-_EMBEDDED = (F.Kind.ID, F.Kind.CATEGORICAL, F.Kind.HISTORY)
+_EMBEDDED = (F.Kind.ID, F.Kind.CATEGORICAL, F.Kind.HISTORY, F.Kind.TEXT)
+# Embedded too, in tables of ``Feature.index_size`` rows: no vocabulary to size them.
+_INDEXED = (F.Kind.HASHED, F.Kind.CROSS, F.Kind.BUCKETIZED)
+# Padded [batch, max_length] indices, mean-pooled over entries >= 0.
+_POOLED = (F.Kind.HISTORY, F.Kind.TEXT)
 
 
 def vocab_sizes(tft_output, registry: F.Registry = F.DEFAULT) -> Dict[str, int]:
@@ -39,9 +44,9 @@ def dummy_features(batch_size: int = 1, registry: F.Registry = F.DEFAULT) -> Dic
     """All-zero transformed features (empty histories), shaped as featurize writes them."""
     out = {}
     for f in registry.inputs():
-        if f.kind in (F.Kind.ID, F.Kind.CATEGORICAL):
+        if f.kind in (F.Kind.ID, F.Kind.CATEGORICAL) + _INDEXED:
             out[f.name] = tf.zeros([batch_size], tf.int64)
-        elif f.kind == F.Kind.HISTORY:
+        elif f.kind in _POOLED:
             out[f.name] = -tf.ones([batch_size, f.max_length], tf.int64)
         elif f.kind == F.Kind.EMBEDDING:
             out[f.name] = tf.zeros([batch_size, f.width], tf.float32)
@@ -51,7 +56,7 @@ def dummy_features(batch_size: int = 1, registry: F.Registry = F.DEFAULT) -> Dic
 
 
 def _masked_mean(embedded: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
-    """Mean of [batch, N, d] rows where indices >= 0; zeros for an empty history."""
+    """Mean of [batch, N, d] rows where indices >= 0; zeros for an empty history or text."""
     mask = tf.cast(indices >= 0, embedded.dtype)[..., None]
     total = tf.reduce_sum(embedded * mask, axis=1)
     return total / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
@@ -63,26 +68,28 @@ class FeatureEncoder(tf.keras.layers.Layer):
     Args:
         registry: The run's feature registry (inputs only are read).
         vocab_sizes: ``{feature: vocabulary + OOV}`` per feature owning a
-            vocabulary (see :func:`vocab_sizes`).
+            vocabulary (see :func:`vocab_sizes`); hashed, crossed and
+            bucketized tables are sized by the registry.
         model_config: Embedding regularisation.
     """
 
     def __init__(self, registry: F.Registry, vocab_sizes: Mapping[str, int],
                  model_config: ModelConfig, **kwargs):
         super().__init__(**kwargs)
-        self._embedded = registry.of_kind(*_EMBEDDED)
+        self._embedded = registry.of_kind(*_EMBEDDED, *_INDEXED)
         # The item embedding is z-scored per dimension by TFT: it joins as is.
         self._dense = tuple(f.name for f in registry.of_kind(
             F.Kind.NUMERIC, F.Kind.FLAG, F.Kind.EMBEDDING))
         owners = [f for f in self._embedded if f.vocabulary is None]
-        missing = [f.name for f in owners if f.name not in vocab_sizes]
+        sizes = dict(vocab_sizes, **{f.name: f.index_size for f in registry.of_kind(*_INDEXED)})
+        missing = [f.name for f in owners if f.name not in sizes]
         if missing:
             raise ValueError(f"no vocabulary size for {missing}")
         regularizer = (tf.keras.regularizers.L2(model_config.embedding_l2)
                        if model_config.embedding_l2 else None)
         self.embeddings = {
             f.name: tf.keras.layers.Embedding(
-                vocab_sizes[f.name], f.embedding_dim, name=f"{f.name}_embedding",
+                sizes[f.name], f.embedding_dim, name=f"{f.name}_embedding",
                 embeddings_regularizer=regularizer)
             for f in owners
         }
@@ -107,7 +114,7 @@ class FeatureEncoder(tf.keras.layers.Layer):
                 continue
             table = self.embeddings[f.vocabulary or f.name]
             x = features[f.name]
-            if f.kind == F.Kind.HISTORY:
+            if f.kind in _POOLED:
                 # Padding (-1) looks up row 0, then the mask drops it.
                 out[f.name] = _masked_mean(table(tf.maximum(x, 0)), x)
             else:

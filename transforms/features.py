@@ -2,10 +2,12 @@
 
 Ingest validates and joins rows with it, ``preprocessing_fn`` featurizes from
 it, the trainer builds its inputs and heads from it, and scoring builds raw
-examples from it. Every stage receives the registry it works with (a run's is
-``config.registry``); nothing keeps a parallel list. :data:`DEFAULT` is the
-generated shop's registry, used when a config declares no data set features;
-a real data set declares its own in YAML (see ``shoprec.dataset``).
+examples from it; a DERIVED feature (a cross, a bucketized numeric) has no raw
+value and exists only from ``preprocessing_fn`` on. Every stage receives the
+registry it works with (a run's is ``config.registry``); nothing keeps a
+parallel list. :data:`DEFAULT` is the generated shop's registry, used when a
+config declares no data set features; a real data set declares its own in YAML
+(see ``shoprec.dataset``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,17 @@ class Kind(str, enum.Enum):
     # Variable-length list of string ids (a user's recent items or categories):
     # vocabulary indices padded to ``max_length`` with -1, mean-pooled embeddings.
     HISTORY = "history"
+    # Very high-cardinality string: hashed into ``hash_buckets``, no vocabulary pass.
+    HASHED = "hashed"
+    # Two or more ID / CATEGORICAL / HASHED raw values joined by CROSS_SEPARATOR
+    # and hashed into ``hash_buckets``; DERIVED.
+    CROSS = "cross"
+    # A NUMERIC's raw value as a bucket index: explicit ``boundaries`` or
+    # ``num_buckets`` quantiles of train; DERIVED.
+    BUCKETIZED = "bucketized"
+    # Free text: lower-cased tokens split on non-alphanumerics, vocabulary
+    # (``top_k`` + OOV) indices padded to ``max_length`` with -1, mean-pooled.
+    TEXT = "text"
 
 
 class Source(str, enum.Enum):
@@ -39,6 +52,17 @@ class Source(str, enum.Enum):
     ITEM = "item"
     # Derived by ingest from the user's events strictly before the example.
     HISTORY = "history"
+    # No raw value of its own: computed in preprocessing_fn from ``derived_from``.
+    DERIVED = "derived"
+
+
+# Joins a cross's raw values before hashing: the ASCII unit separator, which no
+# id or category holds, so ("a b", "c") and ("a", "b c") never share a string.
+CROSS_SEPARATOR = "\x1f"
+# Kinds hashed into ``hash_buckets``: no vocabulary to analyse.
+HASHED_KINDS = (Kind.HASHED, Kind.CROSS)
+# Kinds a cross may join: single strings read from a table.
+CROSSABLE_KINDS = (Kind.ID, Kind.CATEGORICAL, Kind.HASHED)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,10 +90,19 @@ class Feature:
         history_of: HISTORY: the item key or item feature whose values the list
             holds. NUMERIC from HISTORY: how often the example's own value of
             that feature occurs in the user's history list.
-        max_length: HISTORY: the most recent entries kept (N).
+        max_length: HISTORY: the most recent entries kept (N). TEXT: the
+            leading tokens kept.
         event_type: LABEL: the funnel event that makes it positive. NUMERIC
             from HISTORY: the funnel event counted before the example.
         positive_values: LABEL: values of ``column`` that make it positive.
+        hash_buckets: HASHED / CROSS: number of hash buckets (the embedding
+            table's rows).
+        derived_from: DERIVED: the features whose raw values it is computed
+            from: two or more to CROSS, one NUMERIC to BUCKETIZE.
+        boundaries: BUCKETIZED: ascending bucket edges; the index is the number
+            of edges <= the value (``tft.apply_buckets``).
+        num_buckets: BUCKETIZED without boundaries: quantile buckets of the
+            train split (``tft.bucketize``).
     """
 
     name: str
@@ -90,6 +123,10 @@ class Feature:
     max_length: int = 0
     event_type: Optional[str] = None
     positive_values: Tuple[str, ...] = ()
+    hash_buckets: int = 0
+    derived_from: Tuple[str, ...] = ()
+    boundaries: Tuple[float, ...] = ()
+    num_buckets: int = 0
 
     @property
     def source_column(self) -> str:
@@ -98,9 +135,10 @@ class Feature:
     @property
     def dtype(self) -> str:
         """Raw tf.Example dtype: 'string', 'int64' or 'float32'."""
-        if self.kind in (Kind.ID, Kind.CATEGORICAL, Kind.HISTORY):
+        if self.kind in (Kind.ID, Kind.CATEGORICAL, Kind.HISTORY, Kind.HASHED, Kind.TEXT):
             return "string"
-        if self.kind in (Kind.FLAG, Kind.LABEL):
+        if self.kind in (Kind.FLAG, Kind.LABEL, Kind.CROSS, Kind.BUCKETIZED):
+            # CROSS and BUCKETIZED have no raw value: int64 is their bucket index.
             return "int64"
         return "float32"
 
@@ -112,6 +150,16 @@ class Feature:
     def shape(self) -> Tuple[int, ...]:
         """Per-example shape of a fixed-length raw and transformed value."""
         return (self.width,) if self.kind == Kind.EMBEDDING else ()
+
+    @property
+    def index_size(self) -> Optional[int]:
+        """Rows of the embedding table the registry alone fixes: hashed,
+        crossed and bucketized features; None for the others."""
+        if self.kind in HASHED_KINDS:
+            return self.hash_buckets
+        if self.kind == Kind.BUCKETIZED:
+            return len(self.boundaries) + 1 if self.boundaries else self.num_buckets
+        return None
 
     @property
     def is_list(self) -> bool:
@@ -164,6 +212,7 @@ class Registry:
                              "item table and have width >= 1")
         for f in self.features:
             self._check(f, by_name)
+            self._check_indexed(f, by_name)
 
     def _check(self, f: Feature, by_name: Dict[str, Feature]) -> None:
         if f.vocabulary is not None:
@@ -191,6 +240,41 @@ class Registry:
                                  f"{f.history_of!r}, and there is none")
         elif f.kind == Kind.HISTORY:
             raise ValueError(f"registry: {f.name} is a history list but not from history")
+
+    def _check_indexed(self, f: Feature, by_name: Dict[str, Feature]) -> None:
+        """Hashed, text, cross and bucketized features, and what may be DERIVED."""
+        where = f"registry: {f.kind.value} feature {f.name}"
+        if (f.source == Source.DERIVED) != (f.kind in (Kind.CROSS, Kind.BUCKETIZED)):
+            raise ValueError(f"{where}: cross and bucketized features, and only they, "
+                             "are from source 'derived'")
+        if f.derived_from and f.source != Source.DERIVED:
+            raise ValueError(f"{where} sets derived_from but is not derived")
+        if f.vocabulary and f.kind in (Kind.HASHED, Kind.TEXT, Kind.CROSS, Kind.BUCKETIZED):
+            raise ValueError(f"{where} cannot share a vocabulary")
+        if f.kind in HASHED_KINDS and f.hash_buckets < 1:
+            raise ValueError(f"{where} needs hash_buckets >= 1")
+        # A missing optional string is written as its default: None would become "None".
+        if f.kind in (Kind.HASHED, Kind.TEXT) and not f.required and not isinstance(
+                f.default, str):
+            raise ValueError(f"{where} is optional and needs a string default (e.g. '')")
+        if f.kind == Kind.TEXT and (f.max_length < 1 or not f.top_k or f.top_k < 1):
+            raise ValueError(f"{where} needs max_length >= 1 and a top_k vocabulary cap")
+        inputs = [by_name.get(n) for n in f.derived_from]
+        if f.kind == Kind.CROSS and (
+                len(inputs) < 2 or len(set(f.derived_from)) != len(inputs)
+                or any(g is None or g.kind not in CROSSABLE_KINDS for g in inputs)):
+            raise ValueError(f"{where} must cross two or more distinct ID / CATEGORICAL / "
+                             f"HASHED features, not {list(f.derived_from)}")
+        if f.kind == Kind.BUCKETIZED:
+            if len(inputs) != 1 or inputs[0] is None or inputs[0].kind != Kind.NUMERIC:
+                raise ValueError(f"{where} must bucketize one NUMERIC feature, "
+                                 f"not {list(f.derived_from)}")
+            if bool(f.boundaries) == bool(f.num_buckets):
+                raise ValueError(f"{where} needs exactly one of boundaries or num_buckets")
+            if not f.boundaries and f.num_buckets < 2:
+                raise ValueError(f"{where} needs num_buckets >= 2")
+            if any(a >= b for a, b in zip(f.boundaries, f.boundaries[1:])):
+                raise ValueError(f"{where}: boundaries must be strictly ascending")
 
     @property
     def by_name(self) -> Dict[str, Feature]:
@@ -221,8 +305,9 @@ class Registry:
         return tuple(f for f in self.of_source(Source.HISTORY) if f.kind == Kind.HISTORY)
 
     def example_names(self, include_labels: bool = True) -> list:
-        """Names a full raw example carries, in registry order."""
-        return [f.name for f in self.features if include_labels or f.kind != Kind.LABEL]
+        """Names a full raw example carries, in registry order (derived ones have no value)."""
+        return [f.name for f in self.features if f.source != Source.DERIVED
+                and (include_labels or f.kind != Kind.LABEL)]
 
     def source_names(self, source: Source) -> list:
         """Names of one side table (items or users), key first."""
@@ -232,14 +317,15 @@ class Registry:
     def raw_feature_spec(self, include_labels: bool = True) -> dict:
         """``tf.io.parse_example`` spec for raw examples written by ingest.
 
-        Imported lazily so ingest workers that never touch TensorFlow stay light.
+        Derived features have no raw value, so no entry. TensorFlow is
+        imported lazily so ingest workers that never touch TensorFlow stay light.
         """
         import tensorflow as tf
 
         dtypes = {"string": tf.string, "int64": tf.int64, "float32": tf.float32}
         spec = {}
         for f in self.features:
-            if f.kind == Kind.LABEL and not include_labels:
+            if (f.kind == Kind.LABEL and not include_labels) or f.source == Source.DERIVED:
                 continue
             if f.is_list:
                 spec[f.name] = tf.io.VarLenFeature(dtypes[f.dtype])
@@ -262,7 +348,8 @@ class Registry:
 def feature_to_dict(feature: Feature) -> Dict[str, Any]:
     out = dataclasses.asdict(feature)
     out.update(source=feature.source.value, kind=feature.kind.value,
-               positive_values=list(feature.positive_values))
+               positive_values=list(feature.positive_values),
+               derived_from=list(feature.derived_from), boundaries=list(feature.boundaries))
     return out
 
 
@@ -275,8 +362,10 @@ def feature_from_dict(data: Dict[str, Any]) -> Feature:
     data = dict(data)
     data["source"] = Source(data["source"])
     data["kind"] = Kind(data["kind"])
-    if "positive_values" in data:
-        data["positive_values"] = tuple(str(v) for v in data["positive_values"])
+    types = {"positive_values": str, "derived_from": str, "boundaries": float}
+    for name, to in types.items():
+        if name in data:
+            data[name] = tuple(to(v) for v in data[name])
     return Feature(**data)
 
 
@@ -303,6 +392,12 @@ DEFAULT = Registry(features=(
             max_value=1e6, log=True),
     Feature("item_image_embedding", Source.ITEM, Kind.EMBEDDING, width=IMAGE_EMBEDDING_WIDTH),
     Feature("item_has_image", Source.ITEM, Kind.FLAG),
+    # The generator's tastes depend on age group (edges 30, 45, 60) and on
+    # region x category: these hand the model both directly.
+    Feature("user_age_bucket", Source.DERIVED, Kind.BUCKETIZED, derived_from=("user_age",),
+            boundaries=(30.0, 45.0, 60.0), embedding_dim=4),
+    Feature("user_region_x_item_category", Source.DERIVED, Kind.CROSS,
+            derived_from=("user_region", "item_category"), hash_buckets=512, embedding_dim=4),
     Feature("click", Source.EVENT, Kind.LABEL, event_type="click"),
     Feature("conversion", Source.EVENT, Kind.LABEL, event_type="purchase"),
 ))

@@ -28,6 +28,8 @@ def _indices(feature: F.Feature, x, vocabulary, oov_buckets: int):
 def _pad_history(feature: F.Feature, indices: tf.SparseTensor) -> tf.Tensor:
     """Sparse [batch, <=N] indices → dense [batch, N], padded with -1.
 
+    For history lists and text tokens alike (N is ``max_length``).
+
     A fixed width keeps the transformed schema FixedLen, which every
     distribution strategy and the serving signature handle alike.
     """
@@ -52,6 +54,39 @@ def _embedding(feature: F.Feature, x: tf.Tensor) -> tf.Tensor:
                                 name=f"zscore_{feature.name}")
 
 
+def _hashed(feature: F.Feature, x: tf.Tensor) -> tf.Tensor:
+    # Fingerprint64 of the string: stable across runs and processes, no analyser.
+    return tf.strings.to_hash_bucket_fast(x, feature.hash_buckets, name=f"hash_{feature.name}")
+
+
+def _text(feature: F.Feature, x: tf.Tensor) -> tf.Tensor:
+    """Text → [batch, max_length] token indices (top_k vocabulary, then OOV), -1 padded.
+
+    Lower-cased (UTF-8) and split on runs of anything but letters and digits,
+    so punctuation never forms a token and blank text has none.
+    """
+    lowered = tf.strings.lower(x, encoding="utf-8")
+    words = tf.strings.regex_replace(lowered, r"[^\pL\pN]+", " ")
+    tokens = tf.strings.split(words).to_sparse()
+    indices = tft.compute_and_apply_vocabulary(
+        tokens, top_k=feature.top_k, num_oov_buckets=feature.oov_buckets,
+        vocab_filename=feature.vocab_filename, name=f"text_{feature.name}")
+    return _pad_history(feature, indices)
+
+
+def _derived(feature: F.Feature, inputs) -> tf.Tensor:
+    """A cross's or a bucketized numeric's int64 index, from its inputs' raw values."""
+    if feature.kind == F.Kind.CROSS:
+        joined = tf.strings.join([inputs[n] for n in feature.derived_from],
+                                 separator=F.CROSS_SEPARATOR)
+        return _hashed(feature, joined)
+    # Raw units (no log1p), so explicit boundaries read as the data set's values.
+    x = tf.cast(inputs[feature.derived_from[0]], tf.float32)
+    if feature.boundaries:
+        return tft.apply_buckets(x, [list(feature.boundaries)], name=f"buckets_{feature.name}")
+    return tft.bucketize(x, feature.num_buckets, name=f"quantiles_{feature.name}")
+
+
 def preprocessing_fn(inputs, registry: F.Registry):
     """Featurizes a batch of raw examples.
 
@@ -68,8 +103,10 @@ def preprocessing_fn(inputs, registry: F.Registry):
     Returns:
         Dict keyed by registry name: int64 vocabulary indices for ids and
         categoricals, int64 [batch, N] indices padded with -1 for history
-        lists (in the vocabulary they share), float32 z-scores for numerics,
-        float32 [batch, width] per-dimension z-scores for the item embedding,
+        lists (in the vocabulary they share) and text tokens, int64 bucket
+        indices for hashed, crossed and bucketized features, float32 z-scores
+        for numerics, float32 [batch, width] per-dimension z-scores for the
+        item embedding,
         float32 0/1 for flags and labels.
     """
     vocabularies = {}
@@ -78,6 +115,10 @@ def preprocessing_fn(inputs, registry: F.Registry):
             vocabularies[feature.name] = _vocabulary(feature, inputs[feature.name])
     outputs = {}
     for feature in registry.features:
+        if feature.source == F.Source.DERIVED:
+            if all(n in inputs for n in feature.derived_from):
+                outputs[feature.name] = _derived(feature, inputs)
+            continue
         if feature.name not in inputs:
             continue
         x = inputs[feature.name]
@@ -86,6 +127,10 @@ def preprocessing_fn(inputs, registry: F.Registry):
             indices = _indices(feature, x, vocabularies[owner.name], owner.oov_buckets)
             outputs[feature.name] = (_pad_history(feature, indices)
                                      if feature.kind == F.Kind.HISTORY else indices)
+        elif feature.kind == F.Kind.HASHED:
+            outputs[feature.name] = _hashed(feature, x)
+        elif feature.kind == F.Kind.TEXT:
+            outputs[feature.name] = _text(feature, x)
         elif feature.kind == F.Kind.NUMERIC:
             outputs[feature.name] = _numeric(feature, x)
         elif feature.kind == F.Kind.EMBEDDING:

@@ -13,7 +13,7 @@ from pipelines.read import ReadTable
 from shoprec import dataset as ds
 from transforms import features as F
 
-HM_LIKE = ds.from_dict({
+HM_SPEC = {
     "labels": "sampled",
     "events": {"columns": {"t_dat": {"type": "timestamp", "format": "%Y-%m-%d"},
                            "customer_id": "string", "article_id": "string",
@@ -33,7 +33,8 @@ HM_LIKE = ds.from_dict({
         {"name": "online", "source": "event", "kind": "label", "event_type": "purchase",
          "column": "channel", "positive_values": [2]},
     ],
-})
+}
+HM_LIKE = ds.from_dict(HM_SPEC)
 
 
 def _reason(fn, *args):
@@ -76,6 +77,35 @@ def test_items_get_their_image_path_from_the_pattern():
     assert parse({"article_id": "0108775015", "type": "Dress"}) == {
         "item_id": "0108775015", "item_type": "Dress",
         "image_path": "img/010/0108775015.jpg"}
+
+
+def test_text_and_hashed_columns_stay_strings_and_derived_features_read_none():
+    users = {"key": "customer_id", "columns": {
+        "customer_id": "string", "postal_code": {"type": "string", "required": False},
+        "club": "string"}}
+    items = {"key": "article_id", "columns": {
+        "article_id": "string", "type": "string",
+        "detail_desc": {"type": "string", "required": False}}}
+    features = HM_SPEC["features"][:3] + [
+        {"name": "user_postal", "source": "user", "kind": "hashed", "column": "postal_code",
+         "required": False, "default": "", "hash_buckets": 64},
+        {"name": "user_club", "source": "user", "kind": "categorical", "column": "club"},
+        {"name": "item_desc", "source": "item", "kind": "text", "column": "detail_desc",
+         "required": False, "default": "", "max_length": 8, "top_k": 100},
+        {"name": "club_x_type", "source": "derived", "kind": "cross",
+         "derived_from": ["user_club", "item_type"], "hash_buckets": 64},
+    ] + HM_SPEC["features"][5:]  # no image: the items have no image_path
+    data = ds.from_dict(dict(HM_SPEC, users=users, items=items, features=features))
+    parse_users = TableParser(data, F.Source.USER)
+    assert parse_users({"customer_id": "c1", "postal_code": " 2c29ae ", "club": "ACTIVE"}) == {
+        "user_id": "c1", "user_postal": "2c29ae", "user_club": "ACTIVE"}
+    assert parse_users({"customer_id": "c2", "postal_code": "", "club": "LEFT"}) == {
+        "user_id": "c2", "user_postal": "", "user_club": "LEFT"}
+    parse_items = TableParser(data, F.Source.ITEM)
+    assert parse_items({"article_id": "01", "type": "Dress", "detail_desc": "  "}) == {
+        "item_id": "01", "item_type": "Dress", "item_desc": "", "image_path": ""}
+    assert parse_items({"article_id": "02", "type": "Top", "detail_desc": "Soft, cotton."})[
+        "item_desc"] == "Soft, cotton."
 
 
 def test_event_type_mapping_is_case_insensitive_and_strict():

@@ -45,10 +45,44 @@ def test_minimal_description_parses_into_a_registry():
      "never map to"),
     ({"features": [{"name": "user_id", "source": "event", "kind": "id", "colour": 1}]},
      "features\\[0\\]"),
+    ({"features": MINIMAL["features"] + [
+        {"name": "x", "source": "derived", "kind": "cross",
+         "derived_from": ["item_category", "nope"], "hash_buckets": 8}]},
+     "features: registry: cross feature x must cross"),
+    ({"features": MINIMAL["features"] + [
+        {"name": "b", "source": "derived", "kind": "bucketized",
+         "derived_from": ["item_category"], "num_buckets": 4}]},
+     "must bucketize one NUMERIC"),
 ])
 def test_misfits_are_named(change, message):
     with pytest.raises(ValueError, match=message):
         ds.from_dict(dict(MINIMAL, **change))
+
+
+def test_derived_features_parse_from_yaml_lists_and_read_no_column():
+    cross = {"name": "user_x_category", "source": "derived", "kind": "cross",
+             "derived_from": ["user_id", "item_category"], "hash_buckets": 64}
+    data = ds.from_dict(dict(MINIMAL, features=MINIMAL["features"] + [cross]))
+    feature = data.registry["user_x_category"]
+    assert feature.derived_from == ("user_id", "item_category") and feature.index_size == 64
+    assert data.event_columns_kept() == ("cat",)  # no column read for the cross
+    assert "user_x_category" not in data.registry.example_names()
+
+
+def test_hm_declares_text_hashed_cross_and_bucketized_features(tmp_path):
+    config = config_lib.load(os.path.join(CONFIGS, "hm.yaml"), run_dir=str(tmp_path),
+                             data_dir="/data/x")
+    R = config.registry
+    new = {f.name: f.kind.value for f in R.features
+           if f.kind in (F.Kind.HASHED, F.Kind.TEXT, F.Kind.CROSS, F.Kind.BUCKETIZED)}
+    assert new == {"user_postal_code": "hashed", "item_prod_name": "text",
+                   "item_detail_desc": "text", "user_age_bucket": "bucketized",
+                   "user_club_x_index_group": "cross"}
+    # Blank descriptions and postal codes are kept, as empty strings.
+    assert R["item_detail_desc"].default == "" and R["user_postal_code"].default == ""
+    assert R["user_club_x_index_group"].derived_from == ("user_club_status", "item_index_group")
+    assert R["user_age_bucket"].num_buckets == 10
+    assert not {"user_age_bucket", "user_club_x_index_group"} & set(R.example_names())
 
 
 def test_image_path_patterns():

@@ -32,6 +32,33 @@ def test_history_lists_parse_as_varlen_and_share_vocabularies():
 
 def test_round_trip_through_plain_data():
     assert F.Registry.from_dict(F.DEFAULT.to_dict()) == F.DEFAULT
+    bucketized = F.DEFAULT["user_age_bucket"]
+    assert bucketized.boundaries == (30.0, 45.0, 60.0) and bucketized.index_size == 4
+    assert F.DEFAULT["user_region_x_item_category"].derived_from == ("user_region",
+                                                                     "item_category")
+
+
+def test_plain_data_lists_become_tuples_of_their_types():
+    cross = F.feature_from_dict({"name": "c", "source": "derived", "kind": "cross",
+                                 "derived_from": ["a", "b"], "hash_buckets": 8})
+    age = F.feature_from_dict({"name": "g", "source": "derived", "kind": "bucketized",
+                               "derived_from": ["age"], "boundaries": [18, 65]})
+    assert cross.derived_from == ("a", "b") and cross.index_size == 8
+    assert age.boundaries == (18.0, 65.0) and age.index_size == 3
+
+
+def test_default_derived_features_are_not_raw():
+    R = F.DEFAULT
+    derived = {"user_age_bucket", "user_region_x_item_category"}
+    assert {f.name for f in R.of_source(S.DERIVED)} == derived
+    assert not derived & set(R.raw_feature_spec())
+    assert not derived & set(R.example_names())
+    assert not derived & set(R.source_names(S.USER) + R.source_names(S.ITEM))
+
+
+TEXT = F.Feature("desc", S.ITEM, K.TEXT, max_length=4, top_k=10)
+AGE = F.Feature("age", S.USER, K.NUMERIC)
+REGION = F.Feature("region", S.USER, K.CATEGORICAL)
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -46,6 +73,48 @@ def test_round_trip_through_plain_data():
       F.Feature("b", S.ITEM, K.EMBEDDING, width=2)), "at most one EMBEDDING"),
     ((F.Feature("a", S.USER, K.EMBEDDING, width=2),), "must come from the item table"),
     ((F.Feature("a", S.ITEM, K.EMBEDDING),), "width >= 1"),
+    # Hashed and text features.
+    ((F.Feature("p", S.USER, K.HASHED),), "hash_buckets >= 1"),
+    ((F.Feature("p", S.USER, K.HASHED, hash_buckets=8, required=False),), "string default"),
+    ((F.Feature("p", S.USER, K.HASHED, hash_buckets=8, vocabulary="item_id"),),
+     "cannot share a vocabulary"),
+    ((F.Feature("t", S.ITEM, K.TEXT, top_k=10),), "max_length >= 1"),
+    ((F.Feature("t", S.ITEM, K.TEXT, max_length=4),), "top_k"),
+    ((F.Feature("t", S.DERIVED, K.TEXT, max_length=4, top_k=10),), "only they"),
+    # Crosses.
+    ((REGION, F.Feature("x", S.DERIVED, K.CROSS, derived_from=("region", "nope"),
+                        hash_buckets=8)), "two or more distinct"),
+    ((REGION, F.Feature("x", S.DERIVED, K.CROSS, derived_from=("region",), hash_buckets=8)),
+     "two or more distinct"),
+    ((REGION, F.Feature("x", S.DERIVED, K.CROSS, derived_from=("region", "region"),
+                        hash_buckets=8)), "two or more distinct"),
+    ((REGION, AGE, F.Feature("x", S.DERIVED, K.CROSS, derived_from=("region", "age"),
+                             hash_buckets=8)), "ID / CATEGORICAL / HASHED"),
+    ((TEXT, REGION, F.Feature("x", S.DERIVED, K.CROSS, derived_from=("region", "desc"),
+                              hash_buckets=8)), "ID / CATEGORICAL / HASHED"),
+    ((REGION, F.Feature("x", S.DERIVED, K.CROSS, derived_from=("region", "user_id"))),
+     "hash_buckets >= 1"),
+    ((REGION, F.Feature("x", S.USER, K.CROSS, derived_from=("region", "user_id"),
+                        hash_buckets=8)), "only they"),
+    # Bucketized numerics.
+    ((REGION, F.Feature("b", S.DERIVED, K.BUCKETIZED, derived_from=("region",),
+                        boundaries=(1.0,))), "one NUMERIC"),
+    ((AGE, F.Feature("b", S.DERIVED, K.BUCKETIZED, derived_from=("age", "age"),
+                     num_buckets=4)), "one NUMERIC"),
+    ((F.Feature("b", S.DERIVED, K.BUCKETIZED, derived_from=("nope",), num_buckets=4),),
+     "one NUMERIC"),
+    ((AGE, F.Feature("b", S.DERIVED, K.BUCKETIZED, derived_from=("age",))), "exactly one of"),
+    ((AGE, F.Feature("b", S.DERIVED, K.BUCKETIZED, derived_from=("age",), num_buckets=4,
+                     boundaries=(1.0,))), "exactly one of"),
+    ((AGE, F.Feature("b", S.DERIVED, K.BUCKETIZED, derived_from=("age",), num_buckets=1)),
+     "num_buckets >= 2"),
+    ((AGE, F.Feature("b", S.DERIVED, K.BUCKETIZED, derived_from=("age",),
+                     boundaries=(30.0, 30.0))), "strictly ascending"),
+    ((AGE, F.Feature("b", S.USER, K.BUCKETIZED, derived_from=("age",), num_buckets=4)),
+     "only they"),
+    # Only crosses and bucketized numerics are derived, and they read nothing raw.
+    ((F.Feature("c", S.DERIVED, K.CATEGORICAL),), "only they"),
+    ((AGE, F.Feature("c", S.USER, K.CATEGORICAL, derived_from=("age",))), "not derived"),
 ])
 def test_registry_rejects_inconsistent_features(extra, message):
     with pytest.raises(ValueError, match=message):

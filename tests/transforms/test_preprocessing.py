@@ -86,6 +86,16 @@ def _embedding_and_labels(rows):
         z = (v - 1.5) / std
         np.testing.assert_allclose(np.asarray(row["item_image_embedding"]),
                                    [z, 0.0] + [z] * (WIDTH - 2), rtol=1e-5, atol=1e-6)
+
+
+def _derived(rows):
+    # Ages 20, 30, 40, 50 against the edges 30, 45, 60: how many edges are <= the age.
+    assert [r["user_age_bucket"] for r in rows] == [0, 1, 1, 2]
+    cross = R["user_region_x_item_category"]
+    expected = tf.strings.to_hash_bucket_fast(
+        ["north\x1fshoes", "north\x1fshoes", "north\x1fhats", "north\x1fshoes"],
+        cross.hash_buckets).numpy()
+    assert [r["user_region_x_item_category"] for r in rows] == list(expected)
     assert [r["click"] for r in rows] == [1.0, 0.0, 1.0, 0.0]
     assert [r["conversion"] for r in rows] == [1.0, 0.0, 0.0, 0.0]
     assert [r["item_has_image"] for r in rows] == [1.0] * 4
@@ -104,6 +114,7 @@ def test_train_batch_transforms_to_hand_derived_values():
     def check(rows):
         _vocabularies(rows)
         _numerics(rows)
+        _derived(rows)
         _embedding_and_labels(rows)
 
     _check_transformed(TRAIN, TRAIN, check)
@@ -113,6 +124,7 @@ def test_unseen_values_land_in_oov_buckets():
     _check_transformed(TRAIN, UNSEEN, _oov)
 
 
-def test_serving_spec_is_every_input_and_no_label():
-    assert set(R.raw_feature_spec(include_labels=False)) == {f.name for f in R.inputs()}
-    assert set(R.raw_feature_spec()) == {f.name for f in R.features}
+def test_serving_spec_is_every_raw_input_and_no_label():
+    derived = {"user_age_bucket", "user_region_x_item_category"}
+    assert set(R.raw_feature_spec(include_labels=False)) == {f.name for f in R.inputs()} - derived
+    assert set(R.raw_feature_spec()) == {f.name for f in R.features} - derived
