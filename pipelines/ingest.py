@@ -150,8 +150,11 @@ def build(pipeline, config, write_examples: bool = True, layout=None) -> None:
     users = keep(users | "ParseUsers" >> ParseTable(data, F.Source.USER))
     embedding = registry.embedding_feature()
     if embedding is not None:
-        items = keep(items | "AttachEmbeddings" >> AttachEmbeddings(
-            layout.item_embeddings + "-*" + EMBEDDINGS_SUFFIX, embedding))
+        pattern = config.layout.item_embeddings + "-*" + EMBEDDINGS_SUFFIX
+        if not FileSystems.match([pattern])[0].metadata_list:
+            raise FileNotFoundError(f"ingest: no item embeddings at {pattern}; the registry's "
+                                    f"{embedding.name} comes from `shoprec embed`: run it first")
+        items = keep(items | "AttachEmbeddings" >> AttachEmbeddings(pattern, embedding))
 
     events = keep(events | "DropUnknownItems" >> DropUnknownItems(items))
     events = keep(events | "DedupEvents" >> DedupEvents(data.dedup))

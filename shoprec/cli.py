@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from typing import List, Optional, Sequence
 
@@ -68,7 +69,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from shoprec import config as config_lib
 
     try:
-        config = config_lib.load(args.config, run_dir=args.run_dir, data_dir=args.data)
+        # A --data path is the user's, relative to where they run the command;
+        # a YAML inputs.data_dir stays relative to the run folder.
+        data = args.data if args.data is None or "://" in args.data else os.path.abspath(args.data)
+        config = config_lib.load(args.config, run_dir=args.run_dir, data_dir=data)
     except (config_lib.ConfigError, OSError) as err:
         print(f"shoprec: {err}", file=sys.stderr)
         return 2

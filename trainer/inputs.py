@@ -4,9 +4,10 @@ Vocabulary indices are embedded (a feature that shares another's vocabulary
 also shares its embedding table: history item ids look up ``item_id``'s rows),
 hashed, crossed and bucketized indices are embedded in tables the registry
 sizes, history lists and text tokens are mean-pooled over their non-padding
-entries, numerics and flags are concatenated as they are, and so is the item
-photo embedding (the image encoder's output, joined per item by ingest). Every
-architecture then starts from this one vector.
+entries, numerics and flags are concatenated as they are, and the item photo
+embedding (the image encoder's output, joined per item by ingest) goes through
+a regularised linear projection. Every architecture then starts from this one
+vector.
 """
 
 from __future__ import annotations
@@ -77,9 +78,7 @@ class FeatureEncoder(tf.keras.layers.Layer):
                  model_config: ModelConfig, **kwargs):
         super().__init__(**kwargs)
         self._embedded = registry.of_kind(*_EMBEDDED, *_INDEXED)
-        # The item embedding is z-scored per dimension by TFT: it joins as is.
-        self._dense = tuple(f.name for f in registry.of_kind(
-            F.Kind.NUMERIC, F.Kind.FLAG, F.Kind.EMBEDDING))
+        self._dense = tuple(f.name for f in registry.of_kind(F.Kind.NUMERIC, F.Kind.FLAG))
         owners = [f for f in self._embedded if f.vocabulary is None]
         sizes = dict(vocab_sizes, **{f.name: f.index_size for f in registry.of_kind(*_INDEXED)})
         missing = [f.name for f in owners if f.name not in sizes]
@@ -92,6 +91,14 @@ class FeatureEncoder(tf.keras.layers.Layer):
                 sizes[f.name], f.embedding_dim, name=f"{f.name}_embedding",
                 embeddings_regularizer=regularizer)
             for f in owners
+        }
+        # A photo embedding tells items apart as well as their id does: projected
+        # under the same L2 as the id embeddings, or it undoes their regularisation
+        # (measured: without, eval AUC fell below the photo-blind model's).
+        self.projections = {
+            f.name: tf.keras.layers.Dense(f.embedding_dim, name=f"{f.name}_projection",
+                                          kernel_regularizer=regularizer)
+            for f in registry.of_kind(F.Kind.EMBEDDING)
         }
         # The model reads it through parts(), not __call__, so Keras would never
         # mark it built (and would skip it when serializing); nothing is left to build.
@@ -121,8 +128,10 @@ class FeatureEncoder(tf.keras.layers.Layer):
                 out[f.name] = table(x)
         for n in self._dense:
             if wanted is None or n in wanted:
-                x = tf.cast(features[n], tf.float32)
-                out[n] = x[:, None] if x.shape.rank == 1 else x
+                out[n] = tf.cast(features[n], tf.float32)[:, None]
+        for n, projection in self.projections.items():
+            if wanted is None or n in wanted:
+                out[n] = projection(features[n])
         return out
 
     def call(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:

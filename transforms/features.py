@@ -78,7 +78,9 @@ class Feature:
         required: Whether a row missing this value is a dead letter.
         oov_buckets: Out-of-vocabulary buckets (ID / CATEGORICAL).
         top_k: Cap on vocabulary size, most frequent first (None: no cap).
-        embedding_dim: Embedding width in the model (ID / CATEGORICAL).
+        embedding_dim: Embedding width in the model (ID / CATEGORICAL and the
+            other indexed kinds); for an EMBEDDING, the width of its learned
+            projection.
         min_value: Inclusive lower bound for NUMERIC validation.
         max_value: Inclusive upper bound for NUMERIC validation.
         log: Apply log1p before the z-score (heavy-tailed numerics).

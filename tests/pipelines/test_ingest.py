@@ -14,13 +14,14 @@ import tensorflow as tf
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import embed_images, ingest
+from pipelines import ingest
 from pipelines.events import match_labels
 from pipelines.examples import decode
 from pipelines.options import pipeline_options
 from pipelines.parse import EventParser, RowError, convert
 from shoprec import dataset as ds
 from shoprec.config import Config, IngestConfig, InputsConfig
+from tests.pipelines.fixtures import write_embeddings
 from transforms import features as F
 
 R = F.DEFAULT
@@ -321,16 +322,6 @@ i4,tops,acme,red,7
 """
 
 
-def write_embeddings(prefix, rows):
-    """An embed-stage table: one gzip shard of (item_id, embedding, has_image) rows."""
-    tf.io.gfile.makedirs(os.path.dirname(prefix))
-    options = tf.io.TFRecordOptions(compression_type="GZIP")
-    with tf.io.TFRecordWriter(prefix + "-00000-of-00001.tfrecord.gz", options) as writer:
-        for item_id, vector, has_image in rows:
-            writer.write(embed_images.encode_example(
-                {"item_id": item_id, "embedding": vector, "has_image": has_image}))
-
-
 def _e2e_config(tmp_path, num_shards):
     raw = tmp_path / "raw"
     _write(raw / "events.csv", E2E_EVENTS)
@@ -357,6 +348,14 @@ def _read_examples(pattern):
         rows.append({k: (v.numpy().decode() if v.dtype == tf.string else v.numpy())
                      for k, v in parsed.items()})
     return files, sorted(rows, key=lambda r: (r["timestamp"], r["user_id"]))
+
+
+def test_ingest_without_the_embed_stage_fails_clearly(tmp_path):
+    config = _e2e_config(tmp_path, num_shards=1)
+    for path in glob.glob(config.layout.item_embeddings + "-*"):
+        os.remove(path)
+    with pytest.raises(FileNotFoundError, match="run it first"):
+        ingest.run(config)
 
 
 def test_run_end_to_end_and_rerun_leaves_no_stale_shards(tmp_path):

@@ -12,6 +12,7 @@ import pytest
 
 from pipelines import ingest, report as report_lib
 from shoprec import config as config_lib
+from tests.pipelines.fixtures import write_embeddings
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
@@ -99,6 +100,9 @@ def test_hm_corrupted_copy_fails_the_gate_naming_input_and_reason(tmp_path):
     c_header, customers = _lines(os.path.join(DATA, "hm", "customers.csv"))
     _write(str(data / "customers.csv"), c_header, customers)
     os.symlink(os.path.join(DATA, "hm", "images"), data / "images")
+    # The photos are not what this test checks: every article gets an embedding row.
+    width = config.registry.embedding_feature().width
+    write_embeddings(config.layout.item_embeddings, [(a, [0.0] * width, 1) for a in used])
 
     def with_field(line, index, value):
         cells = line.split(",")

@@ -15,6 +15,7 @@ def _config_file(tmp_path, max_bad_fraction):
         "generate": {"num_users": 40, "num_items": 12, "days": 3, "sessions_per_user": 2.0,
                      "corrupt_fraction": 0.02},
         "ingest": {"eval_start": "2026-11-03T00:00:00Z", "num_shards": 1},
+        "embed": {"epochs": 1, "min_steps": 20},
         "dataset": {"quality": {"max_bad_fraction": max_bad_fraction}},
     }
     path = tmp_path / f"config-{max_bad_fraction}.yaml"
@@ -22,12 +23,23 @@ def _config_file(tmp_path, max_bad_fraction):
     return str(path)
 
 
-def test_validate_prints_the_report_and_ingest_fails_over_the_threshold(tmp_path, capsys):
-    run_dir = str(tmp_path / "run")
+def test_validate_prints_the_report_and_ingest_fails_over_the_threshold(
+        tmp_path, capsys, monkeypatch):
     generous = _config_file(tmp_path, 0.5)
-    generate.run(config_lib.load(generous, run_dir=run_dir))
+    # The shop's files lie in ./shop, given as a relative --data: it resolves
+    # against where the command runs, not against the run folder.
+    generate.run(config_lib.load(generous, run_dir=str(tmp_path / "shop")))
+    monkeypatch.chdir(tmp_path)
+    run_dir = str(tmp_path / "run")
+    flags = ["--run_dir", run_dir, "--data", "shop"]
+    # Ingest joins the photo embeddings, so `shoprec embed` comes first.
+    assert cli.main(["embed", "--config", generous] + flags) == 0
+    with open(os.path.join(run_dir, "embed", "report.json")) as f:
+        embedded = json.load(f)
+    assert embedded["status"] == "ok" and embedded["items"] == 12
+    capsys.readouterr()
 
-    assert cli.main(["validate", "--config", generous, "--run_dir", run_dir]) == 0
+    assert cli.main(["validate", "--config", generous] + flags) == 0
     out = capsys.readouterr().out
     assert "data report: generated (ok)" in out and "label rates: click" in out
     with open(os.path.join(run_dir, "validate", "ingest", "report.json")) as f:
@@ -36,7 +48,7 @@ def test_validate_prints_the_report_and_ingest_fails_over_the_threshold(tmp_path
     assert not os.path.exists(os.path.join(run_dir, "ingest"))  # validate writes no examples
 
     strict = _config_file(tmp_path, 0.001)
-    assert cli.main(["ingest", "--config", strict, "--run_dir", run_dir]) == 1
+    assert cli.main(["ingest", "--config", strict] + flags) == 1
     captured = capsys.readouterr()
     assert "data report: generated (failed)" in captured.out
     assert "input 'events'" in captured.err and "bad_timestamp=" in captured.err

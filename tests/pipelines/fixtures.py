@@ -1,0 +1,17 @@
+"""Files the ingest tests need from earlier stages, written as those stages write them."""
+
+import os
+
+import tensorflow as tf
+
+from pipelines import embed_images
+
+
+def write_embeddings(prefix, rows):
+    """An embed-stage table: one gzip shard of (item_id, embedding, has_image) rows."""
+    tf.io.gfile.makedirs(os.path.dirname(prefix))
+    options = tf.io.TFRecordOptions(compression_type="GZIP")
+    with tf.io.TFRecordWriter(prefix + "-00000-of-00001.tfrecord.gz", options) as writer:
+        for item_id, vector, has_image in rows:
+            writer.write(embed_images.encode_example(
+                {"item_id": item_id, "embedding": vector, "has_image": has_image}))
