@@ -25,7 +25,6 @@ Outputs under ``output_dir``: ``embeddings-SSSSS-of-NNNNN.tfrecord.gz``
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -143,6 +142,7 @@ class _ImagePath(beam.DoFn):
         except KeyError as err:
             yield dl.tagged(ITEMS, "missing_field", f"image path needs column {err}", record)
             return
+        beam.metrics.Metrics.counter(dl.NAMESPACE, f"rows_valid/{ITEMS}").inc()
         yield item_id, path
 
 

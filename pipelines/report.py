@@ -133,10 +133,10 @@ def render(report: Mapping[str, Any]) -> str:
     lines.append("inputs")
     for name, stats in report["inputs"].items():
         fraction = stats["bad_fraction"]
-        lines.append(f"  {name:<8} read {stats['rows_read']:>9}  valid {stats['rows_valid']:>9}  "
+        lines.append(f"  {name:<10} read {stats['rows_read']:>9}  valid {stats['rows_valid']:>9}  "
                      f"bad {'-' if fraction is None else f'{fraction:.3%}'}")
         for reason, n in stats["dead_letters"].items():
-            lines.append(f"           dead letter {reason:<24} {n:>9}")
+            lines.append(f"             dead letter {reason:<24} {n:>9}")
     events = report["events"]
     lines.append(f"clean log: {events['users']} users, {events['items']} items, events "
                  + ", ".join(f"{k}={v}" for k, v in sorted(events["by_type"].items()))

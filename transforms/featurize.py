@@ -2,8 +2,8 @@
 
 Reads ingest's raw example shards through TFXIO (record batches, not instance
 dicts), analyses ``preprocessing_fn`` on train only, writes the transform graph
-and transformed schema, and writes transformed train/eval shards as gzip
-TFRecords.
+and transformed schema, and writes transformed train/eval (and test) shards as
+gzip TFRecords with that schema beside them (``examples/schema.pbtxt``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from transforms.preprocessing import preprocessing_fn
 
 SPLITS = ("train", "eval", "test")
 SUFFIX = ".tfrecord.gz"
+SCHEMA_FILE = "schema.pbtxt"
 
 
 def splits(config: Config) -> tuple:
@@ -115,12 +116,18 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> dict:
                     config.ingest.num_shards)
             result = pipeline.run()
             result.wait_until_finish()
+    # Readers of the shards (the trainer, a user's own tf.data job) find their
+    # schema beside them, not only inside the transform graph's folder.
+    schema = os.path.join(os.path.dirname(layout.transformed("train")), SCHEMA_FILE)
+    tf.io.gfile.copy(os.path.join(layout.transform_dir, "transformed_metadata", SCHEMA_FILE),
+                     schema, overwrite=True)
     counts = dead_letter.counts_from_result(result)
     report = {
         "rows": {s: counts.get(f"featurize/{s}_rows", 0) for s in sources},
         "seconds": round(time.time() - start, 2),
         "transform_dir": layout.transform_dir,
         "examples": {s: layout.transformed(s) + "-*" + SUFFIX for s in sources},
+        "schema": schema,
     }
     with tf.io.gfile.GFile(os.path.join(layout.featurize_dir, "report.json"), "w") as f:
         f.write(json.dumps(report, indent=2))

@@ -106,6 +106,15 @@ def test_events_carry_the_item_embedding_and_no_pixels(tiny_run):
         assert all(len(v) < 64 for f in example.values() for v in f.bytes_list.value)
 
 
+def test_transformed_shards_have_their_schema_beside_them(tiny_run):
+    tiny_run, _ = tiny_run
+    layout = tiny_run.layout
+    beside = os.path.join(os.path.dirname(layout.transformed("train")), "schema.pbtxt")
+    with open(beside) as f, open(os.path.join(layout.transform_dir, "transformed_metadata",
+                                              "schema.pbtxt")) as g:
+        assert f.read() == g.read()
+
+
 def test_scoring_dead_letters_unknown_items_and_scores_unknown_users(tiny_run, tmp_path):
     tiny_run, _ = tiny_run
     pairs_file = tmp_path / "pairs.csv"

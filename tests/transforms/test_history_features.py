@@ -1,17 +1,9 @@
 """preprocessing_fn on history lists: the shared item vocabulary, padded to N with -1."""
 
-import functools
-import tempfile
-
-import apache_beam as beam
 import numpy as np
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
-from apache_beam.testing.test_pipeline import TestPipeline
-from apache_beam.testing.util import assert_that
 
+from tests.transforms.tft_harness import check_transformed
 from transforms import features as F
-from transforms.preprocessing import preprocessing_fn
 
 S, K = F.Source, F.Kind
 REGISTRY = F.Registry((
@@ -35,10 +27,7 @@ TRAIN = [_row("u1", "i1", [], 0.0, 0), _row("u1", "i1", ["i1"], 1.0, 1),
 
 
 def test_history_indices_share_the_item_vocabulary_and_pad_to_n():
-    metadata = tft.DatasetMetadata.from_feature_spec(REGISTRY.raw_feature_spec())
-
     def check(rows):
-        rows = sorted(rows, key=lambda r: r["hist_count"])
         histories = [list(r["hist_items"]) for r in rows]
         assert histories[:4] == [[-1, -1, -1], [0, -1, -1], [1, 0, -1], [0, 1, 0]]
         assert histories[4][0] in (2, 3) and histories[4][1:] == [-1, -1]
@@ -46,10 +35,4 @@ def test_history_indices_share_the_item_vocabulary_and_pad_to_n():
                                    np.array([-3, -1, 1, 3]) / np.sqrt(5), rtol=1e-5)
 
     test = TRAIN + [_row("u9", "i1", ["i9"], 4.0, 0)]
-    with tempfile.TemporaryDirectory() as tmp:
-        with TestPipeline(runner="FnApiRunner") as p, tft_beam.Context(temp_dir=tmp):
-            fn = tft_beam.AnalyzeDataset(functools.partial(preprocessing_fn, registry=REGISTRY))
-            transform_fn = (p | "Train" >> beam.Create(TRAIN), metadata) | fn
-            (out, _) = ((p | "Test" >> beam.Create(test), metadata), transform_fn
-                        ) | tft_beam.TransformDataset()
-            assert_that(out, check)
+    check_transformed(REGISTRY, TRAIN, test, check, sort_key=lambda r: r["hist_count"])

@@ -6,18 +6,10 @@ hashed (a cross joins its raw values with ``F.CROSS_SEPARATOR``, "\\x1f"), so
 the tests check the wiring, the caps and the empty values, not the hash.
 """
 
-import functools
-import tempfile
-
-import apache_beam as beam
 import tensorflow as tf
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
-from apache_beam.testing.test_pipeline import TestPipeline
-from apache_beam.testing.util import assert_that
 
+from tests.transforms.tft_harness import check_transformed
 from transforms import features as F
-from transforms.preprocessing import preprocessing_fn
 
 S, K = F.Source, F.Kind
 POSTAL_BUCKETS = 1 << 20  # wide, so a wrong string would not land on the expected bucket
@@ -75,14 +67,7 @@ def _oov(token):
 
 
 def _transformed(train, test, check):
-    metadata = tft.DatasetMetadata.from_feature_spec(REGISTRY.raw_feature_spec())
-    with tempfile.TemporaryDirectory() as tmp:
-        with TestPipeline(runner="FnApiRunner") as p, tft_beam.Context(temp_dir=tmp):
-            fn = tft_beam.AnalyzeDataset(functools.partial(preprocessing_fn, registry=REGISTRY))
-            transform_fn = (p | "Train" >> beam.Create(train), metadata) | fn
-            (out, _) = ((p | "Test" >> beam.Create(test), metadata), transform_fn
-                        ) | tft_beam.TransformDataset()
-            assert_that(out, lambda rows: check(sorted(rows, key=lambda r: r["seq"])))
+    check_transformed(REGISTRY, train, test, check, sort_key=lambda r: r["seq"])
 
 
 def test_indexed_features_transform_to_hand_derived_values():

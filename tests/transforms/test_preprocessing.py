@@ -1,19 +1,12 @@
 """preprocessing_fn on a tiny batch, expected values worked out by hand."""
 
-import functools
 import math
-import tempfile
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
-from apache_beam.testing.test_pipeline import TestPipeline
-from apache_beam.testing.util import assert_that
-import apache_beam as beam
 
+from tests.transforms.tft_harness import check_transformed
 from transforms import features as F
-from transforms.preprocessing import preprocessing_fn
 
 R = F.DEFAULT
 
@@ -45,20 +38,8 @@ UNSEEN = [_row("u9", "i9", 35.0, math.e - 1, 0, 0, 0, category="socks")]
 
 
 def _check_transformed(train, test, check):
-    """Analyses on ``train``, transforms ``test``, runs ``check`` on the rows.
-
-    ``check`` runs inside ``assert_that`` (rows sorted by transformed age), so
-    a failed assertion fails the pipeline.
-    """
-    metadata = tft.DatasetMetadata.from_feature_spec(R.raw_feature_spec())
-    with tempfile.TemporaryDirectory() as tmp:
-        with TestPipeline(runner="FnApiRunner") as p, tft_beam.Context(temp_dir=tmp):
-            train_pc = p | "Train" >> beam.Create(train)
-            test_pc = p | "Test" >> beam.Create(test)
-            transform_fn = (train_pc, metadata) | tft_beam.AnalyzeDataset(
-                functools.partial(preprocessing_fn, registry=R))
-            (out, _) = ((test_pc, metadata), transform_fn) | tft_beam.TransformDataset()
-            assert_that(out, lambda rows: check(sorted(rows, key=lambda r: r["user_age"])))
+    # Rows sorted by transformed age, which keeps the input order here.
+    check_transformed(R, train, test, check, sort_key=lambda r: r["user_age"])
 
 
 def _vocabularies(rows):
