@@ -70,7 +70,7 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
     print("outputs")
     for label, path in (
             ("raw data", os.path.join(config.run_dir, "raw")),
-            ("image encoder", layout.encoder_dir),
+            ("image encoder", embedded["model_dir"]),
             ("item embeddings", embedded["outputs"]["tfrecord"]),
             ("raw examples", os.path.dirname(layout.examples("train"))),
             ("dead letters", layout.dead_letter + "*, " + embedded["outputs"]["dead_letter"]),
@@ -93,10 +93,10 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
           f"{scored['counts'].get('score/rows', 0)} in "
           f"{len(glob.glob(scored['scores']))} Parquet file(s)")
 
-    heads = embedded["encoder"]["heads"]
-    print("image encoder, held-out items: " + ", ".join(
-        f"{name} accuracy {h['accuracy']:.3f} (majority class {h['majority_rate']:.3f})"
-        for name, h in heads.items()))
+    if "encoder" in embedded:  # trained here, not given as embed.encoder
+        print("image encoder, held-out items: " + ", ".join(
+            f"{name} accuracy {h['accuracy']:.3f} (majority class {h['majority_rate']:.3f})"
+            for name, h in embedded["encoder"]["heads"].items()))
 
     rows = [["task", "eval AUC", "oracle AUC", "ratio", "eval log loss"]]
     for task in config.model.tasks:

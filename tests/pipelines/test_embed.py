@@ -1,0 +1,93 @@
+"""The embed stage: a user's own SavedModel embedder through the config, and its checks."""
+
+import csv
+import dataclasses
+import glob
+import json
+import os
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import tensorflow as tf
+
+from pipelines import embed, report as report_lib
+from shoprec import config as config_lib, dataset as ds
+from transforms import features as F
+
+COLOURS = {"i0": (200, 30, 30), "i1": (30, 200, 30), "i2": (30, 30, 200)}
+
+
+class _MeanColour(tf.Module):
+    """Three floats per photo: its mean red, green and blue."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    def __call__(self, pixels):
+        return {"vector": tf.reduce_mean(pixels, axis=[1, 2])}
+
+
+def _config(tmp_path, width, broken=0, max_bad_fraction=0.01):
+    """A generated-shop config whose registry embeds photos in ``width`` floats."""
+    raw = tmp_path / "raw"
+    (raw / "images").mkdir(parents=True)
+    rows = []
+    for item_id, rgb in COLOURS.items():
+        png = tf.io.encode_png(np.full((8, 8, 3), rgb, np.uint8)).numpy()
+        (raw / "images" / f"{item_id}.png").write_bytes(png)
+        rows.append((item_id, "shoes", "acme", "red", "1.0", f"images/{item_id}.png"))
+    rows += [(f"b{i}", "shoes", "acme", "red", "1.0", "images/none.png") for i in range(broken)]
+    with open(raw / "items.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["item_id", "category", "brand", "colour", "price", "image_path"])
+        writer.writerows(rows)
+    model_dir = str(tmp_path / "embedder")
+    module = _MeanColour()
+    tf.saved_model.save(module, model_dir, signatures={"serving_default": module.__call__})
+    features = tuple(dataclasses.replace(f, width=width) if f.kind == F.Kind.EMBEDDING else f
+                     for f in F.DEFAULT.features)
+    base = config_lib.Config(run_dir=str(tmp_path / "run"))
+    return dataclasses.replace(
+        base,
+        inputs=dataclasses.replace(base.inputs, items=str(raw / "items.csv"),
+                                   images_root=str(raw)),
+        embed=config_lib.EmbedConfig(encoder=model_dir, signature="serving_default",
+                                     input_key="pixels", output_key="vector",
+                                     image_shape=(4, 4, 3)),
+        dataset=dataclasses.replace(ds.generated(), features=features,
+                                    quality=ds.QualitySpec(max_bad_fraction=max_bad_fraction)))
+
+
+def test_a_configured_embedder_embeds_every_item_for_ingest(tmp_path):
+    config = _config(tmp_path, width=3)
+    report = embed.run(config)
+    assert report["status"] == "ok" and report["items"] == 3 and "encoder" not in report
+    rows = {r["item_id"]: r for p in glob.glob(config.layout.item_embeddings + "-*.parquet")
+            for r in pq.read_table(p).to_pylist()}
+    for item_id, rgb in COLOURS.items():
+        np.testing.assert_allclose(rows[item_id]["embedding"], np.array(rgb) / 255.0, atol=1e-6)
+    with open(os.path.join(config.layout.embed_dir, "report.json")) as f:
+        assert json.load(f)["embedding_width"] == 3
+
+
+def test_an_embedder_of_another_width_than_the_registry_fails(tmp_path):
+    with pytest.raises(ValueError, match="outputs 3 floats per image, 8 are needed"):
+        embed.run(_config(tmp_path, width=8))
+
+
+def test_too_many_broken_photos_fail_the_stage_naming_the_input(tmp_path):
+    # 1 of 4 photos missing: 25% > 10%.
+    config = _config(tmp_path, width=3, broken=1, max_bad_fraction=0.1)
+    with pytest.raises(report_lib.DataQualityError, match="input 'images'.*missing_image=1"):
+        embed.run(config)
+    # The report and the embeddings are written all the same, for the user to look at.
+    with open(os.path.join(config.layout.embed_dir, "report.json")) as f:
+        assert json.load(f)["status"] == "failed"
+    assert glob.glob(config.layout.item_embeddings + "-*.parquet")
+
+
+def test_a_registry_without_photos_has_nothing_to_embed(tmp_path):
+    config = _config(tmp_path, width=3)
+    blind = tuple(f for f in F.DEFAULT.features if f.kind != F.Kind.EMBEDDING)
+    config = dataclasses.replace(config, dataset=dataclasses.replace(config.data, features=blind))
+    with pytest.raises(ValueError, match="no EMBEDDING feature"):
+        embed.run(config)
