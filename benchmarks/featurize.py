@@ -7,16 +7,13 @@ below) and ``benchmarks.baseline.featurize``. It reports rows/s, peak RSS and
 output bytes/row, the ratio TFT / baseline, and checks that both computed the
 same features (``benchmarks.checks``). Medians over repeats.
 
-    python benchmarks/featurize.py --sizes 1,4,10 --base_users 500 \\
-        --variants default,reread+shards0,reread+shards0+mp2
+    python benchmarks/featurize.py --sizes 1,4,10 --base_users 500 --variants default,mp2
 
 A variant is ``+``-joined knobs applied to the TFT path without changing what
 it computes: ``default`` (as committed), ``mp2`` / ``mt2`` / ``mem2`` (two
 FnApiRunner workers: multi_processing / multi_threading / in_memory),
-``batchN`` (TFXIO record batches of exactly N rows), ``shardsN`` (N output
-shards per split; 0: one per bundle, no shuffle before the write),
-``reread`` (the transform reads train again instead of reusing the analysed
-PCollection), ``dbsN`` (``tft_beam.Context(desired_batch_size=N)``).
+``batchN`` (TFXIO record batches of exactly N rows), ``shardsN`` (N >= 1
+output shard sets per split), ``dbsN`` (``tft_beam.Context(desired_batch_size=N)``).
 """
 
 from __future__ import annotations
@@ -101,8 +98,6 @@ def _apply_knobs(config, knobs: Sequence[str]):
             config = dataclasses.replace(config, ingest=ingest)
         elif knob.startswith("dbs"):
             context["desired_batch_size"] = int(knob[len("dbs"):])
-        elif knob == "reread":
-            _reread_for_transform(featurize)
         else:
             raise ValueError(f"unknown knob {knob!r}")
     return config, beam_args, context
@@ -118,18 +113,6 @@ def _fix_tfxio_batch(featurize, batch_size: int) -> None:
         return source
 
     featurize.raw_tfxio = raw_tfxio
-
-
-def _reread_for_transform(featurize) -> None:
-    """The candidate fix, applied as a subclass: TransformSplit reads its split itself."""
-    base = featurize.TransformSplit
-
-    class RereadTransformSplit(base):
-        def expand(self, raw_batches):
-            fresh = raw_batches.pipeline | "Reread" >> self._source.BeamSource()
-            return base.expand(self, fresh)
-
-    featurize.TransformSplit = RereadTransformSplit
 
 
 def _child_tft(config, variant: str) -> dict:
