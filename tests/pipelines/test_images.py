@@ -9,7 +9,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.images import LoadItemImages, resolve, to_pixels
 from pipelines.options import pipeline_options
-from transforms import features as F
+from shoprec import config as config_lib
 
 SHAPE = (4, 6, 3)  # small and non-square so a transposed layout would show
 COLOUR = (10, 200, 77)
@@ -34,8 +34,12 @@ def test_grey_png_is_expanded_to_rgb():
     assert to_pixels(_png(grey), (2, 2, 3)) == bytes([99]) * 12
 
 
-def test_registry_shape_is_rgb():
-    assert F.DEFAULT.image_feature().image_shape[2] == 3
+def test_the_encoder_shape_must_be_rgb(tmp_path):
+    assert config_lib.load().embed.image_shape[2] == 3
+    bad = tmp_path / "grey.yaml"
+    bad.write_text("embed:\n  image_shape: [32, 32, 1]\n")
+    with pytest.raises(config_lib.ConfigError, match="embed.image_shape"):
+        config_lib.load(str(bad))
 
 
 def test_rejects_non_rgb_shape():
