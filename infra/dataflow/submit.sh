@@ -2,7 +2,11 @@
 # Submit a Beam stage of shoprec to Dataflow. The same code runs locally on the
 # FnApiRunner; only the runner flags differ.
 #
-#   infra/dataflow/submit.sh ingest|featurize|score CONFIG RUN_DIR
+#   infra/dataflow/submit.sh embed|ingest|featurize|score CONFIG RUN_DIR
+#
+# `embed` first trains the image encoder where this script runs (a catalogue
+# fits one machine; photos are read through tf.io.gfile, so gs:// works), then
+# submits the job that embeds every item's photo.
 #
 # Required environment: PROJECT, REGION, BUCKET (gs://...), IMAGE (built from
 # infra/Dockerfile). RUN_DIR is usually a dated partition, e.g.
