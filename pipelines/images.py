@@ -1,8 +1,9 @@
-"""Item photos → fixed-size raw RGB pixels for the item table.
+"""Item photos → fixed-size raw RGB pixels, for the image encoder's embed job.
 
 Every item comes out exactly once: a photo that is missing, empty or cannot be
 decoded is a dead letter, and its item still gets an all-zero image with
-``item_has_image = 0`` so that a bad photo never costs the item its examples.
+``item_has_image = 0`` (and so a zero embedding), so that a bad photo never
+costs the item its examples.
 """
 
 from __future__ import annotations
