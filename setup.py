@@ -32,5 +32,5 @@ setup(
     package_data={"shoprec": ["configs/*.yaml"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": ["pytest==9.2.0"]},
-    entry_points={"console_scripts": ["shoprec=shoprec.cli:main"]},
+    entry_points={"console_scripts": ["shoprec=shoprec.app.cli:main"]},
 )

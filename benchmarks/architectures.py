@@ -44,11 +44,11 @@ import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 import tensorflow as tf
 
 from pipelines import examples
-from shoprec import config as config_lib
-from shoprec.config import TaskConfig
 from pipelines.parse import HAS_IMAGE_KEY
+from shoprec.core import config as config_lib
+from shoprec.core import registry as F
+from shoprec.core.model_config import TaskConfig
 from trainer import metrics, train
-from transforms import features as F
 
 CLICK, CONVERSION = TaskConfig("click", "click"), TaskConfig("conversion", "conversion")
 

@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transforms import features as F
+from shoprec.core import registry as F
 
 SUFFIX = ".tfrecord.gz"
 

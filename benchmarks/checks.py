@@ -22,7 +22,7 @@ from typing import Dict, List
 import numpy as np
 
 from benchmarks import baseline as B
-from transforms import features as F
+from shoprec.core import registry as F
 
 MOMENTS_FILE = "moments.json"
 

@@ -2,7 +2,7 @@
 
 For each size (a multiple of the demo config's users) it generates a shop and
 ingests it once (not timed with featurize), then measures, each run in a fresh
-process: ``transforms.featurize.run`` (the TFT path, in any of the variants
+process: ``pipelines.featurize.run`` (the TFT path, in any of the variants
 below) and ``benchmarks.baseline.featurize``. It reports rows/s, peak RSS and
 output bytes/row, the ratio TFT / baseline, and checks that both computed the
 same features (``benchmarks.checks``). Medians over repeats.
@@ -40,22 +40,15 @@ from benchmarks import measure  # noqa: E402
 
 def build_config(run_dir: str, users: int):
     """The demo config with ``users`` users, writing into ``run_dir``."""
-    from shoprec import config as config_lib
+    from shoprec.core import config as config_lib
 
     config = config_lib.load(None, run_dir=run_dir)
     return dataclasses.replace(
         config, generate=dataclasses.replace(config.generate, num_users=users))
 
 
-def splits(config) -> tuple:
-    """The splits the featurize job transforms for this config."""
-    from transforms import featurize
-
-    return tuple(featurize.splits(config))
-
-
 def _raw_prefixes(config) -> Dict[str, str]:
-    return {s: config.layout.examples(s) for s in splits(config)}
+    return {s: config.layout.examples(s) for s in config.splits}
 
 
 def _bytes(pattern: str) -> int:
@@ -65,7 +58,8 @@ def _bytes(pattern: str) -> int:
 # ---- children: each runs in its own process -------------------------------------------
 
 def _child_prepare(config, beam_args: Sequence[str]) -> dict:
-    from pipelines import embed, generate, ingest
+    from pipelines import generate, ingest
+    from shoprec.app import embed
 
     start = time.perf_counter()
     generate.run(config)
@@ -75,13 +69,13 @@ def _child_prepare(config, beam_args: Sequence[str]) -> dict:
     report = ingest.run(config, list(beam_args))
     counts = report["counts"]
     return {"generate_s": generated - start, "ingest_s": time.perf_counter() - generated,
-            "rows": {s: counts[f"examples/{s}"] for s in splits(config)},
-            "raw_bytes": sum(_bytes(config.layout.examples(s) + "-*") for s in splits(config))}
+            "rows": {s: counts[f"examples/{s}"] for s in config.splits},
+            "raw_bytes": sum(_bytes(config.layout.examples(s) + "-*") for s in config.splits)}
 
 
 def _apply_knobs(config, knobs: Sequence[str]):
     """Returns (config, beam_args, Context kwargs); patches featurize for code knobs."""
-    from transforms import featurize
+    from pipelines import featurize
 
     beam_args: List[str] = []
     context: Dict[str, int] = {}
@@ -117,7 +111,7 @@ def _fix_tfxio_batch(featurize, batch_size: int) -> None:
 
 def _child_tft(config, variant: str) -> dict:
     import tensorflow_transform.beam as tft_beam
-    from transforms import featurize
+    from pipelines import featurize
 
     config, beam_args, context = _apply_knobs(config, variant.split("+"))
     start, cpu = time.perf_counter(), measure.cpu_seconds()
@@ -204,12 +198,12 @@ def _compare(config, variant: str, full_check_rows: int) -> dict:
                                                      baseline_dir),
            "sample_max_abs_diff": checks.check_sample(config.registry, layout.transform_dir,
                                                       baseline_dir, _raw_prefixes(config))}
-    rows = sum(json.load(open(os.path.join(layout.featurize_dir, "report.json")))["rows"].values())
+    rows = sum(json.load(open(layout.featurize_report))["rows"].values())
     if rows <= full_check_rows:
         out["outputs_rows"] = checks.check_outputs(
             layout.transform_dir,
-            {s: layout.transformed(s) + "-*" for s in splits(config)},
-            {s: os.path.join(baseline_dir, s) + "-*" for s in splits(config)}, full_check_rows)
+            {s: layout.transformed(s) + "-*" for s in config.splits},
+            {s: os.path.join(baseline_dir, s) + "-*" for s in config.splits}, full_check_rows)
     print(f"  check {variant}: vocabularies, sampled values"
           + (", full outputs" if "outputs_rows" in out else "") + " match the baseline")
     return out
@@ -304,7 +298,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     if args.base_users is None:
-        from shoprec import config as config_lib
+        from shoprec.core import config as config_lib
 
         args.base_users = config_lib.load(None).generate.num_users
     base_users = args.base_users

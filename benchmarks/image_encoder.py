@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 def _generate_items(work_dir: str, items: int):
     """A generated shop with ``items`` items and few users; returns (raw folder, config)."""
     from pipelines import generate
-    from shoprec import config as config_lib
+    from shoprec.core import config as config_lib
 
     config = config_lib.load(None, run_dir=os.path.join(work_dir, f"gen{items}"))
     config = dataclasses.replace(config, generate=dataclasses.replace(
@@ -80,7 +80,7 @@ def _catalogues(args, work_dir: str):
     """(name, loader, embed-job kwargs, generator config or None) per catalogue."""
     from trainer import image_encoder as E
 
-    from shoprec import config as config_lib
+    from shoprec.core import config as config_lib
 
     shape = tuple(int(d) for d in args.generated_shape.split(","))
     # A raw folder from `shoprec generate/demo` was drawn with the demo config.

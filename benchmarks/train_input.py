@@ -25,10 +25,8 @@ import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from shoprec import config as config_lib
+from shoprec.core import config as config_lib
 from trainer import data, model as model_lib
-
-SHARD_GLOB = "-*-of-*.tfrecord.gz"
 
 
 def _time_steps(train_function, iterator, steps: int) -> float:
@@ -60,7 +58,7 @@ def main() -> None:
     train_function = model.make_train_function()
 
     records = data.make_dataset(
-        layout.transformed("train") + SHARD_GLOB, tft_output.transformed_feature_spec(),
+        layout.transformed_pattern("train"), tft_output.transformed_feature_spec(),
         config.model.tasks, batch, training=True, seed=training.seed, repeat=True,
         registry=config.registry)
     # The same tensors, from memory: the batches the record pipeline yields,

@@ -23,7 +23,7 @@ import apache_beam as beam
 from pipelines import dead_letter as dl
 from pipelines.events import event_record
 from pipelines.parse import EVENTS
-from transforms import features as F
+from shoprec.core import registry as F
 
 ANOMALY_COLUMNS = ("user_id", "events", "max_events_per_window", "robotic_windows",
                    "robotic_from", "score")

@@ -1,9 +1,8 @@
 """Embed job: item photos → one learned embedding per item.
 
-Stages (stable labels):
-
-    ReadItems (ReadTable) → ImagePaths → OnePerItem → LoadItemImages
-    → Embed (BatchElements → RunInference) → WriteTFRecords / WriteParquet
+Stages (stable labels): ReadItems (ReadTable) → EmbedImages (the composite:
+ImagePaths → OnePerItem → LoadItemImages → Batch → RunInference → ToRows)
+→ WriteTFRecords / WriteParquet / WriteDeadLetters.
 
 The encoder is any SavedModel whose signature maps float32 images
 ``[N, H, W, 3]`` in [0, 1] to an ``[N, D]`` embedding: by default the one
@@ -24,27 +23,35 @@ Outputs under ``output_dir``: ``embeddings-SSSSS-of-NNNNN.tfrecord.gz``
 
 from __future__ import annotations
 
-import json
 import time
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
+from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from pipelines import dead_letter as dl
+from pipelines.examples import EMBED_HAS_IMAGE as HAS_IMAGE
+from pipelines.examples import EMBED_ITEM_ID as ITEM_ID
+from pipelines.examples import EMBED_VECTOR as EMBEDDING
+from pipelines.examples import encode_embedding
 from pipelines.images import DEFAULT_IMAGE_KEY, LoadItemImages
+from pipelines.inference import ChunkHandler
 from pipelines.options import pipeline_options
+from pipelines.outputs import Outputs
 from pipelines.parse import HAS_IMAGE_KEY
 from pipelines.read import ReadTable
-from pipelines.sinks import clear
-from shoprec.dataset import image_path as fill_image_path, pattern_columns
+from pipelines.sinks import text_file
+from shoprec.core.images import image_path as fill_image_path
+from shoprec.core.images import pattern_columns
+from shoprec.core.layout import JSONL_SUFFIX, PARQUET_SUFFIX, REPORT_FILE, TFRECORD_SUFFIX
+from shoprec.io import encoder_metadata
+from shoprec.io.outputs import clear, write_report
 
 ITEMS = "items"
-ITEM_ID, EMBEDDING, HAS_IMAGE = "item_id", "embedding", "has_image"
 PREFIX = "embeddings"
 Chunk = List[Tuple[str, bytes]]  # (item_id, uint8 pixels) pairs moved as one element
 
@@ -54,73 +61,20 @@ def parquet_schema() -> pa.Schema:
                       (HAS_IMAGE, pa.int64())])
 
 
-def encode_example(row: Dict[str, Any]) -> bytes:
-    """One embedding row as a serialized tf.Example."""
-    import tensorflow as tf
+class _Images:
+    """Picklable ``chunk of (item_id, uint8 pixels) → {input_key: float32 images in [0, 1]}``."""
 
-    feature = {
-        ITEM_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[row[ITEM_ID].encode()])),
-        EMBEDDING: tf.train.Feature(float_list=tf.train.FloatList(value=row[EMBEDDING])),
-        HAS_IMAGE: tf.train.Feature(int64_list=tf.train.Int64List(value=[row[HAS_IMAGE]])),
-    }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    def __init__(self, shape: Sequence[int], input_key: str):
+        self._shape = tuple(int(d) for d in shape)
+        self._key = input_key
 
-
-def decode_example(serialized: bytes) -> Dict[str, Any]:
-    """Inverse of :func:`encode_example`.
-
-    Raises:
-        KeyError: a column is missing. ValueError: the bytes are not a tf.Example.
-    """
-    import tensorflow as tf
-    from google.protobuf.message import DecodeError
-
-    try:
-        feature = tf.train.Example.FromString(serialized).features.feature
-    except DecodeError as err:
-        raise ValueError(str(err)) from err
-    for name in (ITEM_ID, EMBEDDING, HAS_IMAGE):
-        if name not in feature:
-            raise KeyError(name)
-    return {ITEM_ID: feature[ITEM_ID].bytes_list.value[0].decode("utf-8"),
-            EMBEDDING: list(feature[EMBEDDING].float_list.value),
-            HAS_IMAGE: int(feature[HAS_IMAGE].int64_list.value[0])}
+    def __call__(self, chunk: Chunk) -> Dict[str, np.ndarray]:
+        pixels = np.frombuffer(b"".join(p for _, p in chunk), np.uint8)
+        return {self._key: pixels.reshape((len(chunk),) + self._shape).astype(np.float32) / 255.0}
 
 
-class EmbedBatchHandler(ModelHandler):
-    """RunInference handler: each element is a chunk of (item_id, pixels); one call per chunk."""
-
-    def __init__(self, model_dir: str, image_shape: Sequence[int], signature: str = "embed",
-                 input_key: str = "images", output_key: str = EMBEDDING):
-        self._model_dir = model_dir
-        self._shape = tuple(int(d) for d in image_shape)
-        self._signature = signature
-        self._input_key = input_key
-        self._output_key = output_key
-
-    def load_model(self):
-        import shoprec  # noqa: F401  (Keras 2 before TensorFlow loads on workers)
-        import tensorflow as tf
-
-        return tf.saved_model.load(self._model_dir).signatures[self._signature]
-
-    def run_inference(self, batch: Sequence[Chunk], model, inference_args=None
-                      ) -> Iterable[PredictionResult]:
-        import tensorflow as tf
-
-        for chunk in batch:
-            pixels = np.frombuffer(b"".join(p for _, p in chunk), np.uint8)
-            images = pixels.reshape((len(chunk),) + self._shape).astype(np.float32) / 255.0
-            outputs = model(**{self._input_key: tf.constant(images)})
-            yield PredictionResult([item_id for item_id, _ in chunk],
-                                   outputs[self._output_key].numpy())
-
-    def batch_elements_kwargs(self) -> Dict[str, Any]:
-        # Elements are chunks already: RunInference must not batch them again.
-        return {"min_batch_size": 1, "max_batch_size": 1}
-
-    def get_num_bytes(self, batch: Sequence[Chunk]) -> int:
-        return sum(len(p) for chunk in batch for _, p in chunk)
+def _pixel_bytes(chunk: Chunk) -> int:
+    return sum(len(p) for _, p in chunk)
 
 
 @beam.typehints.with_output_types(Tuple[str, str])
@@ -154,9 +108,9 @@ def _first_per_item(element):
     yield item_id, paths[0]
 
 
-def _to_rows(result: PredictionResult):
+def _to_rows(result: PredictionResult, output_key: str):
     counter = beam.metrics.Metrics.counter(dl.NAMESPACE, "embed/embedded")
-    for item_id, vector in zip(result.example, result.inference):
+    for (item_id, _), vector in zip(result.example, result.inference[output_key]):
         counter.inc()
         yield {ITEM_ID: item_id, EMBEDDING: [float(v) for v in vector], HAS_IMAGE: 1}
 
@@ -166,17 +120,47 @@ def _count_item(row: Dict[str, Any]) -> Dict[str, Any]:
     return row
 
 
-class EmbedItems(beam.PTransform):
-    """(item_id, image features) from LoadItemImages → one embedding row per item."""
+class EmbedImages(beam.PTransform):
+    """(record, item row) pairs → one embedding row per item, plus dead letters.
 
-    def __init__(self, handler: EmbedBatchHandler, embedding_dim: int, batch_size: int = 256):
+    Stages: ImagePaths → OnePerItem → LoadItemImages → HasImage → Batch →
+    RunInference → ToRows, with ZeroEmbedding for items without a usable photo.
+
+    Args:
+        images_root: Folder relative image paths resolve against.
+        model_dir: The SavedModel embedder.
+        image_shape: (H, W, 3) photos are resized to.
+        embedding_dim: Its output width (zero vectors are this wide).
+        id_column: Item id column.
+        image_path: Image path column or pattern (``shoprec.core.images``).
+        signature, input_key, output_key: How to call the embedder.
+        batch_size: Images per signature call.
+    """
+
+    def __init__(self, images_root: str, model_dir: str, image_shape: Sequence[int],
+                 embedding_dim: int, *, id_column: str, image_path: str, signature: str,
+                 input_key: str, output_key: str, batch_size: int):
         super().__init__()
-        self._handler = handler
+        self._root = images_root
+        self._shape = tuple(int(d) for d in image_shape)
         self._dim = int(embedding_dim)
+        self._id_column = id_column
+        self._image_path = image_path
+        self._output_key = output_key
         self._batch_size = int(batch_size)
+        self._handler = ChunkHandler(model_dir, signature, _Images(self._shape, input_key),
+                                     _pixel_bytes)
 
-    def expand(self, images):
-        with_image, without = images | "HasImage" >> beam.Partition(
+    def expand(self, items) -> Outputs:
+        paths = items | "ImagePaths" >> beam.ParDo(
+            _ImagePath(self._id_column, self._image_path)).with_outputs(
+                dl.DEAD_LETTER_TAG, main="main")
+        unique = (paths.main
+                  | "GroupById" >> beam.GroupByKey()
+                  | "OnePerItem" >> beam.FlatMap(_first_per_item).with_outputs(
+                      dl.DEAD_LETTER_TAG, main="main"))
+        loaded = unique.main | "LoadItemImages" >> LoadItemImages(self._root, self._shape)
+        with_image, without = loaded.main | "HasImage" >> beam.Partition(
             lambda kv, _: 0 if kv[1][HAS_IMAGE_KEY] else 1, 2)
         embedded = (
             with_image
@@ -184,13 +168,16 @@ class EmbedItems(beam.PTransform):
             | "Batch" >> beam.BatchElements(min_batch_size=min(32, self._batch_size),
                                             max_batch_size=self._batch_size)
             | "RunInference" >> RunInference(self._handler)
-            | "ToRows" >> beam.FlatMap(_to_rows))
+            | "ToRows" >> beam.FlatMap(_to_rows, self._output_key))
         zero = [0.0] * self._dim
         blank = without | "ZeroEmbedding" >> beam.Map(
             lambda kv: {ITEM_ID: kv[0], EMBEDDING: zero, HAS_IMAGE: 0})
-        return ((embedded, blank)
+        rows = ((embedded, blank)
                 | "Merge" >> beam.Flatten()
                 | "Count" >> beam.Map(_count_item))
+        dead = ((paths[dl.DEAD_LETTER_TAG], unique[dl.DEAD_LETTER_TAG], loaded.dead_letter)
+                | "FlattenDeadLetters" >> beam.Flatten())
+        return Outputs(rows, dead)
 
 
 def model_spec(model_dir: str, signature: str = "embed", input_key: str = "images",
@@ -206,13 +193,13 @@ def model_spec(model_dir: str, signature: str = "embed", input_key: str = "image
         ValueError: the image shape cannot be determined.
     """
     import tensorflow as tf
-    from trainer import image_encoder
 
     fn = tf.saved_model.load(model_dir).signatures[signature]
     if image_shape is None:
-        try:
-            image_shape = image_encoder.read_metadata(model_dir)["image_shape"]
-        except tf.errors.NotFoundError:
+        metadata = encoder_metadata.read(model_dir)
+        if metadata is not None:
+            image_shape = metadata["image_shape"]
+        else:
             image_shape = fn.structured_input_signature[1][input_key].shape[1:]
             if None in image_shape:
                 raise ValueError(f"{model_dir}: pass image_shape; the signature takes "
@@ -239,7 +226,7 @@ def run(items: str, images_root: str, model_dir: str, output_dir: str, *,
         id_column: Item id column.
         image_path: A column holding the image path, or a pattern of item
             columns such as ``"images/{article_id[:3]}/{article_id}.jpg"``
-            (H&M; see ``shoprec.dataset.image_path``).
+            (H&M; see ``shoprec.core.images.image_path``).
         signature, input_key, output_key: How to call the embedder.
         image_shape: (H, W, 3) photos are resized to; default: from the model.
         batch_size: Images per RunInference call.
@@ -261,30 +248,22 @@ def run(items: str, images_root: str, model_dir: str, output_dir: str, *,
     start = time.time()
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
     read = pipeline | "ReadItems" >> ReadTable(items, file_format, ITEMS, required=required)
-    paths = read.main | "ImagePaths" >> beam.ParDo(
-        _ImagePath(id_column, image_path)).with_outputs(
-            dl.DEAD_LETTER_TAG, main="main")
-    unique = (paths.main
-              | "GroupById" >> beam.GroupByKey()
-              | "OnePerItem" >> beam.FlatMap(_first_per_item).with_outputs(
-                  dl.DEAD_LETTER_TAG, main="main"))
-    loaded = unique.main | "LoadItemImages" >> LoadItemImages(images_root, shape)
-    handler = EmbedBatchHandler(model_dir, shape, signature, input_key, output_key)
-    rows = loaded.main | "Embed" >> EmbedItems(handler, dim, batch_size)
-    _ = (rows
-         | "EncodeExamples" >> beam.Map(encode_example)
+    embedded = read.main | "EmbedImages" >> EmbedImages(
+        images_root, model_dir, shape, dim, id_column=id_column, image_path=image_path,
+        signature=signature, input_key=input_key, output_key=output_key,
+        batch_size=batch_size)
+    _ = (embedded.main
+         | "EncodeExamples" >> beam.Map(encode_embedding)
          | "WriteTFRecords" >> beam.io.WriteToTFRecord(
-             prefix, file_name_suffix=".tfrecord.gz", num_shards=num_shards,
+             prefix, file_name_suffix=TFRECORD_SUFFIX, num_shards=num_shards,
              compression_type=CompressionTypes.GZIP))
-    _ = rows | "WriteParquet" >> beam.io.WriteToParquet(
-        prefix, parquet_schema(), file_name_suffix=".parquet", num_shards=num_shards)
-    _ = ((read.dead_letter, paths[dl.DEAD_LETTER_TAG], unique[dl.DEAD_LETTER_TAG],
-          loaded.dead_letter)
+    _ = embedded.main | "WriteParquet" >> beam.io.WriteToParquet(
+        prefix, parquet_schema(), file_name_suffix=PARQUET_SUFFIX, num_shards=num_shards)
+    _ = ((read.dead_letter, embedded.dead_letter)
          | "FlattenDeadLetters" >> beam.Flatten()
          | "DeadLetterJson" >> beam.Map(dl.DeadLetter.to_json)
-         | "WriteDeadLetters" >> beam.io.WriteToText(
-             FileSystems.join(output_dir, "dead_letter"), file_name_suffix=".jsonl",
-             num_shards=1, shard_name_template=""))
+         | "WriteDeadLetters" >> text_file(FileSystems.join(output_dir, "dead_letter"),
+                                           JSONL_SUFFIX))
     result = pipeline.run()
     result.wait_until_finish()
     counts = dl.counts_from_result(result)
@@ -292,9 +271,9 @@ def run(items: str, images_root: str, model_dir: str, output_dir: str, *,
     report = {"counts": counts, "seconds": round(seconds, 2),
               "items_per_s": round(counts.get("embed/items", 0) / seconds, 1),
               "image_shape": list(shape), "embedding_dim": dim, "model_dir": model_dir,
-              "outputs": {"tfrecord": prefix + "-*.tfrecord.gz", "parquet": prefix + "-*.parquet",
-                          "dead_letter": FileSystems.join(output_dir, "dead_letter.jsonl")}}
-    with FileSystems.create(FileSystems.join(output_dir, "report.json"),
-                            compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        f.write(json.dumps(report, indent=2, sort_keys=True).encode("utf-8"))
+              "outputs": {"tfrecord": prefix + "-*" + TFRECORD_SUFFIX,
+                          "parquet": prefix + "-*" + PARQUET_SUFFIX,
+                          "dead_letter": FileSystems.join(output_dir,
+                                                          "dead_letter" + JSONL_SUFFIX)}}
+    write_report(FileSystems.join(output_dir, REPORT_FILE), report)
     return report

@@ -16,9 +16,9 @@ import apache_beam as beam
 
 from pipelines import dead_letter as dl
 from pipelines.outputs import Outputs
-from pipelines.parse import EVENT_TYPE_KEY, EVENTS, csv_line
-from shoprec import dataset as ds
-from transforms import features as F
+from pipelines.parse import EVENTS, EVENT_TYPE_KEY, csv_line
+from shoprec.core import dataset as ds
+from shoprec.core import registry as F
 
 # Keys of match_labels' examples; BuildExamples renames them to the registry's labels.
 CLICK = "click"

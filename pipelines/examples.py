@@ -1,7 +1,9 @@
-"""Raw tf.Example encoding shared by ingest (training data) and scoring.
+"""tf.Example encoding of the rows the stages hand each other.
 
-Both stages build raw examples with these functions, so the bytes the model
-sees at scoring are produced by the same code as the bytes TFT analysed.
+Raw examples: ingest (training data) and scoring build them with
+:func:`encode`, so the bytes the model sees at scoring are produced by the same
+code as the bytes TFT analysed. Embedding rows: the embed stage's table of one
+photo embedding per item, which ingest joins by item id.
 """
 
 from __future__ import annotations
@@ -9,8 +11,13 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, Mapping
 
 import tensorflow as tf
+from google.protobuf.message import DecodeError
 
-from transforms import features as F
+from shoprec.core import registry as F
+
+
+# Columns of the embed stage's table (TFRecord and Parquet alike).
+EMBED_ITEM_ID, EMBED_VECTOR, EMBED_HAS_IMAGE = "item_id", "embedding", "has_image"
 
 
 def _value_feature(feature_dtype: str, value: Any) -> tf.train.Feature:
@@ -55,7 +62,10 @@ def encode(row: Mapping[str, Any], names: Iterable[str], registry: F.Registry) -
     for meta in (registry.timestamp_key, registry.sampled_key):
         if meta in row:
             feats[meta] = _value_feature("int64", row[meta])
-    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+    # Deterministic: map entries in key order, so the same row is the same bytes
+    # whichever stage built it (ingest and scoring are compared byte for byte).
+    example = tf.train.Example(features=tf.train.Features(feature=feats))
+    return example.SerializeToString(deterministic=True)
 
 
 def decode(serialized: bytes, registry: F.Registry) -> Dict[str, Any]:
@@ -71,3 +81,29 @@ def decode(serialized: bytes, registry: F.Registry) -> Dict[str, Any]:
         vector = feature is not None and (feature.is_list or feature.shape)
         out[name] = values if vector else values[0]
     return out
+
+
+def encode_embedding(row: Mapping[str, Any]) -> bytes:
+    """One row of the embed stage's table (item id, embedding, has_image) as a tf.Example."""
+    feature = {EMBED_ITEM_ID: _value_feature("string", row[EMBED_ITEM_ID]),
+               EMBED_VECTOR: _list_feature("float32", row[EMBED_VECTOR]),
+               EMBED_HAS_IMAGE: _value_feature("int64", row[EMBED_HAS_IMAGE])}
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def decode_embedding(serialized: bytes) -> Dict[str, Any]:
+    """Inverse of :func:`encode_embedding`.
+
+    Raises:
+        KeyError: a column is missing. ValueError: the bytes are not a tf.Example.
+    """
+    try:
+        feature = tf.train.Example.FromString(serialized).features.feature
+    except DecodeError as err:
+        raise ValueError(str(err)) from err
+    for name in (EMBED_ITEM_ID, EMBED_VECTOR, EMBED_HAS_IMAGE):
+        if name not in feature:
+            raise KeyError(name)
+    return {EMBED_ITEM_ID: feature[EMBED_ITEM_ID].bytes_list.value[0].decode("utf-8"),
+            EMBED_VECTOR: list(feature[EMBED_VECTOR].float_list.value),
+            EMBED_HAS_IMAGE: int(feature[EMBED_HAS_IMAGE].int64_list.value[0])}

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import csv
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from shoprec import config as config_lib
+from shoprec.core import config as config_lib
+from shoprec.core.timestamps import parse_timestamp
 
 REGIONS = ("north", "south", "east", "west", "central")
 MEMBERSHIPS = ("none", "silver", "gold")
@@ -223,7 +224,7 @@ def run(config: config_lib.Config) -> dict:
     # Delays stay inside ingest's windows, so every click and purchase is attributable.
     click_max = min(600, config.ingest.click_window_s - 1)
     buy_max = min(6 * 3600, config.ingest.conversion_window_s - click_max - 1)
-    start = config_lib.parse_timestamp(gen.start_date)
+    start = parse_timestamp(gen.start_date)
     k = min(gen.impressions_per_session, gen.num_items)
     # Users per chunk: bounds the sessions x items Gumbel matrix to ~2M cells.
     width = min(gen.num_items, _MAX_GUMBEL_ITEMS)
@@ -304,37 +305,16 @@ def run(config: config_lib.Config) -> dict:
     }
 
 
-def auc(labels, scores) -> float:
-    """Rank-based (Mann-Whitney) ROC AUC; tied scores share their average rank.
-
-    Returns:
-        The AUC, or nan when ``labels`` hold only one class.
-    """
-    labels = np.asarray(labels).astype(bool)
-    scores = np.asarray(scores, dtype=np.float64)
-    n_pos = int(labels.sum())
-    n_neg = len(labels) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    # Average rank of each run of equal scores: (first + last) / 2, 1-based.
-    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
-    ends = np.r_[starts[1:], len(scores)]
-    ranks = np.empty(len(scores))
-    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-def oracle_auc(truth_csv_path: str, start_ts: int) -> dict:
-    """AUC of the true probabilities against realised labels, from ``start_ts`` on.
+def read_truth(truth_csv_path: str, start_ts: int) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+    """Realised labels and true probabilities per task, from ``start_ts`` on.
 
     Args:
         truth_csv_path: A ``truth.csv`` written by :func:`run`.
         start_ts: Unix seconds; earlier impressions are ignored (e.g. the eval start).
 
     Returns:
-        {'click': auc, 'conversion': auc}: the best AUC any model can expect.
+        {'click': (labels, p_click), 'conversion': (labels, p_conversion)}: the
+        AUC of each pair is the best any model can expect (the oracle).
     """
     with open(truth_csv_path, newline="") as f:
         reader = csv.reader(f)
@@ -343,8 +323,5 @@ def oracle_auc(truth_csv_path: str, start_ts: int) -> dict:
     data = dict(zip(header, cols))
     ts = np.array([t.rstrip("Z") for t in data["timestamp"]], dtype="datetime64[s]")
     keep = ts.astype(np.int64) >= start_ts
-    out = {}
-    for task, prob in (("click", "p_click"), ("conversion", "p_conversion")):
-        out[task] = auc(np.array(data[task], dtype=int)[keep],
-                        np.array(data[prob], dtype=float)[keep])
-    return out
+    return {task: (np.array(data[task], dtype=int)[keep], np.array(data[prob], dtype=float)[keep])
+            for task, prob in (("click", "p_click"), ("conversion", "p_conversion"))}

@@ -21,8 +21,8 @@ from typing import Any, Dict, List, NamedTuple, Sequence, Tuple
 import apache_beam as beam
 
 from pipelines.parse import EVENT_TYPE_KEY
-from shoprec import dataset as ds
-from transforms import features as F
+from shoprec.core import dataset as ds
+from shoprec.core import registry as F
 
 # (timestamp, funnel order, event type, the value of each history list feature):
 # sorted, events at one instant follow the funnel (a view before its purchase).
@@ -92,12 +92,12 @@ def cap_of(registry: F.Registry) -> int:
 
 
 class HistoryOutputs(NamedTuple):
-    main: beam.PCollection  # examples with history features
+    main: beam.PCollection  # (example, its history features)
     users: beam.PCollection  # (user_id, history features after the user's last event)
 
 
 class AddHistory(beam.PTransform):
-    """Examples → examples with point-in-time history features (see module docstring).
+    """Examples → (example, its point-in-time history features) (see module docstring).
 
     Args:
         registry: History features to compute.
@@ -172,7 +172,7 @@ class AddHistory(beam.PTransform):
                     upto += 1
                 state = advance(state, entries[done:upto], interactions, cap)
                 done = upto
-                yield dict(row, **history_features(state, registry))
+                yield row, history_features(state, registry)
 
         keyed = examples | "KeyExamples" >> beam.Map(
             lambda r: ((r[F.USER_KEY], r[F.TIMESTAMP_KEY] // bucket_s), r))

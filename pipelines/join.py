@@ -8,11 +8,11 @@ from typing import Any, Dict
 import apache_beam as beam
 
 from pipelines import dead_letter as dl
-from pipelines.history import add_matches, empty_history
+from pipelines import examples as ex
 from pipelines.outputs import Outputs
-from pipelines.parse import (EVENTS, HAS_IMAGE_KEY, IMAGE_PATH_KEY, RowError, convert,
-                             default_user)
-from transforms import features as F
+from pipelines.parse import EVENTS, HAS_IMAGE_KEY, IMAGE_PATH_KEY, RowError, convert
+from pipelines.rows import raw_row
+from shoprec.core import registry as F
 
 
 EMBEDDINGS = "embeddings"
@@ -25,21 +25,20 @@ class _ParseEmbedding(beam.DoFn):
         self._feature = feature
 
     def process(self, record: bytes):
-        from pipelines.embed_images import decode_example
-
         try:
-            row = decode_example(record)
+            row = ex.decode_embedding(record)
         except (KeyError, ValueError) as err:
             yield dl.tagged(EMBEDDINGS, "bad_embedding", f"not an embedding row: {err}",
                             repr(record[:200]))
             return
-        if len(row["embedding"]) != self._feature.width:
+        vector = row[ex.EMBED_VECTOR]
+        if len(vector) != self._feature.width:
             yield dl.tagged(EMBEDDINGS, "bad_embedding",
-                            f"{len(row['embedding'])} floats, {self._feature.name} has "
-                            f"width {self._feature.width}", row["item_id"])
+                            f"{len(vector)} floats, {self._feature.name} has "
+                            f"width {self._feature.width}", row[ex.EMBED_ITEM_ID])
             return
-        yield row["item_id"], {self._feature.name: row["embedding"],
-                               HAS_IMAGE_KEY: row["has_image"]}
+        yield row[ex.EMBED_ITEM_ID], {self._feature.name: vector,
+                                            HAS_IMAGE_KEY: row[ex.EMBED_HAS_IMAGE]}
 
 
 class AttachEmbeddings(beam.PTransform):
@@ -56,17 +55,19 @@ class AttachEmbeddings(beam.PTransform):
     ``registry.source_names(Source.ITEM)``.
     """
 
-    def __init__(self, embeddings_pattern: str, feature: F.Feature):
+    def __init__(self, embeddings: beam.PCollection, feature: F.Feature):
+        """Args:
+            embeddings: The embed stage's serialized rows (``pipelines.examples``).
+            feature: The registry's EMBEDDING feature.
+        """
         super().__init__()
-        self._pattern = embeddings_pattern
+        self._embeddings = embeddings
         self._feature = feature
 
     def expand(self, items) -> Outputs:
         feature = self._feature
-        parsed = (items.pipeline
-                  | "ReadEmbeddings" >> beam.io.ReadFromTFRecord(self._pattern)
-                  | "ParseEmbeddings" >> beam.ParDo(_ParseEmbedding(feature)).with_outputs(
-                      dl.DEAD_LETTER_TAG, main="main"))
+        parsed = self._embeddings | "ParseEmbeddings" >> beam.ParDo(
+            _ParseEmbedding(feature)).with_outputs(dl.DEAD_LETTER_TAG, main="main")
         zero = {feature.name: [0.0] * feature.width, HAS_IMAGE_KEY: 0}
 
         def merge(kv):
@@ -167,13 +168,15 @@ class ItemsFromEvents(beam.PTransform):
 
 
 class JoinFeatures(beam.PTransform):
-    """Labelled examples → full raw-example rows, joining item and user attributes.
+    """(labelled example, history or None) → full raw-example rows (``pipelines.rows``).
 
     Both tables are side inputs (``AsDict``): catalogue- and user-base-sized
     tables fit in worker memory at this project's scale. Users missing from
     the table get registry defaults; a missing item (cannot happen after
     ``DropUnknownItems``) is an ``unknown_item`` dead letter. History match
     counts are set here, where the example's item attributes are known.
+    The history is the user's strictly before the example (``AddHistory``),
+    None where the registry has no history features.
     """
 
     def __init__(self, items: beam.PCollection, users: beam.PCollection,
@@ -190,25 +193,17 @@ class JoinFeatures(beam.PTransform):
 
     def expand(self, examples) -> Outputs:
         registry = self._registry
-        has_history = bool(registry.of_source(F.Source.HISTORY))
 
-        def join(example, items, users):
+        def join(example_and_history, items, users):
+            example, history = example_and_history
             item = items.get(example[F.ITEM_KEY])
             if item is None:
                 yield dl.tagged(EVENTS, "unknown_item", "item not in the item table",
                                 json.dumps(example, sort_keys=True, default=str))
                 return
-            row = dict(empty_history(registry)) if has_history else {}
-            row.update(example)
-            row.setdefault(registry.sampled_key, 0)
-            row.update(item)
-            user_id = example[F.USER_KEY]
-            row.update(users.get(user_id) or default_user(user_id, registry))
-            for canonical, key in ((F.USER_KEY, registry.user_key),
-                                   (F.ITEM_KEY, registry.item_key)):
-                if canonical != key:
-                    row[key] = row.pop(canonical)
-            yield add_matches(row, registry) if has_history else row
+            event = dict(example)
+            event.setdefault(registry.sampled_key, 0)
+            yield raw_row(event, users.get(example[F.USER_KEY]), item, history, registry)
 
         out = examples | "Join" >> beam.FlatMap(
             join, items=beam.pvalue.AsDict(self._items),

@@ -24,7 +24,7 @@ import apache_beam as beam
 from pipelines import dead_letter as dl
 from pipelines.events import event_order
 from pipelines.parse import EVENT_TYPE_KEY
-from transforms import features as F
+from shoprec.core import registry as F
 
 
 def label_matches(label: F.Feature, event: Dict[str, Any]) -> bool:

@@ -24,7 +24,7 @@ import apache_beam as beam
 import numpy as np
 
 from pipelines import dead_letter as dl
-from transforms import features as F
+from shoprec.core import registry as F
 
 DAY_S = 86400
 # Draws per wanted negative before giving up on a tiny candidate set.

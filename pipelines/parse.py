@@ -13,7 +13,6 @@ which yields the same rows for CSV, JSONL and Parquet.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import json
 import math
@@ -23,9 +22,9 @@ import apache_beam as beam
 
 from pipelines import dead_letter as dl
 from pipelines.outputs import Outputs
-from shoprec import dataset as ds
-from shoprec.config import parse_timestamp
-from transforms import features as F
+from shoprec.core import dataset as ds
+from shoprec.core import images, timestamps
+from shoprec.core import registry as F
 
 EVENTS = "events"
 ITEMS = "items"
@@ -71,22 +70,8 @@ def to_timestamp(value: Any, fmt: str, column: str = "timestamp") -> int:
     Raises:
         RowError: ``bad_timestamp``.
     """
-    text = str(value).strip()
     try:
-        if fmt == "auto":
-            return parse_timestamp(text)
-        if fmt in ("unix_s", "unix_ms"):
-            seconds = float(text) / (1000 if fmt == "unix_ms" else 1)
-            if not math.isfinite(seconds):
-                raise ValueError("not finite")
-            return int(seconds)
-        if fmt == "iso":
-            return parse_timestamp(dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-                                   .isoformat())
-        parsed = dt.datetime.strptime(text, fmt)
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=dt.timezone.utc)
-        return int(parsed.timestamp())
+        return timestamps.to_timestamp(value, fmt)
     except (ValueError, OverflowError) as err:
         raise RowError("bad_timestamp", f"{column}={value!r}: {err}") from err
 
@@ -160,7 +145,7 @@ def required_columns(table) -> List[str]:
     """Columns an input file's header must name; optional ones may be absent."""
     columns = [c.name for c in table.columns if c.required]
     if isinstance(table, ds.TableSpec):
-        columns += [c for c in ds.pattern_columns(table.image_path) if c not in columns
+        columns += [c for c in images.pattern_columns(table.image_path) if c not in columns
                     and "{" in (table.image_path or "")]
     return columns
 
@@ -176,8 +161,8 @@ class EventParser:
         self._funnel = dataset.funnel_of
         self._kept = dataset.event_columns_kept()
         start, end = (dataset.events.time_range or (None, None))
-        self._range = (None if start is None else parse_timestamp(start),
-                       None if end is None else parse_timestamp(end))
+        self._range = (None if start is None else timestamps.parse_timestamp(start),
+                       None if end is None else timestamps.parse_timestamp(end))
 
     def __call__(self, row: Dict[str, Any]) -> Dict[str, Any]:
         spec = self._spec
@@ -226,7 +211,7 @@ class TableParser:
             out[f.name] = convert(f, typed.get(f.source_column))
         if self._source == F.Source.ITEM:
             pattern = self._table.image_path
-            out[IMAGE_PATH_KEY] = ds.image_path(pattern, row) if pattern else ""
+            out[IMAGE_PATH_KEY] = images.image_path(pattern, row) if pattern else ""
         return out
 
 

@@ -24,21 +24,24 @@ by ``scoring.rank_by``) and, per task, by its type:
 from __future__ import annotations
 
 import csv
-import json
 import os
 import time
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
+from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from pipelines import dead_letter, examples, options as beam_options
-from pipelines.history import add_matches, empty_history
-from pipelines.parse import default_user
-from shoprec.config import Config, TaskConfig
-from transforms import features as F
+from pipelines.inference import ChunkHandler
+from pipelines.outputs import Outputs
+from pipelines.rows import raw_row
+from shoprec.core import registry as F
+from shoprec.core.config import Config
+from shoprec.core.layout import JSONL_SUFFIX, PARQUET_SUFFIX
+from shoprec.core.model_config import TaskConfig
+from shoprec.io.outputs import clear, write_report
 
 Pair = Tuple[str, str]
 Chunk = List[Tuple[str, str, bytes]]
@@ -88,37 +91,13 @@ def class_names(config: Config) -> Dict[str, List[str]]:
             for name, vocab in wanted.items()}
 
 
-class RawExampleBatchHandler(ModelHandler):
-    """RunInference handler for the exported serving signature.
+def _serialized(chunk: Chunk) -> Dict[str, List[bytes]]:
+    """A chunk's serialized raw examples, the serving signature's ``examples`` input."""
+    return {"examples": [s for _, _, s in chunk]}
 
-    Each element is already a chunk of (user_id, item_id, serialized raw
-    example); one signature call scores a whole chunk.
-    """
 
-    def __init__(self, model_dir: str, signature: str = "serving_default"):
-        self._model_dir = model_dir
-        self._signature = signature
-
-    def load_model(self):
-        import shoprec  # noqa: F401  (Keras 2 before TensorFlow loads on workers)
-        import tensorflow as tf
-
-        return tf.saved_model.load(self._model_dir).signatures[self._signature]
-
-    def run_inference(self, batch: Sequence[Chunk], model, inference_args=None
-                      ) -> Iterable[PredictionResult]:
-        import tensorflow as tf
-
-        for chunk in batch:
-            outputs = model(examples=tf.constant([s for _, _, s in chunk]))
-            yield PredictionResult(chunk, {k: v.numpy() for k, v in outputs.items()})
-
-    def batch_elements_kwargs(self) -> Dict[str, Any]:
-        # Elements are pre-batched chunks: RunInference must not batch again.
-        return {"min_batch_size": 1, "max_batch_size": 1}
-
-    def get_num_bytes(self, batch: Sequence[Chunk]) -> int:
-        return sum(len(s) for chunk in batch for _, _, s in chunk)
+def _example_bytes(chunk: Chunk) -> int:
+    return sum(len(s) for _, _, s in chunk)
 
 
 class ReadPairs(beam.PTransform):
@@ -194,7 +173,6 @@ class _JoinPair(beam.DoFn):
     def __init__(self, registry: F.Registry):
         self._registry = registry
         self._names = registry.example_names(include_labels=False)
-        self._has_history = bool(registry.of_source(F.Source.HISTORY))
 
     def process(self, pair: Pair, users, items, history):
         registry = self._registry
@@ -204,14 +182,8 @@ class _JoinPair(beam.DoFn):
             yield dead_letter.tagged("pairs", "unknown_item", f"item {item_id!r} not in catalogue",
                                      f"{user_id},{item_id}")
             return
-        row = empty_history(registry) if self._has_history else {}
-        row.update(default_user(user_id, registry))
-        row.update(users.get(user_id, {}))
-        row.update(history.get(user_id, {}))
-        row.update(item)
-        row[registry.user_key], row[registry.item_key] = user_id, item_id
-        if self._has_history:
-            add_matches(row, registry)
+        event = {F.USER_KEY: user_id, F.ITEM_KEY: item_id}
+        row = raw_row(event, users.get(user_id), item, history.get(user_id), registry)
         yield user_id, item_id, examples.encode(row, self._names, registry)
 
 
@@ -257,6 +229,48 @@ def _to_rows(result: PredictionResult, tasks: Sequence[TaskConfig],
         yield row
 
 
+class Score(beam.PTransform):
+    """(user_id, item_id) pairs → scored rows ranked within user, plus dead letters.
+
+    Stages: BuildRawExamples → Batch → RunInference → ToRows → RankWithinUser.
+
+    Args:
+        model_dir: The exported model (its serving signature takes raw examples).
+        registry: The run's registry.
+        tasks: The model's tasks (one output column set each).
+        class_names: Each multiclass task's class tokens (:func:`class_names`).
+        rank_by: Output column to rank by (``p_<task>``).
+        batch_size: Examples per signature call.
+        users, items: (id, row) side tables (:class:`ReadSideTable`).
+        history: (user_id, history after the user's last event), or None.
+    """
+
+    def __init__(self, model_dir: str, registry: F.Registry, tasks: Sequence[TaskConfig],
+                 class_names: Dict[str, List[str]], rank_by: str, batch_size: int, *,
+                 users, items, history=None):
+        super().__init__()
+        self._model_dir = model_dir
+        self._registry = registry
+        self._tasks = tuple(tasks)
+        self._names = dict(class_names)
+        self._rank_by = rank_by
+        self._batch_size = int(batch_size)
+        self._users, self._items, self._history = users, items, history
+
+    def expand(self, pairs) -> Outputs:
+        joined = pairs | "BuildRawExamples" >> BuildRawExamples(
+            self._users, self._items, self._registry, self._history)
+        handler = ChunkHandler(self._model_dir, "serving_default", _serialized, _example_bytes)
+        ranked = (
+            joined.examples
+            | "Batch" >> beam.BatchElements(min_batch_size=min(64, self._batch_size),
+                                            max_batch_size=self._batch_size)
+            | "RunInference" >> RunInference(handler)
+            | "ToRows" >> beam.FlatMap(_to_rows, self._tasks, self._names)
+            | "RankWithinUser" >> RankWithinUser(self._rank_by))
+        return Outputs(ranked, joined[dead_letter.DEAD_LETTER_TAG])
+
+
 def run(config: Config, beam_args: Optional[Sequence[str]] = None,
         pairs: Optional[str] = None) -> dict:
     """Scores pairs with the exported model; returns counts and paths.
@@ -274,8 +288,7 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
     for needed in (pattern, layout.items_table + "*", layout.model_dir):
         if not tf.io.gfile.glob(needed):
             raise FileNotFoundError(f"score: nothing at {needed}; run ingest and train first")
-    if tf.io.gfile.exists(layout.score_dir):
-        tf.io.gfile.rmtree(layout.score_dir)
+    clear(layout.score_dir)
     tasks = tuple(config.model.tasks)
     names = class_names(config)
     start = time.time()
@@ -287,33 +300,27 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
     items = pipeline | "ReadItems" >> ReadSideTable(layout.items_table + "*", registry.item_key,
                                                     registry)
     history = None
-    history_pattern = os.path.join(layout.ingest_dir, "history", "history*")
+    history_pattern = layout.history_table + "*"
     if tf.io.gfile.glob(history_pattern):
         history = pipeline | "ReadHistory" >> ReadSideTable(history_pattern, registry.user_key,
                                                             registry)
-    joined = read.pairs | "BuildRawExamples" >> BuildRawExamples(users, items, registry, history)
-    _ = (
-        joined.examples
-        | "Batch" >> beam.BatchElements(min_batch_size=min(64, config.scoring.batch_size),
-                                        max_batch_size=config.scoring.batch_size)
-        | "RunInference" >> RunInference(RawExampleBatchHandler(layout.model_dir))
-        | "ToRows" >> beam.FlatMap(_to_rows, tasks, names)
-        | "RankWithinUser" >> RankWithinUser(config.scoring.rank_by)
-        | "WriteScores" >> beam.io.WriteToParquet(
-            layout.scores, scores_schema(tasks), file_name_suffix=".parquet"))
-    _ = ((read[dead_letter.DEAD_LETTER_TAG], joined[dead_letter.DEAD_LETTER_TAG])
+    scored = read.pairs | "Score" >> Score(
+        layout.model_dir, registry, tasks, names, config.scoring.rank_by,
+        config.scoring.batch_size, users=users, items=items, history=history)
+    _ = scored.main | "WriteScores" >> beam.io.WriteToParquet(
+        layout.scores, scores_schema(tasks), file_name_suffix=PARQUET_SUFFIX)
+    _ = ((read[dead_letter.DEAD_LETTER_TAG], scored.dead_letter)
          | "MergeDeadLetters" >> beam.Flatten()
          | "DeadLetterJson" >> beam.Map(lambda d: d.to_json())
          | "WriteDeadLetters" >> beam.io.WriteToText(
-             os.path.join(layout.score_dir, "dead_letter"), file_name_suffix=".jsonl"))
+             layout.score_dead_letter, file_name_suffix=JSONL_SUFFIX))
     result = pipeline.run()
     result.wait_until_finish()
     report = {
         "counts": dead_letter.counts_from_result(result),
         "seconds": round(time.time() - start, 2),
-        "scores": layout.scores + "-*.parquet",
+        "scores": layout.scores + "-*" + PARQUET_SUFFIX,
         "pairs": pattern,
     }
-    with tf.io.gfile.GFile(os.path.join(layout.score_dir, "report.json"), "w") as f:
-        f.write(json.dumps(report, indent=2))
+    write_report(layout.score_report, report)
     return report

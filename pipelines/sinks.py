@@ -1,4 +1,4 @@
-"""Sinks shared by the ingest job: raw-example TFRecords, single text files, clean folders."""
+"""Beam sinks shared by the jobs: raw-example TFRecords and single text files."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ from typing import Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 
 from pipelines import examples as ex
-from transforms import features as F
+from shoprec.core import registry as F
 
 
 class WriteTFRecords(beam.PTransform):
@@ -40,20 +39,3 @@ def text_file(prefix: str, suffix: str, header: Optional[str] = None) -> beam.PT
     """A sink writing one text file named exactly ``prefix + suffix``."""
     return beam.io.WriteToText(prefix, file_name_suffix=suffix, num_shards=1,
                                shard_name_template="", header=header)
-
-
-def clear(directory: str) -> None:
-    """Deletes a previous run's outputs so no stale shard survives a re-run."""
-    if FileSystems.exists(directory):
-        FileSystems.delete([directory])  # Local folders: removed recursively.
-    # Object stores have no folders: delete whatever still lies under the prefix.
-    leftover = FileSystems.match([FileSystems.join(directory, "**")])[0].metadata_list
-    if leftover:
-        FileSystems.delete([m.path for m in leftover])
-
-
-def write_text(path: str, text: str, mime: str) -> None:
-    """Writes one small text file (local or object store)."""
-    with FileSystems.create(path, mime_type=mime,
-                            compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        f.write(text.encode("utf-8"))

@@ -8,7 +8,7 @@ import apache_beam as beam
 
 from pipelines import dead_letter as dl
 from pipelines.parse import EVENT_TYPE_KEY
-from transforms import features as F
+from shoprec.core import registry as F
 
 
 class Splits(NamedTuple):

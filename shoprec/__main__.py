@@ -2,6 +2,6 @@
 
 import sys
 
-from shoprec.cli import main
+from shoprec.app.cli import main
 
 sys.exit(main())

@@ -24,7 +24,7 @@ import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
 import tensorflow as tf
 
-from shoprec.config import ARCHITECTURES, ModelConfig
+from shoprec.core.model_config import ARCHITECTURES, ModelConfig
 
 
 def mlp(units: Sequence[int], name: str, dropout: float = 0.0) -> tf.keras.Sequential:

@@ -37,7 +37,8 @@ import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
 import tensorflow as tf
 
-from shoprec.config import Layout
+from shoprec.core.layout import Layout
+from shoprec.io.outputs import clear
 from trainer import strategy as strategy_lib
 
 log = logging.getLogger(__name__)
@@ -64,15 +65,7 @@ def prepare_train_dir(layout: Layout, keep_backup: bool) -> bool:
         Whether training will resume from a kept backup.
     """
     resume = keep_backup and has_backup(layout)
-    if tf.io.gfile.exists(layout.train_dir):
-        for name in tf.io.gfile.listdir(layout.train_dir):
-            path = os.path.join(layout.train_dir, name.rstrip("/"))
-            if resume and path.rstrip("/") == layout.backup_dir:
-                continue
-            if tf.io.gfile.isdir(path):
-                tf.io.gfile.rmtree(path)
-            else:
-                tf.io.gfile.remove(path)
+    clear(layout.train_dir, keep=(os.path.basename(layout.backup_dir),) if resume else ())
     tf.io.gfile.makedirs(layout.train_dir)
     if resume:
         log.info("resuming from the backup in %s", layout.backup_dir)

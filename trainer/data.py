@@ -14,8 +14,8 @@ import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
 import tensorflow as tf
 
-from shoprec.config import TaskConfig
-from transforms import features as F
+from shoprec.core import registry as F
+from shoprec.core.model_config import TaskConfig
 
 # Shards read concurrently; featurize writes a handful, so this covers them all.
 _CYCLE_LENGTH = 4
@@ -25,7 +25,7 @@ _SHUFFLE_BATCHES = 8
 
 def parse_spec(transformed_spec: Mapping[str, tf.io.FixedLenFeature],
                tasks: Iterable[TaskConfig],
-               registry: F.Registry = F.DEFAULT,
+               registry: F.Registry,
                extra_labels: Iterable[str] = ()) -> Dict[str, tf.io.FixedLenFeature]:
     """The slice of TFT's transformed feature spec the trainer reads.
 
@@ -45,7 +45,7 @@ def parse_spec(transformed_spec: Mapping[str, tf.io.FixedLenFeature],
 
 
 def split_labels(parsed: Dict[str, tf.Tensor], tasks: Iterable[TaskConfig],
-                 registry: F.Registry = F.DEFAULT, extra_labels: Iterable[str] = ()
+                 registry: F.Registry, extra_labels: Iterable[str] = ()
                  ) -> Tuple[Dict[str, tf.Tensor], Dict[str, tf.Tensor]]:
     """Splits parsed columns into (model inputs, labels).
 
@@ -75,9 +75,10 @@ def make_dataset(file_pattern: str,
                  tasks: Iterable[TaskConfig],
                  global_batch_size: int,
                  training: bool,
+                 *,
+                 registry: F.Registry,
                  seed: Optional[int] = None,
                  repeat: bool = False,
-                 registry: F.Registry = F.DEFAULT,
                  extra_labels: Iterable[str] = (),
                  keep_if: Optional[str] = None) -> tf.data.Dataset:
     """Batched (features, labels) from gzip TFRecords of transformed tf.Examples.

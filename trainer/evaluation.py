@@ -28,7 +28,7 @@ import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
 import tensorflow as tf
 
-from shoprec.config import ModelConfig, TaskConfig
+from shoprec.core.model_config import ModelConfig, TaskConfig
 from trainer import metrics, retrieval as retrieval_lib
 
 

@@ -20,8 +20,8 @@ import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
 import tensorflow as tf
 
+from shoprec.core import registry as F
 from trainer import strategy as strategy_lib
-from transforms import features as F
 
 SIGNATURE = "serving_default"
 USER_EMBEDDING = "user_embedding"
@@ -49,7 +49,7 @@ class ServingModule(tf.Module):
     """
 
     def __init__(self, model: tf.keras.Model, tft_output, task_names: Sequence[str],
-                 registry: F.Registry = F.DEFAULT):
+                 registry: F.Registry):
         super().__init__(name="shoprec_serving")
         self._registry = registry
         self.model = model
@@ -98,7 +98,7 @@ class ServingModule(tf.Module):
 
 
 def export(model: tf.keras.Model, tft_output, task_names: Sequence[str], export_dir: str,
-           chief: bool = True, registry: F.Registry = F.DEFAULT) -> str:
+           *, registry: F.Registry, chief: bool = True) -> str:
     """Writes the serving SavedModel; every worker of a multi-worker run must call it.
 
     Args:

@@ -24,7 +24,7 @@ import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from shoprec.config import TaskConfig
+from shoprec.core.model_config import TaskConfig
 from trainer.architectures import mlp
 
 _NONE = tf.keras.losses.Reduction.NONE

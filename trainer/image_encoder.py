@@ -11,15 +11,13 @@ The export is a SavedModel with two signatures over float32 images
 ``[N, H, W, 3]`` in [0, 1]: ``embed`` → ``embedding [N, D]`` and ``predict``
 → per attribute ``<name>_probabilities [N, K]`` and ``<name> [N]`` (class
 name). ``assets.extra/encoder.json`` records the image shape, classes and the
-training report. ``pipelines.embed_images`` runs it over a catalogue.
+training report (``shoprec.io.encoder_metadata``). ``pipelines.embed_images``
+runs it over a catalogue.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import json
 import os
 import time
 from collections import Counter
@@ -30,7 +28,9 @@ import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 
-METADATA_FILE = "encoder.json"
+from shoprec.core.images import image_path as fill_path
+from shoprec.io import encoder_metadata, photos, tables
+
 OTHER_CLASS = "(other)"
 
 
@@ -83,32 +83,6 @@ class Catalogue:
     skipped: List[Tuple[str, str]]
 
 
-def read_rows(path: str, file_format: str = "csv", limit: Optional[int] = None
-              ) -> List[Dict[str, str]]:
-    """An item file's rows as {column: string} (CSV keeps zero-padded ids as text).
-
-    The whole file is read at once: a catalogue, unlike an event log, fits in memory.
-    """
-    with tf.io.gfile.GFile(path, "rb") as f:
-        data = f.read()
-    if file_format == "parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(io.BytesIO(data))
-        rows = table.slice(0, limit).to_pylist() if limit is not None else table.to_pylist()
-        return [{k: "" if v is None else str(v) for k, v in r.items()} for r in rows]
-    text = io.StringIO(data.decode("utf-8-sig"))
-    reader = (csv.DictReader(text) if file_format == "csv" else
-              ({k: "" if v is None else str(v) for k, v in json.loads(line).items()}
-               for line in text if line.strip()))
-    rows: List[Dict[str, str]] = []
-    for row in reader:
-        rows.append(row)
-        if limit is not None and len(rows) >= limit:
-            break
-    return rows
-
-
 def load_catalogue(items_path: str, images_root: str, attributes: Sequence[str],
                    image_shape: Tuple[int, int, int], id_column: str = "item_id",
                    image_path: str = "image_path", file_format: str = "csv",
@@ -123,31 +97,28 @@ def load_catalogue(items_path: str, images_root: str, attributes: Sequence[str],
         id_column: Item id column (kept as a string).
         image_path: The data set's image path: a column holding it, or a
             pattern such as ``"images/{article_id[:3]}/{article_id}.jpg"``
-            (``shoprec.dataset.image_path``).
+            (``shoprec.core.images.image_path``).
         file_format: ``csv``, ``jsonl`` or ``parquet``.
         min_class_count: Classes with fewer items are merged into ``(other)``.
         limit: Read at most this many rows.
 
     Returns:
-        The catalogue; items with a missing or undecodable photo are skipped.
+        The catalogue; items with a missing or undecodable photo, and lines
+        that are no row, are skipped with their reason (``shoprec.io.photos``
+        and ``shoprec.io.tables`` reasons: the embed job's dead-letter reasons).
     """
-    from pipelines.images import resolve, to_pixels
-    from shoprec.dataset import image_path as fill_path
-
     ids, pixels, kept, skipped = [], [], [], []
-    for row in read_rows(items_path, file_format, limit):
+    for item in tables.read_rows(items_path, file_format, limit):
+        if isinstance(item, tables.BadRow):
+            skipped.append(("", item.reason))
+            continue
+        row = {k: "" if v is None else str(v) for k, v in item[1].items()}
         item_id = row[id_column]
-        relative = fill_path(image_path, row)
-        if not relative:
-            skipped.append((item_id, "no image path"))
+        photo = photos.load(images_root, fill_path(image_path, row), image_shape)
+        if photo.pixels is None:
+            skipped.append((item_id, photo.reason))
             continue
-        try:
-            with tf.io.gfile.GFile(resolve(images_root, relative), "rb") as image:
-                data = image.read()
-            pixels.append(np.frombuffer(to_pixels(data, image_shape), np.uint8))
-        except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as err:
-            skipped.append((item_id, type(err).__name__))
-            continue
+        pixels.append(np.frombuffer(photo.pixels, np.uint8))
         ids.append(item_id)
         kept.append(row)
     if not kept:
@@ -314,20 +285,11 @@ def export(model: tf.keras.Model, export_dir: str,
     serving = _Serving(model, classes)
     tf.saved_model.save(serving, export_dir, signatures={
         "embed": serving.embed, "predict": serving.predict, "serving_default": serving.embed})
-    metadata = {"image_shape": list(model.input.shape[1:]),
-                "embedding_dim": int(model.get_layer("embedding").output.shape[-1]),
-                "classes": classes, "report": report}
-    extra = os.path.join(export_dir, "assets.extra")
-    tf.io.gfile.makedirs(extra)
-    with tf.io.gfile.GFile(os.path.join(extra, METADATA_FILE), "w") as f:
-        f.write(json.dumps(metadata, indent=2))
+    encoder_metadata.write(export_dir, {
+        "image_shape": list(model.input.shape[1:]),
+        "embedding_dim": int(model.get_layer("embedding").output.shape[-1]),
+        "classes": classes, "report": report})
     return export_dir
-
-
-def read_metadata(export_dir: str) -> dict:
-    """The ``encoder.json`` written by :func:`export`."""
-    with tf.io.gfile.GFile(os.path.join(export_dir, "assets.extra", METADATA_FILE)) as f:
-        return json.loads(f.read())
 
 
 def embed(export_dir: str, images: np.ndarray, batch_size: int = 256) -> np.ndarray:

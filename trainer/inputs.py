@@ -18,8 +18,8 @@ import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
 import tensorflow as tf
 
-from shoprec.config import ModelConfig
-from transforms import features as F
+from shoprec.core import registry as F
+from shoprec.core.model_config import ModelConfig
 
 _EMBEDDED = (F.Kind.ID, F.Kind.CATEGORICAL, F.Kind.HISTORY, F.Kind.TEXT)
 # Embedded too, in tables of ``Feature.index_size`` rows: no vocabulary to size them.
@@ -28,7 +28,7 @@ _INDEXED = (F.Kind.HASHED, F.Kind.CROSS, F.Kind.BUCKETIZED)
 _POOLED = (F.Kind.HISTORY, F.Kind.TEXT)
 
 
-def vocab_sizes(tft_output, registry: F.Registry = F.DEFAULT) -> Dict[str, int]:
+def vocab_sizes(tft_output, registry: F.Registry) -> Dict[str, int]:
     """Embedding table sizes: vocabulary + OOV buckets, per feature owning a vocabulary.
 
     Args:
@@ -41,7 +41,7 @@ def vocab_sizes(tft_output, registry: F.Registry = F.DEFAULT) -> Dict[str, int]:
     }
 
 
-def dummy_features(batch_size: int = 1, registry: F.Registry = F.DEFAULT) -> Dict[str, tf.Tensor]:
+def dummy_features(registry: F.Registry, batch_size: int = 1) -> Dict[str, tf.Tensor]:
     """All-zero transformed features (empty histories), shaped as featurize writes them."""
     out = {}
     for f in registry.inputs():

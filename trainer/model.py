@@ -27,19 +27,13 @@ import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from shoprec import config as config_lib
-from shoprec.config import ModelConfig
+from shoprec.core import registry as F
+from shoprec.core.model_config import ModelConfig, model_config_from_dict
 from trainer import architectures, heads, inputs as inputs_lib, retrieval as retrieval_lib
-from transforms import features as F
 
 
 # Keys that sit beside task names in training logs and in evaluation results.
 RESERVED_TASK_NAMES = frozenset({"loss", "examples", "retrieval"})
-
-
-def vocab_sizes(tft_output, registry: F.Registry = F.DEFAULT) -> Dict[str, int]:
-    """Embedding table sizes per feature owning a vocabulary (see ``trainer.inputs``)."""
-    return inputs_lib.vocab_sizes(tft_output, registry)
 
 
 class MultiTaskModel(tfrs.Model):
@@ -52,7 +46,7 @@ class MultiTaskModel(tfrs.Model):
     Args:
         model_config: Layer sizes and the tasks with their loss weights.
         vocab_sizes: ``{feature name: vocabulary + OOV}`` for every ID /
-            CATEGORICAL feature (see :func:`vocab_sizes`).
+            CATEGORICAL feature (see :func:`trainer.inputs.vocab_sizes`).
         global_batch_size: Examples per training step over all replicas; the
             per-example losses of each replica are divided by it.
         registry: The run's feature registry: which inputs exist and how each
@@ -60,7 +54,7 @@ class MultiTaskModel(tfrs.Model):
     """
 
     def __init__(self, model_config: ModelConfig, vocab_sizes: Mapping[str, int],
-                 global_batch_size: int, registry: F.Registry = F.DEFAULT, **kwargs):
+                 global_batch_size: int, registry: F.Registry, **kwargs):
         super().__init__(**kwargs)
         self._model_config = model_config
         self._vocab_sizes = dict(vocab_sizes)
@@ -121,8 +115,8 @@ class MultiTaskModel(tfrs.Model):
 
     @classmethod
     def from_config(cls, config: dict) -> "MultiTaskModel":
-        model_config = config_lib.model_config_from_dict(config["model_config"])
-        registry = F.Registry.from_dict(config["registry"]) if "registry" in config else F.DEFAULT
+        model_config = model_config_from_dict(config["model_config"])
+        registry = F.Registry.from_dict(config["registry"])
         return cls(model_config, config["vocab_sizes"], config["global_batch_size"], registry)
 
     @property
@@ -243,22 +237,17 @@ class MultiTaskModel(tfrs.Model):
         return {m.name: m.result() for m in self.metrics}
 
 
-def dummy_features(batch_size: int = 1, registry: F.Registry = F.DEFAULT) -> Dict[str, tf.Tensor]:
-    """All-zero transformed features, shaped as the featurize job writes them."""
-    return inputs_lib.dummy_features(batch_size, registry)
-
-
 def build_model(model_config: ModelConfig, tft_output, global_batch_size: int,
-                registry: F.Registry = F.DEFAULT) -> MultiTaskModel:
+                registry: F.Registry) -> MultiTaskModel:
     """Builds the model for a featurize output; call inside ``strategy.scope()``.
 
     The model is called once on dummy inputs so every variable is created
     here, under the caller's strategy scope, rather than at some later first
     call that may happen outside it.
     """
-    model = MultiTaskModel(model_config, vocab_sizes(tft_output, registry), global_batch_size,
-                           registry)
-    dummy = dummy_features(registry=registry)
+    model = MultiTaskModel(model_config, inputs_lib.vocab_sizes(tft_output, registry),
+                           global_batch_size, registry)
+    dummy = inputs_lib.dummy_features(registry)
     model(dummy)
     if model.retrieval is not None:
         # The towers are not on the ranking path, so they need their own call.

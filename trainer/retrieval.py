@@ -25,7 +25,7 @@ import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from shoprec.config import RetrievalConfig
+from shoprec.core.model_config import RetrievalConfig
 from trainer.architectures import mlp
 
 

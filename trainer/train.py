@@ -27,14 +27,14 @@ import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from shoprec import config as config_lib
-from shoprec.config import Config
+from shoprec.core import config as config_lib
+from shoprec.core.config import Config
+from shoprec.core.layout import Layout
+from shoprec.io.outputs import write_report
 from trainer import (callbacks as callbacks_lib, checkpoints, data, evaluation, export,
                      model as model_lib, retrieval as retrieval_lib, strategy as strategy_lib)
 
 log = logging.getLogger(__name__)
-
-SHARD_GLOB = "-*-of-*.tfrecord.gz"
 
 
 class _Throughput(tf.keras.callbacks.Callback):
@@ -75,7 +75,7 @@ def _finite_or_none(value):
     return value
 
 
-def _tensorboard_dir(train_dir: str) -> Optional[str]:
+def _tensorboard_dir(layout: Layout) -> Optional[str]:
     """TensorBoard log folder, or None when the tensorboard package is absent.
 
     TensorFlow 2.21 no longer depends on tensorboard, and without it every
@@ -84,7 +84,7 @@ def _tensorboard_dir(train_dir: str) -> Optional[str]:
     if importlib.util.find_spec("tensorboard") is None:
         log.warning("tensorboard is not installed; training without TensorBoard logs")
         return None
-    return os.path.join(train_dir, "logs")
+    return layout.logs_dir
 
 
 def _load_transform(transform_dir: str):
@@ -140,7 +140,7 @@ def run(config: Config, strategy_name: Optional[str] = None,
     global_batch = training.per_replica_batch_size * replicas
     multi_worker = strategy_lib.strategy_name(strategy) == "multi_worker"
     extra_labels = evaluation.label_columns(config.model)
-    train_pattern = layout.transformed("train") + SHARD_GLOB
+    train_pattern = layout.transformed_pattern("train")
     item_ids = None
     steps_per_epoch = training.steps_per_epoch
     if config.model.retrieval.enabled or (multi_worker and steps_per_epoch is None):
@@ -160,13 +160,13 @@ def run(config: Config, strategy_name: Optional[str] = None,
         seed=training.seed, repeat=steps_per_epoch is not None,
         registry=registry, extra_labels=extra_labels, keep_if=training.train_filter)
     eval_ds = data.make_dataset(
-        layout.transformed("eval") + SHARD_GLOB, spec, tasks, global_batch, training=False,
+        layout.transformed_pattern("eval"), spec, tasks, global_batch, training=False,
         registry=registry, extra_labels=extra_labels)
     test_ds = None
     if config.ingest.test_start:
         # Featurize writes a test split exactly when test_start is set
-        # (transforms.featurize.splits); failing here beats failing after training.
-        test_pattern = layout.transformed("test") + SHARD_GLOB
+        # (config.splits); failing here beats failing after training.
+        test_pattern = layout.transformed_pattern("test")
         if not tf.io.gfile.glob(test_pattern):
             raise FileNotFoundError(
                 f"train: ingest.test_start is set but there is no test split at "
@@ -210,7 +210,7 @@ def run(config: Config, strategy_name: Optional[str] = None,
         # Keras backs that epoch up (trainer.checkpoints).
         callbacks.append(checkpoints.backup_callback(layout))
     # Summaries are not collective, so other workers simply do not write any.
-    tensorboard_dir = _tensorboard_dir(layout.train_dir) if chief else None
+    tensorboard_dir = _tensorboard_dir(layout) if chief else None
     if tensorboard_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=tensorboard_dir, profile_batch=0))
     log.info("training with %s over %d replica(s), global batch %d",
@@ -253,8 +253,7 @@ def run(config: Config, strategy_name: Optional[str] = None,
 
     result = _finite_or_none(result)
     if chief:
-        with tf.io.gfile.GFile(layout.metrics_file, "w") as f:
-            f.write(json.dumps(result, indent=2, sort_keys=True))
+        write_report(layout.metrics_file, result)
     return result
 
 

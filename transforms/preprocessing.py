@@ -2,7 +2,7 @@
 
 Pure and module-level so TFT can trace it and tests can call it on its own.
 Everything it does is decided by the feature registry; the analysers run on the
-train split only (see ``transforms.featurize``), and the resulting graph is
+train split only (see ``pipelines.featurize``), and the resulting graph is
 attached to the exported model, so training and scoring cannot drift apart.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from transforms import features as F
+from shoprec.core import registry as F
 
 
 def _vocabulary(feature: F.Feature, x):

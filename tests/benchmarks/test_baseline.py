@@ -15,8 +15,9 @@ from tfx_bsl.coders import example_coder
 
 from benchmarks import baseline as B, checks
 from pipelines import examples
+from shoprec.core import generated_shop as shop
+from shoprec.core import registry as F
 from tests.trainer.synthetic import make_config, make_rows, write_raw
-from transforms import features as F
 
 S, K = F.Source, F.Kind
 IDS = (F.Feature("user_id", S.EVENT, K.ID), F.Feature("item_id", S.EVENT, K.ID))
@@ -71,22 +72,22 @@ def test_kinds_it_does_not_implement_are_refused(extra):
 
 
 def test_baseline_equals_tft_on_the_default_registry(tmp_path):
-    from transforms import featurize
+    from pipelines import featurize
 
-    B.check_supported(F.DEFAULT)
+    B.check_supported(shop.REGISTRY)
     config = make_config(str(tmp_path))
     write_raw(config.layout.examples("train"), make_rows(96, seed=1))
     write_raw(config.layout.examples("eval"), make_rows(32, seed=2))
     featurize.run(config)
     prefixes = {s: config.layout.examples(s) for s in ("train", "eval")}
     out_dir = str(tmp_path / "baseline")
-    report = B.featurize(prefixes, out_dir, F.DEFAULT, num_shards=1, batch_size=40)
+    report = B.featurize(prefixes, out_dir, shop.REGISTRY, num_shards=1, batch_size=40)
     checks.save_statistics(report["statistics"], out_dir)
 
     layout = config.layout
-    sizes = checks.check_vocabularies(F.DEFAULT, layout.transform_dir, out_dir)
+    sizes = checks.check_vocabularies(shop.REGISTRY, layout.transform_dir, out_dir)
     assert sizes["user_region"] == 3 and sizes["item_category"] == 3
-    worst = checks.check_sample(F.DEFAULT, layout.transform_dir, out_dir, prefixes)
+    worst = checks.check_sample(shop.REGISTRY, layout.transform_dir, out_dir, prefixes)
     assert worst["user_age_bucket"] == 0.0 and worst["user_region_x_item_category"] == 0.0
     rows = checks.check_outputs(
         layout.transform_dir, {s: layout.transformed(s) + "-*" for s in prefixes},

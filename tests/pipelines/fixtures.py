@@ -4,7 +4,7 @@ import os
 
 import tensorflow as tf
 
-from pipelines import embed_images
+from pipelines import examples
 
 
 def write_embeddings(prefix, rows):
@@ -13,5 +13,5 @@ def write_embeddings(prefix, rows):
     options = tf.io.TFRecordOptions(compression_type="GZIP")
     with tf.io.TFRecordWriter(prefix + "-00000-of-00001.tfrecord.gz", options) as writer:
         for item_id, vector, has_image in rows:
-            writer.write(embed_images.encode_example(
+            writer.write(examples.encode_embedding(
                 {"item_id": item_id, "embedding": vector, "has_image": has_image}))

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from pipelines import embed_images
-from pipelines.images import to_pixels
+from shoprec.io.photos import to_pixels
 from trainer import image_encoder as E
 
 SHAPE = (6, 6, 3)

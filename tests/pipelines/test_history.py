@@ -7,7 +7,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import history as H
 from pipelines.options import pipeline_options
-from transforms import features as F
+from shoprec.core import registry as F
 
 S, K = F.Source, F.Kind
 REGISTRY = F.Registry(features=(
@@ -69,7 +69,7 @@ def test_history_is_strictly_before_and_the_same_for_any_bucket(bucket_s):
             REGISTRY, ("click", "purchase"), bucket_s, p | "Events" >> beam.Create(EVENTS),
             p | "Items" >> beam.Create(ITEMS))
         assert_that(out.main, equal_to([
-            dict({"user_id": u, "item_id": "i1", "timestamp": t}, **h) for u, t, h in EXPECTED]),
+            ({"user_id": u, "item_id": "i1", "timestamp": t}, h) for u, t, h in EXPECTED]),
             label="Examples")
         assert_that(out.users, equal_to(FINAL), label="Final")
 

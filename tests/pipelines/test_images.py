@@ -7,9 +7,11 @@ import apache_beam as beam
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.images import LoadItemImages, resolve, to_pixels
+from pipelines.images import LoadItemImages
 from pipelines.options import pipeline_options
-from shoprec import config as config_lib
+from shoprec.core import config as config_lib
+from shoprec.core.sections import ConfigError
+from shoprec.io.photos import to_pixels
 
 SHAPE = (4, 6, 3)  # small and non-square so a transposed layout would show
 COLOUR = (10, 200, 77)
@@ -38,19 +40,13 @@ def test_the_encoder_shape_must_be_rgb(tmp_path):
     assert config_lib.load().embed.image_shape[2] == 3
     bad = tmp_path / "grey.yaml"
     bad.write_text("embed:\n  image_shape: [32, 32, 1]\n")
-    with pytest.raises(config_lib.ConfigError, match="embed.image_shape"):
+    with pytest.raises(ConfigError, match="embed.image_shape"):
         config_lib.load(str(bad))
 
 
 def test_rejects_non_rgb_shape():
     with pytest.raises(ValueError):
         LoadItemImages("/images", (4, 4, 1))
-
-
-def test_resolve_keeps_absolute_paths_and_urls():
-    assert resolve("/root", "a/b.png") == "/root/a/b.png"
-    assert resolve("/root", "/elsewhere/b.png") == "/elsewhere/b.png"
-    assert resolve("/root", "gs://bucket/b.png") == "gs://bucket/b.png"
 
 
 def test_broken_images_dead_letter_and_get_zero_image(tmp_path):

@@ -14,18 +14,19 @@ import tensorflow as tf
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import ingest
+from pipelines import examples, ingest
 from pipelines.events import match_labels
 from pipelines.examples import decode
 from pipelines.options import pipeline_options
 from pipelines.parse import EventParser, RowError, convert
-from shoprec import dataset as ds
-from shoprec.config import Config, IngestConfig, InputsConfig
+from shoprec.core import dataset as ds
+from shoprec.core import generated_shop as shop
+from shoprec.core import registry as F
+from shoprec.core.config import Config, IngestConfig, InputsConfig
 from tests.pipelines.fixtures import write_embeddings
-from transforms import features as F
 
-R = F.DEFAULT
-DATA = ds.generated()
+R = shop.REGISTRY
+DATA = shop.dataset(shop.REGISTRY)
 WIDTH = R.embedding_feature().width
 parse_event = EventParser(DATA)
 
@@ -260,7 +261,8 @@ def test_build_examples_join_and_split_by_time():
 
     with _pipeline() as p:
         labelled = p | "Events" >> beam.Create(events) | ingest.BuildExamples(1800, 86400, R)
-        joined = labelled.main | ingest.JoinFeatures(
+        no_history = labelled.main | "NoHistory" >> beam.Map(lambda e: (e, None))
+        joined = no_history | ingest.JoinFeatures(
             p | "Items" >> beam.Create([("i1", item)]), p | "Users" >> beam.Create([("u1", user)]),
             R)
         splits = joined.main | ingest.SplitByTime(EVAL_START)
@@ -271,17 +273,17 @@ def test_build_examples_join_and_split_by_time():
                     equal_to([("events", "orphan_click", f"{T0},u2,i1,click")]), label="Dead")
 
 
-def test_attach_embeddings_joins_by_item_and_dead_letters_the_rest(tmp_path):
-    prefix = str(tmp_path / "embed" / "embeddings")
-    write_embeddings(prefix, [("i1", [0.5] * WIDTH, 1), ("i2", [0.0] * WIDTH, 0),
-                              ("i2", [0.0] * WIDTH, 0), ("i3", [1.0] * (WIDTH - 1), 1),
-                              ("i9", [1.0] * WIDTH, 1)])
+def test_attach_embeddings_joins_by_item_and_dead_letters_the_rest():
+    rows = [("i1", [0.5] * WIDTH, 1), ("i2", [0.0] * WIDTH, 0), ("i2", [0.0] * WIDTH, 0),
+            ("i3", [1.0] * (WIDTH - 1), 1), ("i9", [1.0] * WIDTH, 1)]
+    table = [examples.encode_embedding({"item_id": i, "embedding": v, "has_image": h})
+             for i, v, h in rows]
     items = [(i, {"item_id": i, "item_price": 1.0, "image_path": "x.png"})
              for i in ("i1", "i2", "i3", "i4")]
     zero = {"item_image_embedding": [0.0] * WIDTH, "item_has_image": 0}
     with _pipeline() as p:
-        out = p | beam.Create(items) | ingest.AttachEmbeddings(
-            prefix + "-*.tfrecord.gz", R.embedding_feature())
+        embeddings = p | "Embeddings" >> beam.Create(table)
+        out = p | beam.Create(items) | ingest.AttachEmbeddings(embeddings, R.embedding_feature())
         assert_that(out.main, equal_to([
             ("i1", {"item_id": "i1", "item_price": 1.0, "item_image_embedding": [0.5] * WIDTH,
                     "item_has_image": 1}),
@@ -362,7 +364,7 @@ def test_run_end_to_end_and_rerun_leaves_no_stale_shards(tmp_path):
     config = _e2e_config(tmp_path, num_shards=3)
     first = ingest.run(config, ["--direct_num_workers=1"])
     layout = config.layout
-    patterns = ingest.output_patterns(layout)
+    patterns = layout.ingest_outputs(config.splits)
     files, _ = _read_examples(patterns["train"])
     assert len(files) == 3
 

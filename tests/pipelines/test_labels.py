@@ -6,7 +6,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.labels import FunnelExamples, SampledPositives, funnel_examples, split_index
 from pipelines.options import pipeline_options
-from transforms import features as F
+from shoprec.core import registry as F
 
 S, K = F.Source, F.Kind
 CART = F.Feature("cart", S.EVENT, K.LABEL, event_type="add_to_cart")

@@ -15,16 +15,18 @@ import pytest
 import tensorflow as tf
 
 from pipelines import generate, ingest
-from shoprec import config as config_lib, dataset as ds
-from shoprec.config import parse_timestamp
-from transforms import features as F
+from shoprec.core import config as config_lib
+from shoprec.core import dataset as ds
+from shoprec.core import generated_shop
+from shoprec.core import registry as F
+from shoprec.core.timestamps import parse_timestamp
 
 S, K = F.Source, F.Kind
 INTERACTIONS = ("click", "add_to_cart", "purchase", "other")
 ORDER = {stage: i for i, stage in enumerate(ds.FUNNEL)}
 # Photos play no part in history, so the shop is ingested without its embedding.
 REGISTRY = F.Registry(tuple(
-    f for f in F.DEFAULT.features if f.kind != K.EMBEDDING and f.name != "item_has_image") + (
+    f for f in generated_shop.REGISTRY.features if f.kind != K.EMBEDDING and f.name != "item_has_image") + (
     F.Feature("hist_items", S.HISTORY, K.HISTORY, history_of="item_id", max_length=5,
               vocabulary="item_id"),
     F.Feature("hist_categories", S.HISTORY, K.HISTORY, history_of="item_category",
@@ -41,7 +43,7 @@ LABELS = [f.name for f in REGISTRY.labels()]
 def _config(run_dir):
     base = config_lib.load()
     data = dataclasses.replace(
-        ds.generated(REGISTRY), history=ds.HistorySpec(bucket_s=3600),
+        generated_shop.dataset(REGISTRY), history=ds.HistorySpec(bucket_s=3600),
         anomaly=ds.AnomalySpec(window_s=60, max_events=30),
         # Changed future clicks become orphans: the gate is not what this test checks.
         quality=ds.QualitySpec(max_bad_fraction=1.0))

@@ -6,7 +6,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import negatives as N
 from pipelines.options import pipeline_options
-from transforms import features as F
+from shoprec.core import registry as F
 
 S, K = F.Source, F.Kind
 REGISTRY = F.Registry(features=(

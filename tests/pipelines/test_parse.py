@@ -10,8 +10,10 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipelines.options import pipeline_options
 from pipelines.parse import EventParser, RowError, TableParser, check_column, to_timestamp
 from pipelines.read import ReadTable
-from shoprec import dataset as ds
-from transforms import features as F
+from shoprec.core import dataset as ds
+from shoprec.core import dataset_yaml
+from shoprec.core import generated_shop as shop
+from shoprec.core import registry as F
 
 HM_SPEC = {
     "labels": "sampled",
@@ -34,7 +36,7 @@ HM_SPEC = {
          "column": "channel", "positive_values": [2]},
     ],
 }
-HM_LIKE = ds.from_dict(HM_SPEC)
+HM_LIKE = dataset_yaml.from_dict(HM_SPEC)
 
 
 def _reason(fn, *args):
@@ -95,7 +97,7 @@ def test_text_and_hashed_columns_stay_strings_and_derived_features_read_none():
         {"name": "club_x_type", "source": "derived", "kind": "cross",
          "derived_from": ["user_club", "item_type"], "hash_buckets": 64},
     ] + HM_SPEC["features"][5:]  # no image: the items have no image_path
-    data = ds.from_dict(dict(HM_SPEC, users=users, items=items, features=features))
+    data = dataset_yaml.from_dict(dict(HM_SPEC, users=users, items=items, features=features))
     parse_users = TableParser(data, F.Source.USER)
     assert parse_users({"customer_id": "c1", "postal_code": " 2c29ae ", "club": "ACTIVE"}) == {
         "user_id": "c1", "user_postal": "2c29ae", "user_club": "ACTIVE"}
@@ -109,8 +111,8 @@ def test_text_and_hashed_columns_stay_strings_and_derived_features_read_none():
 
 
 def test_event_type_mapping_is_case_insensitive_and_strict():
-    data = dataclasses.replace(ds.generated(), events=dataclasses.replace(
-        ds.generated().events, event_types=(("PV", "click"), ("buy", "purchase"))))
+    data = dataclasses.replace(shop.dataset(shop.REGISTRY), events=dataclasses.replace(
+        shop.dataset(shop.REGISTRY).events, event_types=(("PV", "click"), ("buy", "purchase"))))
     parse = EventParser(data)
     row = {"timestamp": "5", "user_id": "u", "item_id": "i", "event_type": "pv"}
     assert parse(row)["event_type"] == "click"

@@ -11,7 +11,8 @@ import os
 import pytest
 
 from pipelines import ingest, report as report_lib
-from shoprec import config as config_lib
+from shoprec.core import config as config_lib
+from shoprec.core.timestamps import parse_timestamp
 from tests.pipelines.fixtures import write_embeddings
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -54,7 +55,7 @@ def _dead(counts):
 def test_taobao_corrupted_copy_yields_exact_dead_letters_and_passes(tmp_path):
     config = config_lib.load(os.path.join(CONFIGS, "taobao.yaml"), run_dir=str(tmp_path / "run"),
                              data_dir=str(tmp_path / "data"))
-    start, end = (config_lib.parse_timestamp(t) for t in config.data.events.time_range)
+    start, end = (parse_timestamp(t) for t in config.data.events.time_range)
     header, rows = _lines(os.path.join(DATA, "taobao", "user_behavior.csv"), limit=12000)
     base = [r for r in rows if start <= int(r.rsplit(",", 1)[1]) < end][:10000]
     assert len(base) == 10000

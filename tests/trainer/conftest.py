@@ -1,7 +1,7 @@
 """Fixtures for trainer tests: a tiny run folder featurized by the real job.
 
 Raw examples are encoded with the same code ingest uses and featurized with
-``transforms.featurize``, so the trainer is tested against the actual TFT
+``pipelines.featurize``, so the trainer is tested against the actual TFT
 output contract rather than a hand-made imitation of it.
 """
 
@@ -14,7 +14,7 @@ from tests.trainer.synthetic import NUM_EVAL, NUM_TRAIN, make_config, make_rows,
 def featurized_dir(tmp_path_factory) -> str:
     """Run folder holding raw and featurized train/eval splits (built once per session)."""
     # Imported here so tests that need no featurized data never load Beam.
-    from transforms import featurize
+    from pipelines import featurize
 
     run_dir = str(tmp_path_factory.mktemp("run"))
     config = make_config(run_dir)

@@ -15,7 +15,7 @@ import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
 import tensorflow as tf
 
-from shoprec import config as config_lib
+from shoprec.core import config as config_lib
 from trainer import train
 
 

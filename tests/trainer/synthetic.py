@@ -6,20 +6,22 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines import examples
-from shoprec import config as config_lib
-from transforms import features as F
+from shoprec.core import config as config_lib
+from shoprec.core import generated_shop as shop
+from shoprec.core import registry as F
+from shoprec.core.model_config import ModelConfig
 
 NUM_TRAIN = 192
 NUM_EVAL = 64
 
 # Small enough that a few training steps take seconds on 2 cores.
-SMALL_MODEL = config_lib.ModelConfig(bottom_units=(16,), tower_units=(8,))
+SMALL_MODEL = ModelConfig(bottom_units=(16,), tower_units=(8,))
 
 
 def make_rows(n: int, seed: int) -> list:
     """Synthetic raw rows whose labels depend on the features, so a model can learn."""
     rng = np.random.default_rng(seed)
-    width = F.DEFAULT.embedding_feature().width
+    width = shop.REGISTRY.embedding_feature().width
     rows = []
     for i in range(n):
         category = ["shoes", "hats", "socks"][rng.integers(3)]
@@ -51,11 +53,11 @@ def make_rows(n: int, seed: int) -> list:
 def write_raw(prefix: str, rows: list) -> None:
     """Writes rows as one gzip raw-example shard, as ingest would."""
     tf.io.gfile.makedirs(prefix.rsplit("/", 1)[0])
-    names = F.DEFAULT.example_names()
+    names = shop.REGISTRY.example_names()
     options = tf.io.TFRecordOptions(compression_type="GZIP")
     with tf.io.TFRecordWriter(prefix + "-00000-of-00001.tfrecord.gz", options) as writer:
         for row in rows:
-            writer.write(examples.encode(row, names, F.DEFAULT))
+            writer.write(examples.encode(row, names, shop.REGISTRY))
 
 
 def make_config(run_dir: str, **training) -> config_lib.Config:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shoprec import config as config_lib
+from shoprec.core.model_config import ModelConfig
 from trainer import architectures
 
 BRANCHES = ("click", "conversion")
@@ -14,7 +14,7 @@ X = tf.constant(np.random.default_rng(0).normal(size=(5, 7)), tf.float32)
 
 
 def _config(name, **experts):
-    base = config_lib.ModelConfig(bottom_units=(6, 3))
+    base = ModelConfig(bottom_units=(6, 3))
     return dataclasses.replace(base, architecture=name,
                                experts=dataclasses.replace(base.experts, **experts))
 

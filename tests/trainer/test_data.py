@@ -4,27 +4,28 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from shoprec import config as config_lib
+from shoprec.core import generated_shop as shop
+from shoprec.core.layout import Layout
+from shoprec.core.model_config import ModelConfig
 from tests.trainer.synthetic import NUM_EVAL
 from trainer import data
-from transforms import features as F
 
-TASKS = config_lib.ModelConfig().tasks
+TASKS = ModelConfig().tasks
 
 
 def _dataset(run_dir, split, batch, training):
-    layout = config_lib.Layout(run_dir)
+    layout = Layout(run_dir)
     spec = tft.TFTransformOutput(layout.transform_dir).transformed_feature_spec()
     return data.make_dataset(layout.transformed(split) + "-*", spec, TASKS, batch,
-                             training=training, seed=3)
+                             training=training, seed=3, registry=shop.REGISTRY)
 
 
 def test_batches_are_features_and_task_labels(featurized_dir):
     features, labels = next(iter(_dataset(featurized_dir, "train", 8, training=True)))
-    assert set(features) == {f.name for f in F.DEFAULT.inputs()}
+    assert set(features) == {f.name for f in shop.REGISTRY.inputs()}
     assert set(labels) == {"click", "conversion"}
     assert features["user_id"].dtype == tf.int64 and features["user_id"].shape == [8]
-    assert features["item_image_embedding"].shape == [8, F.DEFAULT.embedding_feature().width]
+    assert features["item_image_embedding"].shape == [8, shop.REGISTRY.embedding_feature().width]
     assert labels["click"].dtype == tf.float32 and labels["click"].shape == [8]
 
 
@@ -45,6 +46,7 @@ def test_training_drops_the_partial_batch_and_is_seeded(featurized_dir):
 
 def test_missing_inputs_fail_clearly(tmp_path, featurized_dir):
     with pytest.raises(FileNotFoundError, match="featurize"):
-        data.make_dataset(str(tmp_path / "none") + "-*", {}, TASKS, 8, training=False)
+        data.make_dataset(str(tmp_path / "none") + "-*", {}, TASKS, 8, training=False,
+                          registry=shop.REGISTRY)
     with pytest.raises(KeyError, match="item_image_embedding"):
-        data.parse_spec({"click": None, "conversion": None}, TASKS)
+        data.parse_spec({"click": None, "conversion": None}, TASKS, shop.REGISTRY)

@@ -5,8 +5,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from shoprec import config as config_lib
-from shoprec.config import TaskConfig
+from shoprec.core import generated_shop as shop
+from shoprec.core.layout import Layout
+from shoprec.core.model_config import TaskConfig
 from tests.trainer.synthetic import NUM_TRAIN
 from trainer import data
 
@@ -14,7 +15,7 @@ CVR = (TaskConfig("cvr", "conversion", condition="click"),)
 
 
 def _spec(run_dir):
-    layout = config_lib.Layout(run_dir)
+    layout = Layout(run_dir)
     return layout, tft.TFTransformOutput(layout.transform_dir).transformed_feature_spec()
 
 
@@ -32,7 +33,8 @@ def test_keep_if_trains_on_clicked_examples_only(featurized_dir):
     pattern = layout.transformed("train") + "-*"
     clicked = data.scan_column(pattern, spec, "item_id", keep_if="click").size
     batches = list(data.make_dataset(pattern, spec, CVR, 8, training=True, seed=1,
-                                     extra_labels=("click",), keep_if="click"))
+                                     registry=shop.REGISTRY, extra_labels=("click",),
+                                     keep_if="click"))
     assert len(batches) == clicked // 8
     for features, labels in batches:
         assert set(labels) == {"cvr", "click"} and "click" not in features
@@ -42,11 +44,12 @@ def test_keep_if_trains_on_clicked_examples_only(featurized_dir):
 def test_a_label_that_is_an_input_stays_an_input():
     parsed = {"item_category": tf.constant([2]), "click": tf.constant([1.0])}
     tasks = (TaskConfig("category", "item_category", type="multiclass"),)
-    features, labels = data.split_labels(parsed, tasks, extra_labels=("click",))
+    features, labels = data.split_labels(parsed, tasks, shop.REGISTRY, extra_labels=("click",))
     assert set(features) == {"item_category"} and set(labels) == {"category", "click"}
 
 
 def test_an_extra_label_may_not_shadow_a_task():
     parsed = {"click": tf.constant([1.0]), "conversion": tf.constant([0.0])}
     with pytest.raises(ValueError, match="clashes"):
-        data.split_labels(parsed, (TaskConfig("click", "conversion"),), extra_labels=("click",))
+        data.split_labels(parsed, (TaskConfig("click", "conversion"),), shop.REGISTRY,
+                          extra_labels=("click",))

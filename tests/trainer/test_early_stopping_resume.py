@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shoprec.config import EarlyStoppingConfig, Layout
+from shoprec.core.layout import Layout
+from shoprec.core.model_config import EarlyStoppingConfig
 from trainer import callbacks, checkpoints, train
 
 # Best at epoch 1; epochs 2, 3, 4 do not improve: patience 3 stops at epoch 4.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shoprec.config import ModelConfig, RetrievalConfig, TaskConfig
+from shoprec.core.model_config import ModelConfig, RetrievalConfig, TaskConfig
 from trainer import evaluation, metrics
 
 X = np.array([-2.0, -1.0, 1.0, 3.0, 0.0, 2.0], np.float32)

@@ -6,30 +6,32 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from pipelines import examples
-from shoprec import config as config_lib
+from shoprec.core import generated_shop as shop
+from shoprec.core.layout import Layout
 from tests.trainer.synthetic import NUM_EVAL, SMALL_MODEL, make_rows
 from trainer import data, export, model as model_lib
-from transforms import features as F
 
 TASKS = SMALL_MODEL.tasks
 
 
 def test_raw_and_transformed_paths_agree(featurized_dir, tmp_path):
-    layout = config_lib.Layout(featurized_dir)
+    layout = Layout(featurized_dir)
     tft_output = tft.TFTransformOutput(layout.transform_dir)
     tf.keras.utils.set_random_seed(11)
-    model = model_lib.build_model(SMALL_MODEL, tft_output, 16)
+    model = model_lib.build_model(SMALL_MODEL, tft_output, 16, registry=shop.REGISTRY)
     # A few steps move the outputs away from their near-0.5 initial values.
     model.compile(optimizer=tf.keras.optimizers.Adam(0.05))
     model.fit(data.make_dataset(layout.transformed("train") + "-*",
                                 tft_output.transformed_feature_spec(), TASKS, 16, training=True,
-                                seed=1),
+                                seed=1, registry=shop.REGISTRY),
               epochs=1, verbose=0)
-    export_dir = export.export(model, tft_output, [t.name for t in TASKS], str(tmp_path / "model"))
+    export_dir = export.export(model, tft_output, [t.name for t in TASKS], str(tmp_path / "model"),
+                               registry=shop.REGISTRY)
 
     # Transformed eval rows as featurize wrote them, through the model itself.
     dataset = data.make_dataset(layout.transformed("eval") + "-*",
-                                tft_output.transformed_feature_spec(), TASKS, 16, training=False)
+                                tft_output.transformed_feature_spec(), TASKS, 16, training=False,
+                                registry=shop.REGISTRY)
     direct = {t.name: [] for t in TASKS}
     prices = []
     for features, _ in dataset:
@@ -40,7 +42,7 @@ def test_raw_and_transformed_paths_agree(featurized_dir, tmp_path):
 
     # The same rows as raw examples without labels, through the signature.
     rows = make_rows(NUM_EVAL, seed=2)  # what the fixture wrote as raw eval examples
-    raw = [examples.encode(r, F.DEFAULT.example_names(include_labels=False), F.DEFAULT) for r in rows]
+    raw = [examples.encode(r, shop.REGISTRY.example_names(include_labels=False), shop.REGISTRY) for r in rows]
     serve = tf.saved_model.load(export_dir).signatures[export.SIGNATURE]
     served = serve(examples=tf.constant(raw))
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shoprec.config import TaskConfig
+from shoprec.core.model_config import TaskConfig
 from trainer import heads
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from shoprec.io import encoder_metadata
 from trainer import image_encoder as E
 
 HM_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "hm")
@@ -68,7 +69,7 @@ def test_export_load_roundtrip_gives_identical_embeddings(trained, tmp_path):
     names = [n.decode() for n in predicted["colour"].numpy()]
     assert np.mean([n == ["red", "green", "blue"][y] for n, y in zip(names, labels[:20])]) >= 0.9
 
-    metadata = E.read_metadata(export_dir)
+    metadata = encoder_metadata.read(export_dir)
     assert metadata["image_shape"] == [8, 8, 3]
     assert metadata["embedding_dim"] == SMALL.embedding_dim
     assert metadata["classes"]["green"] == ["no", "yes"]
@@ -95,8 +96,10 @@ def test_load_catalogue_skips_bad_photos_and_merges_rare_classes(tmp_path):
     cat = E.load_catalogue(str(tmp_path / "items.csv"), str(tmp_path), ["colour"], (4, 4, 3),
                            min_class_count=2)
     assert cat.ids.tolist() == ["i0", "i1", "i2", "i3", "i4"]
-    assert sorted(r for _, r in cat.skipped) == ["InvalidArgumentError", "NotFoundError",
-                                                 "no image path"]
+    # The embed job's dead-letter reasons (shoprec.io.photos): a corrupt file, a
+    # path with no file, and an item with no path.
+    assert sorted(r for _, r in cat.skipped) == ["corrupt_image", "missing_image",
+                                                 "missing_image"]
     assert cat.images.shape == (5, 4, 4, 3) and cat.images.dtype == np.float32
     np.testing.assert_allclose(cat.images[0, 0, 0], np.array([200, 30, 30]) / 255, atol=1e-6)
     # blue (1 item with a usable photo) and teal (1) fall under (other).

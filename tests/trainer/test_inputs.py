@@ -18,10 +18,10 @@ import tensorflow_transform.beam as tft_beam
 from apache_beam.testing.test_pipeline import TestPipeline
 
 from pipelines import examples
-from shoprec.config import ModelConfig
+from shoprec.core import registry as F
+from shoprec.core.model_config import ModelConfig
 from tests.transforms import test_indexed_features as indexed
 from trainer import inputs
-from transforms import features as F
 from transforms.preprocessing import preprocessing_fn
 
 S, K = F.Source, F.Kind
@@ -61,7 +61,7 @@ def test_each_new_kind_is_its_own_embedding_and_text_is_mean_pooled():
                                                (tables["desc"][0] + tables["desc"][2]) / 2],
                                rtol=1e-6)
     assert encoder(features).shape == [2, 2 + 2 + 3 + 1 + 2 + 2 + 2]
-    dummy = inputs.dummy_features(2, SMALL)
+    dummy = inputs.dummy_features(SMALL, 2)
     assert dummy["desc"].numpy().tolist() == [[-1, -1, -1]] * 2
     assert dummy["pair"].dtype == tf.int64 and dummy["pair"].shape == [2]
 

@@ -27,6 +27,15 @@ def test_auc_ties_count_one_half():
     assert metrics.auc([0, 0, 1, 1], [0.2, 0.5, 0.5, 0.9]) == pytest.approx(3.5 / 4)
 
 
+def test_auc_matches_pairwise_count():
+    rng = np.random.default_rng(0)
+    labels = rng.random(300) < 0.3
+    scores = rng.integers(0, 20, 300).astype(float)  # many ties
+    pos, neg = scores[labels], scores[~labels]
+    pairs = (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
+    assert metrics.auc(labels, scores) == pytest.approx(pairs)
+
+
 def test_auc_is_nan_with_one_class():
     assert math.isnan(metrics.auc([1, 1, 1], [0.1, 0.2, 0.3]))
     assert math.isnan(metrics.auc([0, 0], [0.1, 0.2]))

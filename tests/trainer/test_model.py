@@ -7,26 +7,30 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from shoprec import config as config_lib
+from shoprec.core import generated_shop as shop
+from shoprec.core.layout import Layout
+from shoprec.core.model_config import TaskConfig
 from tests.trainer.synthetic import SMALL_MODEL
 from trainer import data, model as model_lib, strategy as strategy_lib
+from trainer import inputs as inputs_lib
 
 TASKS = SMALL_MODEL.tasks
 PER_REPLICA = 8
 
 
 def _inputs(run_dir, global_batch, repeat=False):
-    layout = config_lib.Layout(run_dir)
+    layout = Layout(run_dir)
     tft_output = tft.TFTransformOutput(layout.transform_dir)
     dataset = data.make_dataset(layout.transformed("train") + "-*",
                                 tft_output.transformed_feature_spec(), TASKS, global_batch,
-                                training=True, seed=5, repeat=repeat)
+                                training=True, seed=5, repeat=repeat,
+                                registry=shop.REGISTRY)
     return tft_output, dataset
 
 
 def test_call_returns_one_logit_per_task(featurized_dir):
     tft_output, dataset = _inputs(featurized_dir, 6)
-    model = model_lib.build_model(SMALL_MODEL, tft_output, 6)
+    model = model_lib.build_model(SMALL_MODEL, tft_output, 6, registry=shop.REGISTRY)
     features, _ = next(iter(dataset))
     logits = model(features)
     assert set(logits) == {"click", "conversion"}
@@ -35,7 +39,7 @@ def test_call_returns_one_logit_per_task(featurized_dir):
 
 def test_embedding_tables_cover_vocabulary_and_oov(featurized_dir):
     tft_output, _ = _inputs(featurized_dir, 6)
-    sizes = model_lib.vocab_sizes(tft_output)
+    sizes = inputs_lib.vocab_sizes(tft_output, shop.REGISTRY)
     # 20 synthetic users, all seen in 192 training rows, plus 16 OOV buckets.
     assert sizes["user_id"] == 20 + 16
     assert sizes["item_brand"] == 5 + 4
@@ -49,8 +53,8 @@ def test_mirrored_loss_equals_single_device_loss(featurized_dir):
     tft_output, dataset = _inputs(featurized_dir, global_batch)
     batch = next(iter(dataset))
     with mirrored.scope():
-        distributed = model_lib.build_model(SMALL_MODEL, tft_output, global_batch)
-    single = model_lib.build_model(SMALL_MODEL, tft_output, global_batch)
+        distributed = model_lib.build_model(SMALL_MODEL, tft_output, global_batch, registry=shop.REGISTRY)
+    single = model_lib.build_model(SMALL_MODEL, tft_output, global_batch, registry=shop.REGISTRY)
     single.set_weights(distributed.get_weights())
 
     per_replica = mirrored.run(
@@ -69,7 +73,7 @@ def test_mirrored_training_over_two_replicas(featurized_dir):
     assert next(iter(dataset))[1]["click"].shape == [global_batch]
     tf.keras.utils.set_random_seed(1)
     with mirrored.scope():
-        model = model_lib.build_model(SMALL_MODEL, tft_output, global_batch)
+        model = model_lib.build_model(SMALL_MODEL, tft_output, global_batch, registry=shop.REGISTRY)
         model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
     before = [w.copy() for w in model.get_weights()]
     history = model.fit(dataset, epochs=3, steps_per_epoch=4, verbose=0)
@@ -84,9 +88,9 @@ def test_mirrored_training_over_two_replicas(featurized_dir):
 def test_task_weights_scale_the_total_loss(featurized_dir):
     tft_output, dataset = _inputs(featurized_dir, 8)
     batch = next(iter(dataset))
-    tasks = (config_lib.TaskConfig("click", "click", 1.0),
-             config_lib.TaskConfig("conversion", "conversion", 0.0))
-    weighted = model_lib.build_model(dataclasses.replace(SMALL_MODEL, tasks=tasks), tft_output, 8)
+    tasks = (TaskConfig("click", "click", 1.0),
+             TaskConfig("conversion", "conversion", 0.0))
+    weighted = model_lib.build_model(dataclasses.replace(SMALL_MODEL, tasks=tasks), tft_output, 8, registry=shop.REGISTRY)
     click_only = weighted.compute_loss(batch)
     assert click_only.numpy() == pytest.approx(weighted.loss_trackers["click"].result().numpy(),
                                                rel=1e-5)
@@ -94,10 +98,10 @@ def test_task_weights_scale_the_total_loss(featurized_dir):
 
 def test_config_round_trip_and_reserved_task_names(featurized_dir):
     tft_output, _ = _inputs(featurized_dir, 6)
-    model = model_lib.build_model(SMALL_MODEL, tft_output, 6)
+    model = model_lib.build_model(SMALL_MODEL, tft_output, 6, registry=shop.REGISTRY)
     rebuilt = model_lib.MultiTaskModel.from_config(model.get_config())
     assert rebuilt.task_names == ("click", "conversion")
     with pytest.raises(ValueError, match="reserved"):
         model_lib.MultiTaskModel(
-            dataclasses.replace(SMALL_MODEL, tasks=(config_lib.TaskConfig("loss", "click"),)),
-            model_lib.vocab_sizes(tft_output), 6)
+            dataclasses.replace(SMALL_MODEL, tasks=(TaskConfig("loss", "click"),)),
+            inputs_lib.vocab_sizes(tft_output, shop.REGISTRY), 6, shop.REGISTRY)

@@ -8,10 +8,12 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from shoprec import config as config_lib
-from shoprec.config import ExpertsConfig, RetrievalConfig, TaskConfig
+from shoprec.core import generated_shop as shop
+from shoprec.core.layout import Layout
+from shoprec.core.model_config import ExpertsConfig, RetrievalConfig, TaskConfig
 from tests.trainer.synthetic import SMALL_MODEL
 from trainer import data, evaluation, model as model_lib, strategy as strategy_lib
+from trainer import inputs as inputs_lib
 
 BATCH = 16
 SMALL_EXPERTS = ExpertsConfig(num_experts=3, units=(8,), shared_experts=1, task_experts=1,
@@ -23,12 +25,12 @@ def _model_config(**changes):
 
 
 def _batch(run_dir, model_config, batch=BATCH, repeat=False):
-    layout = config_lib.Layout(run_dir)
+    layout = Layout(run_dir)
     tft_output = tft.TFTransformOutput(layout.transform_dir)
     dataset = data.make_dataset(layout.transformed("train") + "-*",
                                 tft_output.transformed_feature_spec(), model_config.tasks, batch,
                                 training=True, seed=5, repeat=repeat,
-                                extra_labels=evaluation.label_columns(model_config))
+                                registry=shop.REGISTRY, extra_labels=evaluation.label_columns(model_config))
     return tft_output, dataset
 
 
@@ -42,7 +44,7 @@ def test_every_architecture_trains(featurized_dir, architecture):
     model_config = _model_config(architecture=architecture)
     tft_output, dataset = _batch(featurized_dir, model_config, repeat=True)
     tf.keras.utils.set_random_seed(2)
-    model = model_lib.build_model(model_config, tft_output, BATCH)
+    model = model_lib.build_model(model_config, tft_output, BATCH, registry=shop.REGISTRY)
     model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
     history = model.fit(dataset, epochs=2, steps_per_epoch=4, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
@@ -55,7 +57,7 @@ def test_every_architecture_trains(featurized_dir, architecture):
 def test_esmm_ctcvr_is_the_product_and_its_losses_cover_every_impression(featurized_dir):
     model_config = _model_config(architecture="esmm")
     tft_output, dataset = _batch(featurized_dir, model_config)
-    model = model_lib.build_model(model_config, tft_output, BATCH)
+    model = model_lib.build_model(model_config, tft_output, BATCH, registry=shop.REGISTRY)
     features, labels = next(iter(dataset))
     predictions = {k: v.numpy() for k, v in model.predictions(features).items()}
     np.testing.assert_array_equal(predictions["conversion"],
@@ -73,7 +75,7 @@ def test_a_conditioned_task_learns_only_from_its_condition(featurized_dir):
     tasks = (TaskConfig("cvr", "conversion", condition="click"),)
     model_config = _model_config(tasks=tasks)
     tft_output, dataset = _batch(featurized_dir, model_config)
-    model = model_lib.build_model(model_config, tft_output, BATCH)
+    model = model_lib.build_model(model_config, tft_output, BATCH, registry=shop.REGISTRY)
     features, labels = next(iter(dataset))
     assert set(labels) == {"cvr", "click"}
     clicked = labels["click"].numpy() > 0.5
@@ -90,7 +92,7 @@ def test_multiclass_and_regression_tasks(featurized_dir):
              TaskConfig("price", "item_price", type="regression", weight=0.1))
     model_config = _model_config(tasks=tasks, architecture="mmoe")
     tft_output, dataset = _batch(featurized_dir, model_config, repeat=True)
-    model = model_lib.build_model(model_config, tft_output, BATCH)
+    model = model_lib.build_model(model_config, tft_output, BATCH, registry=shop.REGISTRY)
     model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
     history = model.fit(dataset, epochs=1, steps_per_epoch=3, verbose=0)
     assert {"category_loss", "price_loss"} <= set(history.history)
@@ -98,7 +100,7 @@ def test_multiclass_and_regression_tasks(featurized_dir):
     # The label is also an input: it stays among the features.
     assert "item_category" in features and labels["category"].dtype == tf.int64
     predictions = model.predictions(features)
-    classes = model_lib.vocab_sizes(tft_output)["item_category"]  # 3 categories + 1 OOV
+    classes = inputs_lib.vocab_sizes(tft_output, shop.REGISTRY)["item_category"]  # 3 categories + 1 OOV
     assert predictions["category"].shape == [BATCH, classes] == [BATCH, 4]
     np.testing.assert_allclose(predictions["category"].numpy().sum(axis=1), 1.0, rtol=1e-5)
     assert predictions["price"].shape == [BATCH]
@@ -111,7 +113,7 @@ def test_retrieval_trains_jointly_under_mirrored_strategy(featurized_dir):
         enabled=True, embedding_dim=4, tower_units=(8,), recall_at=(5,)))
     tft_output, dataset = _batch(featurized_dir, model_config, batch=global_batch, repeat=True)
     with mirrored.scope():
-        model = model_lib.build_model(model_config, tft_output, global_batch)
+        model = model_lib.build_model(model_config, tft_output, global_batch, registry=shop.REGISTRY)
         model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
     history = model.fit(dataset, epochs=2, steps_per_epoch=3, verbose=0)
     assert np.all(np.isfinite(history.history["retrieval_loss"]))
@@ -127,9 +129,9 @@ def test_retrieval_trains_jointly_under_mirrored_strategy(featurized_dir):
 def test_config_round_trip_keeps_architecture_and_retrieval(featurized_dir):
     model_config = _model_config(architecture="ple", retrieval=RetrievalConfig(enabled=True))
     tft_output, _ = _batch(featurized_dir, model_config)
-    model = model_lib.build_model(model_config, tft_output, BATCH)
+    model = model_lib.build_model(model_config, tft_output, BATCH, registry=shop.REGISTRY)
     rebuilt = model_lib.MultiTaskModel.from_config(model.get_config())
     assert rebuilt.get_config() == model.get_config()
     assert rebuilt.retrieval is not None
     with pytest.raises(ValueError, match="no retrieval"):
-        model_lib.build_model(SMALL_MODEL, tft_output, BATCH).user_embedding({})
+        model_lib.build_model(SMALL_MODEL, tft_output, BATCH, registry=shop.REGISTRY).user_embedding({})

@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from shoprec import config as config_lib
+from shoprec.core.layout import Layout
 from tests.trainer import cluster
 from tests.trainer.synthetic import NUM_TRAIN, make_config
 from trainer import checkpoints
@@ -26,7 +26,7 @@ JOB_TIMEOUT_S = 240
 @pytest.fixture
 def run_dir(featurized_dir, tmp_path):
     """A private run folder holding a copy of the shared featurize output."""
-    layout = config_lib.Layout(str(tmp_path / "run"))
+    layout = Layout(str(tmp_path / "run"))
     shutil.copytree(os.path.join(featurized_dir, "featurize"), layout.featurize_dir)
     return layout.run_dir
 
@@ -51,7 +51,7 @@ def test_two_workers_train_and_only_the_chief_writes(run_dir, tmp_path):
     codes, logs = _run_job([cluster.train_command(config_path)] * WORKERS, tmp_path, "mw")
     assert codes == [0, 0], logs
 
-    layout = config_lib.Layout(run_dir)
+    layout = Layout(run_dir)
     with open(layout.metrics_file) as f:
         result = json.load(f)
     record = result["training"]
@@ -76,7 +76,7 @@ def test_two_workers_train_and_only_the_chief_writes(run_dir, tmp_path):
 def test_a_killed_worker_resumes_from_the_backup(run_dir, tmp_path):
     epochs, kill_epoch, kill_batch = 3, 1, 2
     config_path = _config(run_dir, tmp_path, epochs=epochs)
-    layout = config_lib.Layout(run_dir)
+    layout = Layout(run_dir)
     progress = str(tmp_path / "progress.json")
     faulty = [cluster.sys.executable, "-m", "tests.trainer.faulty_worker",
               "--config", config_path, "--kill_epoch", str(kill_epoch),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from shoprec.config import RetrievalConfig
+from shoprec.core.model_config import RetrievalConfig
 from trainer import retrieval
 
 TEMPERATURE = 0.5

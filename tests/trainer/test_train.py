@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 
 from pipelines import examples
+from shoprec.core import generated_shop as shop
 from tests.trainer.synthetic import NUM_EVAL, NUM_TRAIN, make_config, make_rows
 from trainer import export, train
-from transforms import features as F
 
 PER_REPLICA = 16
 EPOCHS = 2
@@ -70,7 +70,7 @@ def test_exported_signature_scores_raw_examples(trained):
 
     rows = make_rows(5, seed=9)
     rows[0]["user_id"] = "never-seen-user"  # out of vocabulary still scores
-    raw = [examples.encode(r, F.DEFAULT.example_names(include_labels=False), F.DEFAULT) for r in rows]
+    raw = [examples.encode(r, shop.REGISTRY.example_names(include_labels=False), shop.REGISTRY) for r in rows]
     out = serve(examples=tf.constant(raw))
     for name in ("p_click", "p_conversion"):
         values = out[name].numpy()

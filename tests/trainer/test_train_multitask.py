@@ -11,10 +11,12 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from pipelines import examples
-from shoprec.config import EarlyStoppingConfig, ExpertsConfig, RetrievalConfig, TaskConfig
+from shoprec.core import generated_shop as shop
+from shoprec.core import registry as F
+from shoprec.core.model_config import (EarlyStoppingConfig, ExpertsConfig, RetrievalConfig,
+                                       TaskConfig)
 from tests.trainer.synthetic import NUM_EVAL, make_config, make_rows
 from trainer import data, export, metrics, train
-from transforms import features as F
 
 RECALL_AT = (3, 10)
 
@@ -69,7 +71,7 @@ def test_serving_signature_returns_every_output(joint):
     config, _ = joint
     serve = tf.saved_model.load(config.layout.model_dir).signatures[export.SIGNATURE]
     rows = make_rows(6, seed=4)
-    raw = [examples.encode(r, F.DEFAULT.example_names(include_labels=False), F.DEFAULT)
+    raw = [examples.encode(r, shop.REGISTRY.example_names(include_labels=False), shop.REGISTRY)
            for r in rows]
     out = {k: v.numpy() for k, v in serve(examples=tf.constant(raw)).items()}
     assert set(out) == {"p_click", "p_conversion", "p_cvr", "p_category"}
@@ -87,7 +89,7 @@ def _eval_rows_in_evaluation_order(config):
     tft_output = tft.TFTransformOutput(config.layout.transform_dir)
     dataset = data.make_dataset(config.layout.transformed("eval") + "-*",
                                 tft_output.transformed_feature_spec(), config.model.tasks, 32,
-                                training=False)
+                                training=False, registry=config.registry)
     prices, item_index = [], []
     for features, _ in dataset:
         prices.append(features["item_price"].numpy())
@@ -103,7 +105,7 @@ def test_embedding_signatures_reproduce_recall(joint):
     config, _ = joint
     loaded = tf.saved_model.load(config.layout.model_dir)
     rows, item_index = _eval_rows_in_evaluation_order(config)
-    registry = F.DEFAULT
+    registry = shop.REGISTRY
     # The catalogue as evaluation builds it: each item's first row, by item index.
     ids, first = np.unique(item_index, return_index=True)
     # Each signature needs only its side's raw features.

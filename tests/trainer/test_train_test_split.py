@@ -15,10 +15,10 @@ import pytest
 import tensorflow as tf
 
 from pipelines import examples
-from shoprec.config import RetrievalConfig
+from shoprec.core import generated_shop as shop
+from shoprec.core.model_config import RetrievalConfig
 from tests.trainer.synthetic import NUM_EVAL, NUM_TRAIN, make_config, make_rows, write_raw
 from trainer import evaluation, export, train
-from transforms import features as F
 
 NUM_TEST = 48
 TEST_START = "2026-11-20T00:00:00Z"  # after the default eval_start; featurize only needs it set
@@ -35,10 +35,10 @@ def _config(run_dir):
 @pytest.fixture(scope="module")
 def split_run(tmp_path_factory):
     """(config, result) of a run whose featurize output has train, eval and test."""
-    from transforms import featurize
+    from pipelines import featurize
 
     config = _config(str(tmp_path_factory.mktemp("split")))
-    assert featurize.splits(config) == ("train", "eval", "test")
+    assert config.splits == ("train", "eval", "test")
     write_raw(config.layout.examples("train"), make_rows(NUM_TRAIN, seed=1))
     write_raw(config.layout.examples("eval"), make_rows(NUM_EVAL, seed=2))
     write_raw(config.layout.examples("test"), make_rows(NUM_TEST, seed=3))
@@ -72,7 +72,7 @@ def test_test_metrics_match_the_exported_model_on_the_raw_test_rows(split_run):
     config, result = split_run
     rows = make_rows(NUM_TEST, seed=3)  # the raw test rows the fixture featurized
     serve = tf.saved_model.load(config.layout.model_dir).signatures[export.SIGNATURE]
-    raw = [examples.encode(r, F.DEFAULT.example_names(include_labels=False), F.DEFAULT)
+    raw = [examples.encode(r, shop.REGISTRY.example_names(include_labels=False), shop.REGISTRY)
            for r in rows]
     served = {k: v.numpy() for k, v in serve(examples=tf.constant(raw)).items()}
     users = np.unique([r["user_id"] for r in rows], return_inverse=True)[1]

@@ -2,8 +2,8 @@
 
 import numpy as np
 
+from shoprec.core import registry as F
 from tests.transforms.tft_harness import check_transformed
-from transforms import features as F
 
 S, K = F.Source, F.Kind
 REGISTRY = F.Registry((

@@ -8,8 +8,8 @@ the tests check the wiring, the caps and the empty values, not the hash.
 
 import tensorflow as tf
 
+from shoprec.core import registry as F
 from tests.transforms.tft_harness import check_transformed
-from transforms import features as F
 
 S, K = F.Source, F.Kind
 POSTAL_BUCKETS = 1 << 20  # wide, so a wrong string would not land on the expected bucket

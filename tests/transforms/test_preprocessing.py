@@ -5,10 +5,10 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from shoprec.core import generated_shop as shop
 from tests.transforms.tft_harness import check_transformed
-from transforms import features as F
 
-R = F.DEFAULT
+R = shop.REGISTRY
 
 WIDTH = R.embedding_feature().width
 

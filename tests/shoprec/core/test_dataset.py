@@ -5,10 +5,13 @@ import os
 import pytest
 import yaml
 
-from shoprec import config as config_lib, dataset as ds
-from transforms import features as F
+from shoprec.core import config as config_lib
+from shoprec.core import dataset_yaml
+from shoprec.core import generated_shop as shop
+from shoprec.core import registry as F
+from shoprec.core.sections import ConfigError
 
-CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "shoprec", "configs")
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shoprec", "configs")
 
 MINIMAL = {
     "labels": "funnel",
@@ -28,7 +31,7 @@ MINIMAL = {
 
 
 def test_minimal_description_parses_into_a_registry():
-    data = ds.from_dict(MINIMAL)
+    data = dataset_yaml.from_dict(MINIMAL)
     assert data.funnel_of == {"view": "click", "buy": "purchase"}
     assert data.events.column("t").format == "unix_ms"
     assert data.event_columns_kept() == ("cat",)
@@ -56,13 +59,13 @@ def test_minimal_description_parses_into_a_registry():
 ])
 def test_misfits_are_named(change, message):
     with pytest.raises(ValueError, match=message):
-        ds.from_dict(dict(MINIMAL, **change))
+        dataset_yaml.from_dict(dict(MINIMAL, **change))
 
 
 def test_derived_features_parse_from_yaml_lists_and_read_no_column():
     cross = {"name": "user_x_category", "source": "derived", "kind": "cross",
              "derived_from": ["user_id", "item_category"], "hash_buckets": 64}
-    data = ds.from_dict(dict(MINIMAL, features=MINIMAL["features"] + [cross]))
+    data = dataset_yaml.from_dict(dict(MINIMAL, features=MINIMAL["features"] + [cross]))
     feature = data.registry["user_x_category"]
     assert feature.derived_from == ("user_id", "item_category") and feature.index_size == 64
     assert data.event_columns_kept() == ("cat",)  # no column read for the cross
@@ -85,18 +88,9 @@ def test_hm_declares_text_hashed_cross_and_bucketized_features(tmp_path):
     assert not {"user_age_bucket", "user_club_x_index_group"} & set(R.example_names())
 
 
-def test_image_path_patterns():
-    row = {"article_id": "0108775015", "path": " a/b.jpg "}
-    assert ds.image_path("images/{article_id[:3]}/{article_id}.jpg", row) == (
-        "images/010/0108775015.jpg")
-    assert ds.image_path("{article_id[-3:]}", row) == "015"
-    assert ds.image_path("path", row) == "a/b.jpg"
-    assert ds.pattern_columns("x/{a}/{b[:2]}") == ("a", "b")
-
-
 def test_generated_description_matches_the_default_registry():
-    data = ds.generated()
-    assert data.registry == F.DEFAULT
+    data = shop.dataset(shop.REGISTRY)
+    assert data.registry == shop.REGISTRY
     assert [c.name for c in data.items.columns] == [
         "item_id", "category", "brand", "colour", "price", "image_path"]
 
@@ -124,5 +118,5 @@ def test_relative_data_dir_resolves_against_the_run_folder():
 def test_config_rejects_tasks_naming_labels_the_data_set_lacks(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"dataset": MINIMAL}))
-    with pytest.raises(config_lib.ConfigError, match="registry labels are \\['buy'\\]"):
+    with pytest.raises(ConfigError, match="registry labels are \\['buy'\\]"):
         config_lib.load(str(bad))

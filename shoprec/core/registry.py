@@ -5,9 +5,9 @@ it, the trainer builds its inputs and heads from it, and scoring builds raw
 examples from it; a DERIVED feature (a cross, a bucketized numeric) has no raw
 value and exists only from ``preprocessing_fn`` on. Every stage receives the
 registry it works with (a run's is ``config.registry``); nothing keeps a
-parallel list. :data:`DEFAULT` is the generated shop's registry, used when a
-config declares no data set features; a real data set declares its own in YAML
-(see ``shoprec.dataset``).
+parallel list, and no function falls back to a registry of its own: the
+generated shop's is ``shoprec.core.generated_shop.REGISTRY``, and a real data
+set declares its own in YAML (see ``shoprec.core.dataset``).
 """
 
 from __future__ import annotations
@@ -373,33 +373,3 @@ def feature_from_dict(data: Dict[str, Any]) -> Feature:
 
 def names(features: Iterable[Feature]) -> Tuple[str, ...]:
     return tuple(f.name for f in features)
-
-
-# Width of the item photo embedding: the packaged image encoder's output.
-IMAGE_EMBEDDING_WIDTH = 32
-
-DEFAULT = Registry(features=(
-    Feature("user_id", Source.EVENT, Kind.ID, oov_buckets=16, embedding_dim=16),
-    Feature("item_id", Source.EVENT, Kind.ID, oov_buckets=16, embedding_dim=16),
-    Feature("user_age", Source.USER, Kind.NUMERIC, column="age", min_value=0, max_value=120,
-            required=False, default=35.0),
-    Feature("user_region", Source.USER, Kind.CATEGORICAL, column="region", required=False,
-            default="unknown"),
-    Feature("user_membership", Source.USER, Kind.CATEGORICAL, column="membership",
-            required=False, default="none"),
-    Feature("item_category", Source.ITEM, Kind.CATEGORICAL, column="category"),
-    Feature("item_brand", Source.ITEM, Kind.CATEGORICAL, column="brand", oov_buckets=4),
-    Feature("item_colour", Source.ITEM, Kind.CATEGORICAL, column="colour"),
-    Feature("item_price", Source.ITEM, Kind.NUMERIC, column="price", min_value=0.0,
-            max_value=1e6, log=True),
-    Feature("item_image_embedding", Source.ITEM, Kind.EMBEDDING, width=IMAGE_EMBEDDING_WIDTH),
-    Feature("item_has_image", Source.ITEM, Kind.FLAG),
-    # The generator's tastes depend on age group (edges 30, 45, 60) and on
-    # region x category: these hand the model both directly.
-    Feature("user_age_bucket", Source.DERIVED, Kind.BUCKETIZED, derived_from=("user_age",),
-            boundaries=(30.0, 45.0, 60.0), embedding_dim=4),
-    Feature("user_region_x_item_category", Source.DERIVED, Kind.CROSS,
-            derived_from=("user_region", "item_category"), hash_buckets=512, embedding_dim=4),
-    Feature("click", Source.EVENT, Kind.LABEL, event_type="click"),
-    Feature("conversion", Source.EVENT, Kind.LABEL, event_type="purchase"),
-))

@@ -1,4 +1,4 @@
-"""Featurize job: analyse the train split with TFT, transform both splits.
+"""Featurize job: analyse the train split with TFT, transform every split.
 
 Reads ingest's raw example shards through TFXIO (record batches, not instance
 dicts), analyses ``preprocessing_fn`` on train only, writes the transform graph
@@ -9,12 +9,11 @@ gzip TFRecords with that schema beside them (``examples/schema.pbtxt``).
 from __future__ import annotations
 
 import functools
-import json
 import os
 import tempfile
 import time
 import zlib
-from typing import Optional, Sequence
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 import tensorflow as tf
@@ -23,18 +22,11 @@ from tensorflow_transform.tf_metadata import schema_utils
 from tfx_bsl.public import tfxio
 
 from pipelines import dead_letter, options as beam_options
-from shoprec.config import Config
-from transforms import features as F
+from shoprec.core import registry as F
+from shoprec.core.config import Config
+from shoprec.core.layout import SCHEMA_FILE, TFRECORD_SUFFIX
+from shoprec.io.outputs import clear, write_report
 from transforms.preprocessing import preprocessing_fn
-
-SPLITS = ("train", "eval", "test")
-SUFFIX = ".tfrecord.gz"
-SCHEMA_FILE = "schema.pbtxt"
-
-
-def splits(config: Config) -> tuple:
-    """The splits this run has: train, eval, and test when ``ingest.test_start`` is set."""
-    return SPLITS if config.ingest.test_start else SPLITS[:2]
 
 
 def raw_tfxio(file_pattern: str, registry: F.Registry) -> tfxio.TFExampleRecord:
@@ -81,12 +73,12 @@ class WriteShards(beam.PTransform):
         parts = records | "Partition" >> beam.Partition(lambda r, k: zlib.crc32(r) % k, n)
         for i, part in enumerate(parts):
             _ = part | f"Write{i:05d}" >> beam.io.WriteToTFRecord(
-                f"{self._prefix}-p{i:05d}", file_name_suffix=SUFFIX, num_shards=0)
+                f"{self._prefix}-p{i:05d}", file_name_suffix=TFRECORD_SUFFIX, num_shards=0)
         return records.pipeline
 
 
 class TransformSplit(beam.PTransform):
-    """Reads one split, applies a transform_fn and writes its shards.
+    """Reads one split and applies a transform_fn: serialized transformed tf.Examples.
 
     The split is read here rather than handed over: train's analysed
     PCollection, reused, would be held whole in memory until the transform
@@ -94,28 +86,60 @@ class TransformSplit(beam.PTransform):
     1.37x at 10x the data reused, 1.04x read twice).
     """
 
-    def __init__(self, split: str, source: tfxio.TFExampleRecord, transform_fn, output_prefix: str,
-                 num_shards: int):
+    def __init__(self, split: str, source: tfxio.TFExampleRecord, transform_fn):
         super().__init__()
         self._split = split
         self._source = source
         self._transform_fn = transform_fn
-        self._prefix = output_prefix
-        self._num_shards = num_shards
 
-    def expand(self, pipeline):
-        raw_batches = pipeline | "Read" >> self._source.BeamSource()
+    def expand(self, pbegin):
+        raw_batches = pbegin | "Read" >> self._source.BeamSource()
         transformed_data, transformed_metadata = (
             ((raw_batches, self._source.TensorAdapterConfig()), self._transform_fn)
             | "Transform" >> tft_beam.TransformDataset(output_record_batches=True))
         counted = transformed_data | "Count" >> beam.ParDo(_CountRows(self._split))
-        return ((counted, transformed_metadata)
-                | "Encode" >> tft_beam.EncodeTransformedDataset()
-                | "Write" >> WriteShards(self._prefix, self._num_shards))
+        return (counted, transformed_metadata) | "Encode" >> tft_beam.EncodeTransformedDataset()
+
+
+class FeaturizeOutputs(NamedTuple):
+    """The analysed transform function and each split's serialized transformed records."""
+
+    transform_fn: Any
+    records: Dict[str, beam.PCollection]
+
+
+class Featurize(beam.PTransform):
+    """Raw example shards → the transform function (analysed on train only) and every
+    split transformed by it.
+
+    Applied to the pipeline: TFT reads its inputs through TFXIO sources (record
+    batches), so each split's source is handed over rather than a PCollection.
+    Must be built inside a ``tft_beam.Context``.
+
+    Args:
+        sources: {split: TFXIO over its raw shards} (:func:`raw_tfxio`); must hold train.
+        registry: The run's registry (``preprocessing_fn``'s features).
+    """
+
+    def __init__(self, sources: Mapping[str, tfxio.TFExampleRecord], registry: F.Registry):
+        super().__init__()
+        self._sources = dict(sources)
+        self._registry = registry
+
+    def expand(self, pbegin) -> FeaturizeOutputs:
+        train = self._sources["train"]
+        raw = pbegin | "ReadTrain" >> train.BeamSource()
+        # Analysers see the train split only: eval statistics never leak in.
+        transform_fn = ((raw, train.TensorAdapterConfig())
+                        | "Analyze" >> tft_beam.AnalyzeDataset(
+                            functools.partial(preprocessing_fn, registry=self._registry)))
+        records = {split: pbegin | f"Transform{split.title()}" >> TransformSplit(
+            split, source, transform_fn) for split, source in self._sources.items()}
+        return FeaturizeOutputs(transform_fn, records)
 
 
 def _check_inputs(config: Config) -> None:
-    for split in splits(config):
+    for split in config.splits:
         pattern = config.layout.examples(split) + "-*"
         if not tf.io.gfile.glob(pattern):
             raise FileNotFoundError(
@@ -126,45 +150,38 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> dict:
     """Runs the featurize job; returns row counts and wall time.
 
     Raises:
-        FileNotFoundError: ingest has not produced both splits.
+        FileNotFoundError: ingest has not produced every split.
     """
     layout = config.layout
     _check_inputs(config)
-    if tf.io.gfile.exists(layout.featurize_dir):
-        # Re-runs are idempotent: no shard from an earlier run survives.
-        tf.io.gfile.rmtree(layout.featurize_dir)
+    # Re-runs are idempotent: no shard from an earlier run survives.
+    clear(layout.featurize_dir)
     tf.io.gfile.makedirs(layout.featurize_dir)
     registry = config.registry
-    sources = {s: raw_tfxio(layout.examples(s) + "-*", registry) for s in splits(config)}
+    sources = {s: raw_tfxio(layout.examples(s) + "-*", registry) for s in config.splits}
     start = time.time()
     with tempfile.TemporaryDirectory(prefix="shoprec-tft-") as tft_tmp:
         pipeline = beam.Pipeline(options=beam_options.pipeline_options(beam_args))
         with tft_beam.Context(temp_dir=tft_tmp):
-            train = pipeline | "ReadTrain" >> sources["train"].BeamSource()
-            # Analysers see the train split only: eval statistics never leak in.
-            transform_fn = ((train, sources["train"].TensorAdapterConfig())
-                            | "Analyze" >> tft_beam.AnalyzeDataset(
-                                functools.partial(preprocessing_fn, registry=registry)))
-            _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(layout.transform_dir)
-            for split in sources:
-                _ = pipeline | f"TransformAndWrite{split.title()}" >> TransformSplit(
-                    split, sources[split], transform_fn, layout.transformed(split),
-                    config.ingest.num_shards)
+            featurized = pipeline | "Featurize" >> Featurize(sources, registry)
+            _ = featurized.transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(
+                layout.transform_dir)
+            for split, records in featurized.records.items():
+                _ = records | f"Write{split.title()}" >> WriteShards(
+                    layout.transformed(split), config.ingest.num_shards)
             result = pipeline.run()
             result.wait_until_finish()
     # Readers of the shards (the trainer, a user's own tf.data job) find their
     # schema beside them, not only inside the transform graph's folder.
-    schema = os.path.join(os.path.dirname(layout.transformed("train")), SCHEMA_FILE)
     tf.io.gfile.copy(os.path.join(layout.transform_dir, "transformed_metadata", SCHEMA_FILE),
-                     schema, overwrite=True)
+                     layout.transformed_schema, overwrite=True)
     counts = dead_letter.counts_from_result(result)
     report = {
         "rows": {s: counts.get(f"featurize/{s}_rows", 0) for s in sources},
         "seconds": round(time.time() - start, 2),
         "transform_dir": layout.transform_dir,
-        "examples": {s: layout.transformed(s) + "-*" + SUFFIX for s in sources},
-        "schema": schema,
+        "examples": {s: layout.transformed_pattern(s) for s in sources},
+        "schema": layout.transformed_schema,
     }
-    with tf.io.gfile.GFile(os.path.join(layout.featurize_dir, "report.json"), "w") as f:
-        f.write(json.dumps(report, indent=2))
+    write_report(layout.featurize_report, report)
     return report

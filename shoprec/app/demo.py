@@ -14,7 +14,8 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
-from shoprec.config import Config
+from shoprec.app.stages import demo_stages, options_of
+from shoprec.core.config import Config
 
 # Written into every demo run folder: the demo only ever deletes folders it made.
 MARKER = ".shoprec-demo-run"
@@ -48,23 +49,29 @@ def _table(rows: List[List[str]]) -> str:
     return "\n".join(lines)
 
 
+def oracle_auc(config: Config) -> Dict[str, float]:
+    """Per task, the AUC of the generator's true probabilities on the eval window."""
+    from pipelines import generate
+    from trainer import metrics
+
+    truth = generate.read_truth(config.input_path(config.inputs.truth), config.eval_start_ts)
+    return {task: metrics.auc(labels, p) for task, (labels, p) in truth.items()}
+
+
 def run(config: Config, beam_args: Optional[Sequence[str]] = None,
         strategy: Optional[str] = None) -> int:
-    """Runs generate → embed → ingest → featurize → train → score; prints the summary."""
-    from pipelines import embed, generate, ingest, score
-    from trainer import train
-    from transforms import featurize
-
+    """Runs every demo stage of the stage table in order; prints the summary."""
     _fresh_run_dir(config.run_dir)
     times: Dict[str, float] = {}
-    gen = _timed("generate", lambda: generate.run(config), times)
-    embedded = _timed("embed", lambda: embed.run(config, beam_args), times)
-    ing = _timed("ingest", lambda: ingest.run(config, beam_args), times)
-    _timed("featurize", lambda: featurize.run(config, beam_args), times)
-    metrics = _timed("train", lambda: train.run(config, strategy_name=strategy), times)
-    scored = _timed("score", lambda: score.run(config, beam_args), times)
+    options = {"strategy": strategy} if strategy else {}
+    reports = {}
+    for stage in demo_stages():
+        reports[stage.name] = _timed(
+            stage.name, lambda: stage.run(config, beam_args, options_of(stage, options)), times)
+    gen, embedded, ing = reports["generate"], reports["embed"], reports["ingest"]
+    metrics, scored = reports["train"], reports["score"]
 
-    oracle = generate.oracle_auc(config.input_path(config.inputs.truth), config.eval_start_ts)
+    oracle = oracle_auc(config)
     layout = config.layout
     print()
     print("outputs")
@@ -79,7 +86,7 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
             ("transformed examples", os.path.dirname(layout.transformed("train"))),
             ("exported model", layout.model_dir),
             ("metrics", layout.metrics_file),
-            ("tensorboard logs", os.path.join(layout.train_dir, "logs")),
+            ("tensorboard logs", layout.logs_dir),
             ("scores", scored["scores"])):
         print(f"  {label:<21} {path}")
     dead = {k.split("/", 1)[1]: v

@@ -3,17 +3,18 @@
 import pytest
 import tensorflow as tf
 
-from transforms import features as F
+from shoprec.core import generated_shop as shop
+from shoprec.core import registry as F
 
 S, K = F.Source, F.Kind
 IDS = (F.Feature("user_id", S.EVENT, K.ID), F.Feature("item_id", S.EVENT, K.ID))
 
 
 def test_default_registry_helpers():
-    R = F.DEFAULT
+    R = shop.REGISTRY
     assert [f.name for f in R.labels()] == ["click", "conversion"]
     assert R.embedding_feature().name == "item_image_embedding"
-    assert R.raw_feature_spec()["item_image_embedding"].shape == [F.IMAGE_EMBEDDING_WIDTH]
+    assert R.raw_feature_spec()["item_image_embedding"].shape == [shop.IMAGE_EMBEDDING_WIDTH]
     assert R.source_names(S.ITEM)[0] == "item_id"
     assert "click" not in R.example_names(include_labels=False)
     assert R["item_price"].log and R.by_name["user_age"].default == 35.0
@@ -31,10 +32,10 @@ def test_history_lists_parse_as_varlen_and_share_vocabularies():
 
 
 def test_round_trip_through_plain_data():
-    assert F.Registry.from_dict(F.DEFAULT.to_dict()) == F.DEFAULT
-    bucketized = F.DEFAULT["user_age_bucket"]
+    assert F.Registry.from_dict(shop.REGISTRY.to_dict()) == shop.REGISTRY
+    bucketized = shop.REGISTRY["user_age_bucket"]
     assert bucketized.boundaries == (30.0, 45.0, 60.0) and bucketized.index_size == 4
-    assert F.DEFAULT["user_region_x_item_category"].derived_from == ("user_region",
+    assert shop.REGISTRY["user_region_x_item_category"].derived_from == ("user_region",
                                                                      "item_category")
 
 
@@ -48,7 +49,7 @@ def test_plain_data_lists_become_tuples_of_their_types():
 
 
 def test_default_derived_features_are_not_raw():
-    R = F.DEFAULT
+    R = shop.REGISTRY
     derived = {"user_age_bucket", "user_region_x_item_category"}
     assert {f.name for f in R.of_source(S.DERIVED)} == derived
     assert not derived & set(R.raw_feature_spec())

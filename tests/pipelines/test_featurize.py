@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 from apache_beam.testing.test_pipeline import TestPipeline
 
-from transforms.featurize import SUFFIX, WriteShards
+from pipelines.featurize import WriteShards
+from shoprec.core.layout import TFRECORD_SUFFIX as SUFFIX
 
 
 def _read(path):

@@ -11,9 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 
-from pipelines import embed, report as report_lib
-from shoprec import config as config_lib, dataset as ds
-from transforms import features as F
+from pipelines import report as report_lib
+from shoprec.app import embed
+from shoprec.core import config as config_lib
+from shoprec.core import dataset as ds
+from shoprec.core import generated_shop as shop
+from shoprec.core import registry as F
 
 COLOURS = {"i0": (200, 30, 30), "i1": (30, 200, 30), "i2": (30, 30, 200)}
 
@@ -44,7 +47,7 @@ def _config(tmp_path, width, broken=0, max_bad_fraction=0.01):
     module = _MeanColour()
     tf.saved_model.save(module, model_dir, signatures={"serving_default": module.__call__})
     features = tuple(dataclasses.replace(f, width=width) if f.kind == F.Kind.EMBEDDING else f
-                     for f in F.DEFAULT.features)
+                     for f in shop.REGISTRY.features)
     base = config_lib.Config(run_dir=str(tmp_path / "run"))
     return dataclasses.replace(
         base,
@@ -53,7 +56,7 @@ def _config(tmp_path, width, broken=0, max_bad_fraction=0.01):
         embed=config_lib.EmbedConfig(encoder=model_dir, signature="serving_default",
                                      input_key="pixels", output_key="vector",
                                      image_shape=(4, 4, 3)),
-        dataset=dataclasses.replace(ds.generated(), features=features,
+        dataset=dataclasses.replace(shop.dataset(shop.REGISTRY), features=features,
                                     quality=ds.QualitySpec(max_bad_fraction=max_bad_fraction)))
 
 
@@ -87,7 +90,7 @@ def test_too_many_broken_photos_fail_the_stage_naming_the_input(tmp_path):
 
 def test_a_registry_without_photos_has_nothing_to_embed(tmp_path):
     config = _config(tmp_path, width=3)
-    blind = tuple(f for f in F.DEFAULT.features if f.kind != F.Kind.EMBEDDING)
+    blind = tuple(f for f in shop.REGISTRY.features if f.kind != F.Kind.EMBEDDING)
     config = dataclasses.replace(config, dataset=dataclasses.replace(config.data, features=blind))
     with pytest.raises(ValueError, match="no EMBEDDING feature"):
         embed.run(config)

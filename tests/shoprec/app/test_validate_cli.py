@@ -6,7 +6,8 @@ import os
 import yaml
 
 from pipelines import generate
-from shoprec import cli, config as config_lib
+from shoprec.app import cli
+from shoprec.core import config as config_lib
 
 
 def _config_file(tmp_path, max_bad_fraction):

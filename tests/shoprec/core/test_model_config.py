@@ -6,7 +6,10 @@ import json
 import pytest
 import yaml
 
-from shoprec import config as config_lib
+from shoprec.core import config as config_lib
+from shoprec.core.model_config import (ExpertsConfig, ModelConfig, RetrievalConfig, TaskConfig,
+                                       model_config_from_dict)
+from shoprec.core.sections import ConfigError
 
 
 def _load(tmp_path, model=None, training=None):
@@ -40,19 +43,19 @@ def test_nested_settings_parse(tmp_path):
     }, training={"early_stopping": {"task": "click", "metric": "gauc", "patience": 3},
                  "train_filter": "click", "backup_and_restore": False})
     model = config.model
-    assert model.experts == config_lib.ExpertsConfig(num_experts=4, units=(32, 16),
+    assert model.experts == ExpertsConfig(num_experts=4, units=(32, 16),
                                                      shared_experts=1, task_experts=1, levels=3)
     assert model.retrieval.recall_at == (5, 20) and not model.retrieval.sampling_bias_correction
-    assert model.tasks[1] == config_lib.TaskConfig("cvr", "conversion", 2.0, condition="click")
+    assert model.tasks[1] == TaskConfig("cvr", "conversion", 2.0, condition="click")
     assert config.training.early_stopping.metric == "gauc"
     assert config.training.train_filter == "click" and not config.training.backup_and_restore
 
 
 def test_model_config_round_trips_through_json():
-    model = dataclasses.replace(config_lib.ModelConfig(), architecture="esmm",
-                                retrieval=config_lib.RetrievalConfig(enabled=True))
+    model = dataclasses.replace(ModelConfig(), architecture="esmm",
+                                retrieval=RetrievalConfig(enabled=True))
     as_json = json.loads(json.dumps(dataclasses.asdict(model)))
-    assert config_lib.model_config_from_dict(as_json) == model
+    assert model_config_from_dict(as_json) == model
 
 
 @pytest.mark.parametrize("model, training, message", [
@@ -70,7 +73,7 @@ def test_model_config_round_trips_through_json():
     (None, {"train_filter": "item_id"}, "train_filter"),
 ])
 def test_inconsistent_settings_fail(tmp_path, model, training, message):
-    with pytest.raises(config_lib.ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message):
         _load(tmp_path, model, training)
 
 
@@ -80,7 +83,7 @@ def test_scores_cannot_be_ranked_by_a_multiclass_task(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "model": {"tasks": tasks},
                                     "scoring": {"rank_by": "p_category"}}))
-    with pytest.raises(config_lib.ConfigError, match=r"rank_by .*\['p_click'\]"):
+    with pytest.raises(ConfigError, match=r"rank_by .*\['p_click'\]"):
         config_lib.load(str(path))
     path.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "model": {"tasks": tasks},
                                     "scoring": {"rank_by": "p_click"}}))

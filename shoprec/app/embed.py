@@ -16,13 +16,12 @@ writing them, when the photos' bad fraction is over the data set's threshold.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
 from typing import Any, Dict, Optional, Sequence
 
 from pipelines import embed_images, report as report_lib
-from pipelines.sinks import clear, write_text
+from shoprec.io.outputs import clear, write_report
+from trainer import image_encoder as E
 
 # Inputs whose dead letters the embed job counts (see pipelines.images).
 _INPUTS = ("items", "images")
@@ -30,8 +29,6 @@ _INPUTS = ("items", "images")
 
 def _train_encoder(config, width: int) -> Dict[str, Any]:
     """Trains and exports the packaged encoder; returns its training report."""
-    from trainer import image_encoder as E
-
     embed, data = config.embed, config.data
     catalogue = E.load_catalogue(
         config.input_path(config.inputs.items), config.input_path(config.inputs.images_root),
@@ -71,7 +68,7 @@ def run(config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         model_dir = embed.encoder
     job = embed_images.run(
         config.input_path(config.inputs.items), config.input_path(config.inputs.images_root),
-        model_dir, os.path.dirname(layout.item_embeddings), file_format=config.inputs.format,
+        model_dir, layout.embed_items_dir, file_format=config.inputs.format,
         id_column=data.items.key, image_path=data.items.image_path,
         signature=embed.signature, input_key=embed.input_key, output_key=embed.output_key,
         image_shape=tuple(embed.image_shape), batch_size=embed.batch_size,
@@ -89,8 +86,7 @@ def run(config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         "model_dir": model_dir,
         "job_seconds": job["seconds"], "seconds": round(time.time() - start, 2),
         "outputs": job["outputs"]})
-    write_text(os.path.join(layout.embed_dir, "report.json"),
-               json.dumps(report, indent=2, sort_keys=True, default=str), "application/json")
+    write_report(layout.embed_report, report)
     report_lib.check_quality({"inputs": inputs}, quality.max_bad_fraction,
                              dict(quality.max_bad_fraction_by_reason), stage="embed")
     return report

@@ -1,0 +1,52 @@
+"""The raw-example row of one (user, item) at one moment, for ingest and scoring alike.
+
+Training and serving drift apart where each assembles its rows its own way.
+Ingest (every labelled example) and scoring (every pair to rank) both call
+:func:`raw_row`, so the model is served exactly the row it was trained on:
+the same merge of event, user row, item row and history, the same defaults
+for a user the users table lacks, the same history match counts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional
+
+from pipelines.history import add_matches, empty_history
+from pipelines.parse import default_user
+from shoprec.core import registry as F
+
+
+def raw_row(event: Mapping[str, Any], user: Optional[Mapping[str, Any]],
+            item: Mapping[str, Any], history: Optional[Mapping[str, Any]],
+            registry: F.Registry) -> Dict[str, Any]:
+    """Builds one raw-example row, keyed by registry feature name.
+
+    Args:
+        event: What the row is about, keyed by the canonical ``user_id`` /
+            ``item_id``: ingest's labelled example (timestamp, labels,
+            ``sampled``), or for scoring just the pair's two ids.
+        user: The user's users-table row; None (a user the table lacks):
+            the registry's user defaults.
+        item: The item's item-table row (attributes and photo embedding).
+        history: The user's history features at that moment (ingest:
+            strictly before the example; scoring: after the user's last
+            event); None: no earlier event.
+        registry: The run's registry.
+
+    Returns:
+        The row: history features, then the event's columns, the item's and
+        the user's, keyed by the registry's user and item keys, with each
+        history match count set from the item's own attributes.
+    """
+    user_id, item_id = event[F.USER_KEY], event[F.ITEM_KEY]
+    has_history = bool(registry.of_source(F.Source.HISTORY))
+    row: Dict[str, Any] = dict(empty_history(registry)) if has_history else {}
+    row.update(history or {})
+    row.update(event)
+    row.update(item)
+    row.update(user or default_user(user_id, registry))
+    for canonical, key, value in ((F.USER_KEY, registry.user_key, user_id),
+                                  (F.ITEM_KEY, registry.item_key, item_id)):
+        row.pop(canonical, None)
+        row[key] = value
+    return add_matches(row, registry) if has_history else row

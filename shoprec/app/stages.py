@@ -1,0 +1,116 @@
+"""The stage table: every ``shoprec`` stage, what it runs, reads and writes.
+
+The CLI makes one subcommand per stage from this table, and ``shoprec demo``
+runs the stages marked ``in_demo`` in table order, so the order is written
+once. Each stage's module is imported only when it runs: ``shoprec --help``
+loads no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+
+from shoprec.core.config import Config
+
+# run(config, beam_args, options) → the stage's report; options holds the
+# stage's own flags (``strategy``, ``pairs``) when given.
+Runner = Callable[[Config, Sequence[str], Mapping[str, Any]], Dict[str, Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One stage of a run.
+
+    Attributes:
+        name: Subcommand name.
+        help: One line for ``--help``.
+        run: What it runs (see :data:`Runner`).
+        reads: What it reads: the inputs or the run folders of earlier stages.
+        writes: The run folder it owns (deleted and rewritten on each run).
+        flags: Its own flags beside the common ones: ``sizes`` (the
+            generator's), ``strategy``, ``pairs``.
+        in_demo: Whether ``shoprec demo`` runs it.
+    """
+
+    name: str
+    help: str
+    run: Runner
+    reads: Tuple[str, ...]
+    writes: str
+    flags: Tuple[str, ...]
+    in_demo: bool
+
+
+def _generate(config, beam_args, options):
+    from pipelines import generate
+
+    return generate.run(config)
+
+
+def _embed(config, beam_args, options):
+    from shoprec.app import embed
+
+    return embed.run(config, beam_args)
+
+
+def _validate(config, beam_args, options):
+    from pipelines import ingest
+
+    return ingest.validate(config, beam_args)
+
+
+def _ingest(config, beam_args, options):
+    from pipelines import ingest
+
+    return ingest.run(config, beam_args)
+
+
+def _featurize(config, beam_args, options):
+    from pipelines import featurize
+
+    return featurize.run(config, beam_args)
+
+
+def _train(config, beam_args, options):
+    from trainer import train
+
+    return train.run(config, strategy_name=options.get("strategy"))
+
+
+def _score(config, beam_args, options):
+    from pipelines import score
+
+    return score.run(config, beam_args, pairs=options.get("pairs"))
+
+
+STAGES: Tuple[Stage, ...] = (
+    Stage("generate", "write the synthetic shop (users, items, images, events, ground truth)",
+          _generate, (), "raw/", ("sizes",), True),
+    Stage("embed", "train the image encoder on the catalogue (or use embed.encoder); Beam: "
+                   "embed every item's photo once, for ingest to join",
+          _embed, ("inputs.items", "inputs.images_root"), "embed/", (), True),
+    Stage("validate", "Beam: run ingest's checks and print the data report, writing no "
+                      "examples",
+          _validate, ("inputs", "embed/"), "validate/", (), False),
+    Stage("ingest", "Beam: validate, dedup, label, join and split events into raw examples",
+          _ingest, ("inputs", "embed/"), "ingest/", (), True),
+    Stage("featurize", "Beam + tensorflow-transform: analyse train, transform every split",
+          _featurize, ("ingest/",), "featurize/", (), True),
+    Stage("train", "TFRS multi-task training under a tf.distribute strategy; export",
+          _train, ("featurize/",), "train/", ("strategy",), True),
+    Stage("score", "Beam RunInference: score user x item pairs and rank within user",
+          _score, ("ingest/", "featurize/", "train/"), "score/", ("pairs",), True),
+)
+
+BY_NAME: Dict[str, Stage] = {s.name: s for s in STAGES}
+
+
+def demo_stages() -> Tuple[Stage, ...]:
+    """The stages ``shoprec demo`` runs, in order."""
+    return tuple(s for s in STAGES if s.in_demo)
+
+
+def options_of(stage: Stage, values: Mapping[str, Optional[Any]]) -> Dict[str, Any]:
+    """The stage's own flag values among ``values`` (unset ones left out)."""
+    return {k: v for k, v in values.items() if k in stage.flags and v is not None}

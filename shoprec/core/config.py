@@ -1,0 +1,252 @@
+"""Run configuration: one YAML file, safe-loaded into typed dataclasses.
+
+A config describes a whole run: where the inputs are and what format they are
+in, the run folder, the generator's sizes, ingest windows and split, the model,
+training and scoring. Relative paths resolve against the run folder so that one
+config can be re-pointed with ``--run_dir`` (e.g. a dated partition).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from importlib import resources
+from typing import Optional, Tuple
+
+import yaml
+
+from shoprec.core import dataset_yaml, generated_shop, model_config
+from shoprec.core import registry as F
+from shoprec.core.dataset import DatasetConfig
+from shoprec.core.layout import Layout, SPLITS
+from shoprec.core.model_config import ModelConfig, TrainingConfig
+from shoprec.core.sections import ConfigError, build
+from shoprec.core.timestamps import parse_timestamp
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerateConfig:
+    seed: int = 7
+    num_users: int = 1500
+    num_items: int = 300
+    days: int = 14
+    start_date: str = "2026-11-01"
+    sessions_per_user: float = 5.0
+    impressions_per_session: int = 8
+    image_size: int = 48
+    # Fractions of deliberately bad rows/images, so a demo shows dead letters.
+    corrupt_fraction: float = 0.0
+    duplicate_fraction: float = 0.0
+    missing_image_fraction: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class InputsConfig:
+    format: str = "csv"  # csv | jsonl | parquet
+    # Folder the input paths below are relative to (`--data DIR`); None: the run folder.
+    data_dir: Optional[str] = None
+    events: str = "raw/events.csv"
+    items: str = "raw/items.csv"
+    users: str = "raw/users.csv"
+    images_root: str = "raw"  # item image_path values are relative to this
+    truth: Optional[str] = "raw/truth.csv"  # generator ground truth, if any
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbedConfig:
+    """The item photo embedder that ``shoprec embed`` runs over the catalogue.
+
+    Its output width is the registry's EMBEDDING feature's ``width``, so the
+    two cannot disagree silently.
+
+    Attributes:
+        encoder: A SavedModel image embedder to use as it is (a signature
+            mapping float32 images ``[N, H, W, 3]`` in [0, 1] to ``[N, D]``);
+            None trains the packaged encoder (``trainer.image_encoder``) on
+            the catalogue's photos and ``attributes``.
+        attributes: Item-file columns the packaged encoder learns to predict
+            from the photo.
+        image_shape: (height, width, 3) photos are resized to for the encoder.
+        min_class_count: Attribute classes with fewer items merge into one.
+        epochs: Training passes over the catalogue (at least; see ``min_steps``).
+        min_steps: Training steps at least, for small catalogues.
+        seed: Seeds the held-out item split and the encoder's training.
+        signature: Signature of ``encoder`` to call.
+        input_key: Its image input.
+        output_key: Its embedding output.
+        batch_size: Images per RunInference call.
+    """
+
+    encoder: Optional[str] = None
+    attributes: Tuple[str, ...] = ("category", "colour")
+    image_shape: Tuple[int, ...] = (32, 32, 3)
+    min_class_count: int = 1
+    epochs: int = 12
+    min_steps: int = 600
+    seed: int = 0
+    signature: str = "embed"
+    input_key: str = "images"
+    output_key: str = "embedding"
+    batch_size: int = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestConfig:
+    click_window_s: int = 1800
+    conversion_window_s: int = 86400
+    eval_start: str = "2026-11-12T00:00:00Z"
+    # Optional third split: examples from here on are `test` (None: no test split).
+    test_start: Optional[str] = None
+    num_shards: int = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoringConfig:
+    pairs: Optional[str] = None  # CSV of user_id,item_id; None: eval-window pairs
+    rank_by: str = "p_click"
+    batch_size: int = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    run_dir: str = "runs/demo"
+    generate: GenerateConfig = GenerateConfig()
+    inputs: InputsConfig = InputsConfig()
+    embed: EmbedConfig = EmbedConfig()
+    ingest: IngestConfig = IngestConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    # What the input files mean; None: the shop `shoprec generate` writes.
+    dataset: Optional[DatasetConfig] = None
+
+    @property
+    def data(self) -> DatasetConfig:
+        """The data set description in force (the generated shop's by default)."""
+        if self.dataset is not None:
+            return self.dataset
+        return generated_shop.dataset(generated_shop.REGISTRY)
+
+    @property
+    def registry(self) -> F.Registry:
+        """The feature registry every stage of this run uses."""
+        return self.data.registry
+
+    def input_path(self, relative: Optional[str]) -> Optional[str]:
+        """Resolves an ``inputs`` path against ``inputs.data_dir`` (else the run folder)."""
+        if not relative:
+            return None
+        if os.path.isabs(relative) or "://" in relative:
+            return relative
+        base = self.inputs.data_dir
+        if base is None:
+            return self.path(relative)
+        return os.path.join(base if (os.path.isabs(base) or "://" in base) else self.path(base),
+                            relative)
+
+    @property
+    def split_starts(self) -> Tuple[int, Optional[int]]:
+        """(eval start, test start or None) in unix seconds."""
+        test = self.ingest.test_start
+        return self.eval_start_ts, (parse_timestamp(test) if test else None)
+
+    def path(self, relative: Optional[str]) -> Optional[str]:
+        """Resolves a config path against the run folder (absolute paths pass)."""
+        if relative is None:
+            return None
+        return relative if os.path.isabs(relative) else os.path.join(self.run_dir, relative)
+
+    @property
+    def splits(self) -> Tuple[str, ...]:
+        """train, eval, and test when ``ingest.test_start`` is set."""
+        return SPLITS if self.ingest.test_start else SPLITS[:2]
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.run_dir)
+
+    @property
+    def eval_start_ts(self) -> int:
+        return parse_timestamp(self.ingest.eval_start)
+
+
+def check(config: Config, where: str) -> None:
+    """Checks a loaded config's sections against each other and the registry.
+
+    Raises:
+        ConfigError: the first misfit found, naming the key.
+    """
+    if config.inputs.format not in ("csv", "jsonl", "parquet"):
+        raise ConfigError(f"{where}: inputs.format must be csv, jsonl or parquet")
+    if config.training.strategy not in ("auto", "default", "mirrored", "multi_worker"):
+        raise ConfigError(f"{where}: training.strategy must be auto|default|mirrored|multi_worker")
+    for key in ("eval_start", "test_start"):
+        try:
+            value = getattr(config.ingest, key)
+            if value is not None:
+                parse_timestamp(value)
+        except ValueError as err:
+            raise ConfigError(f"{where}: ingest.{key}: {err}") from err
+    eval_ts, test_ts = config.split_starts
+    if test_ts is not None and test_ts <= eval_ts:
+        raise ConfigError(f"{where}: ingest.test_start must be after ingest.eval_start")
+
+    label_names = {f.name for f in config.registry.labels()}
+    # Binary targets are 0/1 labels; a multiclass task may predict a
+    # categorical feature's index (an item attribute) and a regression task a
+    # numeric feature's transformed value.
+    targets = {"binary": ("label",), "multiclass": ("label", "categorical"),
+               "regression": ("label", "numeric", "flag")}
+    for task in config.model.tasks:
+        feature = config.registry.by_name.get(task.label)
+        kinds = targets.get(task.type, ("label",))
+        if feature is None or feature.kind.value not in kinds:
+            raise ConfigError(
+                f"{where}: task {task.name!r} names label {task.label!r}; a {task.type} "
+                f"task's label must be a registry feature of kind {kinds} "
+                f"(registry labels are {sorted(label_names)})")
+    embed = config.embed
+    if len(embed.image_shape) != 3 or embed.image_shape[2] != 3 or min(embed.image_shape) < 1:
+        raise ConfigError(f"{where}: embed.image_shape must be [height, width, 3]")
+    if config.registry.embedding_feature() is not None and embed.encoder is None:
+        items = config.data.items
+        missing = [a for a in embed.attributes if items.column(a) is None]
+        if not embed.attributes or missing:
+            raise ConfigError(f"{where}: embed.attributes must name item columns the encoder "
+                              f"learns from the photos; not item columns: {missing}")
+    # A multiclass task's scores are a list of class probabilities: no order.
+    rankable = {f"p_{t.name}" for t in config.model.tasks if t.type != "multiclass"}
+    if config.scoring.rank_by not in rankable:
+        raise ConfigError(f"{where}: scoring.rank_by must be p_<task name> of a binary or "
+                          f"regression task, one of {sorted(rankable)}")
+    model_config.check(config.model, config.training, label_names, where)
+
+
+def load(path: Optional[str] = None, run_dir: Optional[str] = None,
+         data_dir: Optional[str] = None) -> Config:
+    """Loads a config file (default: the packaged demo config).
+
+    Args:
+        path: YAML file; None loads ``shoprec/configs/demo.yaml``.
+        run_dir: Overrides the file's ``run_dir`` (e.g. a dated partition).
+        data_dir: Overrides ``inputs.data_dir`` (where a data set's files are).
+    """
+    if path is None:
+        text = resources.files("shoprec").joinpath("configs/demo.yaml").read_text()
+        where = "demo.yaml"
+    else:
+        with open(path) as f:
+            text = f.read()
+        where = path
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{where}: not valid YAML: {err}") from err
+    config = build(Config, data, where, nested={"dataset": dataset_yaml.from_dict})
+    if run_dir:
+        config = dataclasses.replace(config, run_dir=run_dir)
+    if data_dir:
+        config = dataclasses.replace(
+            config, inputs=dataclasses.replace(config.inputs, data_dir=data_dir))
+    check(config, where)
+    return config

@@ -1,0 +1,205 @@
+"""The model and training sections of a run config, and their checks.
+
+The trainer reads only these; an exported model carries its ``ModelConfig``
+(see :func:`model_config_from_dict`), so scoring and evaluation rebuild the
+model exactly as it was trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Collection, Dict, Optional, Tuple
+
+from shoprec.core.sections import ConfigError, build
+
+TASK_TYPES = ("binary", "regression", "multiclass")
+ARCHITECTURES = ("shared_bottom", "mmoe", "ple", "esmm")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskConfig:
+    """One training objective.
+
+    Attributes:
+        name: Output key (``p_<name>`` in the serving signature).
+        label: Transformed column holding the target.
+        weight: Weight of this task's loss in the joint loss.
+        type: binary (log loss), regression (squared error) or multiclass
+            (softmax cross-entropy over ``num_classes``).
+        num_classes: multiclass only; 0 takes the label's vocabulary size.
+        condition: A 0/1 label column; the task is defined only where it is 1
+            (e.g. CVR given click): other examples get zero loss weight and are
+            left out of the task's evaluation.
+    """
+
+    name: str
+    label: str
+    weight: float = 1.0
+    type: str = "binary"
+    num_classes: int = 0
+    condition: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpertsConfig:
+    """Experts of MMoE and PLE (ignored by the other architectures)."""
+
+    num_experts: int = 4  # mmoe: experts shared by every task
+    units: Tuple[int, ...] = (64,)  # each expert's MLP
+    shared_experts: int = 2  # ple: shared experts per level
+    task_experts: int = 1  # ple: experts of each task's own per level
+    levels: int = 2  # ple: extraction levels
+
+
+@dataclasses.dataclass(frozen=True)
+class EsmmConfig:
+    """ESMM: pCTCVR = pCTR x pCVR; losses on the CTR and CTCVR tasks over all impressions."""
+
+    ctr_task: str = "click"
+    ctcvr_task: str = "conversion"
+    cvr_output: str = "cvr"  # extra output (p_cvr) of the CVR sub-network
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrievalConfig:
+    """Two-tower retrieval task trained jointly with the ranking tasks."""
+
+    enabled: bool = False
+    weight: float = 1.0
+    embedding_dim: int = 32
+    tower_units: Tuple[int, ...] = (64,)
+    # Cosine similarity / temperature: unit-norm embeddings need a sharp softmax.
+    temperature: float = 0.1
+    positive_label: str = "click"  # impressions with this label 1 are positive pairs
+    # Subtract log(impression share) of each in-batch candidate (Yi et al., RecSys 2019).
+    sampling_bias_correction: bool = True
+    recall_at: Tuple[int, ...] = (10, 50)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    bottom_units: Tuple[int, ...] = (128, 64)
+    tower_units: Tuple[int, ...] = (32,)
+    # L2 on embedding rows and dropout after each bottom layer: id embeddings see
+    # few examples per user and overfit without them.
+    embedding_l2: float = 0.003
+    dropout: float = 0.0
+    tasks: Tuple[TaskConfig, ...] = (
+        TaskConfig("click", "click"),
+        TaskConfig("conversion", "conversion"),
+    )
+    architecture: str = "shared_bottom"  # shared_bottom | mmoe | ple | esmm
+    experts: ExpertsConfig = ExpertsConfig()
+    esmm: EsmmConfig = EsmmConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlyStoppingConfig:
+    """Stop when a task's eval metric has not improved for ``patience`` epochs.
+
+    Off while ``task`` is None. The metric is computed exactly on the eval
+    split after each epoch; the best epoch's weights are restored.
+    """
+
+    task: Optional[str] = None
+    metric: str = "auc"  # auc | gauc | log_loss | rmse | accuracy
+    patience: int = 2
+    min_delta: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    strategy: str = "auto"  # auto | default | mirrored | multi_worker
+    per_replica_batch_size: int = 256
+    epochs: int = 10
+    learning_rate: float = 0.003
+    seed: int = 42
+    steps_per_epoch: Optional[int] = None  # None: one pass over the train files
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    # Back up the model every epoch and resume from it after a failure.
+    backup_and_restore: bool = True
+    # Train only on examples whose 0/1 label column is 1 (e.g. click, for a
+    # naive CVR baseline); evaluation is not filtered.
+    train_filter: Optional[str] = None
+
+
+def check(model: ModelConfig, training: TrainingConfig, label_names: Collection[str],
+          where: str) -> None:
+    """Checks the model's architecture, tasks and training settings against each other.
+
+    Args:
+        model: The model section.
+        training: The training section.
+        label_names: 0/1 label columns of the registry; conditions, filters and
+            retrieval positives must be one of them.
+        where: Prefix of error messages (the config file).
+
+    Raises:
+        ConfigError: an inconsistent setting.
+    """
+    names = [t.name for t in model.tasks]
+    by_name = {t.name: t for t in model.tasks}
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: model.tasks has duplicate names {names}")
+    if model.architecture not in ARCHITECTURES:
+        raise ConfigError(f"{where}: model.architecture must be one of {ARCHITECTURES}")
+    for task in model.tasks:
+        if task.type not in TASK_TYPES:
+            raise ConfigError(f"{where}: task {task.name!r}: type must be one of {TASK_TYPES}")
+        if task.num_classes < 0 or (task.num_classes == 1 and task.type == "multiclass"):
+            raise ConfigError(f"{where}: task {task.name!r}: num_classes must be 0 or >= 2")
+        if task.condition is not None and task.condition not in label_names:
+            raise ConfigError(f"{where}: task {task.name!r}: condition must be a label column")
+    if model.architecture == "esmm":
+        esmm = model.esmm
+        for role in ("ctr_task", "ctcvr_task"):
+            task = by_name.get(getattr(esmm, role))
+            if task is None or task.type != "binary" or task.condition is not None:
+                raise ConfigError(f"{where}: model.esmm.{role} must name an unconditioned "
+                                  f"binary task; tasks are {names}")
+        if esmm.ctr_task == esmm.ctcvr_task or esmm.cvr_output in by_name:
+            raise ConfigError(f"{where}: model.esmm needs two distinct tasks and a cvr_output "
+                              "that is not a task name")
+    experts = model.experts
+    if min(experts.num_experts, experts.task_experts, experts.levels) < 1 or (
+            experts.shared_experts < 0):
+        raise ConfigError(f"{where}: model.experts counts must be >= 1 (shared_experts >= 0)")
+    retrieval = model.retrieval
+    if retrieval.enabled:
+        if retrieval.positive_label not in label_names:
+            raise ConfigError(f"{where}: model.retrieval.positive_label must be a label column")
+        if retrieval.embedding_dim < 1 or retrieval.temperature <= 0 or not retrieval.recall_at:
+            raise ConfigError(f"{where}: model.retrieval needs embedding_dim >= 1, "
+                              "temperature > 0 and at least one recall_at")
+    stopping = training.early_stopping
+    if stopping.task is not None:
+        task = by_name.get(stopping.task)
+        if task is None:
+            raise ConfigError(f"{where}: training.early_stopping.task must be one of {names}")
+        allowed = {"binary": ("auc", "gauc", "log_loss"), "regression": ("rmse",),
+                   "multiclass": ("accuracy", "log_loss")}[task.type]
+        if stopping.metric not in allowed:
+            raise ConfigError(f"{where}: training.early_stopping.metric for a {task.type} task "
+                              f"must be one of {allowed}")
+        if stopping.patience < 0:
+            raise ConfigError(f"{where}: training.early_stopping.patience must be >= 0")
+    if training.train_filter is not None and training.train_filter not in label_names:
+        raise ConfigError(f"{where}: training.train_filter must be a label column")
+
+
+def model_config_from_dict(data: Dict[str, Any]) -> ModelConfig:
+    """Rebuilds a ModelConfig from ``dataclasses.asdict`` output or its JSON form.
+
+    Raises:
+        ConfigError: unknown keys or malformed values.
+    """
+    def plain(value):
+        # asdict keeps tuples; the YAML loader's rules expect lists.
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return build(ModelConfig, plain(data), "model")
