@@ -35,7 +35,8 @@ def dead_letter(input_name: str, reason: str, detail: str, record: Any) -> DeadL
 
 def tagged(input_name: str, reason: str, detail: str, record: Any) -> beam.pvalue.TaggedOutput:
     """A dead letter on the ``dead_letter`` tagged output of a DoFn."""
-    return beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, dead_letter(input_name, reason, detail, record))
+    return beam.pvalue.TaggedOutput(DEAD_LETTER_TAG,
+                                    dead_letter(input_name, reason, detail, record))
 
 
 def counts_from_result(result) -> dict:

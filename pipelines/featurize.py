@@ -40,7 +40,8 @@ class _CountRows(beam.DoFn):
     """Counts rows per split without unbatching the record batches."""
 
     def __init__(self, split: str):
-        self._counter = beam.metrics.Metrics.counter(dead_letter.NAMESPACE, f"featurize/{split}_rows")
+        self._counter = beam.metrics.Metrics.counter(dead_letter.NAMESPACE,
+                                                     f"featurize/{split}_rows")
 
     def process(self, batch_and_passthrough):
         record_batch = batch_and_passthrough[0]

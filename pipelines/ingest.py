@@ -211,12 +211,10 @@ def write_outputs(outputs: IngestOutputs, read_dead: beam.PCollection, config, l
          | f"Write{label}Table" >> WriteTFRecords(prefix, registry.source_names(source), 1,
                                                   TFRECORD_SUFFIX, registry))
     if outputs.history is not None:
-        history_names = [registry.user_key] + [
-            f.name for f in registry.of_source(F.Source.HISTORY)
-            if f.kind == F.Kind.HISTORY or f.event_type]
         (outputs.history
          | "HistoryRows" >> beam.MapTuple(lambda user, h: dict(h, **{registry.user_key: user}))
-         | "WriteHistoryTable" >> WriteTFRecords(layout.history_table, history_names, 1,
+         | "WriteHistoryTable" >> WriteTFRecords(layout.history_table,
+                                                 registry.history_table_names(), 1,
                                                  TFRECORD_SUFFIX, registry))
     (outputs.anomalies
      | "AnomalyLines" >> beam.Map(lambda r: csv_line(

@@ -50,7 +50,9 @@ def project_modules(root: str = REPO) -> Dict[str, str]:
                 if name.endswith(".py"):
                     path = os.path.join(folder, name)
                     dotted = os.path.relpath(path, root)[:-3].replace(os.sep, ".")
-                    out[dotted[:-len(".__init__")] if dotted.endswith(".__init__") else dotted] = path
+                    if dotted.endswith(".__init__"):
+                        dotted = dotted[:-len(".__init__")]
+                    out[dotted] = path
     return out
 
 

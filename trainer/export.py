@@ -21,6 +21,7 @@ import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 import tensorflow as tf
 
 from shoprec.core import registry as F
+from shoprec.io.outputs import clear
 from trainer import strategy as strategy_lib
 
 SIGNATURE = "serving_default"
@@ -114,8 +115,8 @@ def export(model: tf.keras.Model, tft_output, task_names: Sequence[str], export_
         ``export_dir``.
     """
     target, temporary = strategy_lib.write_dir(export_dir, chief)
-    if not temporary and tf.io.gfile.exists(target):
-        tf.io.gfile.rmtree(target)
+    if not temporary:
+        clear(target)
     module = ServingModule(model, tft_output, task_names, registry)
     try:
         tf.saved_model.save(module, target, signatures=module.signatures())

@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from shoprec.core.images import image_path as fill_path
 from shoprec.io import encoder_metadata, photos, tables
+from shoprec.io.outputs import clear
 
 OTHER_CLASS = "(other)"
 
@@ -280,8 +281,7 @@ def export(model: tf.keras.Model, export_dir: str,
     heads = list(model.output.keys())
     classes = {k: list(classes[k]) if classes else
                [str(i) for i in range(model.output[k].shape[-1])] for k in heads}
-    if tf.io.gfile.exists(export_dir):
-        tf.io.gfile.rmtree(export_dir)
+    clear(export_dir)
     serving = _Serving(model, classes)
     tf.saved_model.save(serving, export_dir, signatures={
         "embed": serving.embed, "predict": serving.predict, "serving_default": serving.embed})

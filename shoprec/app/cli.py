@@ -53,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                "--direct_running_mode=multi_processing.")
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
     for stage in STAGES:
-        _add_flags(sub.add_parser(stage.name, help=stage.help, description=stage.help),
+        reads = ", ".join(stage.reads) or "nothing"
+        description = f"{stage.help}. Reads {reads}; writes {stage.writes} of the run folder."
+        _add_flags(sub.add_parser(stage.name, help=stage.help, description=description),
                    stage.flags)
     # The demo generates its own data and scores the eval pairs: no --pairs.
     _add_flags(sub.add_parser("demo", help=DEMO_HELP, description=DEMO_HELP),

@@ -61,10 +61,6 @@ class Layout:
     def item_embeddings_pattern(self) -> str:
         return self.item_embeddings + "-*" + TFRECORD_SUFFIX
 
-    @property
-    def embed_dead_letter(self) -> str:
-        return self._p("embed", "items", "dead_letter" + JSONL_SUFFIX)
-
     # ingest/: raw examples per split and the side tables scoring reads.
     @property
     def ingest_dir(self) -> str:

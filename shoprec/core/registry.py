@@ -316,6 +316,15 @@ class Registry:
         key = self.item_key if source == Source.ITEM else self.user_key
         return [key] + [f.name for f in self.of_source(source)]
 
+    def history_table_names(self) -> list:
+        """Names of the history table (user key first): each user's lists and counts.
+
+        Match counts are left out: they depend on the item scored, so scoring
+        sets them per pair from these lists.
+        """
+        return [self.user_key] + [f.name for f in self.of_source(Source.HISTORY)
+                                  if f.kind == Kind.HISTORY or f.event_type]
+
     def raw_feature_spec(self, include_labels: bool = True) -> dict:
         """``tf.io.parse_example`` spec for raw examples written by ingest.
 

@@ -32,8 +32,13 @@ def clear(directory: str, keep: Sequence[str] = ()) -> None:
         if FileSystems.exists(directory):
             FileSystems.delete([directory])  # Local folders: removed recursively.
     else:
-        children = FileSystems.match([FileSystems.join(directory, "*")])[0].metadata_list
-        doomed = [m.path for m in children if not is_kept(m.path)]
+        # Each child once, by the first path part under ``directory`` of every
+        # file (matching lists files, not folders); a folder goes whole.
+        files = FileSystems.match([FileSystems.join(directory, "**")])[0].metadata_list
+        prefix = directory.rstrip("/") + "/"
+        children = {FileSystems.join(directory, m.path[len(prefix):].split("/", 1)[0])
+                    for m in files if m.path.startswith(prefix)}
+        doomed = sorted(c for c in children if not is_kept(c))
         if doomed:
             FileSystems.delete(doomed)
     # Object stores have no folders: delete whatever still lies under the prefix.

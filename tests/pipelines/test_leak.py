@@ -26,7 +26,8 @@ INTERACTIONS = ("click", "add_to_cart", "purchase", "other")
 ORDER = {stage: i for i, stage in enumerate(ds.FUNNEL)}
 # Photos play no part in history, so the shop is ingested without its embedding.
 REGISTRY = F.Registry(tuple(
-    f for f in generated_shop.REGISTRY.features if f.kind != K.EMBEDDING and f.name != "item_has_image") + (
+    f for f in generated_shop.REGISTRY.features
+    if f.kind != K.EMBEDDING and f.name != "item_has_image") + (
     F.Feature("hist_items", S.HISTORY, K.HISTORY, history_of="item_id", max_length=5,
               vocabulary="item_id"),
     F.Feature("hist_categories", S.HISTORY, K.HISTORY, history_of="item_category",

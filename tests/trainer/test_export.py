@@ -42,7 +42,8 @@ def test_raw_and_transformed_paths_agree(featurized_dir, tmp_path):
 
     # The same rows as raw examples without labels, through the signature.
     rows = make_rows(NUM_EVAL, seed=2)  # what the fixture wrote as raw eval examples
-    raw = [examples.encode(r, shop.REGISTRY.example_names(include_labels=False), shop.REGISTRY) for r in rows]
+    names = shop.REGISTRY.example_names(include_labels=False)
+    raw = [examples.encode(r, names, shop.REGISTRY) for r in rows]
     serve = tf.saved_model.load(export_dir).signatures[export.SIGNATURE]
     served = serve(examples=tf.constant(raw))
 

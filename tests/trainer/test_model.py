@@ -53,7 +53,8 @@ def test_mirrored_loss_equals_single_device_loss(featurized_dir):
     tft_output, dataset = _inputs(featurized_dir, global_batch)
     batch = next(iter(dataset))
     with mirrored.scope():
-        distributed = model_lib.build_model(SMALL_MODEL, tft_output, global_batch, registry=shop.REGISTRY)
+        distributed = model_lib.build_model(SMALL_MODEL, tft_output, global_batch,
+                                            registry=shop.REGISTRY)
     single = model_lib.build_model(SMALL_MODEL, tft_output, global_batch, registry=shop.REGISTRY)
     single.set_weights(distributed.get_weights())
 
@@ -90,7 +91,8 @@ def test_task_weights_scale_the_total_loss(featurized_dir):
     batch = next(iter(dataset))
     tasks = (TaskConfig("click", "click", 1.0),
              TaskConfig("conversion", "conversion", 0.0))
-    weighted = model_lib.build_model(dataclasses.replace(SMALL_MODEL, tasks=tasks), tft_output, 8, registry=shop.REGISTRY)
+    weighted = model_lib.build_model(dataclasses.replace(SMALL_MODEL, tasks=tasks), tft_output, 8,
+                                     registry=shop.REGISTRY)
     click_only = weighted.compute_loss(batch)
     assert click_only.numpy() == pytest.approx(weighted.loss_trackers["click"].result().numpy(),
                                                rel=1e-5)

@@ -30,7 +30,8 @@ def _batch(run_dir, model_config, batch=BATCH, repeat=False):
     dataset = data.make_dataset(layout.transformed("train") + "-*",
                                 tft_output.transformed_feature_spec(), model_config.tasks, batch,
                                 training=True, seed=5, repeat=repeat,
-                                registry=shop.REGISTRY, extra_labels=evaluation.label_columns(model_config))
+                                registry=shop.REGISTRY,
+                                extra_labels=evaluation.label_columns(model_config))
     return tft_output, dataset
 
 
@@ -100,7 +101,8 @@ def test_multiclass_and_regression_tasks(featurized_dir):
     # The label is also an input: it stays among the features.
     assert "item_category" in features and labels["category"].dtype == tf.int64
     predictions = model.predictions(features)
-    classes = inputs_lib.vocab_sizes(tft_output, shop.REGISTRY)["item_category"]  # 3 categories + 1 OOV
+    # 3 categories + 1 OOV bucket.
+    classes = inputs_lib.vocab_sizes(tft_output, shop.REGISTRY)["item_category"]
     assert predictions["category"].shape == [BATCH, classes] == [BATCH, 4]
     np.testing.assert_allclose(predictions["category"].numpy().sum(axis=1), 1.0, rtol=1e-5)
     assert predictions["price"].shape == [BATCH]
@@ -113,7 +115,8 @@ def test_retrieval_trains_jointly_under_mirrored_strategy(featurized_dir):
         enabled=True, embedding_dim=4, tower_units=(8,), recall_at=(5,)))
     tft_output, dataset = _batch(featurized_dir, model_config, batch=global_batch, repeat=True)
     with mirrored.scope():
-        model = model_lib.build_model(model_config, tft_output, global_batch, registry=shop.REGISTRY)
+        model = model_lib.build_model(model_config, tft_output, global_batch,
+                                      registry=shop.REGISTRY)
         model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
     history = model.fit(dataset, epochs=2, steps_per_epoch=3, verbose=0)
     assert np.all(np.isfinite(history.history["retrieval_loss"]))
@@ -133,5 +136,6 @@ def test_config_round_trip_keeps_architecture_and_retrieval(featurized_dir):
     rebuilt = model_lib.MultiTaskModel.from_config(model.get_config())
     assert rebuilt.get_config() == model.get_config()
     assert rebuilt.retrieval is not None
+    plain = model_lib.build_model(SMALL_MODEL, tft_output, BATCH, registry=shop.REGISTRY)
     with pytest.raises(ValueError, match="no retrieval"):
-        model_lib.build_model(SMALL_MODEL, tft_output, BATCH, registry=shop.REGISTRY).user_embedding({})
+        plain.user_embedding({})

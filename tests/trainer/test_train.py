@@ -70,7 +70,8 @@ def test_exported_signature_scores_raw_examples(trained):
 
     rows = make_rows(5, seed=9)
     rows[0]["user_id"] = "never-seen-user"  # out of vocabulary still scores
-    raw = [examples.encode(r, shop.REGISTRY.example_names(include_labels=False), shop.REGISTRY) for r in rows]
+    names = shop.REGISTRY.example_names(include_labels=False)
+    raw = [examples.encode(r, names, shop.REGISTRY) for r in rows]
     out = serve(examples=tf.constant(raw))
     for name in ("p_click", "p_conversion"):
         values = out[name].numpy()

@@ -1,0 +1,159 @@
+"""One row assembler: ingest and scoring build the same raw example, byte for byte.
+
+A tiny shop goes through the real ``Ingest`` composite (no files: rows made
+with ``beam.Create``), its examples are checked against rows derived by hand,
+and the pairs scoring would rank are built through ``Score``'s
+``BuildRawExamples`` from ingest's own side tables. For a user whose last
+event is the example's impression, the history after their last event is the
+history at the example, so scoring must serve exactly the bytes ingest wrote,
+less the labels and metadata scoring has no use for.
+"""
+
+import dataclasses
+
+import apache_beam as beam
+import tensorflow as tf
+from apache_beam.testing import test_pipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipelines import examples, ingest, score
+from pipelines.options import pipeline_options
+from pipelines.rows import raw_row
+from shoprec.core import config as config_lib
+from shoprec.core import generated_shop
+from shoprec.core import registry as F
+
+S, K = F.Source, F.Kind
+# The generated shop's features plus history. No impression count: the
+# scored impression is the user's last event, and it must not change the
+# history scoring reads (impressions are not interactions, so the lists keep).
+REGISTRY = F.Registry(generated_shop.REGISTRY.features + (
+    F.Feature("hist_items", S.HISTORY, K.HISTORY, history_of="item_id", max_length=3,
+              vocabulary="item_id"),
+    F.Feature("hist_categories", S.HISTORY, K.HISTORY, history_of="item_category",
+              max_length=2, vocabulary="item_category"),
+    F.Feature("hist_clicks", S.HISTORY, K.NUMERIC, event_type="click"),
+    F.Feature("hist_item_matches", S.HISTORY, K.NUMERIC, history_of="item_id"),
+))
+CONFIG = dataclasses.replace(config_lib.load(),
+                             dataset=generated_shop.dataset(REGISTRY))
+WIDTH = REGISTRY.embedding_feature().width
+T1 = 1793714709  # 2026-11-03T14:05:09Z, before the eval start: every example is train
+
+
+def _csv(**row):
+    return ",".join(row.values()), row
+
+
+EVENTS = [_csv(timestamp=str(T1), user_id="u1", item_id="i1", event_type="impression"),
+          _csv(timestamp=str(T1 + 10), user_id="u1", item_id="i1", event_type="click"),
+          _csv(timestamp=str(T1 + 1000), user_id="u1", item_id="i2", event_type="impression"),
+          _csv(timestamp=str(T1 + 2000), user_id="u2", item_id="i1", event_type="impression")]
+ITEMS = [_csv(item_id="i1", category="c1", brand="b1", colour="red", price="10",
+              image_path="i1.png"),
+         _csv(item_id="i2", category="c2", brand="b2", colour="blue", price="30",
+              image_path="i2.png")]
+USERS = [_csv(user_id="u1", age="30", region="north", membership="gold")]  # u2: unknown
+EMBEDDINGS = [examples.encode_embedding({"item_id": "i1", "embedding": [0.25] * WIDTH,
+                                         "has_image": 1}),
+              examples.encode_embedding({"item_id": "i2", "embedding": [0.0] * WIDTH,
+                                         "has_image": 0})]
+
+I1 = {"item_id": "i1", "item_category": "c1", "item_brand": "b1", "item_colour": "red",
+      "item_price": 10.0, "item_image_embedding": [0.25] * WIDTH, "item_has_image": 1}
+I2 = {"item_id": "i2", "item_category": "c2", "item_brand": "b2", "item_colour": "blue",
+      "item_price": 30.0, "item_image_embedding": [0.0] * WIDTH, "item_has_image": 0}
+U1 = {"user_id": "u1", "user_age": 30.0, "user_region": "north", "user_membership": "gold"}
+# A user the users table lacks gets the registry's defaults.
+U2 = {"user_id": "u2", "user_age": 35.0, "user_region": "unknown", "user_membership": "none"}
+EMPTY = {"hist_items": [], "hist_categories": [], "hist_clicks": 0.0, "hist_item_matches": 0.0}
+# u1 clicked i1 (category c1) at T1 + 10, before the impression of i2 at T1 + 1000;
+# i2 is not among the items in that history, so its match count is 0.
+AFTER_CLICK = {"hist_items": ["i1"], "hist_categories": ["c1"], "hist_clicks": 1.0,
+               "hist_item_matches": 0.0}
+EXPECTED = [
+    dict(U1, **I1, **EMPTY, click=1, conversion=0, timestamp=T1, sampled=0),
+    dict(U1, **I2, **AFTER_CLICK, click=0, conversion=0, timestamp=T1 + 1000, sampled=0),
+    dict(U2, **I1, **EMPTY, click=0, conversion=0, timestamp=T1 + 2000, sampled=0),
+]
+WRITTEN = REGISTRY.example_names() + [REGISTRY.timestamp_key, REGISTRY.sampled_key]
+
+
+def _pipeline():
+    return test_pipeline.TestPipeline(options=pipeline_options([]))
+
+
+def _ingest(p):
+    return {"events": p | "Events" >> beam.Create(EVENTS),
+            "items": p | "Items" >> beam.Create(ITEMS),
+            "users": p | "Users" >> beam.Create(USERS),
+            "embeddings": p | "Embeddings" >> beam.Create(EMBEDDINGS)} | ingest.Ingest(CONFIG)
+
+
+def test_raw_row_merges_event_user_item_and_history_by_hand():
+    history = {"hist_items": ["i2", "i1"], "hist_categories": ["c2", "c1"], "hist_clicks": 2.0}
+    event = {"user_id": "u1", "item_id": "i1", "click": 1, "conversion": 0}
+    row = raw_row(event, None, I1, history, REGISTRY)
+    # No user row: the registry's defaults; i1 is once in the history list: one match.
+    assert {k: row[k] for k in REGISTRY.example_names()} == dict(
+        U2, user_id="u1", **I1, **history, hist_item_matches=1.0, click=1, conversion=0)
+    # No history: the empty one, no matches; the user row's attributes are kept.
+    row = raw_row({"user_id": "u1", "item_id": "i2"}, U1, I2, None, REGISTRY)
+    assert {k: row[k] for k in REGISTRY.example_names(include_labels=False)} == dict(
+        U1, **I2, **EMPTY)
+
+
+def test_ingest_composite_rows_by_hand():
+    with _pipeline() as p:
+        out = _ingest(p)
+        assert_that(out.examples["train"] | beam.Map(lambda r: {k: r[k] for k in WRITTEN}),
+                    equal_to(EXPECTED), label="Train")
+        assert_that(out.examples["eval"], equal_to([]), label="Eval")
+        assert_that(out.dead_letter, equal_to([]), label="NoDeadLetters")
+        assert_that(out.history, equal_to([
+            ("u1", {k: AFTER_CLICK[k] for k in REGISTRY.history_table_names()[1:]}),
+            ("u2", {k: EMPTY[k] for k in REGISTRY.history_table_names()[1:]})]),
+            label="History")
+
+
+def _without_labels(serialized):
+    """An ingest example as scoring would build it: no labels, no metadata."""
+    example = tf.train.Example.FromString(serialized)
+    for name in [f.name for f in REGISTRY.labels()] + [REGISTRY.timestamp_key,
+                                                        REGISTRY.sampled_key]:
+        del example.features.feature[name]
+    return example.SerializeToString(deterministic=True)
+
+
+def _side_table(rows, names, key, label):
+    """Ingest's table as scoring reads it back: encoded as written, decoded keyed."""
+    return rows | label >> beam.Map(lambda row: score._keyed_row(
+        examples.encode(row, names, REGISTRY), key, REGISTRY))
+
+
+def test_scoring_serves_the_bytes_ingest_wrote():
+    last_impressions = [("u1", "i2"), ("u2", "i1")]
+    with _pipeline() as p:
+        out = _ingest(p)
+        trained = (out.examples["train"]
+                   | "Written" >> beam.Map(lambda r: (
+                       (r["user_id"], r["item_id"]),
+                       _without_labels(examples.encode(r, REGISTRY.example_names(), REGISTRY))))
+                   | "LastImpressions" >> beam.Filter(lambda kv: kv[0] in last_impressions))
+        items = _side_table(out.items | "ItemRows" >> beam.Values(),
+                            REGISTRY.source_names(S.ITEM), REGISTRY.item_key, "ReadItems")
+        users = _side_table(out.users | "UserRows" >> beam.Values(),
+                            REGISTRY.source_names(S.USER), REGISTRY.user_key, "ReadUsers")
+        history = _side_table(
+            out.history | "HistoryRows" >> beam.MapTuple(lambda u, h: dict(h, user_id=u)),
+            REGISTRY.history_table_names(), REGISTRY.user_key, "ReadHistory")
+        served = (p
+                  | "Pairs" >> beam.Create(last_impressions)
+                  | score.BuildRawExamples(users, items, REGISTRY, history))
+        keyed = served.examples | "KeyServed" >> beam.Map(lambda t: ((t[0], t[1]), t[2]))
+        same = ({"ingest": trained, "score": keyed}
+                | beam.CoGroupByKey()
+                | beam.MapTuple(lambda k, g: (k, len(g["ingest"]) == len(g["score"]) == 1
+                                              and g["ingest"] == g["score"])))
+        assert_that(same, equal_to([(("u1", "i2"), True), (("u2", "i1"), True)]), label="Same")
+        assert_that(served[score.dead_letter.DEAD_LETTER_TAG], equal_to([]), label="NoDead")

@@ -1,0 +1,73 @@
+"""The one table reader: the same rows in memory as through Beam, bad lines with reasons."""
+
+import json
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing import test_pipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipelines.options import pipeline_options
+from pipelines.read import ReadTable
+from shoprec.io import tables
+
+CSV = ('\ufeffitem_id,colour,image_path\n'
+       'i1,red,a.png\n'
+       '\n'
+       'i2,"blue, dark",b.png\r\n'
+       'i3,green\n'
+       'i4,"unclosed,x.png\n')
+
+
+def _in_memory(path, file_format):
+    out = []
+    for row in tables.read_rows(str(path), file_format):
+        out.append(("bad", row.reason, row.record) if isinstance(row, tables.BadRow) else row)
+    return out
+
+
+def test_csv_rows_and_bad_lines_by_hand(tmp_path):
+    path = tmp_path / "items.csv"
+    path.write_text(CSV, encoding="utf-8")
+    assert tables.columns(str(path), "csv", ["item_id"]) == ["item_id", "colour", "image_path"]
+    # The blank line is skipped; i3 has two cells; i4's quote never closes.
+    assert _in_memory(path, "csv") == [
+        ("i1,red,a.png", {"item_id": "i1", "colour": "red", "image_path": "a.png"}),
+        ('i2,"blue, dark",b.png', {"item_id": "i2", "colour": "blue, dark", "image_path": "b.png"}),
+        ("bad", "wrong_column_count", "i3,green"),
+        ("bad", "wrong_column_count", 'i4,"unclosed,x.png')]
+    assert list(tables.read_rows(str(path), "csv", limit=1)) == [_in_memory(path, "csv")[0]]
+
+
+@pytest.mark.parametrize("file_format", ["csv", "jsonl"])
+def test_beam_reads_the_rows_read_in_memory(tmp_path, file_format):
+    path = tmp_path / f"items.{file_format}"
+    if file_format == "csv":
+        path.write_text(CSV, encoding="utf-8")
+    else:
+        path.write_text(json.dumps({"item_id": "i1", "price": 2.5}) + "\n[1, 2]\n{bad\n")
+    expected = _in_memory(path, file_format)
+    with test_pipeline.TestPipeline(options=pipeline_options([])) as p:
+        read = p | ReadTable(str(path), file_format, "items")
+        dead = read.dead_letter | beam.Map(lambda d: ("bad", d.reason, d.record))
+        both = (read.main, dead) | beam.Flatten()
+        assert_that(both, equal_to(expected))
+    assert {r[1] for r in expected if r[0] == "bad"} <= {"malformed_row", "wrong_column_count"}
+
+
+def test_parquet_keeps_types_and_checks_required_columns(tmp_path):
+    path = tmp_path / "items.parquet"
+    pq.write_table(pa.table({"item_id": ["i1"], "price": [2.5]}), path)
+    assert _in_memory(path, "parquet") == [('{"item_id": "i1", "price": 2.5}',
+                                             {"item_id": "i1", "price": 2.5})]
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['colour'\]"):
+        tables.columns(str(path), "parquet", ["item_id", "colour"])
+
+
+def test_a_missing_file_and_an_unknown_format_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no input file matches .*nothing.csv"):
+        tables.columns(str(tmp_path / "nothing.csv"), "csv", [])
+    with pytest.raises(ValueError, match="unknown input format 'xlsx'"):
+        tables.columns(str(tmp_path / "x"), "xlsx", [])
