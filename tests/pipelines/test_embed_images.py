@@ -126,6 +126,17 @@ def test_hm_photos_by_path_pattern(tmp_path, encoder_dir):
                               str(tmp_path / "out"), id_column="article_id",
                               image_path="images/{article_id[:3]}/{article_id}.jpg")
     by_id, n_rows = _read_parquet(str(tmp_path / "out"))
-    assert n_rows == 12 and all(len(i) == 10 for i in by_id)
-    assert report["counts"]["embed/embedded"] + sum(
-        v for k, v in report["counts"].items() if k.startswith("dead_letter/images/")) == 12
+    ids = [r[0] for r in rows[1:]]
+    assert n_rows == 12 and sorted(by_id) == sorted(ids)  # ids kept as 10-digit strings
+    # The first 12 articles all have a photo at images/<first 3 digits>/<id>.jpg
+    # (checked by hand in the sample): a wrong pattern or a decode fault shows
+    # up here as fewer than 12 embedded and as image dead letters.
+    dead = {k: v for k, v in report["counts"].items() if k.startswith("dead_letter/")}
+    assert (report["counts"].get("embed/embedded", 0), dead) == (12, {})
+    assert all(by_id[i]["has_image"] == 1 for i in ids)
+    # Each row is the encoder's embedding of that article's own photo.
+    photo = os.path.join(HM_DIR, "images", ids[0][:3], ids[0] + ".jpg")
+    with open(photo, "rb") as f:
+        pixels = np.frombuffer(to_pixels(f.read(), SHAPE), np.uint8).reshape((1,) + SHAPE)
+    expected = E.embed(encoder_dir, pixels.astype(np.float32) / 255.0)
+    np.testing.assert_allclose(by_id[ids[0]]["embedding"], expected[0], rtol=0, atol=1e-6)
