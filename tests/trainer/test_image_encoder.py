@@ -1,6 +1,7 @@
 """Tests for trainer.image_encoder: learning, export round trip, catalogue loading."""
 
 import csv
+import itertools
 import os
 
 import numpy as np
@@ -38,7 +39,15 @@ def test_learns_colour_far_above_majority(trained):
     _, _, _, report = trained
     colour = report["heads"]["colour"]
     assert report["held_out_items"] == 60 and report["train_items"] == 180
-    assert 0.3 < colour["majority_rate"] < 0.7
+    # Majority rate: the held-out share of the training split's most common class.
+    # The seeded split puts colours 0/1/2 at 86/42/52 of the 180 training items
+    # and 23/18/19 of the 60 held-out ones: colour 0 is the majority, 23/60; for
+    # "green" the majority is "no" (not colour 1), 60 - 18 = 42 of 60.
+    assert colour["majority_rate"] == pytest.approx(23 / 60)
+    assert report["heads"]["green"]["majority_rate"] == pytest.approx(42 / 60)
+    # The classes are separable: palette colours differ by >= 0.5 in some channel
+    # while the per-pixel noise (sd 0.12) averages to sd 0.015 over 64 pixels,
+    # so the Bayes accuracy is 1.0; 0.9 leaves room for what 120 steps reach.
     assert colour["accuracy"] >= 0.9
     assert colour["accuracy"] > colour["majority_rate"] + 0.25
     assert report["heads"]["green"]["accuracy"] >= 0.9
@@ -109,9 +118,23 @@ def test_load_catalogue_skips_bad_photos_and_merges_rare_classes(tmp_path):
 
 @pytest.mark.skipif(not os.path.isdir(HM_DIR), reason="H&M sample data not at ../shared/data")
 def test_hm_catalogue_reads_photos_by_article_id():
-    cat = E.hm_catalogue(HM_DIR, image_shape=(24, 16, 3), limit=40, min_class_count=1)
-    assert len(cat.ids) + len(cat.skipped) == 40
-    assert all(len(i) == 10 and i.startswith("0") for i in cat.ids)  # ids kept as strings
-    assert cat.images.shape[1:] == (24, 16, 3)
+    from pipelines.images import to_pixels
+
+    shape = (24, 16, 3)
+    cat = E.hm_catalogue(HM_DIR, image_shape=shape, limit=40, min_class_count=1)
+    with open(os.path.join(HM_DIR, "articles.csv"), newline="") as f:
+        articles = list(itertools.islice(csv.DictReader(f), 40))
+    # Each of the first 40 articles has its photo at images/<first 3 digits>/<id>.jpg
+    # (checked by hand in the sample), so all 40 are read and none is skipped.
+    assert cat.skipped == []
+    assert cat.ids.tolist() == [a["article_id"] for a in articles]  # ids kept as strings
+    assert cat.images.shape == (40,) + shape
+    # Pixels are the article's own photo, resized as embed and ingest resize it.
+    first = articles[0]["article_id"]
+    with open(os.path.join(HM_DIR, "images", first[:3], first + ".jpg"), "rb") as f:
+        pixels = np.frombuffer(to_pixels(f.read(), shape), np.uint8).reshape(shape)
+    np.testing.assert_allclose(cat.images[0], pixels / 255.0, rtol=0, atol=1e-6)
+    # With min_class_count=1 no class is merged: each label names the article's own value.
     assert set(cat.labels) == {"product_type_name", "colour_group_name"}
-    assert 0.0 <= cat.images.min() and cat.images.max() <= 1.0
+    for name, index in cat.labels.items():
+        assert [cat.classes[name][i] for i in index] == [a[name] for a in articles], name
