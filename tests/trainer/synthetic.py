@@ -117,6 +117,30 @@ def learned_fraction(model_dir: str) -> dict:
     return out
 
 
+def served_eval_metrics(model_dir: str) -> dict:
+    """Per task, ``trainer.evaluation`` metrics of an exported model on the raw eval rows.
+
+    The rows are ``make_rows(NUM_EVAL, seed=2)``, what the ``featurized_dir``
+    fixture featurized as its eval split, scored through the serving signature.
+
+    Args:
+        model_dir: A SavedModel written by ``trainer.export``.
+
+    Returns:
+        {'click': metrics, 'conversion': metrics}.
+    """
+    from trainer import evaluation, export
+
+    rows = make_rows(NUM_EVAL, seed=2)
+    names = shop.REGISTRY.example_names(include_labels=False)
+    raw = tf.constant([examples.encode(r, names, shop.REGISTRY) for r in rows])
+    served = tf.saved_model.load(model_dir).signatures[export.SIGNATURE](examples=raw)
+    users = np.unique([r["user_id"] for r in rows], return_inverse=True)[1]
+    return {task: evaluation.binary_metrics(np.array([r[task] for r in rows]),
+                                            served[f"p_{task}"].numpy(), users)
+            for task in ("click", "conversion")}
+
+
 def write_raw(prefix: str, rows: list) -> None:
     """Writes rows as one gzip raw-example shard, as ingest would."""
     tf.io.gfile.makedirs(prefix.rsplit("/", 1)[0])
