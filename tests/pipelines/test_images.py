@@ -45,7 +45,7 @@ def test_the_encoder_shape_must_be_rgb(tmp_path):
 
 
 def test_rejects_non_rgb_shape():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"must be \(height, width, 3\), got \(4, 4, 1\)"):
         LoadItemImages("/images", (4, 4, 1))
 
 
