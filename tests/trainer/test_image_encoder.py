@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from shoprec.io import encoder_metadata
+from shoprec.io.photos import to_pixels
 from trainer import image_encoder as E
 
 HM_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "hm")
@@ -118,8 +119,6 @@ def test_load_catalogue_skips_bad_photos_and_merges_rare_classes(tmp_path):
 
 @pytest.mark.skipif(not os.path.isdir(HM_DIR), reason="H&M sample data not at ../shared/data")
 def test_hm_catalogue_reads_photos_by_article_id():
-    from pipelines.images import to_pixels
-
     shape = (24, 16, 3)
     cat = E.hm_catalogue(HM_DIR, image_shape=shape, limit=40, min_class_count=1)
     with open(os.path.join(HM_DIR, "articles.csv"), newline="") as f:
