@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import os
-from typing import Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -303,6 +303,21 @@ def run(config: config_lib.Config) -> dict:
                   "events": config.input_path(inp.events), "truth": config.input_path(inp.truth),
                   "images_root": config.input_path(inp.images_root)},
     }
+
+
+def expected_clicks(config: config_lib.Config) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The hidden preference model: how many clicks user ``u`` gives item ``i`` per session.
+
+    Proportional to ``exp(log_pop[i]) * sigmoid(click_logit(u, i))``: items
+    are shown in proportion to their popularity and then clicked with the
+    true probability, so ranking the catalogue by it is the oracle's top K.
+    Users and items are the row indices of ``u{u:06d}`` and ``i{i:05d}``.
+    """
+    gen = config.generate
+    # The world is drawn from the first of run()'s four streams: the same world.
+    world = _world(np.random.default_rng(np.random.SeedSequence(gen.seed).spawn(4)[0]), gen)
+    exposure = np.exp(world["log_pop"])
+    return lambda u, i: exposure[i] * _sigmoid(world["click_logit"](u, i))
 
 
 def read_truth(truth_csv_path: str, start_ts: int) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:

@@ -43,6 +43,8 @@ from shoprec.core.layout import CSV_SUFFIX, JSONL_SUFFIX, Layout, SPLITS, TFRECO
 from shoprec.io.outputs import clear, write_report, write_text
 
 PAIRS_HEADER = f"{F.USER_KEY},{F.ITEM_KEY}"
+# Marks the per-user probes at the eval start among the examples AddHistory sees.
+PROBE_KEY = "_probe"
 
 
 class IngestOutputs(NamedTuple):
@@ -52,6 +54,7 @@ class IngestOutputs(NamedTuple):
     items: beam.PCollection  # (item_id, item-table row)
     users: beam.PCollection  # (user_id, user row)
     history: Optional[beam.PCollection]  # (user_id, history after their last event)
+    history_at_eval: Optional[beam.PCollection]  # (user_id, history before the eval start)
     anomalies: beam.PCollection  # per-user anomaly rows (ANOMALY_COLUMNS)
     eval_pairs: beam.PCollection  # distinct (user_id, item_id) of the eval split
     dead_letter: beam.PCollection  # every row rejected on the way
@@ -122,11 +125,25 @@ class Ingest(beam.PTransform):
         events = keep(anomalies) | "CountCleanLog" >> CountCleanLog()
 
         examples = self._examples(events, keep)
-        user_history = None
+        user_history = at_eval = None
         if registry.of_source(F.Source.HISTORY):
-            history = examples | "AddHistory" >> AddHistory(
-                registry, data.history.event_types, data.history.bucket_s, events, items)
-            examples, user_history = history.main, history.users
+            # One probe per user at the eval start: the same point-in-time state
+            # an example there would get, for recommendations judged on eval.
+            eval_ts = config.split_starts[0]
+            probes = (events
+                      | "EventUsers" >> beam.Map(lambda e: e[F.USER_KEY])
+                      | "DistinctUsers" >> beam.Distinct()
+                      | "EvalProbes" >> beam.Map(lambda u: {
+                          F.USER_KEY: u, F.TIMESTAMP_KEY: eval_ts, PROBE_KEY: 1}))
+            history = ((examples, probes)
+                       | "WithProbes" >> beam.Flatten()
+                       | "AddHistory" >> AddHistory(registry, data.history.event_types,
+                                                    data.history.bucket_s, events, items))
+            examples, probed = history.main | "SplitProbes" >> beam.Partition(
+                lambda pair, _: 1 if pair[0].get(PROBE_KEY) else 0, 2)
+            at_eval = probed | "ProbeHistory" >> beam.Map(
+                lambda pair: (pair[0][F.USER_KEY], pair[1]))
+            user_history = history.users
         else:
             examples = examples | "NoHistory" >> beam.Map(lambda example: (example, None))
         rows = keep(examples | "JoinFeatures" >> JoinFeatures(items, users, registry))
@@ -140,7 +157,8 @@ class Ingest(beam.PTransform):
                       | "DistinctPairs" >> beam.Distinct())
         return IngestOutputs(
             examples={split: counted[split] for split in config.splits},
-            items=items, users=users, history=user_history, anomalies=anomalies.users,
+            items=items, users=users, history=user_history, history_at_eval=at_eval,
+            anomalies=anomalies.users,
             eval_pairs=eval_pairs,
             dead_letter=dead | "FlattenDeadLetters" >> beam.Flatten())
 
@@ -210,12 +228,15 @@ def write_outputs(outputs: IngestOutputs, read_dead: beam.PCollection, config, l
          | f"{label}Rows" >> beam.Values()
          | f"Write{label}Table" >> WriteTFRecords(prefix, registry.source_names(source), 1,
                                                   TFRECORD_SUFFIX, registry))
-    if outputs.history is not None:
-        (outputs.history
-         | "HistoryRows" >> beam.MapTuple(lambda user, h: dict(h, **{registry.user_key: user}))
-         | "WriteHistoryTable" >> WriteTFRecords(layout.history_table,
-                                                 registry.history_table_names(), 1,
-                                                 TFRECORD_SUFFIX, registry))
+    for label, table, prefix in (("History", outputs.history, layout.history_table),
+                                 ("HistoryAtEval", outputs.history_at_eval,
+                                  layout.history_at_eval_table)):
+        if table is None:
+            continue
+        (table
+         | f"{label}Rows" >> beam.MapTuple(lambda user, h: dict(h, **{registry.user_key: user}))
+         | f"Write{label}Table" >> WriteTFRecords(prefix, registry.history_table_names(), 1,
+                                                  TFRECORD_SUFFIX, registry))
     (outputs.anomalies
      | "AnomalyLines" >> beam.Map(lambda r: csv_line(
          ["" if r[c] is None else r[c] for c in ANOMALY_COLUMNS]))

@@ -8,7 +8,7 @@ MultiWorkerMirroredStrategy (tensorflow/tensorflow#48152).
 from __future__ import annotations
 
 import math
-from typing import Dict
+from typing import Collection, Dict, Mapping, Sequence
 
 import numpy as np
 
@@ -173,3 +173,50 @@ def recall_at_k(query_embeddings, candidate_embeddings, true_candidates, ks) -> 
     true_scores = scores[np.arange(true_candidates.size), true_candidates]
     higher = np.sum(scores > true_scores[:, None], axis=1)
     return {f"recall_at_{k}": float(np.mean(higher < k)) for k in ks}
+
+
+def ranking_metrics(recommended: Mapping[str, Sequence[str]],
+                    relevant: Mapping[str, Collection[str]], k: int,
+                    catalogue_size: int) -> Dict[str, float]:
+    """Top-K list quality against what each user actually did, averaged over users.
+
+    Over every user with at least one relevant item (one who has none cannot
+    tell a good list from a bad one); a user with no list scores 0.
+
+    - recall: relevant items in the top K / relevant items;
+    - hit_rate: 1 when any of the top K is relevant;
+    - ndcg: sum of 1 / log2(rank + 1) over relevant ranks, over the best
+      possible sum for the user's number of relevant items (at most K);
+    - map: the mean of precision@rank over relevant ranks, divided by
+      min(relevant items, K) (the Kaggle H&M MAP@12);
+    - coverage: distinct items recommended to anyone / catalogue size.
+
+    Args:
+        recommended: {user: items, best first}.
+        relevant: {user: the items that count as hits}.
+        k: The cut-off.
+        catalogue_size: Items that could have been recommended.
+
+    Returns:
+        ``{users, recall, hit_rate, ndcg, map, coverage}``; nan metrics with no users.
+    """
+    users = [u for u, items in relevant.items() if items]
+    totals = dict.fromkeys(("recall", "hit_rate", "ndcg", "map"), 0.0)
+    for user in users:
+        rel = set(relevant[user])
+        hits = [item in rel for item in list(recommended.get(user, ()))[:k]]
+        found = sum(hits)
+        totals["recall"] += found / len(rel)
+        totals["hit_rate"] += float(found > 0)
+        ideal = sum(1.0 / math.log2(r + 2) for r in range(min(len(rel), k)))
+        totals["ndcg"] += sum(1.0 / math.log2(r + 2) for r, h in enumerate(hits) if h) / ideal
+        precision, seen = 0.0, 0
+        for rank, hit in enumerate(hits, start=1):
+            if hit:
+                seen += 1
+                precision += seen / rank
+        totals["map"] += precision / min(len(rel), k)
+    shown = {item for user_items in recommended.values() for item in list(user_items)[:k]}
+    out = {name: (total / len(users) if users else math.nan) for name, total in totals.items()}
+    out.update(users=len(users), coverage=len(shown) / catalogue_size if catalogue_size else 0.0)
+    return out

@@ -87,9 +87,8 @@ class MultiTaskModel(tfrs.Model):
         self._user_side: Sequence[str] = ()
         self._item_side: Sequence[str] = ()
         if model_config.retrieval.enabled:
-            self._user_side = registry.source_names(F.Source.USER) + [
-                f.name for f in registry.history_lists()]
-            self._item_side = registry.source_names(F.Source.ITEM)
+            self._user_side = registry.query_names()
+            self._item_side = registry.candidate_names()
             self.retrieval = retrieval_lib.TwoTower(
                 model_config.retrieval, self._user_side, self._item_side,
                 vocab_sizes[registry.item_key], name="retrieval")

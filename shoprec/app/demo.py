@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
+from shoprec.app import recommend
 from shoprec.app.stages import demo_stages, options_of
 from shoprec.core.config import Config
 
@@ -69,7 +70,7 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
         reports[stage.name] = _timed(
             stage.name, lambda: stage.run(config, beam_args, options_of(stage, options)), times)
     gen, embedded, ing = reports["generate"], reports["embed"], reports["ingest"]
-    metrics, scored = reports["train"], reports["score"]
+    metrics, scored, recommended = reports["train"], reports["score"], reports["recommend"]
 
     oracle = oracle_auc(config)
     layout = config.layout
@@ -87,7 +88,8 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
             ("exported model", layout.model_dir),
             ("metrics", layout.metrics_file),
             ("tensorboard logs", layout.logs_dir),
-            ("scores", scored["scores"])):
+            ("scores", scored["scores"]),
+            ("recommendations", recommended["recommendations"])):
         print(f"  {label:<21} {path}")
     dead = {k.split("/", 1)[1]: v
             for k, v in {**embedded["counts"], **ing.get("counts", {})}.items()
@@ -113,6 +115,9 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
                      f"{got['log_loss']:.4f}"])
     print()
     print(_table(rows))
+    if "metrics" in recommended:
+        print()
+        print(recommend.render(recommended["metrics"]))
     print()
     print("stage wall time (s): " + ", ".join(f"{k} {v:.1f}" for k, v in times.items())
           + f", total {sum(times.values()):.1f}")

@@ -84,6 +84,12 @@ def _score(config, beam_args, options):
     return score.run(config, beam_args, pairs=options.get("pairs"))
 
 
+def _recommend(config, beam_args, options):
+    from shoprec.app import recommend
+
+    return recommend.run(config, beam_args)
+
+
 STAGES: Tuple[Stage, ...] = (
     Stage("generate", "write the synthetic shop (users, items, images, events, ground truth)",
           _generate, (), "raw/", ("sizes",), True),
@@ -101,6 +107,9 @@ STAGES: Tuple[Stage, ...] = (
           _train, ("featurize/",), "train/", ("strategy",), True),
     Stage("score", "Beam RunInference: score user x item pairs and rank within user",
           _score, ("ingest/", "featurize/", "train/"), "score/", ("pairs",), True),
+    Stage("recommend", "Beam: the top K of the whole catalogue for every user (retrieval, then "
+                       "the multi-task ranker), judged against baselines",
+          _recommend, ("ingest/", "train/"), "recommend/", (), True),
 )
 
 BY_NAME: Dict[str, Stage] = {s.name: s for s in STAGES}

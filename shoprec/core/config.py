@@ -108,6 +108,56 @@ class ScoringConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RecommendConfig:
+    """``shoprec recommend``: the top K of the whole catalogue for every user.
+
+    Two-tower retrieval picks ``candidates`` items per user (exact: every
+    catalogue item is scored); the multi-task ranker scores those, and the
+    final score is the product of its outputs raised to their ``blend``
+    exponents, ``prod_o p_o ** w_o`` (``{p_click: 1}``: rank by click
+    probability; ``{p_click: 1, p_conversion: 1}``: by expected purchases per
+    impression of a non-ESMM model).
+
+    Attributes:
+        k: Recommendations per user.
+        candidates: Items retrieved per user and then ranked (at least ``k``).
+        blend: {serving output: exponent}; empty: the first binary task's
+            probability alone.
+        as_of: ``eval``: as of the eval split's start (history and purchases
+            before it; the recommendations are judged against the eval
+            window); ``end``: after every user's last event (production).
+        exclude_label: A 0/1 label (a purchase): items the user had it for in
+            the ``exclude_days`` before the cut-off are not recommended.
+        exclude_days: 0: no exclusion.
+        max_per_category: At most this many items of one category in a
+            user's top K (0: no cap); relaxed, and counted, where the
+            candidates run out.
+        category_feature: The item feature the cap counts (None: the first
+            categorical item feature).
+        relevance_label: The label whose positives in the eval window judge
+            the recommendations (None: the first binary task's label).
+        popularity_days: The popularity baseline counts ``relevance_label``
+            positives in this many days before the cut-off.
+        user_batch: Users per retrieval and ranking call.
+        max_catalogue_items: Every worker holds the catalogue's embeddings;
+            a larger catalogue fails the job with a message naming this limit.
+    """
+
+    k: int = 10
+    candidates: int = 50
+    blend: Tuple[Tuple[str, float], ...] = ()
+    as_of: str = "eval"
+    exclude_label: Optional[str] = None
+    exclude_days: int = 30
+    max_per_category: int = 0
+    category_feature: Optional[str] = None
+    relevance_label: Optional[str] = None
+    popularity_days: int = 7
+    user_batch: int = 256
+    max_catalogue_items: int = 2_000_000
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     run_dir: str = "runs/demo"
     generate: GenerateConfig = GenerateConfig()
@@ -117,6 +167,7 @@ class Config:
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
     scoring: ScoringConfig = ScoringConfig()
+    recommend: RecommendConfig = RecommendConfig()
     # What the input files mean; None: the shop `shoprec generate` writes.
     dataset: Optional[DatasetConfig] = None
 
@@ -220,6 +271,56 @@ def check(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: scoring.rank_by must be p_<task name> of a binary or "
                           f"regression task, one of {sorted(rankable)}")
     model_config.check(config.model, config.training, label_names, where)
+    check_recommend(config, where, label_names)
+
+
+def check_recommend(config: Config, where: str, label_names) -> None:
+    """Checks the recommend section against the tasks and the registry.
+
+    Raises:
+        ConfigError: an inconsistent setting.
+    """
+    rec = config.recommend
+    outputs = {f"p_{t.name}" for t in config.model.tasks if t.type != "multiclass"}
+    if config.model.architecture == "esmm":
+        outputs.add(f"p_{config.model.esmm.cvr_output}")
+    if rec.k < 1 or rec.candidates < rec.k or rec.user_batch < 1:
+        raise ConfigError(f"{where}: recommend needs k >= 1, candidates >= k, user_batch >= 1")
+    if rec.as_of not in ("eval", "end"):
+        raise ConfigError(f"{where}: recommend.as_of must be eval or end")
+    bad = sorted(name for name, w in rec.blend if name not in outputs or float(w) < 0)
+    if bad:
+        raise ConfigError(f"{where}: recommend.blend: {bad}; blend outputs {sorted(outputs)} "
+                          "with exponents >= 0")
+    for key in ("exclude_label", "relevance_label"):
+        value = getattr(rec, key)
+        if value is not None and value not in label_names:
+            raise ConfigError(f"{where}: recommend.{key} must be a label: {sorted(label_names)}")
+    if not any(t.type == "binary" for t in config.model.tasks) and (
+            not rec.blend or rec.relevance_label is None):
+        raise ConfigError(f"{where}: recommend.blend and relevance_label must be set when no "
+                          "task is binary")
+    feature = config.registry.by_name.get(rec.category_feature or "")
+    if rec.category_feature is not None and (
+            feature is None or feature.source != F.Source.ITEM
+            or feature.kind not in (F.Kind.ID, F.Kind.CATEGORICAL)):
+        raise ConfigError(f"{where}: recommend.category_feature must be a categorical item "
+                          "feature")
+    if rec.max_per_category < 0 or rec.exclude_days < 0 or rec.popularity_days < 1:
+        raise ConfigError(f"{where}: recommend.max_per_category and exclude_days must be "
+                          ">= 0, popularity_days >= 1")
+
+
+def recommend_settings(config: Config) -> RecommendConfig:
+    """The recommend section with its defaults filled in from the tasks and the registry."""
+    rec = config.recommend
+    binary = next((t for t in config.model.tasks if t.type == "binary"), None)
+    category = rec.category_feature or next(
+        (f.name for f in config.registry.of_source(F.Source.ITEM)
+         if f.kind == F.Kind.CATEGORICAL), None)
+    return dataclasses.replace(
+        rec, blend=tuple((k, float(w)) for k, w in rec.blend) or ((f"p_{binary.name}", 1.0),),
+        relevance_label=rec.relevance_label or binary.label, category_feature=category)
 
 
 def load(path: Optional[str] = None, run_dir: Optional[str] = None,

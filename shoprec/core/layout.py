@@ -87,6 +87,11 @@ class Layout:
         return self._p("ingest", "history", "history")
 
     @property
+    def history_at_eval_table(self) -> str:
+        """Prefix of each user's history strictly before the eval split (``recommend``)."""
+        return self._p("ingest", "history_at_eval", "history")
+
+    @property
     def anomaly_table(self) -> str:
         """Prefix of the per-user anomaly CSV."""
         return self._p("ingest", "anomaly", "users")
@@ -113,6 +118,7 @@ class Layout:
         out.update(items=self.items_table + TFRECORD_SUFFIX,
                    users=self.users_table + TFRECORD_SUFFIX,
                    history=self.history_table + TFRECORD_SUFFIX,
+                   history_at_eval=self.history_at_eval_table + TFRECORD_SUFFIX,
                    anomaly=self.anomaly_table + CSV_SUFFIX,
                    eval_pairs=self.eval_pairs + CSV_SUFFIX,
                    dead_letter=self.dead_letter + JSONL_SUFFIX,
@@ -192,3 +198,22 @@ class Layout:
     @property
     def score_report(self) -> str:
         return self._p("score", REPORT_FILE)
+
+    # recommend/: the top K of the catalogue per user and their evaluation.
+    @property
+    def recommend_dir(self) -> str:
+        return self._p("recommend")
+
+    @property
+    def recommendations(self) -> str:
+        """Prefix of the recommendations Parquet files."""
+        return self._p("recommend", "recommendations")
+
+    @property
+    def recommend_report(self) -> str:
+        return self._p("recommend", REPORT_FILE)
+
+    @property
+    def recommend_metrics(self) -> str:
+        """Ranking metrics of the model and the baselines."""
+        return self._p("recommend", "metrics.json")

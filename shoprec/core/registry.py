@@ -316,6 +316,14 @@ class Registry:
         key = self.item_key if source == Source.ITEM else self.user_key
         return [key] + [f.name for f in self.of_source(source)]
 
+    def query_names(self) -> list:
+        """What the retrieval query (user) tower reads: the user's row and history lists."""
+        return self.source_names(Source.USER) + [f.name for f in self.history_lists()]
+
+    def candidate_names(self) -> list:
+        """What the retrieval candidate (item) tower reads: the item's row."""
+        return self.source_names(Source.ITEM)
+
     def history_table_names(self) -> list:
         """Names of the history table (user key first): each user's lists and counts.
 

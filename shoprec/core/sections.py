@@ -62,6 +62,9 @@ def build(cls, data: Any, where: str,
             if not isinstance(value, list) or not value:
                 raise ConfigError(f"{here}: expected a non-empty list")
             value = tuple(build(type(default[0]), v, f"{here}[{i}]") for i, v in enumerate(value))
+        elif isinstance(default, tuple) and isinstance(value, dict):
+            # A mapping for a tuple field: its (key, value) pairs, in file order.
+            value = tuple((str(k), v) for k, v in value.items())
         elif isinstance(default, tuple) or isinstance(value, list):
             if not isinstance(value, list):
                 raise ConfigError(f"{here}: expected a list")

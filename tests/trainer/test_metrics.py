@@ -96,3 +96,27 @@ def test_recall_at_k_counts_strictly_better_candidates():
                         [0.9, 0.5, 0.1]])   # true 2: two above -> rank 2
     out = metrics.recall_at_k(queries, candidates, [0, 1, 2], ks=(1, 2, 3))
     assert out == pytest.approx({"recall_at_1": 1 / 3, "recall_at_2": 2 / 3, "recall_at_3": 1.0})
+
+
+def test_ranking_metrics_by_hand():
+    recommended = {"a": ["x", "y", "z"], "b": ["y", "x", "w"], "c": ["w"]}
+    relevant = {"a": {"y", "q"}, "b": {"w"}, "d": {"x"}, "e": set()}
+    got = metrics.ranking_metrics(recommended, relevant, k=2, catalogue_size=5)
+    # Users a, b, d (e has nothing relevant; c is not judged). Top 2:
+    # a: x, y -> y hit at rank 2; b: y, x -> no hit (w is third); d: no list.
+    assert got["users"] == 3
+    assert got["recall"] == pytest.approx((1 / 2 + 0 + 0) / 3)
+    assert got["hit_rate"] == pytest.approx(1 / 3)
+    # a: DCG 1/log2(3), ideal for 2 relevant 1 + 1/log2(3).
+    assert got["ndcg"] == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3)) / 3)
+    # a: precision@2 = 1/2, over min(2 relevant, K=2) = 2.
+    assert got["map"] == pytest.approx((1 / 2) / 2 / 3)
+    # Shown in anyone's top 2: x, y (a, b) and w (c): 3 of 5.
+    assert got["coverage"] == pytest.approx(3 / 5)
+
+
+def test_ranking_metrics_perfect_list_and_no_users():
+    perfect = metrics.ranking_metrics({"a": ["x", "y"]}, {"a": {"y", "x"}}, k=2, catalogue_size=2)
+    assert perfect == {"users": 1, "recall": 1.0, "hit_rate": 1.0, "ndcg": 1.0, "map": 1.0,
+                       "coverage": 1.0}
+    assert math.isnan(metrics.ranking_metrics({}, {}, k=3, catalogue_size=1)["ndcg"])

@@ -5,6 +5,7 @@ import csv
 import dataclasses
 import glob
 import io
+import json
 import os
 
 import numpy as np
@@ -19,6 +20,7 @@ from shoprec.core.dataset import QualitySpec
 from shoprec.core.model_config import TaskConfig
 
 from pipelines import score
+from pipelines.examples import decode, encode
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +190,7 @@ def test_cli_help_lists_every_stage(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     for stage in ("generate", "embed", "validate", "ingest", "featurize", "train", "score",
-                  "demo"):
+                  "recommend", "demo"):
         assert stage in out
 
 
@@ -197,3 +199,59 @@ def test_cli_rejects_a_bad_config(tmp_path, capsys):
     bad.write_text("training:\n  epochz: 3\n")
     assert cli.main(["train", "--config", str(bad)]) == 2
     assert "epochz" in capsys.readouterr().err
+
+
+def _table_rows(pattern, registry):
+    files = tf.io.gfile.glob(pattern)
+    return [decode(r.numpy(), registry)
+            for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+
+
+def test_recommend_writes_k_items_for_every_user_and_retrieval_is_exact(tiny_run):
+    config, out = tiny_run
+    rec, registry, layout = config_lib.recommend_settings(config), config.registry, config.layout
+    assert f"ranking @{rec.k} on the eval window" in out
+    with open(config.input_path(config.inputs.users)) as f:
+        user_ids = sorted(r["user_id"] for r in csv.DictReader(f))
+    rows = pq.read_table(glob.glob(layout.recommendations + "-*.parquet")).to_pylist()
+    by_user = {}
+    for r in rows:
+        by_user.setdefault(r["user_id"], []).append(r)
+    # Every user in the users table, K distinct items each, ranks 1..K.
+    assert sorted(by_user) == user_ids
+    for user_rows in by_user.values():
+        user_rows.sort(key=lambda r: r["rank"])
+        assert [r["rank"] for r in user_rows] == list(range(1, rec.k + 1))
+        assert len({r["item_id"] for r in user_rows}) == rec.k
+        assert [r["score"] for r in user_rows] == sorted((r["score"] for r in user_rows),
+                                                         reverse=True)
+    # No item the user bought in the 30 days before the eval start.
+    bought = {}
+    eval_ts = config.split_starts[0]
+    for r in _table_rows(layout.examples_pattern("train"), registry):
+        if r[rec.exclude_label] and r["timestamp"] >= eval_ts - rec.exclude_days * 86400:
+            bought.setdefault(r["user_id"], set()).add(r["item_id"])
+    assert bought, "the tiny shop has no recent purchase: the exclusion is not exercised"
+    for user, items in bought.items():
+        assert not items & {r["item_id"] for r in by_user[user]}, user
+
+    # The candidates are the exact top N of a NumPy brute force over the
+    # exported towers' embeddings (no history features: user row only).
+    signatures = tf.saved_model.load(layout.model_dir).signatures
+    items = sorted(_table_rows(layout.items_table + "*", registry), key=lambda r: r["item_id"])
+    item_ids = [r["item_id"] for r in items]
+    item_vectors = signatures["item_embedding"](examples=tf.constant(
+        [encode(r, registry.candidate_names(), registry) for r in items]))["embedding"].numpy()
+    users = {r["user_id"]: r for r in _table_rows(layout.users_table + "*", registry)}
+    user_vectors = signatures["user_embedding"](examples=tf.constant(
+        [encode(users[u], registry.query_names(), registry) for u in user_ids]))["embedding"]
+    scores = user_vectors.numpy() @ item_vectors.T
+    for user, row in zip(user_ids, scores):
+        allowed = [i for i in range(len(item_ids)) if item_ids[i] not in bought.get(user, set())]
+        top = {item_ids[i] for i in sorted(allowed, key=lambda i: (-row[i], i))[:rec.candidates]}
+        for r in by_user[user]:
+            assert r["item_id"] in top
+            assert r["retrieval_score"] == pytest.approx(
+                row[item_ids.index(r["item_id"])], abs=1e-5)
+    metrics = json.load(open(layout.recommend_metrics))
+    assert set(metrics) >= {"model", "popularity", "own_history", "oracle"}

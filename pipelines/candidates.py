@@ -1,0 +1,120 @@
+"""Candidate retrieval: the catalogue's embeddings, and the exact top N by dot product.
+
+Every catalogue item is embedded once with the exported ``item_embedding``
+signature, on batches, into one :class:`Catalogue` every worker holds (a
+catalogue larger than ``recommend.max_catalogue_items`` fails with a message
+naming the limit). :func:`top_n` scores a batch of users against all of it
+in blocks of items (``queries @ items.T``) and keeps the best with
+``tf.math.top_k``: TFRS ``BruteForce``'s maths, exact.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, NamedTuple, Sequence, Tuple
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.ml.inference.base import PredictionResult, RunInference
+
+from pipelines import examples
+from pipelines.inference import ChunkHandler
+from shoprec.core import registry as F
+
+# Items scored per matrix product: bounds a batch's score matrix to
+# user_batch x _ITEM_BLOCK floats whatever the catalogue's size.
+_ITEM_BLOCK = 65536
+
+
+class Catalogue(NamedTuple):
+    """Every item's id (sorted) and retrieval embedding, row i for id i."""
+
+    ids: Tuple[str, ...]
+    vectors: np.ndarray
+
+
+def top_n(queries: np.ndarray, items: np.ndarray, n: int,
+          excluded: Sequence[Sequence[int]] = (), block: int = _ITEM_BLOCK
+          ) -> Tuple[np.ndarray, np.ndarray]:
+    """Exact top ``n`` items per query by dot product, in blocks of items.
+
+    Args:
+        queries: [Q, D] query embeddings.
+        items: [I, D] item embeddings.
+        n: Items kept per query (at most I).
+        excluded: Per query, item indices that may not be returned.
+        block: Items per matrix product.
+
+    Returns:
+        (scores [Q, n'], indices [Q, n']), best first; ties go to the lower
+        index; an excluded item is never returned (its slot, when fewer than
+        ``n`` items remain, holds index -1 and score -inf).
+    """
+    import tensorflow as tf
+
+    n = min(int(n), len(items))
+    best_scores = np.full((len(queries), 0), -np.inf, np.float32)
+    best_index = np.zeros((len(queries), 0), np.int64)
+    for start in range(0, len(items), block):
+        chunk = items[start:start + block]
+        scores = (queries @ chunk.T).astype(np.float32)
+        for q, skip in enumerate(excluded):
+            scores[q, [i - start for i in skip if start <= i < start + len(chunk)]] = -np.inf
+        index = np.broadcast_to(np.arange(start, start + len(chunk)), scores.shape)
+        # Earlier blocks first: on a tie, top_k keeps the lower position, which
+        # is the lower item index.
+        scores = np.concatenate([best_scores, scores], axis=1)
+        index = np.concatenate([best_index, index], axis=1)
+        top = tf.math.top_k(scores, k=min(n, scores.shape[1]))
+        best_scores = top.values.numpy()
+        best_index = np.take_along_axis(index, top.indices.numpy(), axis=1)
+    best_index = np.where(np.isneginf(best_scores), -1, best_index)
+    return best_scores, best_index
+
+
+def pairs_examples(chunk: Sequence[Tuple[Any, bytes]]) -> Dict[str, List[bytes]]:
+    """A chunk of (key, serialized raw example): the signatures' ``examples`` input."""
+    return {"examples": [s for _, s in chunk]}
+
+
+def pairs_bytes(chunk: Sequence[Tuple[Any, bytes]]) -> int:
+    return sum(len(s) for _, s in chunk)
+
+
+def catalogue(pairs: List[Tuple[str, np.ndarray]], limit: int) -> Catalogue:
+    """(item_id, embedding) pairs → the :class:`Catalogue`, or a clear error past ``limit``."""
+    if len(pairs) > limit:
+        raise ValueError(f"recommend: the catalogue has {len(pairs)} items; every worker holds "
+                         f"all their embeddings, and recommend.max_catalogue_items is {limit}")
+    pairs = sorted(pairs, key=lambda kv: kv[0])
+    return Catalogue(tuple(k for k, _ in pairs),
+                     np.stack([v for _, v in pairs]).astype(np.float32))
+
+
+class EmbedItems(beam.PTransform):
+    """(item_id, item row) → the singleton :class:`Catalogue` of their embeddings."""
+
+    def __init__(self, model_dir: str, registry: F.Registry, batch_size: int, limit: int):
+        super().__init__()
+        self._model_dir = model_dir
+        self._registry = registry
+        self._batch_size = int(batch_size)
+        self._limit = int(limit)
+
+    def expand(self, items):
+        registry = self._registry
+        names = registry.candidate_names()
+
+        def vectors(result: PredictionResult):
+            for (item_id, _), vector in zip(result.example, result.inference["embedding"]):
+                yield item_id, np.asarray(vector, np.float32)
+
+        return (items
+                | "ItemExamples" >> beam.MapTuple(
+                    lambda item_id, row: (item_id, examples.encode(row, names, registry)))
+                | "Batch" >> beam.BatchElements(min_batch_size=1,
+                                                max_batch_size=self._batch_size)
+                | "Embed" >> RunInference(ChunkHandler(
+                    self._model_dir, "item_embedding", pairs_examples, pairs_bytes))
+                | "Vectors" >> beam.FlatMap(vectors)
+                | "ToList" >> beam.combiners.ToList()
+                | "Catalogue" >> beam.Map(catalogue, self._limit))

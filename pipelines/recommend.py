@@ -1,0 +1,340 @@
+"""Recommend job: the top K of the whole catalogue for every user.
+
+Stages (stable labels): ReadItems → EmbedItems (``pipelines.candidates``: the
+``item_embedding`` signature on batches, one catalogue matrix); ReadUsers +
+ReadHistory + ReadExclusions → JoinUsers (CoGroupByKey: no user table is held
+whole in memory) → Recommend (the composite :class:`Recommend`: EmbedUsers →
+Retrieve → Rank → TopK) → WriteRecommendations.
+
+Retrieval is exact (``pipelines.candidates.top_n``), with the items a user is
+excluded from masked out first. The candidates' raw examples, built by the
+row assembler ingest uses (``pipelines.rows``), go through the serving
+signature, and the blend of its outputs ranks them. Items come only from the
+current item table, so an item no longer listed is never recommended.
+Every worker holds the catalogue's embeddings and item rows.
+
+Output: ``recommend/recommendations-*.parquet``, one row per (user, rank):
+``user_id``, ``rank`` (1 = best), ``item_id``, ``score`` (the blend),
+``retrieval_score`` (the two towers' dot product) and each ranked output
+(``p_<task>``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+from apache_beam.ml.inference.base import PredictionResult, RunInference
+
+from pipelines import dead_letter as dl
+from pipelines import examples
+from pipelines.candidates import Catalogue, pairs_bytes, pairs_examples, top_n
+from pipelines.candidates import EmbedItems
+from pipelines.inference import ChunkHandler
+from pipelines.options import pipeline_options
+from pipelines.rows import raw_row
+from pipelines.score import ReadSideTable
+from shoprec.core import registry as F
+from shoprec.core.config import Config, recommend_settings
+from shoprec.core.layout import PARQUET_SUFFIX
+from shoprec.io.outputs import clear, write_report
+
+class UserContext(NamedTuple):
+    """What ranking a user needs: their row, history at the cut-off, excluded items."""
+
+    user_id: str
+    user: Optional[Dict[str, Any]]
+    history: Optional[Dict[str, Any]]
+    excluded: Tuple[str, ...]
+
+
+def _ranking_examples(chunk) -> Dict[str, List[bytes]]:
+    return {"examples": [s for _, candidates in chunk for _, _, _, s in candidates]}
+
+
+def _ranking_bytes(chunk) -> int:
+    return sum(len(s) for _, candidates in chunk for _, _, _, s in candidates)
+
+
+def user_contexts(key_and_groups) -> Iterable[UserContext]:
+    """CoGroupByKey of users, history and exclusions → one context per known user."""
+    user_id, groups = key_and_groups
+    users, history = list(groups["user"]), list(groups["history"])
+    if not users and not history:
+        return  # exclusions of a user neither table knows: nobody to recommend to
+    yield UserContext(user_id, users[0] if users else None, history[0] if history else None,
+                      tuple(sorted(set(groups["excluded"]))))
+
+
+class _Retrieve(beam.DoFn):
+    """User embeddings → each user's candidates, as raw ranking examples."""
+
+    def __init__(self, registry: F.Registry, n: int, category_feature: Optional[str]):
+        self._registry = registry
+        self._n = int(n)
+        self._category = category_feature
+        self._names = registry.example_names(include_labels=False)
+        self._indexed = None
+        self._position: Dict[str, int] = {}
+
+    def process(self, result: PredictionResult, catalogue: Catalogue, items):
+        registry = self._registry
+        if self._indexed is not catalogue:  # once per side-input value, not per batch
+            self._position = {item_id: i for i, item_id in enumerate(catalogue.ids)}
+            self._indexed = catalogue
+        position = self._position
+        contexts = [ctx for ctx, _ in result.example]
+        excluded = [[position[i] for i in ctx.excluded if i in position] for ctx in contexts]
+        beam.metrics.Metrics.counter(dl.NAMESPACE, "recommend/excluded_items").inc(
+            sum(len(e) for e in excluded))
+        scores, index = top_n(np.asarray(result.inference["embedding"], np.float32),
+                              catalogue.vectors, self._n, excluded)
+        chunk = []
+        for ctx, row_scores, row_index in zip(contexts, scores, index):
+            candidates = []
+            for score, i in zip(row_scores, row_index):
+                if i < 0:
+                    continue
+                item_id = catalogue.ids[i]
+                event = {F.USER_KEY: ctx.user_id, F.ITEM_KEY: item_id}
+                row = raw_row(event, ctx.user, items[item_id], ctx.history, registry)
+                candidates.append((item_id, float(score), row.get(self._category),
+                                   examples.encode(row, self._names, registry)))
+            chunk.append((ctx.user_id, candidates))
+        yield chunk
+
+
+class _TopK(beam.DoFn):
+    """Ranked candidates → the user's top K rows (blend, category cap)."""
+
+    def __init__(self, k: int, blend: Sequence[Tuple[str, float]], outputs: Sequence[str],
+                 max_per_category: int, category_feature: Optional[str]):
+        self._k = int(k)
+        self._blend = tuple(blend)
+        self._outputs = tuple(outputs)
+        self._cap = int(max_per_category)
+        self._category = category_feature
+
+    def _pick(self, ordered: List[dict]) -> List[dict]:
+        if not self._cap:
+            return ordered[:self._k]
+        counts: Dict[Any, int] = {}
+        picked, skipped = [], []
+        for row in ordered:
+            value = row["_category"]
+            if counts.get(value, 0) < self._cap:
+                counts[value] = counts.get(value, 0) + 1
+                picked.append(row)
+            else:
+                skipped.append(row)
+            if len(picked) == self._k:
+                break
+        beam.metrics.Metrics.counter(dl.NAMESPACE, "recommend/capped").inc(len(skipped))
+        if len(picked) < self._k and skipped:
+            # Too few categories among the candidates: fill with the best of the rest.
+            beam.metrics.Metrics.counter(dl.NAMESPACE, "recommend/cap_relaxed").inc()
+            picked = sorted(picked + skipped[:self._k - len(picked)],
+                            key=lambda r: ordered.index(r))
+        return picked
+
+    def process(self, result: PredictionResult):
+        offset = 0
+        for user_id, candidates in result.example:
+            rows = []
+            for item_id, retrieval_score, category, _ in candidates:
+                out = {name: float(result.inference[name][offset]) for name in self._outputs}
+                offset += 1
+                score = float(np.prod([max(out[name], 0.0) ** w for name, w in self._blend]))
+                rows.append(dict(out, user_id=user_id, item_id=item_id, score=score,
+                                 retrieval_score=retrieval_score,
+                                 _category=category))
+            ordered = sorted(rows, key=lambda r: (-r["score"], r["item_id"]))
+            picked = self._pick(ordered)
+            if len(picked) < self._k:
+                beam.metrics.Metrics.counter(dl.NAMESPACE, "recommend/short").inc()
+            beam.metrics.Metrics.counter(dl.NAMESPACE, "recommend/users").inc()
+            for rank, row in enumerate(picked, start=1):
+                row.pop("_category")
+                yield dict(row, rank=rank)
+
+
+class Recommend(beam.PTransform):
+    """User contexts → their top-K rows from the whole catalogue.
+
+    Stages: BatchUsers → UserExamples → EmbedUsers (``user_embedding``) →
+    Retrieve (exact top ``candidates``) → Rank (``serving_default``) → TopK.
+
+    Args:
+        model_dir: The exported model (retrieval signatures included).
+        registry: The run's registry.
+        settings: ``shoprec.core.config.recommend_settings(config)``.
+        outputs: Serving outputs to write per row (``p_<task>``).
+        catalogue: Singleton PCollection of :class:`Catalogue`.
+        items: (item_id, item row) of every catalogue item.
+    """
+
+    def __init__(self, model_dir: str, registry: F.Registry, settings, outputs: Sequence[str],
+                 *, catalogue, items):
+        super().__init__()
+        self._model_dir = model_dir
+        self._registry = registry
+        self._settings = settings
+        self._outputs = tuple(outputs)
+        self._catalogue = catalogue
+        self._items = items
+
+    def expand(self, contexts):
+        registry, rec = self._registry, self._settings
+        names = registry.query_names()
+
+        def query_chunk(batch: List[UserContext]):
+            rows = [raw_row({F.USER_KEY: c.user_id, F.ITEM_KEY: ""}, c.user, {}, c.history,
+                            registry) for c in batch]
+            return [(c, examples.encode(r, names, registry)) for c, r in zip(batch, rows)]
+
+        return (contexts
+                | "BatchUsers" >> beam.BatchElements(min_batch_size=1,
+                                                     max_batch_size=rec.user_batch)
+                | "UserExamples" >> beam.Map(query_chunk)
+                | "EmbedUsers" >> RunInference(ChunkHandler(
+                    self._model_dir, "user_embedding", pairs_examples, pairs_bytes))
+                | "Retrieve" >> beam.ParDo(
+                    _Retrieve(registry, rec.candidates, rec.category_feature),
+                    catalogue=beam.pvalue.AsSingleton(self._catalogue),
+                    items=beam.pvalue.AsDict(self._items))
+                | "Rank" >> RunInference(ChunkHandler(
+                    self._model_dir, "serving_default", _ranking_examples, _ranking_bytes))
+                | "TopK" >> beam.ParDo(_TopK(rec.k, rec.blend, self._outputs,
+                                             rec.max_per_category, rec.category_feature)))
+
+
+class ReadExclusions(beam.PTransform):
+    """Raw examples → (user_id, item_id) pairs the user had ``label`` for lately.
+
+    Lately: in the ``window_s`` before ``end`` (the cut-off), or, with no
+    ``end``, before the last example's timestamp.
+    """
+
+    def __init__(self, patterns: Sequence[str], registry: F.Registry, label: str,
+                 window_s: int, end: Optional[int]):
+        super().__init__()
+        self._patterns = list(patterns)
+        self._registry = registry
+        self._label, self._window, self._end = label, int(window_s), end
+
+    def expand(self, pbegin):
+        registry, label, window = self._registry, self._label, self._window
+        reads = [pbegin | f"Read{i}" >> beam.io.ReadFromTFRecord(p, validate=False)
+                 for i, p in enumerate(self._patterns)]
+        rows = (reads
+                | "Flatten" >> beam.Flatten()
+                | "Decode" >> beam.Map(examples.decode, registry)
+                | "Positive" >> beam.Filter(lambda row: bool(row[label])))
+        if self._end is not None:
+            end = pbegin | "CutOff" >> beam.Create([self._end])
+        else:
+            end = (rows
+                   | "Timestamps" >> beam.Map(lambda row: row[registry.timestamp_key] + 1)
+                   | "LastEvent" >> beam.CombineGlobally(max).without_defaults())
+
+        def recent(row, cut) -> bool:
+            return cut - window <= row[registry.timestamp_key] < cut
+
+        return (rows
+                | "InWindow" >> beam.Filter(recent, cut=beam.pvalue.AsSingleton(end))
+                | "Pairs" >> beam.Map(lambda r: (r[registry.user_key], r[registry.item_key])))
+
+
+def output_names(config: Config) -> List[str]:
+    """The serving outputs each recommendation row carries: every task's but multiclass."""
+    names = [f"p_{t.name}" for t in config.model.tasks if t.type != "multiclass"]
+    if config.model.architecture == "esmm":
+        names.append(f"p_{config.model.esmm.cvr_output}")
+    return names
+
+
+def schema(outputs: Sequence[str]) -> pa.Schema:
+    """Parquet schema of the recommendations (see the module docstring)."""
+    return pa.schema([("user_id", pa.string()), ("rank", pa.int32()), ("item_id", pa.string()),
+                      ("score", pa.float32()), ("retrieval_score", pa.float32())]
+                     + [(name, pa.float32()) for name in outputs])
+
+
+def _check_inputs(config: Config, history: Optional[str]) -> None:
+    import tensorflow as tf
+
+    layout = config.layout
+    for needed in [layout.items_table + "*", layout.model_dir] + ([history] if history else []):
+        if not tf.io.gfile.glob(needed):
+            raise FileNotFoundError(f"recommend: nothing at {needed}; run ingest and train first")
+    signatures = tf.saved_model.load(layout.model_dir).signatures
+    if "user_embedding" not in signatures:
+        raise ValueError("recommend: the model has no retrieval towers to pick candidates with; "
+                         "set model.retrieval.enabled: true and train again")
+
+
+def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Writes the top K of the catalogue for every user; returns the job's report.
+
+    Users: everyone in the users table and everyone with events (a user the
+    users table lacks gets its defaults), each with their history at the
+    cut-off (``recommend.as_of``).
+
+    Raises:
+        FileNotFoundError: ingest or train has not run. ValueError: the model
+            has no retrieval towers, or the catalogue is over its limit.
+    """
+    rec = recommend_settings(config)
+    layout, registry = config.layout, config.registry
+    eval_ts = config.split_starts[0]
+    has_history = bool(registry.of_source(F.Source.HISTORY))
+    at_eval = rec.as_of == "eval"
+    history = None
+    if has_history:
+        history = (layout.history_at_eval_table if at_eval else layout.history_table) + "*"
+    _check_inputs(config, history)
+    clear(layout.recommend_dir)
+    outputs = output_names(config)
+    start = time.time()
+    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
+    items = pipeline | "ReadItems" >> ReadSideTable(layout.items_table + "*", registry.item_key,
+                                                    registry)
+    catalogue = items | "EmbedItems" >> EmbedItems(layout.model_dir, registry, rec.user_batch,
+                                                   rec.max_catalogue_items)
+    users = pipeline | "ReadUsers" >> ReadSideTable(layout.users_table + "*", registry.user_key,
+                                                    registry)
+    histories = (pipeline | "ReadHistory" >> ReadSideTable(history, registry.user_key, registry)
+                 if history else pipeline | "NoHistory" >> beam.Create([]))
+    if rec.exclude_label and rec.exclude_days:
+        splits = ["train"] if at_eval else list(config.splits)
+        excluded = pipeline | "ReadExclusions" >> ReadExclusions(
+            [layout.examples_pattern(s) for s in splits], registry, rec.exclude_label,
+            rec.exclude_days * 86400, eval_ts if at_eval else None)
+    else:
+        excluded = pipeline | "NoExclusions" >> beam.Create([])
+    contexts = ({"user": users, "history": histories, "excluded": excluded}
+                | "JoinUsers" >> beam.CoGroupByKey()
+                | "Contexts" >> beam.FlatMap(user_contexts))
+    _ = (contexts
+         | "Recommend" >> Recommend(layout.model_dir, registry, rec, outputs,
+                                    catalogue=catalogue, items=items)
+         | "WriteRecommendations" >> beam.io.WriteToParquet(
+             layout.recommendations, schema(outputs), file_name_suffix=PARQUET_SUFFIX))
+    result = pipeline.run()
+    result.wait_until_finish()
+    counts = dl.counts_from_result(result)
+    seconds = time.time() - start
+    report = {"counts": counts, "seconds": round(seconds, 2),
+              "users": counts.get("recommend/users", 0),
+              "users_per_s": round(counts.get("recommend/users", 0) / seconds, 1),
+              "settings": {"k": rec.k, "candidates": rec.candidates, "blend": dict(rec.blend),
+                           "as_of": rec.as_of, "exclude_label": rec.exclude_label,
+                           "exclude_days": rec.exclude_days,
+                           "max_per_category": rec.max_per_category,
+                           "category_feature": rec.category_feature},
+              "recommendations": layout.recommendations + "-*" + PARQUET_SUFFIX}
+    write_report(layout.recommend_report, report)
+    return report

@@ -1,0 +1,136 @@
+"""The Recommend composite on rows made by hand: retrieve, exclude, rank, blend, cap.
+
+The toy SavedModel's towers make retrieval rank items by price
+(user ``[1, age/100]`` · item ``[price/100, 1]``), while its ranker prefers
+cheap items (``p_click = 1 - price/100``, ``p_conversion = age/100``), so
+every list below is worked out by hand: the candidates are the dearest
+items, and the ranker reverses them.
+"""
+
+import dataclasses
+
+import apache_beam as beam
+import numpy as np
+import pytest
+import tensorflow as tf
+from apache_beam.testing import test_pipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipelines import recommend
+from pipelines.candidates import Catalogue
+from pipelines.options import pipeline_options
+from shoprec.core import config as config_lib
+from shoprec.core import generated_shop as shop
+
+R = shop.REGISTRY
+WIDTH = R.embedding_feature().width
+PRICES = {"i1": 10.0, "i2": 20.0, "i3": 30.0, "i4": 40.0, "i5": 50.0}
+CATEGORY = {"i1": "b", "i2": "b", "i3": "a", "i4": "a", "i5": "b"}
+
+
+class _Toy(tf.Module):
+    def _parse(self, examples, names):
+        return tf.io.parse_example(examples, {n: tf.io.FixedLenFeature([], tf.float32)
+                                              for n in names})
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def user(self, examples):
+        age = self._parse(examples, ["user_age"])["user_age"]
+        return {"embedding": tf.stack([tf.ones_like(age), age / 100.0], axis=1)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def item(self, examples):
+        price = self._parse(examples, ["item_price"])["item_price"]
+        return {"embedding": tf.stack([price / 100.0, tf.ones_like(price)], axis=1)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def serve(self, examples):
+        parsed = self._parse(examples, ["item_price", "user_age"])
+        return {"p_click": 1.0 - parsed["item_price"] / 100.0,
+                "p_conversion": parsed["user_age"] / 100.0}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("toy") / "model")
+    toy = _Toy()
+    tf.saved_model.save(toy, path, signatures={
+        "serving_default": toy.serve, "user_embedding": toy.user, "item_embedding": toy.item})
+    return path
+
+
+def _items():
+    return [(i, {"item_id": i, "item_category": CATEGORY[i], "item_brand": "x",
+                 "item_colour": "red", "item_price": p, "item_image_embedding": [0.0] * WIDTH,
+                 "item_has_image": 0}) for i, p in PRICES.items()]
+
+
+def _catalogue():
+    ids = tuple(sorted(PRICES))
+    return Catalogue(ids, np.array([[PRICES[i] / 100.0, 1.0] for i in ids], np.float32))
+
+
+def _settings(**changes):
+    base = config_lib.recommend_settings(config_lib.load())
+    return dataclasses.replace(base, k=2, candidates=3, user_batch=2, **changes)
+
+
+U1 = {"user_id": "u1", "user_age": 40.0, "user_region": "north", "user_membership": "gold"}
+
+
+def test_retrieve_the_dearest_then_rank_the_cheapest_first(model_dir):
+    contexts = [recommend.UserContext("u1", U1, None, ()),
+                # Not in the users table: the registry's default age, 35.
+                recommend.UserContext("u2", None, None, ("i5",))]
+    with test_pipeline.TestPipeline(options=pipeline_options([])) as p:
+        out = (p
+               | "Users" >> beam.Create(contexts)
+               | recommend.Recommend(model_dir, R, _settings(), ["p_click", "p_conversion"],
+                                     catalogue=p | "Catalogue" >> beam.Create([_catalogue()]),
+                                     items=p | "Items" >> beam.Create(_items())))
+        # u1: candidates i5, i4, i3 (retrieval = price/100 + 0.4); ranked by
+        # p_click = 1 - price/100: i3 (0.7), i4 (0.6). u2 may not get i5:
+        # candidates i4, i3, i2; ranked i2 (0.8), i3 (0.7).
+        assert_that(out | beam.Map(lambda r: (r["user_id"], r["rank"], r["item_id"],
+                                              round(r["score"], 5),
+                                              round(r["retrieval_score"], 5),
+                                              round(r["p_conversion"], 5))),
+                    equal_to([("u1", 1, "i3", 0.7, 0.7, 0.4), ("u1", 2, "i4", 0.6, 0.8, 0.4),
+                              ("u2", 1, "i2", 0.8, 0.55, 0.35),
+                              ("u2", 2, "i3", 0.7, 0.65, 0.35)]))
+
+
+def _assert_top(model_dir, settings, expected):
+    """Runs Recommend for u1 and asserts its (rank, item, score) rows."""
+    with test_pipeline.TestPipeline(options=pipeline_options([])) as p:
+        out = (p
+               | "Users" >> beam.Create([recommend.UserContext("u1", U1, None, ())])
+               | recommend.Recommend(model_dir, R, settings, ["p_click", "p_conversion"],
+                                     catalogue=p | "Catalogue" >> beam.Create([_catalogue()]),
+                                     items=p | "Items" >> beam.Create(_items())))
+        assert_that(out | beam.Map(lambda r: (r["rank"], r["item_id"], round(r["score"], 5))),
+                    equal_to(expected))
+
+
+@pytest.mark.parametrize("k, cap, expected", [
+    # Ranked i3 (a), i4 (a), i5 (b). No cap: the first two.
+    (2, 0, [(1, "i3", 0.112), (2, "i4", 0.096)]),
+    # At most one of category a: i4 gives way to i5.
+    (2, 1, [(1, "i3", 0.112), (2, "i5", 0.08)]),
+    # K = 3 from three candidates: the cap must be relaxed, back in ranked order.
+    (3, 1, [(1, "i3", 0.112), (2, "i4", 0.096), (3, "i5", 0.08)]),
+])
+def test_blend_and_category_cap(model_dir, k, cap, expected):
+    # score = p_click * p_conversion ** 2 (age 40: 0.16): i3 0.7 * 0.16 = 0.112.
+    settings = dataclasses.replace(
+        _settings(blend=(("p_click", 1.0), ("p_conversion", 2.0)), max_per_category=cap,
+                  category_feature="item_category"), k=k)
+    _assert_top(model_dir, settings, expected)
+
+
+def test_user_contexts_keep_known_users_only():
+    groups = {"user": [U1], "history": [], "excluded": ["i2", "i1", "i2"]}
+    assert list(recommend.user_contexts(("u1", groups))) == [
+        recommend.UserContext("u1", U1, None, ("i1", "i2"))]
+    assert list(recommend.user_contexts(("u9", {"user": [], "history": [],
+                                                "excluded": ["i1"]}))) == []
