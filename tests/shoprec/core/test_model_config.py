@@ -27,7 +27,8 @@ def test_demo_config_keeps_the_spine_defaults():
     config = config_lib.load()
     assert config.model.architecture == "shared_bottom"
     assert [t.type for t in config.model.tasks] == ["binary", "binary"]
-    assert not config.model.retrieval.enabled
+    # `shoprec recommend` picks its candidates with the two towers.
+    assert config.model.retrieval.enabled
     assert config.training.backup_and_restore and config.training.early_stopping.task is None
 
 

@@ -1,0 +1,40 @@
+"""The run config's own sections: recommend's defaults and checks."""
+
+import os
+
+import pytest
+import yaml
+
+from shoprec.core import config as config_lib
+from shoprec.core.sections import ConfigError
+
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shoprec", "configs")
+
+
+def _load(tmp_path, recommend):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "recommend": recommend}))
+    return config_lib.load(str(path))
+
+
+def test_recommend_defaults_follow_the_tasks_and_the_registry():
+    config = config_lib.load()
+    rec = config_lib.recommend_settings(config)
+    assert (rec.k, rec.candidates, rec.blend) == (10, 50, (("p_click", 1.0),))
+    assert (rec.relevance_label, rec.exclude_label, rec.category_feature) == (
+        "click", "conversion", "item_category")
+    hm = config_lib.recommend_settings(config_lib.load(os.path.join(CONFIGS, "hm.yaml")))
+    assert hm.relevance_label == "purchase" and hm.blend == (("p_purchase", 1.0),)
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"k": 5, "candidates": 3}, "candidates >= k"),
+    ({"blend": {"p_nothing": 1.0}}, r"recommend.blend: \['p_nothing'\]"),
+    ({"blend": {"p_click": -1.0}}, r"recommend.blend: \['p_click'\]"),
+    ({"exclude_label": "price"}, "recommend.exclude_label must be a label"),
+    ({"as_of": "tomorrow"}, "recommend.as_of must be eval or end"),
+    ({"category_feature": "user_region"}, "recommend.category_feature must be a categorical item"),
+])
+def test_bad_recommend_settings_are_refused(tmp_path, section, message):
+    with pytest.raises(ConfigError, match=message):
+        _load(tmp_path, section)
