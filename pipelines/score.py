@@ -146,10 +146,13 @@ class ReadSideTable(beam.PTransform):
 class BuildRawExamples(beam.PTransform):
     """Joins pairs with user/item attributes and encodes raw serving examples.
 
-    A pair naming an unknown item is a dead letter; an unknown user is scored
-    with the registry's user defaults (a new user still gets recommendations).
-    History features are the user's history after their last logged event
-    (ingest's history table), empty for a user it does not know.
+    Users and their history are joined by key (CoGroupByKey): no worker holds
+    the users table. The items are a side input: every worker holds the
+    catalogue, as retrieval does. A pair naming an unknown item is a dead
+    letter; an unknown user is scored with the registry's user defaults (a
+    new user still gets recommendations). History features are the user's
+    history after their last logged event (ingest's history table), empty for
+    a user it does not know.
     """
 
     def __init__(self, users, items, registry: F.Registry, history=None):
@@ -163,28 +166,36 @@ class BuildRawExamples(beam.PTransform):
         history = self._history
         if history is None:
             history = pairs.pipeline | "NoHistory" >> beam.Create([])
-        return pairs | "Join" >> beam.ParDo(
-            _JoinPair(self._registry), users=beam.pvalue.AsDict(self._users),
-            items=beam.pvalue.AsDict(self._items), history=beam.pvalue.AsDict(history)
-        ).with_outputs(dead_letter.DEAD_LETTER_TAG, main="examples")
+        return ({"pairs": pairs, "user": self._users, "history": history}
+                | "JoinUsers" >> beam.CoGroupByKey()
+                | "Join" >> beam.ParDo(_JoinPairs(self._registry),
+                                       items=beam.pvalue.AsDict(self._items))
+                .with_outputs(dead_letter.DEAD_LETTER_TAG, main="examples"))
 
 
-class _JoinPair(beam.DoFn):
+class _JoinPairs(beam.DoFn):
+    """(user_id, {pairs: item ids, user: [row], history: [row]}) → raw examples."""
+
     def __init__(self, registry: F.Registry):
         self._registry = registry
         self._names = registry.example_names(include_labels=False)
 
-    def process(self, pair: Pair, users, items, history):
+    def process(self, user_and_groups, items):
         registry = self._registry
-        user_id, item_id = pair
-        item = items.get(item_id)
-        if item is None:
-            yield dead_letter.tagged("pairs", "unknown_item", f"item {item_id!r} not in catalogue",
-                                     f"{user_id},{item_id}")
-            return
-        event = {F.USER_KEY: user_id, F.ITEM_KEY: item_id}
-        row = raw_row(event, users.get(user_id), item, history.get(user_id), registry)
-        yield user_id, item_id, examples.encode(row, self._names, registry)
+        user_id, groups = user_and_groups
+        users, histories = list(groups["user"]), list(groups["history"])
+        user = users[0] if users else None
+        history = histories[0] if histories else None
+        for item_id in groups["pairs"]:
+            item = items.get(item_id)
+            if item is None:
+                yield dead_letter.tagged("pairs", "unknown_item",
+                                         f"item {item_id!r} not in catalogue",
+                                         f"{user_id},{item_id}")
+                continue
+            event = {F.USER_KEY: user_id, F.ITEM_KEY: item_id}
+            row = raw_row(event, user, item, history, registry)
+            yield user_id, item_id, examples.encode(row, self._names, registry)
 
 
 class RankWithinUser(beam.PTransform):
