@@ -210,8 +210,8 @@ def _to_row(record: str, cells: Union[List[str], BadRow], header: Sequence[str])
 
 
 def _printable(record: str) -> str:
-    """A record with undecodable bytes as U+FFFD, so that its dead letter is valid JSON text."""
-    return record.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    """A record with each undecodable byte (or lone surrogate) as U+FFFD, valid text for JSON."""
+    return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in record)
 
 
 def csv_row(line: str, header: Sequence[str]) -> Row:
@@ -278,6 +278,8 @@ def json_row(line: str) -> Row:
         row = json.loads(line)
     except ValueError as err:
         raise BadRow("malformed_row", str(err), line) from err
+    except RecursionError as err:  # '[[[[…' deeper than the parser's stack (found by fuzzing)
+        raise BadRow("malformed_row", "nested too deeply", line) from err
     if not isinstance(row, dict):
         raise BadRow("malformed_row", "not a JSON object", line)
     return line, row
