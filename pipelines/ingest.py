@@ -165,6 +165,10 @@ def read_inputs(pipeline, config) -> Tuple[Dict[str, beam.PCollection], beam.PCo
             stage has not finished (no success marker, or no shards).
     """
     inputs, data, registry = config.inputs, config.data, config.registry
+    embedding = registry.embedding_feature()
+    if embedding is not None:
+        # Stage order first: a missing embed stage is the mistake to report.
+        require_success(config.layout.embed_dir, "embed")
 
     def path(relative: Optional[str]) -> Optional[str]:
         resolved = config.input_path(relative)
@@ -179,10 +183,8 @@ def read_inputs(pipeline, config) -> Tuple[Dict[str, beam.PCollection], beam.PCo
         outputs = _read(pipeline, path(relative), inputs.format, name, required_columns(spec))
         read[name] = outputs.main
         dead.append(outputs.dead_letter)
-    embedding = registry.embedding_feature()
     if embedding is not None:
         pattern = config.layout.item_embeddings_pattern
-        require_success(config.layout.embed_dir, "embed")
         if not FileSystems.match([pattern])[0].metadata_list:
             raise StageOrderError(f"no item embeddings at {pattern}; the registry's "
                                   f"{embedding.name} comes from `shoprec embed`: run it first")
