@@ -230,18 +230,18 @@ def csv_row(line: str, header: Sequence[str]) -> Row:
 def _decoded_lines(f: BinaryIO) -> Iterator[str]:
     """A binary file's lines as text; undecodable bytes kept as surrogates (``bad_encoding``)."""
     first = True
-    pending = b""
+    pending: List[bytes] = []  # the line being read, in chunks: no quadratic re-joining
     while True:
         chunk = f.read(1 << 20)
         if not chunk:
             break
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            yield _decode(line + b"\n", first)
-            first = False
-    if pending:
-        yield _decode(pending, first)
+        *ends, rest = chunk.split(b"\n")
+        for end in ends:
+            yield _decode(b"".join(pending) + end + b"\n", first)
+            pending, first = [], False
+        pending.append(rest)
+    if any(pending):
+        yield _decode(b"".join(pending), first)
 
 
 def _decode(line: bytes, first: bool) -> str:

@@ -1,5 +1,6 @@
 """The one table reader: the same rows in memory as through Beam, bad lines with reasons."""
 
+import csv
 import json
 
 import apache_beam as beam
@@ -98,3 +99,18 @@ def test_one_record_parses_alone_as_in_a_file():
     with pytest.raises(tables.BadRow) as bad:
         tables.csv_row("1,2\n3,4", header)
     assert bad.value.reason == "malformed_row"
+
+
+def test_records_longer_than_a_read_chunk_are_whole(tmp_path):
+    # 2.5 MiB of text in one quoted field, with a line break: the reader's
+    # 1 MiB chunks end inside it.
+    long = "x" * (1 << 20) + "\n" + "y" * (3 << 19)
+    path = tmp_path / "items.csv"
+    path.write_text(f'item_id,colour\ni1,"{long}"\ni2,blue\n', encoding="utf-8")
+    csv.field_size_limit(4 << 20)
+    try:
+        rows = _in_memory(path, "csv")
+    finally:
+        csv.field_size_limit(131072)
+    assert [r[1] for r in rows] == [{"item_id": "i1", "colour": long},
+                                    {"item_id": "i2", "colour": "blue"}]
