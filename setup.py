@@ -31,6 +31,6 @@ setup(
                                     "transforms", "transforms.*", "trainer", "trainer.*"]),
     package_data={"shoprec": ["configs/*.yaml"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest==9.2.0"]},
+    extras_require={"test": ["hypothesis==6.170.17", "pytest==9.2.0"]},
     entry_points={"console_scripts": ["shoprec=shoprec.app.cli:main"]},
 )

@@ -45,6 +45,7 @@ from pipelines.outputs import Outputs
 from pipelines.parse import HAS_IMAGE_KEY
 from pipelines.read import ReadTable
 from pipelines.sinks import text_file
+from shoprec.core.errors import ConfigError
 from shoprec.core.images import image_path as fill_image_path
 from shoprec.core.images import pattern_columns
 from shoprec.core.layout import JSONL_SUFFIX, PARQUET_SUFFIX, REPORT_FILE, TFRECORD_SUFFIX
@@ -135,13 +136,16 @@ class EmbedImages(beam.PTransform):
         image_path: Image path column or pattern (``shoprec.core.images``).
         signature, input_key, output_key: How to call the embedder.
         batch_size: Images per signature call.
+        allowed_prefixes: Where absolute image paths and URLs may point.
     """
 
     def __init__(self, images_root: str, model_dir: str, image_shape: Sequence[int],
                  embedding_dim: int, *, id_column: str, image_path: str, signature: str,
-                 input_key: str, output_key: str, batch_size: int):
+                 input_key: str, output_key: str, batch_size: int,
+                 allowed_prefixes: Sequence[str] = ()):
         super().__init__()
         self._root = images_root
+        self._allowed = tuple(allowed_prefixes)
         self._shape = tuple(int(d) for d in image_shape)
         self._dim = int(embedding_dim)
         self._id_column = id_column
@@ -159,7 +163,8 @@ class EmbedImages(beam.PTransform):
                   | "GroupById" >> beam.GroupByKey()
                   | "OnePerItem" >> beam.FlatMap(_first_per_item).with_outputs(
                       dl.DEAD_LETTER_TAG, main="main"))
-        loaded = unique.main | "LoadItemImages" >> LoadItemImages(self._root, self._shape)
+        loaded = unique.main | "LoadItemImages" >> LoadItemImages(
+            self._root, self._shape, allowed_prefixes=self._allowed)
         with_image, without = loaded.main | "HasImage" >> beam.Partition(
             lambda kv, _: 0 if kv[1][HAS_IMAGE_KEY] else 1, 2)
         embedded = (
@@ -214,6 +219,7 @@ def run(items: str, images_root: str, model_dir: str, output_dir: str, *,
         signature: str = "embed", input_key: str = "images", output_key: str = EMBEDDING,
         image_shape: Optional[Sequence[int]] = None, batch_size: int = 256,
         num_shards: int = 1, expected_width: Optional[int] = None,
+        allowed_prefixes: Sequence[str] = (),
         beam_args: Optional[Sequence[str]] = None) -> dict:
     """Runs the embed job; returns its report (also written to ``report.json``).
 
@@ -233,6 +239,8 @@ def run(items: str, images_root: str, model_dir: str, output_dir: str, *,
         num_shards: Output shards per format.
         expected_width: The embedding width the caller needs (e.g. the
             registry feature's); None: any.
+        allowed_prefixes: Where absolute image paths and URLs may point
+            (``inputs.allowed_image_prefixes``); empty: only under ``images_root``.
         beam_args: Pass-through Beam flags.
 
     Raises:
@@ -240,8 +248,8 @@ def run(items: str, images_root: str, model_dir: str, output_dir: str, *,
     """
     shape, dim = model_spec(model_dir, signature, input_key, output_key, image_shape)
     if expected_width is not None and dim != expected_width:
-        raise ValueError(f"embed: {model_dir} outputs {dim} floats per image, "
-                         f"{expected_width} are needed")
+        raise ConfigError(f"{model_dir} outputs {dim} floats per image, {expected_width} "
+                          f"are needed (the registry's embedding width)")
     clear(output_dir)
     prefix = FileSystems.join(output_dir, PREFIX)
     required = list(dict.fromkeys([id_column, *pattern_columns(image_path)]))
@@ -251,7 +259,7 @@ def run(items: str, images_root: str, model_dir: str, output_dir: str, *,
     embedded = read.main | "EmbedImages" >> EmbedImages(
         images_root, model_dir, shape, dim, id_column=id_column, image_path=image_path,
         signature=signature, input_key=input_key, output_key=output_key,
-        batch_size=batch_size)
+        batch_size=batch_size, allowed_prefixes=allowed_prefixes)
     _ = (embedded.main
          | "EncodeExamples" >> beam.Map(encode_embedding)
          | "WriteTFRecords" >> beam.io.WriteToTFRecord(

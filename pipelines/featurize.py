@@ -24,8 +24,9 @@ from tfx_bsl.public import tfxio
 from pipelines import dead_letter, options as beam_options
 from shoprec.core import registry as F
 from shoprec.core.config import Config
+from shoprec.core.errors import StageOrderError
 from shoprec.core.layout import SCHEMA_FILE, TFRECORD_SUFFIX
-from shoprec.io.outputs import clear, write_report
+from shoprec.io.outputs import clear, require_success, write_report, write_success
 from transforms.preprocessing import preprocessing_fn
 
 
@@ -140,18 +141,20 @@ class Featurize(beam.PTransform):
 
 
 def _check_inputs(config: Config) -> None:
+    require_success(config.layout.ingest_dir, "ingest")
     for split in config.splits:
         pattern = config.layout.examples(split) + "-*"
         if not tf.io.gfile.glob(pattern):
-            raise FileNotFoundError(
-                f"featurize: no raw {split} examples at {pattern}; run `shoprec ingest` first")
+            raise StageOrderError(
+                f"no raw {split} examples at {pattern}; run `shoprec ingest` again (with "
+                f"the same ingest.test_start)")
 
 
 def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> dict:
     """Runs the featurize job; returns row counts and wall time.
 
     Raises:
-        FileNotFoundError: ingest has not produced every split.
+        StageOrderError: ingest has not finished, or wrote not every split.
     """
     layout = config.layout
     _check_inputs(config)
@@ -185,4 +188,5 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> dict:
         "schema": layout.transformed_schema,
     }
     write_report(layout.featurize_report, report)
+    write_success(layout.featurize_dir, "featurize")
     return report

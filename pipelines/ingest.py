@@ -40,7 +40,8 @@ from pipelines.sinks import WriteTFRecords, text_file
 from pipelines.split import CountCleanLog, SplitByTime, count_example
 from shoprec.core import registry as F
 from shoprec.core.layout import CSV_SUFFIX, JSONL_SUFFIX, Layout, SPLITS, TFRECORD_SUFFIX
-from shoprec.io.outputs import clear, write_report, write_text
+from shoprec.core.errors import StageOrderError
+from shoprec.io.outputs import clear, require_success, write_report, write_success, write_text
 
 PAIRS_HEADER = f"{F.USER_KEY},{F.ITEM_KEY}"
 # Marks the per-user probes at the eval start among the examples AddHistory sees.
@@ -177,10 +178,15 @@ def read_inputs(pipeline, config) -> Tuple[Dict[str, beam.PCollection], beam.PCo
     """Reads a data set's files: ({input: rows} for :class:`Ingest`, read dead letters).
 
     Raises:
-        FileNotFoundError: an input file is missing, or the registry has a
-            photo embedding and the embed stage has not run.
+        InputMissingError: an input file is missing.
+        StageOrderError: the registry has a photo embedding and the embed
+            stage has not finished (no success marker, or no shards).
     """
     inputs, data, registry = config.inputs, config.data, config.registry
+    embedding = registry.embedding_feature()
+    if embedding is not None:
+        # Stage order first: a missing embed stage is the mistake to report.
+        require_success(config.layout.embed_dir, "embed")
 
     def path(relative: Optional[str]) -> Optional[str]:
         resolved = config.input_path(relative)
@@ -195,12 +201,11 @@ def read_inputs(pipeline, config) -> Tuple[Dict[str, beam.PCollection], beam.PCo
         outputs = _read(pipeline, path(relative), inputs.format, name, required_columns(spec))
         read[name] = outputs.main
         dead.append(outputs.dead_letter)
-    embedding = registry.embedding_feature()
     if embedding is not None:
         pattern = config.layout.item_embeddings_pattern
         if not FileSystems.match([pattern])[0].metadata_list:
-            raise FileNotFoundError(f"ingest: no item embeddings at {pattern}; the registry's "
-                                    f"{embedding.name} comes from `shoprec embed`: run it first")
+            raise StageOrderError(f"no item embeddings at {pattern}; the registry's "
+                                  f"{embedding.name} comes from `shoprec embed`: run it first")
         read[EMBEDDINGS] = pipeline | "ReadEmbeddings" >> beam.io.ReadFromTFRecord(pattern)
     return read, dead | "FlattenReadDeadLetters" >> beam.Flatten()
 
@@ -260,6 +265,15 @@ def report_keys(config) -> List[str]:
     return keys
 
 
+def _read_inputs(config) -> Dict[str, str]:
+    """{input: its file or glob} of every table this data set reads."""
+    inputs, data = config.inputs, config.data
+    tables = {EVENTS: inputs.events, USERS: inputs.users}
+    if not data.items.from_events:
+        tables[ITEMS] = inputs.items
+    return {name: config.input_path(path) for name, path in tables.items() if path}
+
+
 def run(config, beam_args: Optional[Sequence[str]] = None, write_examples: bool = True,
         out_dir: Optional[str] = None) -> Dict[str, Any]:
     """Runs ingest for ``config`` and writes its report (JSON and text).
@@ -280,8 +294,12 @@ def run(config, beam_args: Optional[Sequence[str]] = None, write_examples: bool 
 
     Raises:
         report.DataQualityError: an input's bad fraction is over the data set's
-            threshold. The report and dead letters are still written; the
-            examples are removed so that no later stage trains on them.
+            threshold.
+        InputEmptyError: an input has fewer data rows, or a split fewer
+            examples, than ``dataset.quality.min_rows``.
+        Either way the report and dead letters are still written, the
+        examples are removed and no success marker is written, so that no
+        later stage trains on them.
     """
     start = time.time()
     layout = config.layout if out_dir is None else Layout(out_dir)
@@ -300,9 +318,11 @@ def run(config, beam_args: Optional[Sequence[str]] = None, write_examples: bool 
                               [f.name for f in config.registry.labels()], config.data.name)
     found = report_lib.problems(report, quality.max_bad_fraction,
                                 dict(quality.max_bad_fraction_by_reason))
+    empty = report_lib.too_few_rows(counts, _read_inputs(config), config.splits,
+                                    quality.min_rows)
     report.update({
-        "status": "failed" if found else "ok",
-        "problems": found,
+        "status": "failed" if found or empty else "ok",
+        "problems": empty + found,
         "counts": dict(sorted(counts.items())),
         "dead_letters": sum(v for k, v in counts.items() if k.startswith("dead_letter/")),
         "seconds": round(time.time() - start, 2),
@@ -311,12 +331,14 @@ def run(config, beam_args: Optional[Sequence[str]] = None, write_examples: bool 
     write_report(layout.ingest_report, report)
     write_text(report["outputs"]["report_text"], report_lib.render(report) + "\n", "text/plain")
     logging.info("ingest: %s", {s: v["examples"] for s, v in report["splits"].items()})
-    if found:
+    if found or empty:
         examples_dir = os.path.dirname(layout.examples("train"))
         if FileSystems.exists(examples_dir):
             FileSystems.delete([examples_dir])
+        report_lib.check_rows(empty, report)
         report_lib.check_quality(report, quality.max_bad_fraction,
                                  dict(quality.max_bad_fraction_by_reason))
+    write_success(layout.ingest_dir, "validate" if not write_examples else "ingest")
     return report
 
 

@@ -306,8 +306,11 @@ def default_user(user_id: str, registry: F.Registry) -> Dict[str, Any]:
 
 
 def csv_line(values: Iterable[Any]) -> str:
-    """One CSV line (no terminator), quoting as needed."""
+    """One CSV record (no terminator), quoting as needed, line breaks in values included."""
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="").writerow(list(values))
-    return buf.getvalue()
+    # The writer quotes only the line-end characters of its own terminator, so
+    # it writes with "\r\n" (RFC 4180's) and the terminator is cut off after:
+    # with "" a value holding a line break came out unquoted (found by fuzzing).
+    csv.writer(buf, lineterminator="\r\n").writerow(list(values))
+    return buf.getvalue()[:-2]
 

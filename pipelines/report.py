@@ -15,21 +15,19 @@ data set's threshold, naming the input and its reasons.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Sequence
+
+from shoprec.core.errors import InputEmptyError, QualityGateError
 
 INPUTS = ("events", "items", "users", "embeddings")
 
 
-class DataQualityError(RuntimeError):
+class DataQualityError(QualityGateError):
     """An input's dead-letter fraction is over its threshold; the message says which.
 
     Attributes:
         report: The data report of the failed run (or None).
     """
-
-    def __init__(self, message: str, report: Optional[Mapping[str, Any]] = None):
-        super().__init__(message)
-        self.report = report
 
 
 def _prefixed(counts: Mapping[str, int], prefix: str) -> Dict[str, int]:
@@ -118,12 +116,39 @@ def problems(report: Mapping[str, Any], max_bad_fraction: float,
     return out
 
 
+def too_few_rows(counts: Mapping[str, int], inputs: Mapping[str, str], splits: Sequence[str],
+                 min_rows: int) -> List[str]:
+    """One message per input, then per split, with fewer than ``min_rows`` rows.
+
+    Args:
+        counts: The run's counters (``rows_read/<input>``, ``examples/<split>``).
+        inputs: {input name: the file or glob it was read from}.
+        splits: Splits the run writes.
+        min_rows: ``dataset.quality.min_rows``.
+    """
+    out = [f"input {name!r} has {counts.get(f'rows_read/{name}', 0)} data rows "
+           f"(dataset.quality.min_rows is {min_rows}) in {path}"
+           for name, path in inputs.items() if counts.get(f"rows_read/{name}", 0) < min_rows]
+    out += [f"split {split!r} has {counts.get(f'examples/{split}', 0)} examples "
+            f"(dataset.quality.min_rows is {min_rows}): check the ingest split dates against "
+            f"the events' time range"
+            for split in splits if counts.get(f"examples/{split}", 0) < min_rows]
+    return out
+
+
+def check_rows(empty: Sequence[str], report: Mapping[str, Any]) -> None:
+    """Raises InputEmptyError when :func:`too_few_rows` found anything."""
+    if empty:
+        raise InputEmptyError("; ".join(empty), report)
+
+
 def check_quality(report: Mapping[str, Any], max_bad_fraction: float,
                   by_reason: Mapping[str, float], stage: str = "ingest") -> None:
     """Raises DataQualityError naming every input and reason over its threshold."""
     found = problems(report, max_bad_fraction, by_reason)
     if found:
-        raise DataQualityError(f"{stage} failed the data-quality threshold: " + "; ".join(found),
+        raise DataQualityError(f"{stage} failed the data-quality threshold: " + "; ".join(found)
+                               + f"; see {report.get('outputs', {}).get('report', 'its report')}",
                                report)
 
 

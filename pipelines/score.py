@@ -39,9 +39,10 @@ from pipelines.outputs import Outputs
 from pipelines.rows import raw_row
 from shoprec.core import registry as F
 from shoprec.core.config import Config
+from shoprec.core.errors import InputMissingError, StageOrderError
 from shoprec.core.layout import JSONL_SUFFIX, PARQUET_SUFFIX
 from shoprec.core.model_config import TaskConfig
-from shoprec.io.outputs import clear, write_report
+from shoprec.io.outputs import clear, require_success, write_report, write_success
 
 Pair = Tuple[str, str]
 Chunk = List[Tuple[str, str, bytes]]
@@ -296,9 +297,15 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
 
     layout = config.layout
     pattern = pairs or config.path(config.scoring.pairs) or layout.eval_pairs + "*"
-    for needed in (pattern, layout.items_table + "*", layout.model_dir):
+    require_success(layout.ingest_dir, "ingest")
+    require_success(layout.train_dir, "train")
+    if not tf.io.gfile.glob(pattern):
+        raise InputMissingError(f"no pairs to score at {pattern}: check --pairs or "
+                                f"scoring.pairs")
+    for needed in (layout.items_table + "*", layout.model_dir):
         if not tf.io.gfile.glob(needed):
-            raise FileNotFoundError(f"score: nothing at {needed}; run ingest and train first")
+            raise StageOrderError(f"nothing at {needed}; run `shoprec ingest` and "
+                                  f"`shoprec train` again")
     clear(layout.score_dir)
     tasks = tuple(config.model.tasks)
     names = class_names(config)
@@ -334,4 +341,5 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
         "pairs": pattern,
     }
     write_report(layout.score_report, report)
+    write_success(layout.score_dir, "score")
     return report

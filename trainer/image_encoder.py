@@ -28,6 +28,7 @@ import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 
+from shoprec.core.errors import InputEmptyError
 from shoprec.core.images import image_path as fill_path
 from shoprec.io import encoder_metadata, photos, tables
 from shoprec.io.outputs import clear
@@ -87,7 +88,8 @@ class Catalogue:
 def load_catalogue(items_path: str, images_root: str, attributes: Sequence[str],
                    image_shape: Tuple[int, int, int], id_column: str = "item_id",
                    image_path: str = "image_path", file_format: str = "csv",
-                   min_class_count: int = 1, limit: Optional[int] = None) -> Catalogue:
+                   min_class_count: int = 1, limit: Optional[int] = None,
+                   allowed_prefixes: Sequence[str] = ()) -> Catalogue:
     """Reads an item file and the photos it points at.
 
     Args:
@@ -102,11 +104,16 @@ def load_catalogue(items_path: str, images_root: str, attributes: Sequence[str],
         file_format: ``csv``, ``jsonl`` or ``parquet``.
         min_class_count: Classes with fewer items are merged into ``(other)``.
         limit: Read at most this many rows.
+        allowed_prefixes: Where absolute image paths and URLs may point.
 
     Returns:
         The catalogue; items with a missing or undecodable photo, and lines
         that are no row, are skipped with their reason (``shoprec.io.photos``
-        and ``shoprec.io.tables`` reasons: the embed job's dead-letter reasons).
+        and ``shoprec.io.tables`` reasons: the embed job's dead-letter reasons,
+        ``image_path_outside_root`` included).
+
+    Raises:
+        InputEmptyError: the file has no rows, or no item has a usable photo.
     """
     ids, pixels, kept, skipped = [], [], [], []
     for item in tables.read_rows(items_path, file_format, limit):
@@ -115,7 +122,8 @@ def load_catalogue(items_path: str, images_root: str, attributes: Sequence[str],
             continue
         row = {k: "" if v is None else str(v) for k, v in item[1].items()}
         item_id = row[id_column]
-        photo = photos.load(images_root, fill_path(image_path, row), image_shape)
+        photo = photos.load(images_root, fill_path(image_path, row), image_shape,
+                            allowed_prefixes)
         if photo.pixels is None:
             skipped.append((item_id, photo.reason))
             continue
@@ -123,7 +131,9 @@ def load_catalogue(items_path: str, images_root: str, attributes: Sequence[str],
         ids.append(item_id)
         kept.append(row)
     if not kept:
-        raise ValueError(f"{items_path}: no item has a usable photo under {images_root}")
+        reasons = dict(Counter(reason for _, reason in skipped))
+        raise InputEmptyError(f"{items_path}: no item has a usable photo under {images_root} "
+                              f"(skipped: {reasons or 'none, the file has no rows'})")
     images = np.stack(pixels).reshape((-1,) + tuple(image_shape)).astype(np.float32) / 255.0
     labels, classes = {}, {}
     for name in attributes:

@@ -29,8 +29,9 @@ import tensorflow_transform as tft
 
 from shoprec.core import config as config_lib
 from shoprec.core.config import Config
+from shoprec.core.errors import StageOrderError
 from shoprec.core.layout import Layout
-from shoprec.io.outputs import write_report
+from shoprec.io.outputs import require_success, write_report, write_success
 from trainer import (callbacks as callbacks_lib, checkpoints, data, evaluation, export,
                      model as model_lib, retrieval as retrieval_lib, strategy as strategy_lib)
 
@@ -87,10 +88,12 @@ def _tensorboard_dir(layout: Layout) -> Optional[str]:
     return layout.logs_dir
 
 
-def _load_transform(transform_dir: str):
+def _load_transform(layout: Layout) -> tft.TFTransformOutput:
+    require_success(layout.featurize_dir, "featurize")
+    transform_dir = layout.transform_dir
     if not tf.io.gfile.exists(os.path.join(transform_dir, "transform_fn")):
-        raise FileNotFoundError(
-            f"train: no TFT output at {transform_dir}; run `shoprec featurize` first")
+        raise StageOrderError(
+            f"no TFT output at {transform_dir}; run `shoprec featurize` again")
     return tft.TFTransformOutput(transform_dir)
 
 
@@ -117,7 +120,7 @@ def run(config: Config, strategy_name: Optional[str] = None,
         non-finite values as None.
 
     Raises:
-        FileNotFoundError: featurize has not run, or wrote no test split
+        StageOrderError: featurize has not finished, or wrote no test split
             although ``ingest.test_start`` is set.
         ValueError: the train split is smaller than one global batch.
     """
@@ -134,7 +137,7 @@ def run(config: Config, strategy_name: Optional[str] = None,
         checkpoints.prepare_train_dir(layout, keep_backup=training.backup_and_restore)
     tf.keras.utils.set_random_seed(training.seed)
 
-    tft_output = _load_transform(layout.transform_dir)
+    tft_output = _load_transform(layout)
     spec = tft_output.transformed_feature_spec()
     replicas = strategy.num_replicas_in_sync
     global_batch = training.per_replica_batch_size * replicas
@@ -168,8 +171,8 @@ def run(config: Config, strategy_name: Optional[str] = None,
         # (config.splits); failing here beats failing after training.
         test_pattern = layout.transformed_pattern("test")
         if not tf.io.gfile.glob(test_pattern):
-            raise FileNotFoundError(
-                f"train: ingest.test_start is set but there is no test split at "
+            raise StageOrderError(
+                f"ingest.test_start is set but there is no test split at "
                 f"{test_pattern}; run `shoprec ingest` and `shoprec featurize` again")
         test_ds = data.make_dataset(test_pattern, spec, tasks, global_batch, training=False,
                                     registry=registry, extra_labels=extra_labels)
@@ -254,6 +257,7 @@ def run(config: Config, strategy_name: Optional[str] = None,
     result = _finite_or_none(result)
     if chief:
         write_report(layout.metrics_file, result)
+        write_success(layout.train_dir, "train")
     return result
 
 

@@ -3,6 +3,12 @@
 Flags this CLI does not know are passed through to Beam, so
 ``shoprec ingest --runner=DataflowRunner --project=... --region=...`` submits
 the same job that runs locally on the FnApiRunner by default.
+
+Errors: a stage raises a ``shoprec.core.errors.UserError`` for anything the
+user fixes; it is printed as ``shoprec STAGE: <message>`` and the command
+exits with the error's code (``EXIT_CODES``), the traceback shown only with
+``--verbose`` or ``SHOPREC_VERBOSE=1``. Any other exception is a bug and keeps
+its traceback.
 """
 
 from __future__ import annotations
@@ -12,16 +18,21 @@ import dataclasses
 import json
 import os
 import sys
+import traceback
 from typing import List, Optional, Sequence
 
 from shoprec.app.stages import BY_NAME, STAGES, options_of
 from shoprec.core import config as config_lib
-from shoprec.core.sections import ConfigError
+from shoprec.core.errors import EXIT_CODES, ConfigError, UserError
 
 # Generator settings that can be given as flags, e.g. `shoprec generate --num_users 100000`.
 GENERATE_FLAGS = (("seed", int), ("num_users", int), ("num_items", int), ("days", int),
                   ("sessions_per_user", float), ("impressions_per_session", int))
 DEMO_HELP = "generate the default data set and run every stage end to end"
+VERBOSE_ENV = "SHOPREC_VERBOSE"
+EPILOG = ("Unknown flags go to Beam, e.g. --runner=DataflowRunner, --direct_num_workers=2, "
+          "--direct_running_mode=multi_processing. Exit status: "
+          + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES) + ".")
 
 
 def _add_flags(p: argparse.ArgumentParser, flags) -> None:
@@ -32,6 +43,8 @@ def _add_flags(p: argparse.ArgumentParser, flags) -> None:
     p.add_argument("--data", default=None,
                    help="folder holding the data set's files (inputs.data_dir); "
                         "e.g. ../shared/data/hm")
+    p.add_argument("--verbose", action="store_true",
+                   help=f"on an error, print its traceback too (or set {VERBOSE_ENV}=1)")
     if "strategy" in flags:
         p.add_argument("--strategy", default=None,
                        choices=("auto", "default", "mirrored", "multi_worker"),
@@ -49,8 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shoprec",
         description="Behaviour logs, catalogue and photos in; multi-task recommendations out.",
-        epilog="Unknown flags go to Beam, e.g. --runner=DataflowRunner, --direct_num_workers=2, "
-               "--direct_running_mode=multi_processing.")
+        epilog=EPILOG)
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
     for stage in STAGES:
         reads = ", ".join(stage.reads) or "nothing"
@@ -63,26 +75,50 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of the ``shoprec`` console script."""
-    args, beam_args = _parser().parse_known_args(argv)
+def _load_config(args):
+    """The run config the flags name, generator sizes applied.
+
+    Raises:
+        ConfigError: the file is malformed, inconsistent or cannot be read.
+    """
+    # A --data path is the user's, relative to where they run the command;
+    # a YAML inputs.data_dir stays relative to the run folder.
+    data = args.data if args.data is None or "://" in args.data else os.path.abspath(args.data)
     try:
-        # A --data path is the user's, relative to where they run the command;
-        # a YAML inputs.data_dir stays relative to the run folder.
-        data = args.data if args.data is None or "://" in args.data else os.path.abspath(args.data)
         config = config_lib.load(args.config, run_dir=args.run_dir, data_dir=data)
-    except (ConfigError, OSError) as err:
-        print(f"shoprec: {err}", file=sys.stderr)
-        return 2
+    except OSError as err:
+        raise ConfigError(f"cannot read the config: {err}") from err
     sizes = {flag: getattr(args, flag, None) for flag, _ in GENERATE_FLAGS}
     sizes = {k: v for k, v in sizes.items() if v is not None}
     if sizes:
         config = dataclasses.replace(config, generate=dataclasses.replace(config.generate, **sizes))
-    return run_stage(args.stage, config, beam_args, args)
+    return config
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``shoprec`` console script: the one place errors are printed."""
+    args, beam_args = _parser().parse_known_args(argv)
+    verbose = args.verbose or os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+    try:
+        return run_stage(args.stage, _load_config(args), beam_args, args)
+    except UserError as err:
+        if verbose:
+            traceback.print_exc()
+        report = err.report
+        if report is not None and args.stage in ("ingest", "validate") and "splits" in report:
+            from pipelines import report as report_lib
+
+            print(report_lib.render(report))
+        print(f"shoprec {args.stage}: {err}", file=sys.stderr)
+        return err.exit_code
 
 
 def run_stage(stage: str, config, beam_args: List[str], args) -> int:
-    """Runs one stage (or the demo) and prints its report."""
+    """Runs one stage (or the demo) and prints its report.
+
+    Raises:
+        UserError: the stage failed for a reason the user fixes.
+    """
     options = {k: getattr(args, k, None) for k in ("strategy", "pairs")}
     if stage == "demo":
         from shoprec.app import demo
@@ -91,13 +127,7 @@ def run_stage(stage: str, config, beam_args: List[str], args) -> int:
     from pipelines import report as report_lib
 
     entry = BY_NAME[stage]
-    try:
-        report = entry.run(config, beam_args, options_of(entry, options))
-    except report_lib.DataQualityError as err:
-        if err.report is not None and stage in ("ingest", "validate"):
-            print(report_lib.render(err.report))
-        print(f"shoprec {stage}: {err}", file=sys.stderr)
-        return 1
+    report = entry.run(config, beam_args, options_of(entry, options))
     if stage in ("ingest", "validate"):
         # The JSON is in the report file; the console gets the readable data report.
         print(report_lib.render(report))

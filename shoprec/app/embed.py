@@ -9,8 +9,10 @@ accuracy measured on held-out items next to the majority-class rate. Then the
 Beam embed job (``pipelines.embed_images``) embeds every catalogue item.
 
 Writes ``embed/encoder/`` (the trained encoder), ``embed/items/`` (embedding
-shards, dead letters, the job report) and ``embed/report.json``. Fails, after
-writing them, when the photos' bad fraction is over the data set's threshold.
+shards, dead letters, the job report) and ``embed/report.json``, and last the
+success marker ingest requires. Fails, after writing the report but not the
+marker, when the photos' bad fraction is over the data set's threshold or the
+items file has fewer than ``dataset.quality.min_rows`` rows.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import time
 from typing import Any, Dict, Optional, Sequence
 
 from pipelines import embed_images, report as report_lib
-from shoprec.io.outputs import clear, write_report
+from shoprec.core.errors import ConfigError
+from shoprec.io.outputs import clear, write_report, write_success
 from trainer import image_encoder as E
 
 # Inputs whose dead letters the embed job counts (see pipelines.images).
@@ -34,7 +37,8 @@ def _train_encoder(config, width: int) -> Dict[str, Any]:
         config.input_path(config.inputs.items), config.input_path(config.inputs.images_root),
         embed.attributes, tuple(embed.image_shape), id_column=data.items.key,
         image_path=data.items.image_path, file_format=config.inputs.format,
-        min_class_count=embed.min_class_count)
+        min_class_count=embed.min_class_count,
+        allowed_prefixes=config.inputs.allowed_image_prefixes)
     encoder_config = dataclasses.replace(
         E.EncoderConfig(), embedding_dim=width, epochs=embed.epochs, min_steps=embed.min_steps,
         seed=embed.seed)
@@ -49,14 +53,15 @@ def run(config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Runs the embed stage for ``config``; returns its report.
 
     Raises:
-        ValueError: the registry has no EMBEDDING feature, or the embedder's
+        ConfigError: the registry has no EMBEDDING feature, or the embedder's
             output width is not that feature's ``width``.
         report.DataQualityError: too many photos are missing or broken.
+        InputEmptyError: the items file has too few rows.
     """
     feature = config.registry.embedding_feature()
     if feature is None:
-        raise ValueError("embed: the registry has no EMBEDDING feature, so there is nothing "
-                         "to embed; ingest needs no embed stage for this data set")
+        raise ConfigError("the registry has no EMBEDDING feature, so there is nothing "
+                          "to embed; ingest needs no embed stage for this data set")
     layout, embed, data = config.layout, config.embed, config.data
     start = time.time()
     clear(layout.embed_dir)
@@ -72,14 +77,18 @@ def run(config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         id_column=data.items.key, image_path=data.items.image_path,
         signature=embed.signature, input_key=embed.input_key, output_key=embed.output_key,
         image_shape=tuple(embed.image_shape), batch_size=embed.batch_size,
-        expected_width=feature.width, beam_args=beam_args)
+        expected_width=feature.width,
+        allowed_prefixes=config.inputs.allowed_image_prefixes, beam_args=beam_args)
     counts = job["counts"]
     quality = data.quality
     inputs = report_lib.inputs_section(counts, _INPUTS)
     found = report_lib.problems({"inputs": inputs}, quality.max_bad_fraction,
                                 dict(quality.max_bad_fraction_by_reason))
+    empty = report_lib.too_few_rows(counts, {"items": config.input_path(config.inputs.items)},
+                                    (), quality.min_rows)
     report.update({
-        "status": "failed" if found else "ok", "problems": found, "inputs": inputs,
+        "status": "failed" if found or empty else "ok", "problems": empty + found,
+        "inputs": inputs,
         "counts": counts,
         "items": counts.get("embed/items", 0), "with_image": counts.get("embed/embedded", 0),
         "embedding_width": job["embedding_dim"], "image_shape": job["image_shape"],
@@ -87,6 +96,9 @@ def run(config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         "job_seconds": job["seconds"], "seconds": round(time.time() - start, 2),
         "outputs": job["outputs"]})
     write_report(layout.embed_report, report)
-    report_lib.check_quality({"inputs": inputs}, quality.max_bad_fraction,
+    report_lib.check_rows(empty, report)
+    report_lib.check_quality({"inputs": inputs, "outputs": {"report": layout.embed_report}},
+                             quality.max_bad_fraction,
                              dict(quality.max_bad_fraction_by_reason), stage="embed")
+    write_success(layout.embed_dir, "embed")
     return report

@@ -49,6 +49,9 @@ class InputsConfig:
     items: str = "raw/items.csv"
     users: str = "raw/users.csv"
     images_root: str = "raw"  # item image_path values are relative to this
+    # Where absolute image paths and URLs may point (e.g. "gs://bucket/photos/");
+    # by default nowhere: every photo lies under images_root.
+    allowed_image_prefixes: Tuple[str, ...] = ()
     truth: Optional[str] = "raw/truth.csv"  # generator ground truth, if any
 
 

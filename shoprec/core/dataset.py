@@ -126,10 +126,13 @@ class QualitySpec:
 
     ``max_bad_fraction_by_reason`` gives a reason its own limit (a known
     property of a data set); those rows are then not counted in the total.
+    An input with fewer than ``min_rows`` data rows, or a split with fewer
+    examples, fails the stage too: an empty day is an error, not a result.
     """
 
     max_bad_fraction: float = 0.01
     max_bad_fraction_by_reason: Tuple[Tuple[str, float], ...] = ()
+    min_rows: int = 1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,11 @@ Every stage owns one folder of the run (``embed/``, ``ingest/``,
 outputs are named by a *prefix* (``.../examples/train``); the writer adds
 ``-SSSSS-of-NNNNN`` and the suffix, and readers glob with the ``*_pattern``
 helpers, so no stage spells another stage's file names.
+
+A stage that finishes writes :data:`SUCCESS_FILE` last in its folder, and a
+stage reads an earlier stage's folder only when that marker is there
+(``shoprec.io.outputs``): a stage that failed half way, or failed its quality
+gate after writing its outputs, leaves nothing a later stage accepts.
 """
 
 from __future__ import annotations
@@ -19,9 +24,16 @@ PARQUET_SUFFIX = ".parquet"
 CSV_SUFFIX = ".csv"
 JSONL_SUFFIX = ".jsonl"
 REPORT_FILE = "report.json"
+# Written last by a stage that finished: a small JSON with the stage and time.
+SUCCESS_FILE = "_SUCCESS"
 SCHEMA_FILE = "schema.pbtxt"
 # Inside an image encoder's SavedModel: its image shape, classes and training report.
 ENCODER_METADATA = os.path.join("assets.extra", "encoder.json")
+
+
+def success_marker(stage_dir: str) -> str:
+    """The success marker of the stage that owns ``stage_dir``."""
+    return os.path.join(stage_dir, SUCCESS_FILE)
 
 
 @dataclasses.dataclass(frozen=True)

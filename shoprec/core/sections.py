@@ -12,9 +12,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Dict, Mapping, Optional
 
-
-class ConfigError(ValueError):
-    """A config file is malformed or names an unknown key."""
+# Re-exported: config modules and their tests import it from here.
+from shoprec.core.errors import ConfigError  # noqa: F401
 
 
 def _default(field: dataclasses.Field) -> Any:

@@ -1,17 +1,24 @@
 """Writing a stage's outputs: clearing its folder, writing small text files and reports.
 
 Every stage replaces its own folder on each run, so a re-run leaves no stale
-shard from an earlier one; each writes its report as JSON beside its outputs.
-Paths may be local or on an object store (Beam's FileSystems).
+shard from an earlier one; each writes its report as JSON beside its outputs,
+and, last and only when it succeeded, its success marker
+(:func:`write_success`). A stage checks its upstream stages' markers
+(:func:`require_success`) before it reads their folders. Paths may be local or
+on an object store (Beam's FileSystems).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+
+from shoprec.core.errors import StageOrderError
+from shoprec.core.layout import REPORT_FILE, SUCCESS_FILE, success_marker
 
 
 def clear(directory: str, keep: Sequence[str] = ()) -> None:
@@ -59,3 +66,46 @@ def write_report(path: str, report: Mapping[str, Any]) -> None:
     """Writes a stage's report as indented JSON with sorted keys."""
     write_text(path, json.dumps(report, indent=2, sort_keys=True, default=str),
                "application/json")
+
+
+def write_success(stage_dir: str, stage: str) -> None:
+    """Marks ``stage_dir`` as the output of a finished ``stage``; call it last."""
+    marker = {"stage": stage, "finished": dt.datetime.now(dt.timezone.utc).isoformat()}
+    write_text(success_marker(stage_dir), json.dumps(marker, sort_keys=True),
+               "application/json")
+
+
+def _status(report_path: str) -> Optional[str]:
+    """The ``status`` of a stage's report, or None without a readable one."""
+    if not FileSystems.exists(report_path):
+        return None
+    with FileSystems.open(report_path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        try:
+            report = json.loads(f.read().decode("utf-8"))
+        except ValueError:
+            return None
+    return report.get("status") if isinstance(report, dict) else None
+
+
+def require_success(stage_dir: str, stage: str) -> None:
+    """Refuses an upstream folder its stage did not finish.
+
+    Args:
+        stage_dir: The upstream stage's folder.
+        stage: Its name, for the message (``embed``, ``ingest``, ...).
+
+    Raises:
+        StageOrderError: no success marker: the stage never ran there, or it
+            failed (its report says so) or stopped half way.
+    """
+    if FileSystems.exists(success_marker(stage_dir)):
+        return
+    report = FileSystems.join(stage_dir, REPORT_FILE)
+    status = _status(report)
+    if status == "failed":
+        raise StageOrderError(f"`shoprec {stage}` failed: see {report}; fix what it names "
+                              f"and run `shoprec {stage}` again")
+    if FileSystems.exists(stage_dir):
+        raise StageOrderError(f"`shoprec {stage}` did not finish in {stage_dir} (no "
+                              f"{SUCCESS_FILE}); run `shoprec {stage}` again")
+    raise StageOrderError(f"no {stage} output at {stage_dir}: run `shoprec {stage}` first")

@@ -4,23 +4,31 @@ The embed job (every catalogue item, a bad photo a dead letter) and the image
 encoder's catalogue (the items it learns from) both load photos here, so a
 photo the encoder trained on is decoded exactly as the one it embeds.
 Files are read through Beam's FileSystems, so ``gs://`` roots work.
+
+A path is confined before it is opened (``shoprec.core.images.resolve``: no
+``..`` out of the root, absolute paths and URLs only under an allowed
+prefix), and a local file is opened only if its real path, symbolic links
+followed, is still under the root (or its allowed prefix): a link in the
+photo folder that points at ``/etc`` is refused like ``../../etc``.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Tuple
+import os
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from shoprec.core.images import resolve
+from shoprec.core import images
 
 # Why an item has no pixels: the dead-letter reasons of input ``images``.
 MISSING = "missing_image"  # no path, or no file there
 EMPTY = "empty_image"  # zero bytes
 CORRUPT = "corrupt_image"  # not a decodable image
 UNREADABLE = "unreadable_image"  # there, but cannot be read
+OUTSIDE_ROOT = images.OUTSIDE_ROOT  # leaves the images root (text or symbolic links)
 
 
 class Photo(NamedTuple):
@@ -58,6 +66,22 @@ def _op_message(err) -> str:
     return err.message.rsplit("}}", 1)[-1].strip()
 
 
+def _is_under(path: str, base: str) -> bool:
+    return path == base or path.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def _escapes(path: str, images_root: str, image_path: str,
+             allowed_prefixes: Sequence[str]) -> bool:
+    """Whether a local file's real path (links followed) leaves where its path said it is."""
+    if "://" in path:
+        return False  # Object stores have no symbolic links.
+    if images.is_absolute(image_path):
+        base = images.allowed_prefix(image_path, allowed_prefixes)
+    else:
+        base = images_root
+    return not _is_under(os.path.realpath(path), os.path.realpath(base))
+
+
 def _read(path: str) -> Tuple[Optional[bytes], Optional[str], str]:
     try:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
@@ -70,23 +94,33 @@ def _read(path: str) -> Tuple[Optional[bytes], Optional[str], str]:
         return None, UNREADABLE if FileSystems.exists(path) else MISSING, str(err)
 
 
-def load(images_root: str, image_path: str, shape: Tuple[int, int, int]) -> Photo:
+def load(images_root: str, image_path: str, shape: Tuple[int, int, int],
+         allowed_prefixes: Sequence[str] = ()) -> Photo:
     """Reads and decodes one item photo.
 
     Args:
         images_root: Folder relative image paths resolve against.
         image_path: The item's path (relative, absolute or a URL); '' for none.
         shape: (height, width, 3) the photo is resized to (bilinear, antialiased).
+        allowed_prefixes: Where absolute paths and URLs may point
+            (``inputs.allowed_image_prefixes``).
 
     Returns:
         The pixels, or the reason (:data:`MISSING`, :data:`EMPTY`,
-        :data:`CORRUPT`, :data:`UNREADABLE`) and a detail naming the file.
+        :data:`CORRUPT`, :data:`UNREADABLE`, :data:`OUTSIDE_ROOT`) and a
+        detail naming the file.
     """
     import tensorflow as tf
 
     if not image_path:
         return Photo(None, MISSING, "item has no image_path")
-    path = resolve(images_root, image_path)
+    try:
+        path = images.resolve(images_root, image_path, allowed_prefixes)
+    except images.PathOutsideRoot as err:
+        return Photo(None, OUTSIDE_ROOT, str(err))
+    if _escapes(path, images_root, image_path, allowed_prefixes):
+        return Photo(None, OUTSIDE_ROOT, f"{image_path!r} is a link to "
+                                         f"{os.path.realpath(path)}, outside where it may point")
     data, reason, detail = _read(path)
     if reason is not None:
         return Photo(None, reason, detail)

@@ -76,3 +76,33 @@ def test_broken_images_dead_letter_and_get_zero_image(tmp_path):
             ("images", "missing_image", "missing,img/missing.png"),
             ("images", "missing_image", "nopath,"),
         ]), label="DeadLetters")
+
+
+def test_image_paths_outside_the_root_are_dead_letters_and_never_opened(tmp_path):
+    root, outside = tmp_path / "images", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    png = _png(np.full((8, 8, 3), COLOUR, np.uint8))
+    (root / "ok.png").write_bytes(png)
+    (outside / "secret.png").write_bytes(png)  # decodable: only confinement refuses it
+    (root / "link.png").symlink_to(outside / "secret.png")
+    (root / "photos").symlink_to(outside)  # a folder link out of the root
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "a.png").write_bytes(png)
+    items = [("ok", "ok.png"), ("up", "../../../../etc/passwd"), ("abs", "/etc/passwd"),
+             ("url", "https://example.com/a.png"), ("link", "link.png"),
+             ("dir", "photos/secret.png"), ("allowed", str(allowed / "a.png"))]
+    zero = bytes(4 * 6 * 3)
+    with test_pipeline.TestPipeline(options=pipeline_options([])) as p:
+        loaded = (p | beam.Create(items)
+                  | LoadItemImages(str(root), SHAPE, allowed_prefixes=(str(allowed),)))
+        assert_that(loaded.main | beam.Map(lambda kv: (kv[0], kv[1]["item_has_image"],
+                                                      kv[1]["item_image"] == zero)),
+                    equal_to([("ok", 1, False), ("allowed", 1, False), ("up", 0, True),
+                              ("abs", 0, True), ("url", 0, True), ("link", 0, True),
+                              ("dir", 0, True)]), label="Items")
+        assert_that(loaded.dead_letter | beam.Map(lambda d: (d.record.split(",")[0], d.reason)),
+                    equal_to([(i, "image_path_outside_root")
+                              for i in ("up", "abs", "url", "link", "dir")]),
+                    label="DeadLetters")

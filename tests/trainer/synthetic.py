@@ -1,6 +1,7 @@
 """Synthetic raw examples and configs for trainer tests."""
 
 import dataclasses
+import os
 
 import numpy as np
 import tensorflow as tf
@@ -10,6 +11,7 @@ from shoprec.core import config as config_lib
 from shoprec.core import generated_shop as shop
 from shoprec.core import registry as F
 from shoprec.core.model_config import ModelConfig
+from shoprec.io.outputs import write_success
 
 NUM_TRAIN = 192
 NUM_EVAL = 64
@@ -142,8 +144,10 @@ def served_eval_metrics(model_dir: str) -> dict:
 
 
 def write_raw(prefix: str, rows: list) -> None:
-    """Writes rows as one gzip raw-example shard, as ingest would."""
+    """Writes rows as one gzip raw-example shard and marks ingest finished, as ingest would."""
     tf.io.gfile.makedirs(prefix.rsplit("/", 1)[0])
+    # prefix is <run>/ingest/examples/<split>: the marker goes in <run>/ingest.
+    write_success(os.path.dirname(os.path.dirname(prefix)), "ingest")
     names = shop.REGISTRY.example_names()
     options = tf.io.TFRecordOptions(compression_type="GZIP")
     with tf.io.TFRecordWriter(prefix + "-00000-of-00001.tfrecord.gz", options) as writer:

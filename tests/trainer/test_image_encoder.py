@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from shoprec.core.errors import InputEmptyError
 from shoprec.io import encoder_metadata
 from shoprec.io.photos import to_pixels
 from trainer import image_encoder as E
@@ -115,6 +116,20 @@ def test_load_catalogue_skips_bad_photos_and_merges_rare_classes(tmp_path):
     # blue (1 item with a usable photo) and teal (1) fall under (other).
     assert cat.classes["colour"] == ["red", E.OTHER_CLASS]
     assert cat.labels["colour"].tolist() == [0, 0, 1, 0, 1]
+
+
+def test_load_catalogue_skips_paths_outside_the_images_root(tmp_path):
+    _write_catalogue(tmp_path)
+    with open(tmp_path / "items.csv", "a", newline="") as f:
+        csv.writer(f).writerow(["i9", "red", "../../../../etc/passwd"])
+    cat = E.load_catalogue(str(tmp_path / "items.csv"), str(tmp_path), ["colour"], (4, 4, 3))
+    assert ("i9", "image_path_outside_root") in cat.skipped and "i9" not in cat.ids.tolist()
+
+
+def test_a_catalogue_with_no_rows_is_an_empty_input(tmp_path):
+    (tmp_path / "items.csv").write_text("item_id,colour,image_path\n")
+    with pytest.raises(InputEmptyError, match="no item has a usable photo.*the file has no rows"):
+        E.load_catalogue(str(tmp_path / "items.csv"), str(tmp_path), ["colour"], (4, 4, 3))
 
 
 @pytest.mark.skipif(not os.path.isdir(HM_DIR), reason="H&M sample data not at ../shared/data")

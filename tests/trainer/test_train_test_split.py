@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from pipelines import examples
+from shoprec.core.layout import success_marker
 from shoprec.core import generated_shop as shop
 from shoprec.core.model_config import RetrievalConfig
 from tests.trainer.synthetic import NUM_EVAL, NUM_TRAIN, make_config, make_rows, write_raw
@@ -99,6 +100,8 @@ def test_a_missing_test_split_fails_before_training(split_run, tmp_path):
     # test_start was set would have.
     os.makedirs(os.path.dirname(other.layout.transformed("train")))
     os.symlink(config.layout.transform_dir, other.layout.transform_dir)
+    os.symlink(success_marker(config.layout.featurize_dir),
+               success_marker(other.layout.featurize_dir))
     for split in ("train", "eval"):
         for path in glob.glob(config.layout.transformed(split) + "-*"):
             os.symlink(path, os.path.join(os.path.dirname(other.layout.transformed(split)),

@@ -6,17 +6,20 @@ import glob
 import json
 import os
 
+import apache_beam as beam
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 
-from pipelines import report as report_lib
+from pipelines import ingest, report as report_lib
 from shoprec.app import embed
 from shoprec.core import config as config_lib
 from shoprec.core import dataset as ds
 from shoprec.core import generated_shop as shop
 from shoprec.core import registry as F
+from shoprec.core.errors import StageOrderError
+from shoprec.core.layout import success_marker
 
 COLOURS = {"i0": (200, 30, 30), "i1": (30, 200, 30), "i2": (30, 30, 200)}
 
@@ -70,6 +73,7 @@ def test_a_configured_embedder_embeds_every_item_for_ingest(tmp_path):
         np.testing.assert_allclose(rows[item_id]["embedding"], np.array(rgb) / 255.0, atol=1e-6)
     with open(os.path.join(config.layout.embed_dir, "report.json")) as f:
         assert json.load(f)["embedding_width"] == 3
+    assert os.path.exists(success_marker(config.layout.embed_dir))
 
 
 def test_an_embedder_of_another_width_than_the_registry_fails(tmp_path):
@@ -86,6 +90,10 @@ def test_too_many_broken_photos_fail_the_stage_naming_the_input(tmp_path):
     with open(os.path.join(config.layout.embed_dir, "report.json")) as f:
         assert json.load(f)["status"] == "failed"
     assert glob.glob(config.layout.item_embeddings + "-*.parquet")
+    # ...but no success marker, so ingest refuses the table before reading anything.
+    assert not os.path.exists(success_marker(config.layout.embed_dir))
+    with pytest.raises(StageOrderError, match=r"`shoprec embed` failed: see .*embed/report.json"):
+        ingest.read_inputs(beam.Pipeline(), config)
 
 
 def test_a_registry_without_photos_has_nothing_to_embed(tmp_path):

@@ -1,5 +1,7 @@
 """Image-path patterns and their resolution against the images root, by hand."""
 
+import pytest
+
 from shoprec.core import images
 
 
@@ -14,10 +16,30 @@ def test_image_path_patterns():
     assert images.pattern_columns(None) == ()
 
 
-def test_resolve_keeps_absolute_paths_and_urls():
+def test_resolve_joins_relative_paths_and_keeps_allowed_absolute_ones():
     assert images.resolve("/root", "a/b.png") == "/root/a/b.png"
-    assert images.resolve("/root", "/elsewhere/b.png") == "/elsewhere/b.png"
-    assert images.resolve("/root", "gs://bucket/b.png") == "gs://bucket/b.png"
+    assert images.resolve("/root", "a/../b.png") == "/root/a/../b.png"  # stays under the root
+    allowed = ("/elsewhere", "gs://bucket/")
+    assert images.resolve("/root", "/elsewhere/b.png", allowed) == "/elsewhere/b.png"
+    assert images.resolve("/root", "gs://bucket/b.png", allowed) == "gs://bucket/b.png"
     # An object-store root is joined with one slash, however it ends.
     assert images.resolve("gs://bucket/photos/", "a/b.png") == "gs://bucket/photos/a/b.png"
     assert images.resolve("gs://bucket/photos", "a/b.png") == "gs://bucket/photos/a/b.png"
+
+
+@pytest.mark.parametrize("path, allowed, why", [
+    ("../../../../etc/passwd", (), "leaves the images root"),
+    ("a/../../b.png", (), "leaves the images root"),
+    ("a\\..\\..\\b.png", (), "leaves the images root"),
+    ("/etc/passwd", (), "lies under none of"),
+    ("C:\\photos\\b.png", (), "lies under none of"),
+    ("https://example.com/b.png", (), "lies under none of"),
+    ("/elsewhere/../etc/passwd", ("/elsewhere",), "lies under none of"),
+    ("/elsewhere-not/b.png", ("/elsewhere",), "lies under none of"),
+    ("gs://other/b.png", ("gs://bucket/",), "lies under none of"),
+    ("a\x00.png", (), "NUL"),
+])
+def test_paths_that_leave_the_root_or_the_allowed_prefixes_are_refused(path, allowed, why):
+    with pytest.raises(images.PathOutsideRoot, match=why):
+        images.resolve("/root", path, allowed)
+    assert images.OUTSIDE_ROOT == "image_path_outside_root"

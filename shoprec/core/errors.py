@@ -1,0 +1,80 @@
+"""User errors: what a stage raises when the user, not the code, has to act.
+
+Every failure a user can fix (a missing or empty input, stages run out of
+order, a bad config, a data-quality gate) is a :class:`UserError`. The CLI
+prints its message on one or two lines, ``shoprec STAGE: <message>``, and
+exits with its ``exit_code`` (the README's table); any other exception is a
+programming error and keeps its traceback. Each subclass also derives from the
+builtin it replaces, so callers that caught ``FileNotFoundError`` or
+``ValueError`` still do.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+
+class UserError(Exception):
+    """A failure the user fixes; the message says what, where and what to do.
+
+    Attributes:
+        exit_code: The CLI's exit status for it.
+        report: The failed stage's report, when it wrote one (or None).
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, report: Optional[Mapping[str, Any]] = None):
+        super().__init__(message)
+        self.report = report
+
+
+class QualityGateError(UserError, RuntimeError):
+    """An input's dead letters are over the data set's threshold."""
+
+    exit_code = 1
+
+
+class ConfigError(UserError, ValueError):
+    """A config file is malformed, names an unknown key or is inconsistent."""
+
+    exit_code = 2
+
+
+class InputMissingError(UserError, FileNotFoundError):
+    """An input file or folder the stage reads is not there."""
+
+    exit_code = 3
+
+
+class InputEmptyError(UserError, ValueError):
+    """An input, or a split, has fewer rows than ``dataset.quality.min_rows``."""
+
+    exit_code = 4
+
+
+class StageOrderError(UserError, FileNotFoundError):
+    """An upstream stage has not run, or did not finish (no success marker)."""
+
+    exit_code = 5
+
+
+class InputSchemaError(UserError, ValueError):
+    """An input file lacks a column the data set requires."""
+
+    exit_code = 6
+
+
+# Exit status → what it means; the CLI's --help epilog and the README list these.
+EXIT_CODES = (
+    (0, "the stage finished and wrote its success marker"),
+    (QualityGateError.exit_code, "a data-quality gate failed (dead letters over "
+                                 "dataset.quality.max_bad_fraction); report and dead "
+                                 "letters are written"),
+    (ConfigError.exit_code, "bad config or command line"),
+    (InputMissingError.exit_code, "an input file is missing"),
+    (InputEmptyError.exit_code, "an input or a split has fewer than dataset.quality.min_rows "
+                                "rows"),
+    (StageOrderError.exit_code, "an upstream stage has not run or failed"),
+    (InputSchemaError.exit_code, "an input lacks a required column"),
+)
