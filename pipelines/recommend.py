@@ -40,7 +40,8 @@ from pipelines.score import ReadSideTable
 from shoprec.core import registry as F
 from shoprec.core.config import Config, recommend_settings
 from shoprec.core.layout import PARQUET_SUFFIX
-from shoprec.io.outputs import clear, write_report
+from shoprec.core.errors import StageOrderError
+from shoprec.io.outputs import clear, require_success, write_report
 
 class UserContext(NamedTuple):
     """What ranking a user needs: their row, history at the cut-off, excluded items."""
@@ -263,17 +264,16 @@ def schema(outputs: Sequence[str]) -> pa.Schema:
                      + [(name, pa.float32()) for name in outputs])
 
 
-def _check_inputs(config: Config, history: Optional[str]) -> None:
+def _check_inputs(config: Config) -> None:
     import tensorflow as tf
 
     layout = config.layout
-    for needed in [layout.items_table + "*", layout.model_dir] + ([history] if history else []):
-        if not tf.io.gfile.glob(needed):
-            raise FileNotFoundError(f"recommend: nothing at {needed}; run ingest and train first")
+    require_success(layout.ingest_dir, "ingest")
+    require_success(layout.train_dir, "train")
     signatures = tf.saved_model.load(layout.model_dir).signatures
     if "user_embedding" not in signatures:
-        raise ValueError("recommend: the model has no retrieval towers to pick candidates with; "
-                         "set model.retrieval.enabled: true and train again")
+        raise StageOrderError("the model has no retrieval towers to pick candidates with; "
+                              "set model.retrieval.enabled: true and run `shoprec train` again")
 
 
 def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, Any]:
@@ -284,8 +284,9 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, 
     cut-off (``recommend.as_of``).
 
     Raises:
-        FileNotFoundError: ingest or train has not run. ValueError: the model
-            has no retrieval towers, or the catalogue is over its limit.
+        StageOrderError: ingest or train has not finished, or the model has
+            no retrieval towers. ValueError (from the job): the catalogue is
+            over its limit.
     """
     rec = recommend_settings(config)
     layout, registry = config.layout, config.registry
@@ -295,7 +296,7 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, 
     history = None
     if has_history:
         history = (layout.history_at_eval_table if at_eval else layout.history_table) + "*"
-    _check_inputs(config, history)
+    _check_inputs(config)
     clear(layout.recommend_dir)
     outputs = output_names(config)
     start = time.time()

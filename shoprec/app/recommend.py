@@ -24,7 +24,7 @@ import numpy as np
 from pipelines import examples, generate, recommend as job
 from shoprec.core import registry as F
 from shoprec.core.config import Config, recommend_settings
-from shoprec.io.outputs import write_report
+from shoprec.io.outputs import write_report, write_success
 from trainer import metrics
 
 BASELINES = ("popularity", "own_history")
@@ -174,4 +174,6 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, 
     if recommend_settings(config).as_of == "eval":
         report["metrics"] = evaluate(config)
         write_report(config.layout.recommend_metrics, report["metrics"])
+    # Last: the folder is finished, job and evaluation.
+    write_success(config.layout.recommend_dir, "recommend")
     return report
