@@ -335,9 +335,10 @@ def run(config, beam_args: Optional[Sequence[str]] = None, write_examples: bool 
         examples_dir = os.path.dirname(layout.examples("train"))
         if FileSystems.exists(examples_dir):
             FileSystems.delete([examples_dir])
-        report_lib.check_rows(empty, report)
+        # The gate first: bad rows over the threshold usually explain the empty splits.
         report_lib.check_quality(report, quality.max_bad_fraction,
                                  dict(quality.max_bad_fraction_by_reason))
+        report_lib.check_rows(empty, report)
     write_success(layout.ingest_dir, "validate" if not write_examples else "ingest")
     return report
 

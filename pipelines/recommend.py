@@ -21,6 +21,7 @@ Output: ``recommend/recommendations-*.parquet``, one row per (user, rank):
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -38,7 +39,7 @@ from pipelines.options import pipeline_options
 from pipelines.rows import raw_row
 from pipelines.score import ReadSideTable
 from shoprec.core import registry as F
-from shoprec.core.config import Config, recommend_settings
+from shoprec.core.config import RETRIEVAL, Config, recommend_settings
 from shoprec.core.layout import PARQUET_SUFFIX
 from shoprec.core.errors import StageOrderError
 from shoprec.io.outputs import clear, require_success, write_report
@@ -111,13 +112,29 @@ class _Retrieve(beam.DoFn):
 class _TopK(beam.DoFn):
     """Ranked candidates → the user's top K rows (blend, category cap)."""
 
-    def __init__(self, k: int, blend: Sequence[Tuple[str, float]], outputs: Sequence[str],
-                 max_per_category: int, category_feature: Optional[str]):
+    def __init__(self, k: int, blend: Sequence[Tuple[str, float]], temperature: float,
+                 outputs: Sequence[str], max_per_category: int, category_feature: Optional[str]):
         self._k = int(k)
         self._blend = tuple(blend)
+        self._temperature = float(temperature)
         self._outputs = tuple(outputs)
         self._cap = int(max_per_category)
         self._category = category_feature
+
+    def _score(self, outputs: Dict[str, float], retrieval_score: float) -> float:
+        """``prod p_o ** w_o``, with ``retrieval`` standing for ``exp(s / T)``.
+
+        ``exp(s / T)`` is the two towers' unnormalised softmax over the
+        catalogue (T: the temperature they were trained with), an estimate of
+        how likely the user is to pick the item at all, exposure included.
+        """
+        score = 1.0
+        for name, weight in self._blend:
+            if name == RETRIEVAL:
+                score *= math.exp(weight * retrieval_score / self._temperature)
+            else:
+                score *= max(outputs[name], 0.0) ** weight
+        return score
 
     def _pick(self, ordered: List[dict]) -> List[dict]:
         if not self._cap:
@@ -148,7 +165,7 @@ class _TopK(beam.DoFn):
             for item_id, retrieval_score, category, _ in candidates:
                 out = {name: float(result.inference[name][offset]) for name in self._outputs}
                 offset += 1
-                score = float(np.prod([max(out[name], 0.0) ** w for name, w in self._blend]))
+                score = self._score(out, retrieval_score)
                 rows.append(dict(out, user_id=user_id, item_id=item_id, score=score,
                                  retrieval_score=retrieval_score,
                                  _category=category))
@@ -173,13 +190,15 @@ class Recommend(beam.PTransform):
         registry: The run's registry.
         settings: ``shoprec.core.config.recommend_settings(config)``.
         outputs: Serving outputs to write per row (``p_<task>``).
+        temperature: The retrieval temperature the towers were trained with.
         catalogue: Singleton PCollection of :class:`Catalogue`.
         items: (item_id, item row) of every catalogue item.
     """
 
     def __init__(self, model_dir: str, registry: F.Registry, settings, outputs: Sequence[str],
-                 *, catalogue, items):
+                 *, temperature: float, catalogue, items):
         super().__init__()
+        self._temperature = temperature
         self._model_dir = model_dir
         self._registry = registry
         self._settings = settings
@@ -208,7 +227,7 @@ class Recommend(beam.PTransform):
                     items=beam.pvalue.AsDict(self._items))
                 | "Rank" >> RunInference(ChunkHandler(
                     self._model_dir, "serving_default", _ranking_examples, _ranking_bytes))
-                | "TopK" >> beam.ParDo(_TopK(rec.k, rec.blend, self._outputs,
+                | "TopK" >> beam.ParDo(_TopK(rec.k, rec.blend, self._temperature, self._outputs,
                                              rec.max_per_category, rec.category_feature)))
 
 
@@ -321,6 +340,7 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, 
                 | "Contexts" >> beam.FlatMap(user_contexts))
     _ = (contexts
          | "Recommend" >> Recommend(layout.model_dir, registry, rec, outputs,
+                                    temperature=config.model.retrieval.temperature,
                                     catalogue=catalogue, items=items)
          | "WriteRecommendations" >> beam.io.WriteToParquet(
              layout.recommendations, schema(outputs), file_name_suffix=PARQUET_SUFFIX))

@@ -96,9 +96,9 @@ def run(config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         "job_seconds": job["seconds"], "seconds": round(time.time() - start, 2),
         "outputs": job["outputs"]})
     write_report(layout.embed_report, report)
-    report_lib.check_rows(empty, report)
     report_lib.check_quality({"inputs": inputs, "outputs": {"report": layout.embed_report}},
                              quality.max_bad_fraction,
                              dict(quality.max_bad_fraction_by_reason), stage="embed")
+    report_lib.check_rows(empty, report)
     write_success(layout.embed_dir, "embed")
     return report

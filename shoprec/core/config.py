@@ -110,6 +110,10 @@ class ScoringConfig:
     batch_size: int = 1024
 
 
+# The blend term for the two towers' score: exp(retrieval_score / temperature).
+RETRIEVAL = "retrieval"
+
+
 @dataclasses.dataclass(frozen=True)
 class RecommendConfig:
     """``shoprec recommend``: the top K of the whole catalogue for every user.
@@ -118,8 +122,9 @@ class RecommendConfig:
     catalogue item is scored); the multi-task ranker scores those, and the
     final score is the product of its outputs raised to their ``blend``
     exponents, ``prod_o p_o ** w_o`` (``{p_click: 1}``: rank by click
-    probability; ``{p_click: 1, p_conversion: 1}``: by expected purchases per
-    impression of a non-ESMM model).
+    probability given an impression). ``retrieval`` stands for the towers'
+    ``exp(s / T)``: how likely the user is to pick the item at all, exposure
+    included (``{retrieval: 1, p_conversion: 1}``: likely picks that also buy).
 
     Attributes:
         k: Recommendations per user.
@@ -287,6 +292,7 @@ def check_recommend(config: Config, where: str, label_names) -> None:
     outputs = {f"p_{t.name}" for t in config.model.tasks if t.type != "multiclass"}
     if config.model.architecture == "esmm":
         outputs.add(f"p_{config.model.esmm.cvr_output}")
+    outputs.add(RETRIEVAL)
     if rec.k < 1 or rec.candidates < rec.k or rec.user_batch < 1:
         raise ConfigError(f"{where}: recommend needs k >= 1, candidates >= k, user_batch >= 1")
     if rec.as_of not in ("eval", "end"):

@@ -8,6 +8,7 @@ items, and the ranker reverses them.
 """
 
 import dataclasses
+import math
 
 import apache_beam as beam
 import numpy as np
@@ -86,7 +87,7 @@ def test_retrieve_the_dearest_then_rank_the_cheapest_first(model_dir):
         out = (p
                | "Users" >> beam.Create(contexts)
                | recommend.Recommend(model_dir, R, _settings(), ["p_click", "p_conversion"],
-                                     catalogue=p | "Catalogue" >> beam.Create([_catalogue()]),
+                                     temperature=0.1, catalogue=p | "Catalogue" >> beam.Create([_catalogue()]),
                                      items=p | "Items" >> beam.Create(_items())))
         # u1: candidates i5, i4, i3 (retrieval = price/100 + 0.4); ranked by
         # p_click = 1 - price/100: i3 (0.7), i4 (0.6). u2 may not get i5:
@@ -100,15 +101,15 @@ def test_retrieve_the_dearest_then_rank_the_cheapest_first(model_dir):
                               ("u2", 2, "i3", 0.7, 0.65, 0.35)]))
 
 
-def _assert_top(model_dir, settings, expected):
-    """Runs Recommend for u1 and asserts its (rank, item, score) rows."""
+def _assert_top(model_dir, settings, expected, score=lambda s: round(s, 5)):
+    """Runs Recommend for u1 and asserts its (rank, item, score(score)) rows."""
     with test_pipeline.TestPipeline(options=pipeline_options([])) as p:
         out = (p
                | "Users" >> beam.Create([recommend.UserContext("u1", U1, None, ())])
                | recommend.Recommend(model_dir, R, settings, ["p_click", "p_conversion"],
-                                     catalogue=p | "Catalogue" >> beam.Create([_catalogue()]),
+                                     temperature=0.1, catalogue=p | "Catalogue" >> beam.Create([_catalogue()]),
                                      items=p | "Items" >> beam.Create(_items())))
-        assert_that(out | beam.Map(lambda r: (r["rank"], r["item_id"], round(r["score"], 5))),
+        assert_that(out | beam.Map(lambda r: (r["rank"], r["item_id"], score(r["score"]))),
                     equal_to(expected))
 
 
@@ -126,6 +127,14 @@ def test_blend_and_category_cap(model_dir, k, cap, expected):
         _settings(blend=(("p_click", 1.0), ("p_conversion", 2.0)), max_per_category=cap,
                   category_feature="item_category"), k=k)
     _assert_top(model_dir, settings, expected)
+
+
+def test_the_retrieval_term_ranks_by_the_towers(model_dir):
+    # exp(s / 0.1): u1's candidates by retrieval score, i5 (0.9) then i4 (0.8);
+    # compared as log(score) = s / 0.1, to float32 rounding of s.
+    settings = _settings(blend=(("retrieval", 1.0),))
+    _assert_top(model_dir, settings, [(1, "i5", 9.0), (2, "i4", 8.0)],
+                score=lambda s: round(math.log(s), 4))
 
 
 def test_user_contexts_keep_known_users_only():
