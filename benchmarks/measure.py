@@ -105,8 +105,9 @@ def emit(result: dict) -> None:
 
 
 def run_child(args: Sequence[str], repo_root: str, log_path: str,
-              interval_s: float = 0.2, timeout_s: Optional[float] = None) -> dict:
-    """Runs ``benchmarks/featurize.py --child ...`` and returns its result.
+              interval_s: float = 0.2, timeout_s: Optional[float] = None,
+              script: str = "featurize.py") -> dict:
+    """Runs ``benchmarks/<script> --child ...`` and returns its result.
 
     Args:
         args: Arguments after the script path.
@@ -115,6 +116,7 @@ def run_child(args: Sequence[str], repo_root: str, log_path: str,
         log_path: File that receives the child's stdout and stderr.
         interval_s: Tree RSS sampling period.
         timeout_s: Kill the child after this long.
+        script: The benchmark script under ``benchmarks/``.
 
     Raises:
         RuntimeError: the child failed or printed no result (see the log).
@@ -122,7 +124,7 @@ def run_child(args: Sequence[str], repo_root: str, log_path: str,
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [repo_root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    script = os.path.join(repo_root, "benchmarks", "featurize.py")
+    script = os.path.join(repo_root, "benchmarks", script)
     started = time.perf_counter()
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(log_path, "w") as log:

@@ -36,12 +36,12 @@ from pipelines.candidates import Catalogue, pairs_bytes, pairs_examples, top_n
 from pipelines.candidates import EmbedItems
 from pipelines.inference import ChunkHandler
 from pipelines.options import pipeline_options
-from pipelines.rows import raw_row
+from pipelines.rows import query_row, raw_row
 from pipelines.score import ReadSideTable
 from shoprec.core import registry as F
 from shoprec.core.config import RETRIEVAL, Config, recommend_settings
 from shoprec.core.layout import PARQUET_SUFFIX
-from shoprec.core.errors import StageOrderError
+from shoprec.core.errors import ConfigError, StageOrderError
 from shoprec.io.outputs import clear, require_success, write_report
 
 class UserContext(NamedTuple):
@@ -211,8 +211,7 @@ class Recommend(beam.PTransform):
         names = registry.query_names()
 
         def query_chunk(batch: List[UserContext]):
-            rows = [raw_row({F.USER_KEY: c.user_id, F.ITEM_KEY: ""}, c.user, {}, c.history,
-                            registry) for c in batch]
+            rows = [query_row(c.user_id, c.user, c.history, registry) for c in batch]
             return [(c, examples.encode(r, names, registry)) for c, r in zip(batch, rows)]
 
         return (contexts
@@ -283,7 +282,7 @@ def schema(outputs: Sequence[str]) -> pa.Schema:
                      + [(name, pa.float32()) for name in outputs])
 
 
-def _check_inputs(config: Config) -> None:
+def _check_inputs(config: Config, limit: int) -> None:
     import tensorflow as tf
 
     layout = config.layout
@@ -293,6 +292,11 @@ def _check_inputs(config: Config) -> None:
     if "user_embedding" not in signatures:
         raise StageOrderError("the model has no retrieval towers to pick candidates with; "
                               "set model.retrieval.enabled: true and run `shoprec train` again")
+    files = tf.io.gfile.glob(layout.items_table + "*")
+    items = sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+    if items > limit:
+        raise ConfigError(f"recommend: the catalogue has {items} items and every worker holds "
+                          f"all their embeddings; recommend.max_catalogue_items is {limit}")
 
 
 def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, Any]:
@@ -304,8 +308,8 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, 
 
     Raises:
         StageOrderError: ingest or train has not finished, or the model has
-            no retrieval towers. ValueError (from the job): the catalogue is
-            over its limit.
+            no retrieval towers. ConfigError: the catalogue is over
+            ``recommend.max_catalogue_items``.
     """
     rec = recommend_settings(config)
     layout, registry = config.layout, config.registry
@@ -315,7 +319,7 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, 
     history = None
     if has_history:
         history = (layout.history_at_eval_table if at_eval else layout.history_table) + "*"
-    _check_inputs(config)
+    _check_inputs(config, rec.max_catalogue_items)
     clear(layout.recommend_dir)
     outputs = output_names(config)
     start = time.time()

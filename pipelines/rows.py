@@ -34,19 +34,32 @@ def raw_row(event: Mapping[str, Any], user: Optional[Mapping[str, Any]],
         registry: The run's registry.
 
     Returns:
-        The row: history features, then the event's columns, the item's and
-        the user's, keyed by the registry's user and item keys, with each
-        history match count set from the item's own attributes.
+        The row: the user's side (:func:`query_row`), then the event's
+        columns and the item's (the parts name disjoint features), keyed by
+        the registry's user and item keys, with each history match count set
+        from the item's own attributes.
     """
     user_id, item_id = event[F.USER_KEY], event[F.ITEM_KEY]
-    has_history = bool(registry.of_source(F.Source.HISTORY))
-    row: Dict[str, Any] = dict(empty_history(registry)) if has_history else {}
-    row.update(history or {})
+    row = query_row(user_id, user, history, registry)
     row.update(event)
     row.update(item)
-    row.update(user or default_user(user_id, registry))
     for canonical, key, value in ((F.USER_KEY, registry.user_key, user_id),
                                   (F.ITEM_KEY, registry.item_key, item_id)):
         row.pop(canonical, None)
         row[key] = value
-    return add_matches(row, registry) if has_history else row
+    return add_matches(row, registry) if registry.of_source(F.Source.HISTORY) else row
+
+
+def query_row(user_id: str, user: Optional[Mapping[str, Any]],
+              history: Optional[Mapping[str, Any]], registry: F.Registry) -> Dict[str, Any]:
+    """The user's side of a raw row, what the retrieval query tower reads.
+
+    The same history defaults, history and user row (or user defaults) as
+    :func:`raw_row`; no item, so no match counts.
+    """
+    row: Dict[str, Any] = (dict(empty_history(registry))
+                           if registry.of_source(F.Source.HISTORY) else {})
+    row.update(history or {})
+    row.update(user or default_user(user_id, registry))
+    row[registry.user_key] = user_id
+    return row

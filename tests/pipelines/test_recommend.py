@@ -73,6 +73,8 @@ def _catalogue():
 
 def _settings(**changes):
     base = config_lib.recommend_settings(config_lib.load())
+    # The ranker alone unless a test blends otherwise (the demo config blends the towers).
+    changes.setdefault("blend", (("p_click", 1.0),))
     return dataclasses.replace(base, k=2, candidates=3, user_batch=2, **changes)
 
 

@@ -82,7 +82,8 @@ def test_two_workers_train_and_only_the_chief_writes(run_dir, tmp_path):
     # copies went to temporary folders that are gone; the backup is removed.
     assert os.path.exists(os.path.join(layout.model_dir, "saved_model.pb"))
     assert os.path.exists(result["checkpoint"] + ".index")
-    expected = {"checkpoint", "metrics.json", "model"}
+    # ... and, last, the success marker.
+    expected = {"checkpoint", "metrics.json", "model", "_SUCCESS"}
     if os.path.isdir(os.path.join(layout.train_dir, "logs")):
         expected.add("logs")  # TensorBoard, when installed
     assert set(os.listdir(layout.train_dir)) == expected

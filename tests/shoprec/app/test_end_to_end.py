@@ -255,3 +255,15 @@ def test_recommend_writes_k_items_for_every_user_and_retrieval_is_exact(tiny_run
                 row[item_ids.index(r["item_id"])], abs=1e-5)
     metrics = json.load(open(layout.recommend_metrics))
     assert set(metrics) >= {"model", "popularity", "own_history", "oracle"}
+
+
+def test_recommend_refuses_a_catalogue_over_its_limit(tiny_run):
+    from pipelines import recommend
+    from shoprec.core.errors import ConfigError
+
+    config, _ = tiny_run
+    small = dataclasses.replace(config, recommend=dataclasses.replace(
+        config.recommend, max_catalogue_items=5))
+    # 24 generated items, less the ones ingest dropped: more than 5 either way.
+    with pytest.raises(ConfigError, match=r"catalogue has \d+ items .* max_catalogue_items is 5"):
+        recommend.run(small)

@@ -1,5 +1,6 @@
 """`shoprec validate` and `shoprec ingest` on the command line: the report, and the gate."""
 
+import csv
 import json
 import os
 
@@ -8,6 +9,7 @@ import yaml
 from pipelines import generate
 from shoprec.app import cli
 from shoprec.core import config as config_lib
+from shoprec.core.timestamps import parse_timestamp
 
 
 def _config_file(tmp_path, max_bad_fraction):
@@ -45,7 +47,14 @@ def test_validate_prints_the_report_and_ingest_fails_over_the_threshold(
     assert "data report: generated (ok)" in out and "label rates: click" in out
     with open(os.path.join(run_dir, "validate", "ingest", "report.json")) as f:
         report = json.load(f)
-    assert report["status"] == "ok" and report["splits"]["train"]["examples"] > 0
+    # One example per clean impression: truth.csv lists exactly those (corrupt
+    # rows are not in it, a duplicate's original is), so before the eval start
+    # the two counts agree.
+    config = config_lib.load(generous, run_dir=str(tmp_path / "shop"))
+    with open(config.input_path(config.inputs.truth)) as f:
+        before_eval = sum(parse_timestamp(r["timestamp"]) < config.eval_start_ts
+                          for r in csv.DictReader(f))
+    assert report["status"] == "ok" and report["splits"]["train"]["examples"] == before_eval
     assert not os.path.exists(os.path.join(run_dir, "ingest"))  # validate writes no examples
 
     strict = _config_file(tmp_path, 0.001)

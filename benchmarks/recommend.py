@@ -1,0 +1,236 @@
+"""Recommend and score: the Beam jobs against the same maths called directly, and memory.
+
+On one trained run (a demo run folder with the two towers), in one go:
+
+- ``shoprec recommend``'s Beam job, users/s, next to the same maths in one
+  process with no Beam around it (the job's own DoFn code, called on the
+  same users): the ratio is what the job costs over its limit;
+- ``shoprec score``'s Beam job, rows/s, next to the serving signature called
+  directly on batches of 1,024 of the same raw examples;
+- the recommend job's peak RSS with the users table as it is and with 10x
+  the users (copies under new ids), the catalogue unchanged.
+
+Each measurement runs in a fresh process (``benchmarks/measure.py``)::
+
+    python benchmarks/recommend.py --run_dir runs/demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+import shoprec  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
+
+from benchmarks import measure  # noqa: E402
+
+
+def _rows(pattern, registry):
+    import tensorflow as tf
+
+    from pipelines import examples
+
+    files = tf.io.gfile.glob(pattern)
+    return [examples.decode(r.numpy(), registry)
+            for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+
+
+def _child_recommend_beam(config) -> dict:
+    from pipelines import recommend
+
+    report = recommend.run(config, [])
+    return {"users": report["users"], "seconds": report["seconds"]}
+
+
+def _child_recommend_direct(config) -> dict:
+    """The job's own retrieval and ranking code, on the same users, with no pipeline."""
+    import numpy as np
+    import tensorflow as tf
+    from apache_beam.ml.inference.base import PredictionResult
+
+    from pipelines import candidates, examples, recommend
+    from pipelines.rows import query_row
+    from shoprec.core import registry as F
+    from shoprec.core.config import recommend_settings
+
+    rec, registry, layout = recommend_settings(config), config.registry, config.layout
+    signatures = tf.saved_model.load(layout.model_dir).signatures
+    items = {r[registry.item_key]: r for r in _rows(layout.items_table + "*", registry)}
+    users = {r[registry.user_key]: r for r in _rows(layout.users_table + "*", registry)}
+    history = {}
+    if registry.of_source(F.Source.HISTORY):
+        history = {r[registry.user_key]: r
+                   for r in _rows(layout.history_at_eval_table + "*", registry)}
+    contexts = [recommend.UserContext(u, users.get(u), history.get(u), ())
+                for u in sorted(set(users) | set(history))]
+    start = time.perf_counter()
+    ids = sorted(items)
+    item_names = registry.candidate_names()
+    vectors = np.concatenate([signatures["item_embedding"](examples=tf.constant(
+        [examples.encode(items[i], item_names, registry) for i in ids[s:s + 1024]])
+    )["embedding"].numpy() for s in range(0, len(ids), 1024)])
+    catalogue = candidates.Catalogue(tuple(ids), vectors)
+    retrieve = recommend._Retrieve(registry, rec.candidates, rec.category_feature)
+    top_k = recommend._TopK(rec.k, rec.blend, config.model.retrieval.temperature,
+                            recommend.output_names(config), rec.max_per_category,
+                            rec.category_feature)
+    query_names = registry.query_names()
+    rows = 0
+    for s in range(0, len(contexts), rec.user_batch):
+        batch = contexts[s:s + rec.user_batch]
+        queries = [examples.encode(query_row(c.user_id, c.user, c.history, registry),
+                                   query_names, registry) for c in batch]
+        embedded = signatures["user_embedding"](examples=tf.constant(queries))
+        result = PredictionResult(list(zip(batch, queries)),
+                                  {"embedding": embedded["embedding"].numpy()})
+        for chunk in retrieve.process(result, catalogue, items):
+            scored = signatures["serving_default"](examples=tf.constant(
+                recommend._ranking_examples(chunk)["examples"]))
+            rows += len(list(top_k.process(PredictionResult(
+                chunk, {k: v.numpy() for k, v in scored.items()}))))
+    return {"users": len(contexts), "rows": rows, "seconds": time.perf_counter() - start}
+
+
+def _child_score_beam(config) -> dict:
+    from pipelines import score
+
+    report = score.run(config, [])
+    return {"rows": report["counts"].get("score/rows", 0), "seconds": report["seconds"]}
+
+
+def _child_score_direct(config) -> dict:
+    """The serving signature on batches of 1,024 of the raw examples the job builds."""
+    import csv
+
+    import tensorflow as tf
+
+    from pipelines import examples
+    from pipelines.rows import raw_row
+    from shoprec.core import registry as F
+
+    registry, layout = config.registry, config.layout
+    items = {r[registry.item_key]: r for r in _rows(layout.items_table + "*", registry)}
+    users = {r[registry.user_key]: r for r in _rows(layout.users_table + "*", registry)}
+    history = {r[registry.user_key]: r for r in _rows(layout.history_table + "*", registry)}
+    names = registry.example_names(include_labels=False)
+    with open(layout.eval_pairs + ".csv") as f:
+        pairs = [(r["user_id"], r["item_id"]) for r in csv.DictReader(f)]
+    raw = [examples.encode(raw_row({F.USER_KEY: u, F.ITEM_KEY: i}, users.get(u), items[i],
+                                   history.get(u), registry), names, registry)
+           for u, i in pairs if i in items]
+    serve = tf.saved_model.load(layout.model_dir).signatures["serving_default"]
+    serve(examples=tf.constant(raw[:1024]))  # traced once, outside the timing
+    start = time.perf_counter()
+    for s in range(0, len(raw), 1024):
+        serve(examples=tf.constant(raw[s:s + 1024]))
+    return {"rows": len(raw), "seconds": time.perf_counter() - start}
+
+
+def _scaled_run(config, scale: int, work_dir: str) -> str:
+    """A copy of the run folder whose users table holds ``scale`` times the users."""
+    import tensorflow as tf
+
+    from pipelines import examples
+    from shoprec.core import registry as F
+
+    registry, layout = config.registry, config.layout
+    target = os.path.join(work_dir, f"run_x{scale}")
+    shutil.rmtree(target, ignore_errors=True)
+    os.makedirs(os.path.join(target, "ingest"))
+    for name in os.listdir(layout.run_dir):
+        if name not in ("ingest", "recommend", "score"):
+            os.symlink(os.path.join(layout.run_dir, name), os.path.join(target, name))
+    scaled_tables = {os.path.dirname(layout.users_table): (
+        layout.users_table, registry.source_names(F.Source.USER))}
+    if registry.of_source(F.Source.HISTORY):
+        scaled_tables[os.path.dirname(layout.history_at_eval_table)] = (
+            layout.history_at_eval_table, registry.history_table_names())
+    for name in os.listdir(layout.ingest_dir):
+        source = os.path.join(layout.ingest_dir, name)
+        if source not in scaled_tables:
+            os.symlink(source, os.path.join(target, "ingest", name))
+    options = tf.io.TFRecordOptions(compression_type="GZIP")
+    for folder, (prefix, names) in scaled_tables.items():
+        rows = _rows(prefix + "*", registry)
+        out = os.path.join(target, "ingest", os.path.basename(folder))
+        os.makedirs(out)
+        path = os.path.join(out, os.path.basename(prefix) + ".tfrecord.gz")
+        with tf.io.TFRecordWriter(path, options) as writer:
+            for copy in range(scale):
+                for row in rows:
+                    key = registry.user_key
+                    writer.write(examples.encode(dict(row, **{key: f"{row[key]}_{copy}"}),
+                                                 names, registry))
+    return target
+
+
+def child_main(args) -> None:
+    from shoprec.core import config as config_lib
+
+    config = config_lib.load(args.config, run_dir=args.run_dir)
+    result = {"recommend_beam": _child_recommend_beam,
+              "recommend_direct": _child_recommend_direct,
+              "score_beam": _child_score_beam,
+              "score_direct": _child_score_direct}[args.child](config)
+    measure.emit(result)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run_dir", required=True, help="a trained run folder (demo)")
+    parser.add_argument("--config", default=None, help="its config (default: the demo's)")
+    parser.add_argument("--scale", type=int, default=10, help="users multiple for memory")
+    parser.add_argument("--work_dir", default=None)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child_main(args)
+        return 0
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from shoprec.core import config as config_lib
+
+    config = config_lib.load(args.config, run_dir=args.run_dir)
+    work_dir = args.work_dir or tempfile.mkdtemp(prefix="shoprec-bench-recommend-")
+    base = ["--run_dir", args.run_dir] + (["--config", args.config] if args.config else [])
+
+    def child(kind, run_dir=None):
+        extra = ["--run_dir", run_dir] + base[2:] if run_dir else base
+        return measure.run_child(["--child", kind] + extra, REPO_ROOT,
+                                 os.path.join(work_dir, f"{kind}.log"), script="recommend.py")
+
+    results = {kind: child(kind) for kind in ("recommend_beam", "recommend_direct",
+                                              "score_beam", "score_direct")}
+    scaled = _scaled_run(config, args.scale, work_dir)
+    results[f"recommend_beam_x{args.scale}"] = child("recommend_beam", scaled)
+
+    def rate(r, unit):
+        return r[unit] / r["seconds"]
+
+    beam_users, direct_users = (rate(results[k], "users")
+                                for k in ("recommend_beam", "recommend_direct"))
+    beam_rows, direct_rows = (rate(results[k], "rows") for k in ("score_beam", "score_direct"))
+    one, many = results["recommend_beam"], results[f"recommend_beam_x{args.scale}"]
+    print(f"recommend: Beam job {beam_users:,.0f} users/s ({one['users']} users in "
+          f"{one['seconds']:.1f} s); direct {direct_users:,.0f} users/s; ratio "
+          f"{beam_users / direct_users:.2f}")
+    print(f"score:     Beam job {beam_rows:,.0f} rows/s; signature on batches of 1,024 "
+          f"{direct_rows:,.0f} rows/s; ratio {beam_rows / direct_rows:.2f}")
+    print(f"recommend peak RSS (process tree): {one['tree_peak_rss_mib']:.0f} MiB with "
+          f"{one['users']} users, {many['tree_peak_rss_mib']:.0f} MiB with {many['users']} "
+          f"({args.scale}x); ratio {many['tree_peak_rss_mib'] / one['tree_peak_rss_mib']:.2f}")
+    with open(os.path.join(work_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=2, default=float)
+    print(f"results: {os.path.join(work_dir, 'results.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
