@@ -199,6 +199,7 @@ def main(argv=None) -> int:
 
     config = config_lib.load(args.config, run_dir=args.run_dir)
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="shoprec-bench-recommend-")
+    os.makedirs(work_dir, exist_ok=True)
     base = ["--run_dir", args.run_dir] + (["--config", args.config] if args.config else [])
 
     def child(kind, run_dir=None):
