@@ -39,8 +39,8 @@ from pipelines.read import ReadTable
 from pipelines.sinks import WriteTFRecords, text_file
 from pipelines.split import CountCleanLog, SplitByTime, count_example
 from shoprec.core import registry as F
-from shoprec.core.layout import CSV_SUFFIX, JSONL_SUFFIX, Layout, SPLITS, TFRECORD_SUFFIX
 from shoprec.core.errors import StageOrderError
+from shoprec.core.layout import CSV_SUFFIX, JSONL_SUFFIX, Layout, SPLITS, TFRECORD_SUFFIX
 from shoprec.io.outputs import clear, require_success, write_report, write_success, write_text
 
 PAIRS_HEADER = f"{F.USER_KEY},{F.ITEM_KEY}"

@@ -32,17 +32,17 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from pipelines import dead_letter as dl
 from pipelines import examples
-from pipelines.candidates import Catalogue, pairs_bytes, pairs_examples, top_n
-from pipelines.candidates import EmbedItems
+from pipelines.candidates import Catalogue, EmbedItems, pairs_bytes, pairs_examples, top_n
 from pipelines.inference import ChunkHandler
 from pipelines.options import pipeline_options
 from pipelines.rows import query_row, raw_row
 from pipelines.score import ReadSideTable
 from shoprec.core import registry as F
-from shoprec.core.config import RETRIEVAL, Config, recommend_settings
-from shoprec.core.layout import PARQUET_SUFFIX
+from shoprec.core.config import Config, RETRIEVAL, recommend_settings
 from shoprec.core.errors import ConfigError, StageOrderError
+from shoprec.core.layout import PARQUET_SUFFIX
 from shoprec.io.outputs import clear, require_success, write_report
+
 
 class UserContext(NamedTuple):
     """What ranking a user needs: their row, history at the cut-off, excluded items."""

@@ -23,7 +23,7 @@ from typing import List, Optional, Sequence
 
 from shoprec.app.stages import BY_NAME, STAGES, options_of
 from shoprec.core import config as config_lib
-from shoprec.core.errors import EXIT_CODES, ConfigError, UserError
+from shoprec.core.errors import ConfigError, EXIT_CODES, UserError
 
 # Generator settings that can be given as flags, e.g. `shoprec generate --num_users 100000`.
 GENERATE_FLAGS = (("seed", int), ("num_users", int), ("num_items", int), ("days", int),

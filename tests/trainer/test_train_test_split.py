@@ -15,8 +15,8 @@ import pytest
 import tensorflow as tf
 
 from pipelines import examples
-from shoprec.core.layout import success_marker
 from shoprec.core import generated_shop as shop
+from shoprec.core.layout import success_marker
 from shoprec.core.model_config import RetrievalConfig
 from tests.trainer.synthetic import NUM_EVAL, NUM_TRAIN, make_config, make_rows, write_raw
 from trainer import evaluation, export, train
