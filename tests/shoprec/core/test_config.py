@@ -20,11 +20,18 @@ def _load(tmp_path, recommend):
 def test_recommend_defaults_follow_the_tasks_and_the_registry():
     config = config_lib.load()
     rec = config_lib.recommend_settings(config)
-    assert (rec.k, rec.candidates, rec.blend) == (10, 50, (("p_click", 1.0),))
+    # The demo blends the towers' score alone (docs/recommend.md).
+    assert (rec.k, rec.candidates, rec.blend) == (10, 50, (("retrieval", 1.0),))
     assert (rec.relevance_label, rec.exclude_label, rec.category_feature) == (
         "click", "conversion", "item_category")
     hm = config_lib.recommend_settings(config_lib.load(os.path.join(CONFIGS, "hm.yaml")))
-    assert hm.relevance_label == "purchase" and hm.blend == (("p_purchase", 1.0),)
+    assert hm.relevance_label == "purchase" and hm.blend == (("retrieval", 1.0),
+                                                             ("p_purchase", 1.0))
+
+
+def test_without_a_blend_the_first_binary_task_ranks(tmp_path):
+    rec = config_lib.recommend_settings(_load(tmp_path, {"k": 3}))
+    assert rec.blend == (("p_click", 1.0),) and rec.relevance_label == "click"
 
 
 @pytest.mark.parametrize("section, message", [
