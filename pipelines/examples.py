@@ -8,7 +8,7 @@ photo embedding per item, which ingest joins by item id.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Mapping
+from typing import Any, Dict, Iterable, List, Mapping
 
 import tensorflow as tf
 from google.protobuf.message import DecodeError
@@ -107,3 +107,14 @@ def decode_embedding(serialized: bytes) -> Dict[str, Any]:
     return {EMBED_ITEM_ID: feature[EMBED_ITEM_ID].bytes_list.value[0].decode("utf-8"),
             EMBED_VECTOR: list(feature[EMBED_VECTOR].float_list.value),
             EMBED_HAS_IMAGE: int(feature[EMBED_HAS_IMAGE].int64_list.value[0])}
+
+
+def read_table(pattern: str, registry: F.Registry) -> List[Dict[str, Any]]:
+    """Every row of gzip TFRecord shards of raw examples, decoded, in memory.
+
+    For tables that fit in memory (ingest's item, user and history tables);
+    a Beam job reads them with ``pipelines.score.ReadSideTable`` instead.
+    """
+    files = tf.io.gfile.glob(pattern)
+    return [decode(r.numpy(), registry)
+            for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]

@@ -54,12 +54,9 @@ def _positives(config: Config, split: str, label: str) -> Dict[str, np.ndarray]:
 
 def _catalogue_ids(config: Config) -> List[str]:
     """The item ids the job recommended from: ingest's item table."""
-    import tensorflow as tf
-
     registry = config.registry
-    files = tf.io.gfile.glob(config.layout.items_table + "*")
-    records = tf.data.TFRecordDataset(files, compression_type="GZIP")
-    return sorted(examples.decode(r.numpy(), registry)[registry.item_key] for r in records)
+    rows = examples.read_table(config.layout.items_table + "*", registry)
+    return sorted(row[registry.item_key] for row in rows)
 
 
 def _recommendations(config: Config) -> Dict[str, List[str]]:

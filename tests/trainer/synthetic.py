@@ -143,6 +143,15 @@ def served_eval_metrics(model_dir: str) -> dict:
             for task in ("click", "conversion")}
 
 
+def loss_on(model, batch, strategy=None):
+    """The model's total loss on one fixed batch (summed over replicas under ``strategy``)."""
+    if strategy is None:
+        return float(model.compute_loss(batch).numpy())
+    replicas = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))
+    per_replica = strategy.run(model.compute_loss, args=(next(iter(replicas)),))
+    return float(strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None).numpy())
+
+
 def write_raw(prefix: str, rows: list) -> None:
     """Writes rows as one gzip raw-example shard and marks ingest finished, as ingest would."""
     tf.io.gfile.makedirs(prefix.rsplit("/", 1)[0])

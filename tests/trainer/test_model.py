@@ -10,7 +10,7 @@ import tensorflow_transform as tft
 from shoprec.core import generated_shop as shop
 from shoprec.core.layout import Layout
 from shoprec.core.model_config import TaskConfig
-from tests.trainer.synthetic import SMALL_MODEL
+from tests.trainer.synthetic import SMALL_MODEL, loss_on
 from trainer import data, model as model_lib, strategy as strategy_lib
 from trainer import inputs as inputs_lib
 
@@ -66,13 +66,6 @@ def test_mirrored_loss_equals_single_device_loss(featurized_dir):
     np.testing.assert_allclose(summed.numpy(), single.compute_loss(batch).numpy(), rtol=1e-5)
 
 
-def _loss_on(model, batch, strategy):
-    """The total loss on one batch, summed over the strategy's replicas."""
-    replicas = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))
-    per_replica = strategy.run(model.compute_loss, args=(next(iter(replicas)),))
-    return float(strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None).numpy())
-
-
 def test_mirrored_training_over_two_replicas(featurized_dir):
     mirrored = strategy_lib.make_strategy("mirrored")
     assert mirrored.num_replicas_in_sync == (len(tf.config.list_logical_devices("GPU")) or 2)
@@ -86,7 +79,7 @@ def test_mirrored_training_over_two_replicas(featurized_dir):
         model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
     before = [w.copy() for w in model.get_weights()]
     batch = next(iter(dataset))
-    loss_before = _loss_on(model, batch, mirrored)
+    loss_before = loss_on(model, batch, mirrored)
     history = model.fit(dataset, epochs=3, steps_per_epoch=4, verbose=0)
 
     losses = history.history["loss"]
@@ -94,7 +87,7 @@ def test_mirrored_training_over_two_replicas(featurized_dir):
     assert np.all(np.isfinite(losses))
     # On one fixed batch: epoch means over different shuffled batches can rise
     # by chance however well the model trains (seen once: 1.135 after 1.083).
-    loss_after = _loss_on(model, batch, mirrored)
+    loss_after = loss_on(model, batch, mirrored)
     assert loss_after < loss_before, (loss_before, loss_after)
     assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights()))
 

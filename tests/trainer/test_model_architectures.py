@@ -11,7 +11,7 @@ import tensorflow_transform as tft
 from shoprec.core import generated_shop as shop
 from shoprec.core.layout import Layout
 from shoprec.core.model_config import ExpertsConfig, RetrievalConfig, TaskConfig
-from tests.trainer.synthetic import SMALL_MODEL
+from tests.trainer.synthetic import SMALL_MODEL, loss_on
 from trainer import data, evaluation, model as model_lib, strategy as strategy_lib
 from trainer import inputs as inputs_lib
 
@@ -35,15 +35,6 @@ def _batch(run_dir, model_config, batch=BATCH, repeat=False):
     return tft_output, dataset
 
 
-def _loss_on(model, batch, strategy=None):
-    """The model's total loss on one fixed batch (summed over replicas under ``strategy``)."""
-    if strategy is None:
-        return float(model.compute_loss(batch).numpy())
-    replicas = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))
-    per_replica = strategy.run(model.compute_loss, args=(next(iter(replicas)),))
-    return float(strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None).numpy())
-
-
 def _unmoved(model, before):
     """Names of the trainable variables still equal to their ``before`` values."""
     return [v.name for v, b in zip(model.trainable_variables, before)
@@ -64,14 +55,14 @@ def test_every_architecture_trains(featurized_dir, architecture):
     model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
     batch = next(iter(dataset))
     before = [v.numpy().copy() for v in model.trainable_variables]
-    loss_before = _loss_on(model, batch)
+    loss_before = loss_on(model, batch)
     history = model.fit(dataset, epochs=2, steps_per_epoch=4, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
     # On one fixed batch, so that a frozen model cannot pass by drawing easier
     # batches later: the initial loss is about 1.1-1.4 (logits near 0 give 0.69
     # a task), the base rates alone (41 clicks, 22 conversions of 192) give
     # 0.52 + 0.36 = 0.88, and 8 Adam steps at 0.01 head there.
-    loss_after = _loss_on(model, batch)
+    loss_after = loss_on(model, batch)
     assert loss_after < loss_before, (loss_before, loss_after)
     # Every weight of the architecture (experts, gates, towers, embeddings)
     # takes part in the loss, so every one of them moves.
@@ -147,12 +138,12 @@ def test_retrieval_trains_jointly_under_mirrored_strategy(featurized_dir):
         model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
     batch = next(iter(dataset))
     before = [v.numpy().copy() for v in model.trainable_variables]
-    loss_before = _loss_on(model, batch, mirrored)
+    loss_before = loss_on(model, batch, mirrored)
     history = model.fit(dataset, epochs=2, steps_per_epoch=3, verbose=0)
     assert np.all(np.isfinite(history.history["retrieval_loss"]))
     # Jointly: the total loss (ranking + retrieval) falls on a fixed batch and
     # every weight moves, the two retrieval towers' included.
-    loss_after = _loss_on(model, batch, mirrored)
+    loss_after = loss_on(model, batch, mirrored)
     assert loss_after < loss_before, (loss_before, loss_after)
     assert _unmoved(model, before) == []
     assert set(model.user_features) == {"user_id", "user_age", "user_region", "user_membership"}

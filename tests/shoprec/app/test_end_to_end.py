@@ -20,7 +20,7 @@ from shoprec.core.dataset import QualitySpec
 from shoprec.core.model_config import TaskConfig
 
 from pipelines import score
-from pipelines.examples import decode, encode
+from pipelines.examples import encode, read_table
 
 
 @pytest.fixture(scope="module")
@@ -201,12 +201,6 @@ def test_cli_rejects_a_bad_config(tmp_path, capsys):
     assert "epochz" in capsys.readouterr().err
 
 
-def _table_rows(pattern, registry):
-    files = tf.io.gfile.glob(pattern)
-    return [decode(r.numpy(), registry)
-            for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
-
-
 def test_recommend_writes_k_items_for_every_user_and_retrieval_is_exact(tiny_run):
     config, out = tiny_run
     rec, registry, layout = config_lib.recommend_settings(config), config.registry, config.layout
@@ -228,7 +222,7 @@ def test_recommend_writes_k_items_for_every_user_and_retrieval_is_exact(tiny_run
     # No item the user bought in the 30 days before the eval start.
     bought = {}
     eval_ts = config.split_starts[0]
-    for r in _table_rows(layout.examples_pattern("train"), registry):
+    for r in read_table(layout.examples_pattern("train"), registry):
         if r[rec.exclude_label] and r["timestamp"] >= eval_ts - rec.exclude_days * 86400:
             bought.setdefault(r["user_id"], set()).add(r["item_id"])
     assert bought, "the tiny shop has no recent purchase: the exclusion is not exercised"
@@ -238,11 +232,11 @@ def test_recommend_writes_k_items_for_every_user_and_retrieval_is_exact(tiny_run
     # The candidates are the exact top N of a NumPy brute force over the
     # exported towers' embeddings (no history features: user row only).
     signatures = tf.saved_model.load(layout.model_dir).signatures
-    items = sorted(_table_rows(layout.items_table + "*", registry), key=lambda r: r["item_id"])
+    items = sorted(read_table(layout.items_table + "*", registry), key=lambda r: r["item_id"])
     item_ids = [r["item_id"] for r in items]
     item_vectors = signatures["item_embedding"](examples=tf.constant(
         [encode(r, registry.candidate_names(), registry) for r in items]))["embedding"].numpy()
-    users = {r["user_id"]: r for r in _table_rows(layout.users_table + "*", registry)}
+    users = {r["user_id"]: r for r in read_table(layout.users_table + "*", registry)}
     user_vectors = signatures["user_embedding"](examples=tf.constant(
         [encode(users[u], registry.query_names(), registry) for u in user_ids]))["embedding"]
     scores = user_vectors.numpy() @ item_vectors.T
