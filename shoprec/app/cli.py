@@ -56,6 +56,9 @@ def _add_flags(p: argparse.ArgumentParser, flags) -> None:
     if "pairs" in flags:
         p.add_argument("--pairs", default=None,
                        help="user_id,item_id CSV to score (default: eval-window pairs)")
+    if "force_bless" in flags:
+        p.add_argument("--force_bless", action="store_true", default=None,
+                       help="publish the trained model even when the model gate refuses it")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -119,7 +122,7 @@ def run_stage(stage: str, config, beam_args: List[str], args) -> int:
     Raises:
         UserError: the stage failed for a reason the user fixes.
     """
-    options = {k: getattr(args, k, None) for k in ("strategy", "pairs")}
+    options = {k: getattr(args, k, None) for k in ("strategy", "pairs", "force_bless")}
     if stage == "demo":
         from shoprec.app import demo
 
