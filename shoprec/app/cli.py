@@ -27,6 +27,7 @@ from shoprec.core.errors import ConfigError, EXIT_CODES, UserError
 
 # Generator settings that can be given as flags, e.g. `shoprec generate --num_users 100000`.
 GENERATE_FLAGS = (("seed", int), ("num_users", int), ("num_items", int), ("days", int),
+                  ("start_date", str), ("pool_users", int), ("pool_items", int),
                   ("sessions_per_user", float), ("impressions_per_session", int))
 DEMO_HELP = "generate the default data set and run every stage end to end"
 VERBOSE_ENV = "SHOPREC_VERBOSE"

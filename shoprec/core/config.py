@@ -34,6 +34,12 @@ class GenerateConfig:
     sessions_per_user: float = 5.0
     impressions_per_session: int = 8
     image_size: int = 48
+    # The shop's users and items are drawn for this many (0: num_users /
+    # num_items) and the first num_users / num_items of them are generated: a
+    # later day with a larger pool share keeps an earlier day's users and items
+    # (ids, attributes, photos, tastes) and adds new ones.
+    pool_users: int = 0
+    pool_items: int = 0
     # Fractions of deliberately bad rows/images, so a demo shows dead letters.
     corrupt_fraction: float = 0.0
     duplicate_fraction: float = 0.0
