@@ -165,7 +165,9 @@ def evaluate_export(model_dir: str, pattern: str, tasks: Iterable[TaskConfig],
         pattern: Gzip TFRecord shards of raw tf.Examples with their labels
             (ingest's eval split).
         tasks: The tasks to evaluate; only binary ones are (their labels are
-            raw 0/1 columns); a task with a ``condition`` only where it is 1.
+            raw 0/1 columns), and only those the model has an output for (an
+            older model may lack a task added since); a task with a
+            ``condition`` only where it is 1.
         registry: The run's feature registry (user key, label columns).
         batch_size: Examples per serving call.
 
@@ -173,11 +175,11 @@ def evaluate_export(model_dir: str, pattern: str, tasks: Iterable[TaskConfig],
         ``{task name: binary_metrics}``.
 
     Raises:
-        KeyError: the model has no output for a task.
         InputEmptyError: no examples match ``pattern``.
     """
-    tasks = [t for t in tasks if t.type == "binary"]
     serve = tf.saved_model.load(model_dir).signatures[export.SIGNATURE]
+    tasks = [t for t in tasks if t.type == "binary"
+             and export.output_name(t.name) in serve.structured_outputs]
     spec = {registry.user_key: tf.io.FixedLenFeature([], tf.string)}
     for column in {t.label for t in tasks} | {t.condition for t in tasks if t.condition}:
         spec[column] = tf.io.FixedLenFeature([], tf.int64)
