@@ -3,8 +3,9 @@
 Pairs are joined with ingest's user and item tables into *raw* tf.Examples
 (the same encoder ingest used), scored by the published model's serving
 signature (the version ``models/CURRENT`` names; it carries its transform
-graph) through Beam RunInference, ranked within user and written as Parquet. Elements are moved in batches, not rows:
-per-element overhead, not the model, dominates RunInference on small models.
+graph) through Beam RunInference, ranked within user and written as Parquet.
+Elements are moved in batches, not rows: per-element overhead, not the model,
+dominates RunInference on small models.
 
 Output columns: ``user_id``, ``item_id``, ``rank`` (1 = best within the user,
 by ``scoring.rank_by``) and, per task, by its type:
