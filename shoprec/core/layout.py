@@ -1,7 +1,10 @@
 """The run folder: every path any stage reads or writes, in one place.
 
 Every stage owns one folder of the run (``embed/``, ``ingest/``,
-``featurize/``, ``train/``, ``score/``) and deletes it before writing. Sharded
+``featurize/``, ``train/``, ``push/``, ``score/``) and deletes it before
+writing. Published models live apart from the stages' folders, in
+``models_dir`` (``<run_dir>/models`` by default), and are never deleted by a
+run: ``shoprec push`` adds versions and moves the ``CURRENT`` pointer. Sharded
 outputs are named by a *prefix* (``.../examples/train``); the writer adds
 ``-SSSSS-of-NNNNN`` and the suffix, and readers glob with the ``*_pattern``
 helpers, so no stage spells another stage's file names.
