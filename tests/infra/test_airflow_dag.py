@@ -7,7 +7,6 @@ that records its arguments and exits with the status it is told: that checks
 how the schedule treats each of shoprec's exit codes without running a day.
 """
 
-import ast
 import json
 import os
 import subprocess
@@ -16,21 +15,11 @@ import sys
 import pytest
 
 from shoprec.core import errors
+from tests.infra.manifests import DAG_FILE, dag_exit_codes
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DAG_FOLDER = os.path.join(ROOT, "infra", "airflow")
-DAG_FILE = os.path.join(DAG_FOLDER, "shoprec_daily.py")
+DAG_FOLDER = os.path.dirname(DAG_FILE)
 PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "airflow_probe.py")
 STUB = '#!/bin/sh\necho "$*" >> "$STUB_LOG"\nexit "$STUB_EXIT"\n'
-
-
-def _dag_exit_codes():
-    """The DAG's SHOPREC_EXIT_CODES, read from its source (no Airflow import here)."""
-    tree = ast.parse(open(DAG_FILE).read())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and node.targets[0].id == "SHOPREC_EXIT_CODES":
-            return ast.literal_eval(node.value)
-    raise AssertionError("SHOPREC_EXIT_CODES not found")
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +66,7 @@ def test_the_run_that_fires_on_a_day_runs_that_date(probe):
 
 
 def test_not_blessed_is_skipped_gate_and_crash_fail_and_retry(probe):
-    codes = _dag_exit_codes()
+    codes = dag_exit_codes()
     assert probe["skip_on_exit_code"] == [codes["model_not_blessed"]]
     assert probe["outcomes"] == {"0": "success", str(codes["quality_gate_failed"]): "failed",
                                  str(codes["model_not_blessed"]): "skipped",
@@ -85,7 +74,7 @@ def test_not_blessed_is_skipped_gate_and_crash_fail_and_retry(probe):
 
 
 def test_the_dag_exit_codes_are_shoprecs():
-    codes = _dag_exit_codes()
+    codes = dag_exit_codes()
     assert codes["quality_gate_failed"] == errors.QualityGateError.exit_code
     if not hasattr(errors, "ModelNotBlessedError") or not hasattr(errors, "CRASH_EXIT_CODE"):
         pytest.skip("ModelNotBlessedError / CRASH_EXIT_CODE land with issue 11's other parts")
