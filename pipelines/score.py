@@ -283,6 +283,42 @@ class Score(beam.PTransform):
         return Outputs(ranked, joined[dead_letter.DEAD_LETTER_TAG])
 
 
+def build(pipeline: beam.Pipeline, config: Config, pairs: str) -> None:
+    """Adds the score job to ``pipeline``: read pairs and side tables, :class:`Score`, write.
+
+    Args:
+        pipeline: The graph to add to.
+        config: Run config; the model is read from ``layout.model_dir``.
+        pairs: user_id,item_id CSV pattern to score.
+    """
+    import tensorflow as tf
+
+    layout = config.layout
+    tasks = tuple(config.model.tasks)
+    names = class_names(config)
+    read = pipeline | "ReadPairs" >> ReadPairs(pairs)
+    registry = config.registry
+    users = pipeline | "ReadUsers" >> ReadSideTable(layout.users_table + "*", registry.user_key,
+                                                    registry)
+    items = pipeline | "ReadItems" >> ReadSideTable(layout.items_table + "*", registry.item_key,
+                                                    registry)
+    history = None
+    history_pattern = layout.history_table + "*"
+    if tf.io.gfile.glob(history_pattern):
+        history = pipeline | "ReadHistory" >> ReadSideTable(history_pattern, registry.user_key,
+                                                            registry)
+    scored = read.pairs | "Score" >> Score(
+        layout.model_dir, registry, tasks, names, config.scoring.rank_by,
+        config.scoring.batch_size, users=users, items=items, history=history)
+    _ = scored.main | "WriteScores" >> beam.io.WriteToParquet(
+        layout.scores, scores_schema(tasks), file_name_suffix=PARQUET_SUFFIX)
+    _ = ((read[dead_letter.DEAD_LETTER_TAG], scored.dead_letter)
+         | "MergeDeadLetters" >> beam.Flatten()
+         | "DeadLetterJson" >> beam.Map(lambda d: d.to_json())
+         | "WriteDeadLetters" >> beam.io.WriteToText(
+             layout.score_dead_letter, file_name_suffix=JSONL_SUFFIX))
+
+
 def run(config: Config, beam_args: Optional[Sequence[str]] = None,
         pairs: Optional[str] = None) -> dict:
     """Scores pairs with the exported model; returns counts and paths.
@@ -307,31 +343,9 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
             raise StageOrderError(f"nothing at {needed}; run `shoprec ingest` and "
                                   f"`shoprec train` again")
     clear(layout.score_dir)
-    tasks = tuple(config.model.tasks)
-    names = class_names(config)
     start = time.time()
     pipeline = beam.Pipeline(options=beam_options.pipeline_options(beam_args))
-    read = pipeline | "ReadPairs" >> ReadPairs(pattern)
-    registry = config.registry
-    users = pipeline | "ReadUsers" >> ReadSideTable(layout.users_table + "*", registry.user_key,
-                                                    registry)
-    items = pipeline | "ReadItems" >> ReadSideTable(layout.items_table + "*", registry.item_key,
-                                                    registry)
-    history = None
-    history_pattern = layout.history_table + "*"
-    if tf.io.gfile.glob(history_pattern):
-        history = pipeline | "ReadHistory" >> ReadSideTable(history_pattern, registry.user_key,
-                                                            registry)
-    scored = read.pairs | "Score" >> Score(
-        layout.model_dir, registry, tasks, names, config.scoring.rank_by,
-        config.scoring.batch_size, users=users, items=items, history=history)
-    _ = scored.main | "WriteScores" >> beam.io.WriteToParquet(
-        layout.scores, scores_schema(tasks), file_name_suffix=PARQUET_SUFFIX)
-    _ = ((read[dead_letter.DEAD_LETTER_TAG], scored.dead_letter)
-         | "MergeDeadLetters" >> beam.Flatten()
-         | "DeadLetterJson" >> beam.Map(lambda d: d.to_json())
-         | "WriteDeadLetters" >> beam.io.WriteToText(
-             layout.score_dead_letter, file_name_suffix=JSONL_SUFFIX))
+    build(pipeline, config, pattern)
     result = pipeline.run()
     result.wait_until_finish()
     report = {
