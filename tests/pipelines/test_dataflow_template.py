@@ -4,12 +4,11 @@ Each job's own ``build`` (the one its ``run()`` uses) adds it to a pipeline
 whose options are a Dataflow dry run (``dataflow_template.offline_args``: no
 network, no credentials); ``write_template`` then writes the job template and
 its pipeline, and the test reads the stage labels back from the written files.
-A tiny generated shop, ingested, provides the inputs the jobs look at while
-their graphs are built (ingest and featurize open their input files; no job
-loads a model).
+A tiny generated shop, ingested (``fixtures.ingested_shop``), provides the
+inputs the jobs look at while their graphs are built (ingest and featurize
+open their input files; no job loads a model).
 """
 
-import csv
 import json
 import os
 
@@ -17,31 +16,13 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines import (dataflow_template, embed_images, featurize, generate, ingest, recommend,
-                       score)
-from shoprec.core import config as config_lib
-from tests.pipelines.fixtures import write_embeddings
-
-SHOP = {"generate": {"num_users": 20, "num_items": 8, "days": 3, "sessions_per_user": 2.0},
-        "ingest": {"eval_start": "2026-11-03T00:00:00Z"}}
+from pipelines import dataflow_template, embed_images, featurize, ingest, recommend, score
+from tests.pipelines.fixtures import ingested_shop
 
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory):
-    import yaml
-
-    root = tmp_path_factory.mktemp("dataflow")
-    path = root / "config.yaml"
-    path.write_text(yaml.safe_dump(SHOP))
-    config = config_lib.load(str(path), run_dir=str(root / "run"))
-    generate.run(config)
-    with open(config.input_path(config.inputs.items)) as f:
-        ids = [row["item_id"] for row in csv.DictReader(f)]
-    # A finished embed stage's table, then a real ingest: featurize's graph
-    # opens the raw example shards when it is built.
-    write_embeddings(config.layout.item_embeddings, [(i, [0.0] * 32, 0) for i in ids])
-    ingest.run(config)
-    return config
+    return ingested_shop(tmp_path_factory.mktemp("dataflow"))
 
 
 def _template(name, add, tmp_path):
