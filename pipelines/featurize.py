@@ -17,9 +17,9 @@ from typing import Any, Dict, Mapping, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 import tensorflow as tf
+import tensorflow_transform.beam as tft_beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
-import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import schema_utils
 from tfx_bsl.public import tfxio
 
