@@ -304,19 +304,15 @@ def _check_inputs(config: Config, limit: int) -> Tuple[str, str]:
     return version, model_dir
 
 
-def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    """Writes the top K of the catalogue for every user; returns the job's report.
+def build(pipeline: beam.Pipeline, config: Config, rec, model_dir: str) -> None:
+    """Adds the recommend job to ``pipeline``: read, join, :class:`Recommend`, write.
 
-    Users: everyone in the users table and everyone with events (a user the
-    users table lacks gets its defaults), each with their history at the
-    cut-off (``recommend.as_of``).
-
-    Raises:
-        StageOrderError: ingest has not finished, no model is published, or it has
-            no retrieval towers. ConfigError: the catalogue is over
-            ``recommend.max_catalogue_items``.
+    Args:
+        pipeline: The graph to add to.
+        config: Run config.
+        rec: Its recommend settings (:func:`recommend_settings`).
+        model_dir: The serving SavedModel (the published version's).
     """
-    rec = recommend_settings(config)
     layout, registry = config.layout, config.registry
     eval_ts = config.split_starts[0]
     has_history = bool(registry.of_source(F.Source.HISTORY))
@@ -324,11 +320,7 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, 
     history = None
     if has_history:
         history = (layout.history_at_eval_table if at_eval else layout.history_table) + "*"
-    version, model_dir = _check_inputs(config, rec.max_catalogue_items)
-    clear(layout.recommend_dir)
     outputs = output_names(config)
-    start = time.time()
-    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
     items = pipeline | "ReadItems" >> ReadSideTable(layout.items_table + "*", registry.item_key,
                                                     registry)
     catalogue = items | "EmbedItems" >> EmbedItems(model_dir, registry, rec.user_batch,
@@ -353,6 +345,27 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, 
                                     catalogue=catalogue, items=items)
          | "WriteRecommendations" >> beam.io.WriteToParquet(
              layout.recommendations, schema(outputs), file_name_suffix=PARQUET_SUFFIX))
+
+
+def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Writes the top K of the catalogue for every user; returns the job's report.
+
+    Users: everyone in the users table and everyone with events (a user the
+    users table lacks gets its defaults), each with their history at the
+    cut-off (``recommend.as_of``).
+
+    Raises:
+        StageOrderError: ingest has not finished, no model is published, or
+            it has no retrieval towers. ConfigError: the catalogue is over
+            ``recommend.max_catalogue_items``.
+    """
+    rec = recommend_settings(config)
+    layout = config.layout
+    version, model_dir = _check_inputs(config, rec.max_catalogue_items)
+    clear(layout.recommend_dir)
+    start = time.time()
+    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
+    build(pipeline, config, rec, model_dir)
     result = pipeline.run()
     result.wait_until_finish()
     counts = dl.counts_from_result(result)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import csv
 import os
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -290,6 +290,44 @@ class Score(beam.PTransform):
         return Outputs(ranked, joined[dead_letter.DEAD_LETTER_TAG])
 
 
+def build(pipeline: beam.Pipeline, config: Config, pairs: str, model_dir: str,
+          names: Mapping[str, Sequence[str]]) -> None:
+    """Adds the score job to ``pipeline``: read pairs and side tables, :class:`Score`, write.
+
+    Args:
+        pipeline: The graph to add to.
+        config: Run config.
+        pairs: user_id,item_id CSV pattern to score.
+        model_dir: The serving SavedModel (the published version's).
+        names: Class names of each multiclass task.
+    """
+    import tensorflow as tf
+
+    layout = config.layout
+    tasks = tuple(config.model.tasks)
+    read = pipeline | "ReadPairs" >> ReadPairs(pairs)
+    registry = config.registry
+    users = pipeline | "ReadUsers" >> ReadSideTable(layout.users_table + "*", registry.user_key,
+                                                    registry)
+    items = pipeline | "ReadItems" >> ReadSideTable(layout.items_table + "*", registry.item_key,
+                                                    registry)
+    history = None
+    history_pattern = layout.history_table + "*"
+    if tf.io.gfile.glob(history_pattern):
+        history = pipeline | "ReadHistory" >> ReadSideTable(history_pattern, registry.user_key,
+                                                            registry)
+    scored = read.pairs | "Score" >> Score(
+        model_dir, registry, tasks, names, config.scoring.rank_by,
+        config.scoring.batch_size, users=users, items=items, history=history)
+    _ = scored.main | "WriteScores" >> beam.io.WriteToParquet(
+        layout.scores, scores_schema(tasks), file_name_suffix=PARQUET_SUFFIX)
+    _ = ((read[dead_letter.DEAD_LETTER_TAG], scored.dead_letter)
+         | "MergeDeadLetters" >> beam.Flatten()
+         | "DeadLetterJson" >> beam.Map(lambda d: d.to_json())
+         | "WriteDeadLetters" >> beam.io.WriteToText(
+             layout.score_dead_letter, file_name_suffix=JSONL_SUFFIX))
+
+
 def run(config: Config, beam_args: Optional[Sequence[str]] = None,
         pairs: Optional[str] = None) -> dict:
     """Scores pairs with the published model; returns counts, paths and its version.
@@ -314,31 +352,10 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
     if not tf.io.gfile.glob(layout.items_table + "*"):
         raise StageOrderError(f"nothing at {layout.items_table}*; run `shoprec ingest` again")
     clear(layout.score_dir)
-    tasks = tuple(config.model.tasks)
     names = class_names(config, layout.published_transform(version))
     start = time.time()
     pipeline = beam.Pipeline(options=beam_options.pipeline_options(beam_args))
-    read = pipeline | "ReadPairs" >> ReadPairs(pattern)
-    registry = config.registry
-    users = pipeline | "ReadUsers" >> ReadSideTable(layout.users_table + "*", registry.user_key,
-                                                    registry)
-    items = pipeline | "ReadItems" >> ReadSideTable(layout.items_table + "*", registry.item_key,
-                                                    registry)
-    history = None
-    history_pattern = layout.history_table + "*"
-    if tf.io.gfile.glob(history_pattern):
-        history = pipeline | "ReadHistory" >> ReadSideTable(history_pattern, registry.user_key,
-                                                            registry)
-    scored = read.pairs | "Score" >> Score(
-        model_dir, registry, tasks, names, config.scoring.rank_by,
-        config.scoring.batch_size, users=users, items=items, history=history)
-    _ = scored.main | "WriteScores" >> beam.io.WriteToParquet(
-        layout.scores, scores_schema(tasks), file_name_suffix=PARQUET_SUFFIX)
-    _ = ((read[dead_letter.DEAD_LETTER_TAG], scored.dead_letter)
-         | "MergeDeadLetters" >> beam.Flatten()
-         | "DeadLetterJson" >> beam.Map(lambda d: d.to_json())
-         | "WriteDeadLetters" >> beam.io.WriteToText(
-             layout.score_dead_letter, file_name_suffix=JSONL_SUFFIX))
+    build(pipeline, config, pattern, model_dir, names)
     result = pipeline.run()
     result.wait_until_finish()
     report = {
