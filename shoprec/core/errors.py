@@ -65,6 +65,23 @@ class InputSchemaError(UserError, ValueError):
     exit_code = 6
 
 
+class RunLockedError(UserError, RuntimeError):
+    """Another process is running stages in the same run folder (its lock file)."""
+
+    exit_code = 7
+
+
+class ModelNotBlessedError(UserError, RuntimeError):
+    """The newly trained model did not pass the model gate and was not published."""
+
+    exit_code = 8
+
+
+# Any other exception is a bug: the CLI prints its traceback and exits with this
+# (EX_SOFTWARE), so a scheduler tells a crash from every failure above.
+CRASH_EXIT_CODE = 70
+
+
 # Exit status → what it means; the CLI's --help epilog and the README list these.
 EXIT_CODES = (
     (0, "the stage finished and wrote its success marker"),
@@ -77,4 +94,7 @@ EXIT_CODES = (
                                 "rows"),
     (StageOrderError.exit_code, "an upstream stage has not run or failed"),
     (InputSchemaError.exit_code, "an input lacks a required column"),
+    (RunLockedError.exit_code, "another run holds the run folder's lock"),
+    (ModelNotBlessedError.exit_code, "the new model was not blessed by the model gate"),
+    (CRASH_EXIT_CODE, "crashed: a bug, not a user error (traceback printed)"),
 )

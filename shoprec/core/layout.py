@@ -1,7 +1,11 @@
 """The run folder: every path any stage reads or writes, in one place.
 
 Every stage owns one folder of the run (``embed/``, ``ingest/``,
-``featurize/``, ``train/``, ``score/``) and deletes it before writing. Sharded
+``featurize/``, ``train/``, ``score/``). Run from the CLI, a stage writes
+that folder in its staging place (``.staging/<stage>/``, see
+:attr:`Layout.roots`) and it is published over the stage's folder only once
+complete (``shoprec.io.publish``); on a local disk the stage's folder is then
+a symbolic link to one of ``.versions/``. Sharded
 outputs are named by a *prefix* (``.../examples/train``); the writer adds
 ``-SSSSS-of-NNNNN`` and the suffix, and readers glob with the ``*_pattern``
 helpers, so no stage spells another stage's file names.
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Dict, Sequence
+from typing import Dict, Sequence, Tuple
 
 SPLITS = ("train", "eval", "test")
 TFRECORD_SUFFIX = ".tfrecord.gz"
@@ -24,8 +28,13 @@ PARQUET_SUFFIX = ".parquet"
 CSV_SUFFIX = ".csv"
 JSONL_SUFFIX = ".jsonl"
 REPORT_FILE = "report.json"
-# Written last by a stage that finished: a small JSON with the stage and time.
+# Written last by a stage that finished: its manifest (JSON; shoprec.io.manifest).
 SUCCESS_FILE = "_SUCCESS"
+# Hidden (a glob of the run folder skips dot names): staged and published versions.
+STAGING_DIR = ".staging"
+VERSIONS_DIR = ".versions"
+# One run of a partition at a time (shoprec.io.lock).
+LOCK_FILE = ".lock"
 SCHEMA_FILE = "schema.pbtxt"
 # Inside an image encoder's SavedModel: its image shape, classes and training report.
 ENCODER_METADATA = os.path.join("assets.extra", "encoder.json")
@@ -36,14 +45,59 @@ def success_marker(stage_dir: str) -> str:
     return os.path.join(stage_dir, SUCCESS_FILE)
 
 
+def staging_dir_of(stage_dir: str) -> str:
+    """Where the stage owning ``stage_dir`` (``RUN/ingest``) stages its output."""
+    stage_dir = stage_dir.rstrip("/")
+    return os.path.join(os.path.dirname(stage_dir), STAGING_DIR, os.path.basename(stage_dir))
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
-    """Where each stage writes inside the run folder ``run_dir``."""
+    """Where each stage writes inside the run folder ``run_dir``.
+
+    Attributes:
+        run_dir: The run folder (one partition of a dated run).
+        roots: (stage folder, path) pairs that root a stage's folder
+            elsewhere: a stage run for publishing writes its own folder in
+            its staging place while every other path, its inputs among
+            them, stays the published one.
+    """
 
     run_dir: str
+    roots: Tuple[Tuple[str, str], ...] = ()
 
     def _p(self, *parts: str) -> str:
+        for name, root in self.roots:
+            if parts and parts[0] == name:
+                return os.path.join(root, *parts[1:])
         return os.path.join(self.run_dir, *parts)
+
+    def stage_dir(self, name: str) -> str:
+        """The folder the stage ``name`` owns (``ingest`` → ``RUN/ingest``)."""
+        return self._p(name)
+
+    def staged(self, name: str) -> "Layout":
+        """This layout with stage ``name``'s folder rooted at its staging place."""
+        return dataclasses.replace(self, roots=((name, self.staging_dir(name)),))
+
+    def staging_dir(self, name: str) -> str:
+        """Where the stage ``name`` writes before its output is published."""
+        return staging_dir_of(os.path.join(self.run_dir, name))
+
+    @property
+    def versions_dir(self) -> str:
+        """Published versions of the stages' folders (local disks)."""
+        return os.path.join(self.run_dir, VERSIONS_DIR)
+
+    @property
+    def lock_file(self) -> str:
+        """Held by the one process running stages in this run folder."""
+        return os.path.join(self.run_dir, LOCK_FILE)
+
+    @property
+    def validate_dir(self) -> str:
+        """``shoprec validate``'s report and dead letters (laid out as ingest's)."""
+        return self._p("validate")
 
     # embed/: the image encoder and one photo embedding per item.
     @property
