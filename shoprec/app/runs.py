@@ -137,12 +137,15 @@ def run_stage(stage: Stage, config: Config, beam_args: Sequence[str],
     current = all(manifest.marker_bytes(path) is not None for path in upstream.values())
     chief = _is_chief()
     if not force and current:
-        for status, folder in (("skipped", target), ("published", staging)):
+        found = manifest.read(target)
+        if found and found.get("fingerprint") == fingerprint["fingerprint"]:
+            return Outcome("skipped", found, time.time() - start)
+        for folder in publish.unpublished(layout, stage.name):
             found = manifest.read(folder)
             if found and found.get("fingerprint") == fingerprint["fingerprint"]:
-                if status == "published" and chief:
-                    publish.publish(layout, stage.name)
-                return Outcome(status, found, time.time() - start)
+                if chief:
+                    publish.publish(layout, stage.name, source=folder)
+                return Outcome("published", found, time.time() - start)
     staged_config = dataclasses.replace(config, layout_roots=layout.staged(stage.name).roots)
     report = stage.run(staged_config, beam_args, options)
     if not chief:

@@ -32,6 +32,7 @@ import hashlib
 import os
 import shutil
 import signal
+from typing import List, Optional
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -58,12 +59,15 @@ def is_local(path: str) -> bool:
     return "://" not in path
 
 
-def publish(layout: Layout, stage: str, atomic_rename: bool = None) -> str:
-    """Makes the staged output of ``stage`` its published folder.
+def publish(layout: Layout, stage: str, source: Optional[str] = None,
+            atomic_rename: Optional[bool] = None) -> str:
+    """Makes a finished output of ``stage`` its published folder.
 
     Args:
         layout: The run's layout (not a staged one).
         stage: The stage's name; its folder is ``layout.stage_dir(stage)``.
+        source: The finished folder: the staging place (default) or a
+            version a killed publish moved into place (:func:`unpublished`).
         atomic_rename: Publish by rename and link (True) or by copy, marker
             last (False); default: by rename on a local disk.
 
@@ -74,18 +78,38 @@ def publish(layout: Layout, stage: str, atomic_rename: bool = None) -> str:
         FileNotFoundError: nothing is staged with a marker and nothing is
             published either.
     """
-    staged, target = layout.staging_dir(stage), layout.stage_dir(stage)
+    staged, target = source or layout.staging_dir(stage), layout.stage_dir(stage)
     if atomic_rename is None:
         atomic_rename = is_local(target)
     staged_marker = manifest.marker_bytes(staged)
     if staged_marker is None:
-        if manifest.marker_bytes(target) is not None:
-            return os.path.realpath(target) if atomic_rename else target  # done already
-        raise FileNotFoundError(f"nothing to publish: no {SUCCESS_FILE} in {staged}")
+        if manifest.marker_bytes(target) is None:
+            raise FileNotFoundError(f"nothing to publish: no {SUCCESS_FILE} in {staged}")
+        if not atomic_rename:
+            return target  # published already
+        # Published already; a run killed before its clean-up left old versions.
+        if os.path.islink(target):
+            _delete_other_versions(layout, stage, os.path.realpath(target))
+        return os.path.realpath(target)
     fault_point("before_publish")
     if atomic_rename:
         return _publish_by_rename(layout, stage, staged, target, staged_marker)
     return _publish_by_copy(staged, target, staged_marker)
+
+
+def unpublished(layout: Layout, stage: str) -> List[str]:
+    """Finished outputs of ``stage`` (with a marker) that are not its published folder.
+
+    The staging place, once its manifest is written, and a version a publish
+    killed before its link flip moved into place; the stage runner publishes
+    the one whose manifest matches the run instead of running the stage again.
+    """
+    current = os.path.realpath(layout.stage_dir(stage))
+    found = [layout.staging_dir(stage)]
+    if is_local(layout.versions_dir):
+        found += sorted(glob.glob(os.path.join(layout.versions_dir, f"{stage}-*")))
+    return [f for f in found if os.path.realpath(f) != current
+            and manifest.marker_bytes(f) is not None]
 
 
 def _fsync_dir(path: str) -> None:
@@ -102,7 +126,9 @@ def _publish_by_rename(layout: Layout, stage: str, staged: str, target: str,
     versions = layout.versions_dir
     os.makedirs(versions, exist_ok=True)
     version = os.path.join(versions, f"{stage}-{hashlib.sha256(marker).hexdigest()[:16]}")
-    if os.path.exists(version):
+    if os.path.realpath(staged) == os.path.realpath(version):
+        pass  # moved here by a publish killed before its flip
+    elif os.path.exists(version):
         # The same manifest was moved here before a crash: the same output.
         shutil.rmtree(staged)
     else:
@@ -120,10 +146,14 @@ def _publish_by_rename(layout: Layout, stage: str, staged: str, target: str,
     os.replace(link, target)
     _fsync_dir(os.path.dirname(target))
     fault_point("before_cleanup")
-    for old in glob.glob(os.path.join(versions, f"{stage}-*")):
-        if old != version:
-            shutil.rmtree(old)
+    _delete_other_versions(layout, stage, version)
     return version
+
+
+def _delete_other_versions(layout: Layout, stage: str, current: str) -> None:
+    for old in glob.glob(os.path.join(layout.versions_dir, f"{stage}-*")):
+        if os.path.realpath(old) != os.path.realpath(current):
+            shutil.rmtree(old)
 
 
 def _copy_tree(source: str, destination: str, skip: str) -> None:
