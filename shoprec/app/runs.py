@@ -62,6 +62,8 @@ def _reads(stage: Stage, config: Config, options: Mapping[str, Any]):
     """({input: path}, {upstream stage: its published folder}) of ``stage``."""
     layout, inputs, upstream = config.layout, {}, {}
     for read in stage.reads:
+        if read == "embed/" and config.registry.embedding_feature() is None:
+            continue  # no photo embedding to join: ingest reads no embed stage
         if read.endswith("/"):
             upstream[read.rstrip("/")] = layout.stage_dir(read.rstrip("/"))
         elif read == "inputs":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from typing import Any, Mapping, Optional, Sequence
 
 from apache_beam.io.filesystem import CompressionTypes
@@ -31,6 +32,12 @@ def clear(directory: str, keep: Sequence[str] = ()) -> None:
         keep: Names of children of ``directory`` to leave as they are (the
             trainer keeps an unfinished job's backup to resume from).
     """
+    if os.path.islink(directory):
+        # A published folder (a link to its version), cleared by a stage called
+        # as a library to write in place: the link goes, the version stays
+        # until the next publish of the stage deletes it.
+        os.remove(directory)
+        return
     kept = [FileSystems.join(directory, name).rstrip("/") for name in keep]
 
     def is_kept(path: str) -> bool:

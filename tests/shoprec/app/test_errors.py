@@ -69,11 +69,14 @@ def test_an_events_file_with_only_its_header_fails_ingest(shop, tmp_path, capsys
     assert code == InputEmptyError.exit_code == 4
     line = _one_line(capsys, "ingest")
     assert "input 'events' has 0 data rows (dataset.quality.min_rows is 1)" in line
-    # The report says why; nothing a later stage would accept is left.
-    with open(config.layout.ingest_report) as f:
+    # The report says why, in the staging place; nothing is published, nothing a later
+    # stage would accept is left.
+    staged = config.layout.staged("ingest")
+    with open(staged.ingest_report) as f:
         assert json.load(f)["status"] == "failed"
-    assert not os.path.exists(success_marker(config.layout.ingest_dir))
-    assert not os.path.exists(os.path.dirname(config.layout.examples("train")))
+    assert not os.path.exists(config.layout.ingest_dir)
+    assert not os.path.exists(success_marker(staged.ingest_dir))
+    assert not os.path.exists(os.path.dirname(staged.examples("train")))
 
 
 def test_an_empty_events_file_fails_ingest(shop, tmp_path, capsys):
