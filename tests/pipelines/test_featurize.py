@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 from apache_beam.testing.test_pipeline import TestPipeline
 
+from pipelines import featurize
 from pipelines.featurize import WriteShards
 from shoprec.core.layout import TFRECORD_SUFFIX as SUFFIX
 
@@ -33,3 +34,20 @@ def test_records_land_once_each_in_their_crc_partition(tmp_path):
 def test_at_least_one_shard():
     with pytest.raises(ValueError, match="num_shards must be >= 1"):
         WriteShards("x", 0)
+
+
+def test_canonical_example_bytes_do_not_depend_on_the_feature_order():
+    def one(name):
+        feature = tf.train.Feature(int64_list=tf.train.Int64List(value=[ord(name)]))
+        return tf.train.Example(features=tf.train.Features(feature={name: feature}))
+
+    # Concatenated messages merge: the same two-feature example, its map entries
+    # in two orders, as TFT's encoder in two processes wrote them.
+    ab = one("a").SerializeToString() + one("b").SerializeToString()
+    ba = one("b").SerializeToString() + one("a").SerializeToString()
+    assert ab != ba and tf.train.Example.FromString(ab) == tf.train.Example.FromString(ba)
+    canonical = featurize.canonical_example(ab)
+    assert canonical == featurize.canonical_example(ba)
+    assert featurize.canonical_example(canonical) == canonical
+    assert dict(tf.train.Example.FromString(canonical).features.feature) == {
+        "a": one("a").features.feature["a"], "b": one("b").features.feature["b"]}
