@@ -20,6 +20,7 @@ traceback is printed and the command exits with ``CRASH_EXIT_CODE``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -156,7 +157,11 @@ def run_stage(stage: str, config, beam_args: List[str], args) -> int:
 
         return demo.run(config, beam_args, strategy=options["strategy"],
                         command=getattr(args, "command", "shoprec demo"))
-    with lock.held(config.layout.lock_file, getattr(args, "command", f"shoprec {stage}")):
+    # A multi-worker training job's other workers run beside its chief, which
+    # holds the lock and publishes.
+    held = (lock.held(config.layout.lock_file, getattr(args, "command", f"shoprec {stage}"))
+            if runs.is_chief() else contextlib.nullcontext())
+    with held:
         if stage == "run":
             return runs.run_day(config, beam_args, options, force)
         return _one_stage(BY_NAME[stage], config, beam_args, options, force)

@@ -49,7 +49,7 @@ class Outcome:
     seconds: float
 
 
-def _is_chief() -> bool:
+def is_chief() -> bool:
     """Whether this process publishes: not a non-chief worker of a multi-worker job."""
     if not os.environ.get("TF_CONFIG"):
         return True
@@ -137,7 +137,7 @@ def run_stage(stage: Stage, config: Config, beam_args: Sequence[str],
     inputs, upstream = _reads(stage, config, options)
     fingerprint = manifest.fingerprint(stage.name, inputs, upstream, config, options)
     current = all(manifest.marker_bytes(path) is not None for path in upstream.values())
-    chief = _is_chief()
+    chief = is_chief()
     if not force and current:
         found = manifest.read(target)
         if found and found.get("fingerprint") == fingerprint["fingerprint"]:
