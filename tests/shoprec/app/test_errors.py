@@ -15,8 +15,8 @@ import yaml
 from pipelines import generate
 from shoprec.app import cli
 from shoprec.core import config as config_lib
-from shoprec.core.errors import (ConfigError, InputEmptyError, InputMissingError,
-                                 StageOrderError)
+from shoprec.core.errors import (CRASH_EXIT_CODE, ConfigError, InputEmptyError,
+                                 InputMissingError, StageOrderError)
 from shoprec.core.layout import success_marker
 from tests.pipelines.fixtures import write_embeddings
 
@@ -138,3 +138,12 @@ def test_a_bad_config_is_exit_code_2(tmp_path, capsys):
     assert "min_rowz" in _one_line(capsys, "ingest")
     assert cli.main(["ingest", "--config", str(tmp_path / "nothing.yaml")]) == 2
     assert "cannot read the config" in _one_line(capsys, "ingest")
+
+
+def test_an_exception_that_is_no_user_error_is_a_crash_with_its_traceback(tmp_path, capsys):
+    # The demo refuses a folder it did not make with a plain FileExistsError.
+    (tmp_path / "mine.txt").write_text("not a demo run")
+    assert cli.main(["demo", "--run_dir", str(tmp_path)]) == CRASH_EXIT_CODE == 70
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "FileExistsError" in err
+    assert "shoprec demo: crashed (a bug, not a user error; exit 70)" in err
