@@ -168,7 +168,7 @@ def test_a_day_runs_every_stage_once_then_skips_them_all(shop, tmp_path, capsys,
     monkeypatch.chdir(tmp_path)  # the config's run_dir (runs/demo) is relative
     assert cli.main(argv) == 0
     first = capsys.readouterr().out
-    stages = ["embed", "ingest", "featurize", "train", "score", "recommend"]
+    stages = ["embed", "ingest", "featurize", "train", "push", "score", "recommend"]
     run_dir = root / "demo" / f"dt={DATE}"
     assert config.run_dir == f"runs/demo/dt={DATE}"
     for stage in stages:
@@ -177,6 +177,8 @@ def test_a_day_runs_every_stage_once_then_skips_them_all(shop, tmp_path, capsys,
         require_success(str(run_dir / stage), stage)
     assert sorted(os.listdir(run_dir)) == [".staging", ".versions"] + sorted(stages)
     assert os.listdir(run_dir / ".staging") == []
+    # The published model lives beside the partitions, for the next day to find.
+    assert sorted(os.listdir(root / "demo")) == ["dt=" + DATE, "models"]
     markers = {s: manifest.marker_bytes(str(run_dir / s)) for s in stages}
     # Each stage's manifest records the manifest digests of what it read.
     train = manifest.read(str(run_dir / "train"))

@@ -51,7 +51,7 @@ def test_options_keep_only_the_stage_own_flags():
 def test_a_production_day_runs_the_demo_stages_but_generate():
     config = config_lib.load()
     assert [s.name for s in stages.day_stages(config)] == [
-        "embed", "ingest", "featurize", "train", "score", "recommend"]
+        "embed", "ingest", "featurize", "train", "push", "score", "recommend"]
     assert [s.name for s in stages.STAGES if not s.publishes] == ["generate"]
     no_towers = dataclasses.replace(config, model=dataclasses.replace(
         config.model, retrieval=dataclasses.replace(config.model.retrieval, enabled=False)))
@@ -62,7 +62,8 @@ def test_run_takes_a_date_and_force_and_lists_the_exit_codes(capsys):
     with pytest.raises(SystemExit):
         cli.main(["run", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    for flag in ("--date", "--force", "--strategy", "--pairs", "default: today, UTC"):
+    for flag in ("--date", "--force", "--strategy", "--pairs", "--force_bless",
+                 "default: today, UTC"):
         assert flag in out
-    for code in ("7 another run holds", "8 the new model was not blessed", "70 crashed"):
+    for code in ("7 the model gate did not bless", "8 another run holds", "70 crashed"):
         assert code in out

@@ -35,7 +35,7 @@ def test_a_second_run_fails_at_once_naming_the_owner(tmp_path):
         message = str(err.value)
         assert f"pid {proc.pid} on {socket.gethostname()}" in message
         assert "shoprec run --date 2026-12-01" in message and path in message
-        assert err.value.exit_code == 7
+        assert err.value.exit_code == RunLockedError.exit_code == 8
     finally:
         proc.stdin.close()
         proc.wait()
