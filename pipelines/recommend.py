@@ -6,8 +6,12 @@ ReadHistory + ReadExclusions → JoinUsers (CoGroupByKey: no user table is held
 whole in memory) → Recommend (the composite :class:`Recommend`: EmbedUsers →
 Retrieve → Rank → TopK) → WriteRecommendations.
 
-Retrieval is exact (``pipelines.candidates.top_n``), with the items a user is
-excluded from masked out first. The candidates' raw examples, built by the
+Retrieval is exact (``pipelines.candidates.top_n``) or, with ``recommend.index:
+faiss``, approximate (``pipelines.candidates.FaissIndex``, built once per
+worker), with the items a user is excluded from never returned; with faiss, a
+``recommend.faiss.recall_sample`` share of the users (picked by a hash of
+their id) is also retrieved exactly and the counters give the index's
+recall@candidates against exact. The candidates' raw examples, built by the
 row assembler ingest uses (``pipelines.rows``), go through the serving
 signature, and the blend of its outputs ranks them. Items come only from the
 current item table, so an item no longer listed is never recommended.
@@ -21,8 +25,10 @@ Output: ``recommend/recommendations-*.parquet``, one row per (user, rank):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
+import zlib
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
@@ -32,7 +38,8 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from pipelines import dead_letter as dl
 from pipelines import examples
-from pipelines.candidates import Catalogue, EmbedItems, pairs_bytes, pairs_examples, top_n
+from pipelines.candidates import (Catalogue, EmbedItems, ExactIndex, build_index, overlap,
+                                  pairs_bytes, pairs_examples)
 from pipelines.inference import ChunkHandler
 from pipelines.options import pipeline_options
 from pipelines.rows import query_row, raw_row
@@ -71,29 +78,62 @@ def user_contexts(key_and_groups) -> Iterable[UserContext]:
                       tuple(sorted(set(groups["excluded"]))))
 
 
-class _Retrieve(beam.DoFn):
-    """User embeddings → each user's candidates, as raw ranking examples."""
+def in_recall_sample(user_id: str, share: float) -> bool:
+    """Whether the user is among the ``share`` whose retrieval is also checked exactly.
 
-    def __init__(self, registry: F.Registry, n: int, category_feature: Optional[str]):
+    A hash of the id, not the batch: the same users whatever the runner.
+    """
+    return zlib.crc32(user_id.encode()) % 10000 < share * 10000
+
+
+class _Retrieve(beam.DoFn):
+    """User embeddings → each user's candidates, as raw ranking examples.
+
+    Args:
+        registry: The run's registry.
+        settings: ``recommend_settings(config)``: candidates, category
+            feature, index and its recall sample.
+    """
+
+    def __init__(self, registry: F.Registry, settings):
         self._registry = registry
-        self._n = int(n)
-        self._category = category_feature
+        self._settings = settings
+        self._n = int(settings.candidates)
+        self._category = settings.category_feature
         self._names = registry.example_names(include_labels=False)
         self._indexed = None
         self._position: Dict[str, int] = {}
+        self._index = self._exact = None
+
+    def _recall(self, contexts, queries, excluded, index) -> None:
+        """Counts how many of the exact top N the index found, for the sampled users."""
+        share = self._settings.faiss.recall_sample
+        sample = [j for j, ctx in enumerate(contexts) if in_recall_sample(ctx.user_id, share)]
+        if not sample:
+            return
+        _, exact = self._exact.search(queries[sample], self._n, [excluded[j] for j in sample])
+        found, total = overlap(index[sample], exact)
+        counter = beam.metrics.Metrics.counter
+        counter(dl.NAMESPACE, "recommend/index_recall_users").inc(len(sample))
+        counter(dl.NAMESPACE, "recommend/index_recall_found").inc(found)
+        counter(dl.NAMESPACE, "recommend/index_recall_relevant").inc(total)
 
     def process(self, result: PredictionResult, catalogue: Catalogue, items):
         registry = self._registry
         if self._indexed is not catalogue:  # once per side-input value, not per batch
             self._position = {item_id: i for i, item_id in enumerate(catalogue.ids)}
+            self._index = build_index(catalogue.vectors, self._settings)
+            self._exact = ExactIndex(catalogue.vectors)
             self._indexed = catalogue
         position = self._position
         contexts = [ctx for ctx, _ in result.example]
         excluded = [[position[i] for i in ctx.excluded if i in position] for ctx in contexts]
         beam.metrics.Metrics.counter(dl.NAMESPACE, "recommend/excluded_items").inc(
             sum(len(e) for e in excluded))
-        scores, index = top_n(np.asarray(result.inference["embedding"], np.float32),
-                              catalogue.vectors, self._n, excluded)
+        queries = np.asarray(result.inference["embedding"], np.float32)
+        scores, index = self._index.search(queries, self._n, excluded)
+        if self._settings.index != "exact":
+            self._recall(contexts, queries, excluded, index)
         chunk = []
         for ctx, row_scores, row_index in zip(contexts, scores, index):
             candidates = []
@@ -221,7 +261,7 @@ class Recommend(beam.PTransform):
                 | "EmbedUsers" >> RunInference(ChunkHandler(
                     self._model_dir, "user_embedding", pairs_examples, pairs_bytes))
                 | "Retrieve" >> beam.ParDo(
-                    _Retrieve(registry, rec.candidates, rec.category_feature),
+                    _Retrieve(registry, rec),
                     catalogue=beam.pvalue.AsSingleton(self._catalogue),
                     items=beam.pvalue.AsDict(self._items))
                 | "Rank" >> RunInference(ChunkHandler(
@@ -280,6 +320,22 @@ def schema(outputs: Sequence[str]) -> pa.Schema:
     return pa.schema([("user_id", pa.string()), ("rank", pa.int32()), ("item_id", pa.string()),
                       ("score", pa.float32()), ("retrieval_score", pa.float32())]
                      + [(name, pa.float32()) for name in outputs])
+
+
+def index_report(rec, counts: Dict[str, int]) -> Dict[str, Any]:
+    """The retrieval index and, for an approximate one, its recall@N against exact.
+
+    ``recall_at_n`` is over the sampled users' exact top N (None: no user
+    was sampled).
+    """
+    out: Dict[str, Any] = {"index": rec.index, "n": rec.candidates}
+    if rec.index == "exact":
+        return out
+    relevant = counts.get("recommend/index_recall_relevant", 0)
+    return dict(out, settings=dataclasses.asdict(rec.faiss),
+                recall_users=counts.get("recommend/index_recall_users", 0),
+                recall_at_n=(counts.get("recommend/index_recall_found", 0) / relevant
+                             if relevant else None))
 
 
 def _check_inputs(config: Config, limit: int) -> None:
@@ -355,6 +411,7 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, 
     report = {"counts": counts, "seconds": round(seconds, 2),
               "users": counts.get("recommend/users", 0),
               "users_per_s": round(counts.get("recommend/users", 0) / seconds, 1),
+              "index": index_report(rec, counts),
               "settings": {"k": rec.k, "candidates": rec.candidates, "blend": dict(rec.blend),
                            "as_of": rec.as_of, "exclude_label": rec.exclude_label,
                            "exclude_days": rec.exclude_days,
