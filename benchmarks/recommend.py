@@ -74,7 +74,7 @@ def _child_recommend_direct(config) -> dict:
         [examples.encode(items[i], item_names, registry) for i in ids[s:s + 1024]])
     )["embedding"].numpy() for s in range(0, len(ids), 1024)])
     catalogue = candidates.Catalogue(tuple(ids), vectors)
-    retrieve = recommend._Retrieve(registry, rec.candidates, rec.category_feature)
+    retrieve = recommend._Retrieve(registry, rec)
     top_k = recommend._TopK(rec.k, rec.blend, config.model.retrieval.temperature,
                             recommend.output_names(config), rec.max_per_category,
                             rec.category_feature)
