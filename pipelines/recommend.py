@@ -4,7 +4,8 @@ Stages (stable labels): ReadItems → EmbedItems (``pipelines.candidates``: the
 ``item_embedding`` signature on batches, one catalogue matrix); ReadUsers +
 ReadHistory + ReadExclusions → JoinUsers (CoGroupByKey: no user table is held
 whole in memory) → Recommend (the composite :class:`Recommend`: EmbedUsers →
-Retrieve → Rank → TopK) → WriteRecommendations.
+Retrieve → Rank → TopK) → WriteRecommendations, and with ``--bq_table``
+WriteBigQuery (``pipelines.bigquery``: the run date's partition, replaced).
 
 Retrieval is exact (``pipelines.candidates.top_n``) or, with ``recommend.index:
 faiss``, approximate (``pipelines.candidates.FaissIndex``, built once per
@@ -26,6 +27,7 @@ Output: ``recommend/recommendations-*.parquet``, one row per (user, rank):
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
 import time
 import zlib
@@ -36,6 +38,7 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
+from pipelines import bigquery
 from pipelines import dead_letter as dl
 from pipelines import examples
 from pipelines.candidates import (Catalogue, EmbedItems, ExactIndex, build_index, overlap,
@@ -355,31 +358,42 @@ def _check_inputs(config: Config, limit: int) -> None:
                           f"all their embeddings; recommend.max_catalogue_items is {limit}")
 
 
-def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    """Writes the top K of the catalogue for every user; returns the job's report.
+def run_date(config: Config) -> datetime.date:
+    """The date the lists are for: the BigQuery partition they are written to.
 
-    Users: everyone in the users table and everyone with events (a user the
-    users table lacks gets its defaults), each with their history at the
-    cut-off (``recommend.as_of``).
+    ``as_of: eval``: the cut-off's (the eval start's UTC date), so a re-run
+    of the same evaluation replaces its own partition; ``as_of: end``
+    (production): the UTC date the job runs.
+    """
+    if recommend_settings(config).as_of == "eval":
+        return datetime.datetime.fromtimestamp(config.split_starts[0],
+                                               datetime.timezone.utc).date()
+    return datetime.datetime.now(datetime.timezone.utc).date()
+
+
+def build(pipeline: beam.Pipeline, config: Config, bq_table: Optional[str] = None) -> None:
+    """Applies the recommend job to ``pipeline`` (reads, Recommend, writes); runs nothing.
+
+    Args:
+        pipeline: An empty pipeline.
+        config: The run config.
+        bq_table: ``project:dataset.table``: also write the rows to its
+            :func:`run_date` partition (``pipelines.bigquery``).
 
     Raises:
-        StageOrderError: ingest or train has not finished, or the model has
-            no retrieval towers. ConfigError: the catalogue is over
-            ``recommend.max_catalogue_items``.
+        ConfigError: ``bq_table`` is not ``project:dataset.table``.
     """
     rec = recommend_settings(config)
     layout, registry = config.layout, config.registry
     eval_ts = config.split_starts[0]
-    has_history = bool(registry.of_source(F.Source.HISTORY))
     at_eval = rec.as_of == "eval"
     history = None
-    if has_history:
+    if registry.of_source(F.Source.HISTORY):
         history = (layout.history_at_eval_table if at_eval else layout.history_table) + "*"
-    _check_inputs(config, rec.max_catalogue_items)
-    clear(layout.recommend_dir)
     outputs = output_names(config)
-    start = time.time()
-    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
+    # Built first: a malformed table fails before anything is read.
+    sink = bigquery.WriteToBigQuery(bq_table, run_date(config), schema(outputs)) if bq_table \
+        else None
     items = pipeline | "ReadItems" >> ReadSideTable(layout.items_table + "*", registry.item_key,
                                                     registry)
     catalogue = items | "EmbedItems" >> EmbedItems(layout.model_dir, registry, rec.user_batch,
@@ -398,12 +412,43 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, 
     contexts = ({"user": users, "history": histories, "excluded": excluded}
                 | "JoinUsers" >> beam.CoGroupByKey()
                 | "Contexts" >> beam.FlatMap(user_contexts))
-    _ = (contexts
-         | "Recommend" >> Recommend(layout.model_dir, registry, rec, outputs,
-                                    temperature=config.model.retrieval.temperature,
-                                    catalogue=catalogue, items=items)
-         | "WriteRecommendations" >> beam.io.WriteToParquet(
-             layout.recommendations, schema(outputs), file_name_suffix=PARQUET_SUFFIX))
+    rows = contexts | "Recommend" >> Recommend(
+        layout.model_dir, registry, rec, outputs, temperature=config.model.retrieval.temperature,
+        catalogue=catalogue, items=items)
+    _ = rows | "WriteRecommendations" >> beam.io.WriteToParquet(
+        layout.recommendations, schema(outputs), file_name_suffix=PARQUET_SUFFIX)
+    if sink is not None:
+        _ = rows | "WriteBigQuery" >> sink
+
+
+def run(config: Config, beam_args: Optional[Sequence[str]] = None,
+        bq_table: Optional[str] = None) -> Dict[str, Any]:
+    """Writes the top K of the catalogue for every user; returns the job's report.
+
+    Users: everyone in the users table and everyone with events (a user the
+    users table lacks gets its defaults), each with their history at the
+    cut-off (``recommend.as_of``).
+
+    Args:
+        config: The run config.
+        beam_args: Pass-through Beam flags (a BigQuery sink needs
+            ``--temp_location gs://...`` and GCP credentials).
+        bq_table: See :func:`build`.
+
+    Raises:
+        StageOrderError: ingest or train has not finished, or the model has
+            no retrieval towers. ConfigError: the catalogue is over
+            ``recommend.max_catalogue_items``, or ``bq_table`` is malformed.
+    """
+    rec = recommend_settings(config)
+    layout = config.layout
+    if bq_table:
+        bigquery.partition(bq_table, run_date(config))  # a malformed table fails first
+    _check_inputs(config, rec.max_catalogue_items)
+    clear(layout.recommend_dir)
+    start = time.time()
+    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
+    build(pipeline, config, bq_table)
     result = pipeline.run()
     result.wait_until_finish()
     counts = dl.counts_from_result(result)
@@ -418,5 +463,7 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, 
                            "max_per_category": rec.max_per_category,
                            "category_feature": rec.category_feature},
               "recommendations": layout.recommendations + "-*" + PARQUET_SUFFIX}
+    if bq_table:
+        report["bigquery"] = bigquery.partition(bq_table, run_date(config))
     write_report(layout.recommend_report, report)
     return report

@@ -56,6 +56,11 @@ def _add_flags(p: argparse.ArgumentParser, flags) -> None:
     if "pairs" in flags:
         p.add_argument("--pairs", default=None,
                        help="user_id,item_id CSV to score (default: eval-window pairs)")
+    if "bq_table" in flags:
+        p.add_argument("--bq_table", default=None, metavar="PROJECT:DATASET.TABLE",
+                       help="also write the recommendations to this BigQuery table, "
+                            "DAY-partitioned on dt (the run date), replacing that date's "
+                            "partition; needs --temp_location gs://... and GCP credentials")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -119,7 +124,7 @@ def run_stage(stage: str, config, beam_args: List[str], args) -> int:
     Raises:
         UserError: the stage failed for a reason the user fixes.
     """
-    options = {k: getattr(args, k, None) for k in ("strategy", "pairs")}
+    options = {k: getattr(args, k, None) for k in ("strategy", "pairs", "bq_table")}
     if stage == "demo":
         from shoprec.app import demo
 

@@ -171,9 +171,14 @@ def render(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    """Runs the recommend job, then (``as_of: eval``) its evaluation; returns the report."""
-    report = job.run(config, beam_args)
+def run(config: Config, beam_args: Optional[Sequence[str]] = None,
+        bq_table: Optional[str] = None) -> Dict[str, Any]:
+    """Runs the recommend job, then (``as_of: eval``) its evaluation; returns the report.
+
+    ``bq_table`` (``project:dataset.table``) also writes the lists to that
+    table's run-date partition (``pipelines.bigquery``).
+    """
+    report = job.run(config, beam_args, bq_table)
     if recommend_settings(config).as_of == "eval":
         # The job's index, and its recall against exact, beside the ranking metrics.
         report["metrics"] = dict(evaluate(config), index=report["index"])

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 from shoprec.core.config import Config
 
 # run(config, beam_args, options) → the stage's report; options holds the
-# stage's own flags (``strategy``, ``pairs``) when given.
+# stage's own flags (``strategy``, ``pairs``, ``bq_table``) when given.
 Runner = Callable[[Config, Sequence[str], Mapping[str, Any]], Dict[str, Any]]
 
 
@@ -29,7 +29,7 @@ class Stage:
         reads: What it reads: the inputs or the run folders of earlier stages.
         writes: The run folder it owns (deleted and rewritten on each run).
         flags: Its own flags beside the common ones: ``sizes`` (the
-            generator's), ``strategy``, ``pairs``.
+            generator's), ``strategy``, ``pairs``, ``bq_table``.
         in_demo: Whether ``shoprec demo`` runs it.
     """
 
@@ -87,7 +87,7 @@ def _score(config, beam_args, options):
 def _recommend(config, beam_args, options):
     from shoprec.app import recommend
 
-    return recommend.run(config, beam_args)
+    return recommend.run(config, beam_args, bq_table=options.get("bq_table"))
 
 
 STAGES: Tuple[Stage, ...] = (
@@ -109,7 +109,7 @@ STAGES: Tuple[Stage, ...] = (
           _score, ("ingest/", "featurize/", "train/"), "score/", ("pairs",), True),
     Stage("recommend", "Beam: the top K of the whole catalogue for every user (retrieval, then "
                        "the multi-task ranker), judged against baselines",
-          _recommend, ("ingest/", "train/"), "recommend/", (), True),
+          _recommend, ("ingest/", "train/"), "recommend/", ("bq_table",), True),
 )
 
 BY_NAME: Dict[str, Stage] = {s.name: s for s in STAGES}
