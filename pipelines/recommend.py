@@ -43,7 +43,7 @@ from pipelines import dead_letter as dl
 from pipelines import examples
 from pipelines.candidates import (Catalogue, EmbedItems, ExactIndex, build_index, overlap,
                                   pairs_bytes, pairs_examples)
-from pipelines.inference import ChunkHandler
+from pipelines.inference import ChunkHandler, signature_names
 from pipelines.options import pipeline_options
 from pipelines.rows import query_row, raw_row
 from pipelines.score import ReadSideTable
@@ -103,7 +103,7 @@ class _Retrieve(beam.DoFn):
         self._settings = settings
         self._n = int(settings.candidates)
         self._category = settings.category_feature
-        self._names = registry.example_names(include_labels=False)
+        self._encode = examples.Encoder(registry.example_names(include_labels=False), registry)
         self._indexed = None
         self._position: Dict[str, int] = {}
         self._index = self._exact = None
@@ -147,7 +147,7 @@ class _Retrieve(beam.DoFn):
                 event = {F.USER_KEY: ctx.user_id, F.ITEM_KEY: item_id}
                 row = raw_row(event, ctx.user, items[item_id], ctx.history, registry)
                 candidates.append((item_id, float(score), row.get(self._category),
-                                   examples.encode(row, self._names, registry)))
+                                   self._encode(row)))
             chunk.append((ctx.user_id, candidates))
         yield chunk
 
@@ -251,11 +251,11 @@ class Recommend(beam.PTransform):
 
     def expand(self, contexts):
         registry, rec = self._registry, self._settings
-        names = registry.query_names()
+        encode = examples.Encoder(registry.query_names(), registry)
 
         def query_chunk(batch: List[UserContext]):
             rows = [query_row(c.user_id, c.user, c.history, registry) for c in batch]
-            return [(c, examples.encode(r, names, registry)) for c, r in zip(batch, rows)]
+            return [(c, encode(r)) for c, r in zip(batch, rows)]
 
         return (contexts
                 | "BatchUsers" >> beam.BatchElements(min_batch_size=1,
@@ -291,9 +291,11 @@ class ReadExclusions(beam.PTransform):
         registry, label, window = self._registry, self._label, self._window
         reads = [pbegin | f"Read{i}" >> beam.io.ReadFromTFRecord(p, validate=False)
                  for i, p in enumerate(self._patterns)]
+        # Only the four fields the rule reads: most of an example is features.
+        fields = (registry.user_key, registry.item_key, registry.timestamp_key, label)
         rows = (reads
                 | "Flatten" >> beam.Flatten()
-                | "Decode" >> beam.Map(examples.decode, registry)
+                | "Decode" >> beam.Map(examples.decode, registry, fields)
                 | "Positive" >> beam.Filter(lambda row: bool(row[label])))
         if self._end is not None:
             end = pbegin | "CutOff" >> beam.Create([self._end])
@@ -347,8 +349,7 @@ def _check_inputs(config: Config, limit: int) -> None:
     layout = config.layout
     require_success(layout.ingest_dir, "ingest")
     require_success(layout.train_dir, "train")
-    signatures = tf.saved_model.load(layout.model_dir).signatures
-    if "user_embedding" not in signatures:
+    if "user_embedding" not in signature_names(layout.model_dir):
         raise StageOrderError("the model has no retrieval towers to pick candidates with; "
                               "set model.retrieval.enabled: true and run `shoprec train` again")
     files = tf.io.gfile.glob(layout.items_table + "*")

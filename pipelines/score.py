@@ -179,7 +179,7 @@ class _JoinPairs(beam.DoFn):
 
     def __init__(self, registry: F.Registry):
         self._registry = registry
-        self._names = registry.example_names(include_labels=False)
+        self._encode = examples.Encoder(registry.example_names(include_labels=False), registry)
 
     def process(self, user_and_groups, items):
         registry = self._registry
@@ -196,7 +196,7 @@ class _JoinPairs(beam.DoFn):
                 continue
             event = {F.USER_KEY: user_id, F.ITEM_KEY: item_id}
             row = raw_row(event, user, item, history, registry)
-            yield user_id, item_id, examples.encode(row, self._names, registry)
+            yield user_id, item_id, self._encode(row)
 
 
 class RankWithinUser(beam.PTransform):
