@@ -87,6 +87,10 @@ class ChunkHandler(ModelHandler):
         import tensorflow as tf
 
         for chunk in batch:
+            if not len(chunk):
+                # BatchElements with an element_size_fn emits an empty batch
+                # before an element that alone outweighs max_batch_size.
+                continue
             feed = {k: tf.constant(v) for k, v in self._inputs(chunk).items()}
             outputs = model(**feed)
             yield PredictionResult(chunk, {k: np.asarray(v) for k, v in outputs.items()})
