@@ -6,7 +6,8 @@ On one trained run (a demo run folder with the two towers), in one go:
   process with no Beam around it (the job's own DoFn code, called on the
   same users): the ratio is what the job costs over its limit;
 - ``shoprec score``'s Beam job, rows/s, next to the serving signature called
-  directly on batches of 1,024 of the same raw examples;
+  directly on batches of 1,024 of the same raw examples (the median of
+  repeated passes);
 - the recommend job's peak RSS with the users table as it is and with 10x
   the users (copies under new ids), the catalogue unchanged;
 - both Beam jobs again on that 10x run (the score job on 10x the pairs: each
@@ -111,6 +112,7 @@ def _child_score_direct(config) -> dict:
     """The serving signature on batches of 1,024 of the raw examples the job builds."""
     import csv
 
+    import numpy as np
     import tensorflow as tf
 
     from pipelines import examples
@@ -129,10 +131,15 @@ def _child_score_direct(config) -> dict:
            for u, i in pairs if i in items]
     serve = tf.saved_model.load(layout.model_dir).signatures["serving_default"]
     serve(examples=tf.constant(raw[:1024]))  # traced once, outside the timing
-    start = time.perf_counter()
-    for s in range(0, len(raw), 1024):
-        serve(examples=tf.constant(raw[s:s + 1024]))
-    return {"rows": len(raw), "seconds": time.perf_counter() - start}
+    # One pass takes a tenth of a second here, as long as a neighbour's burst
+    # on a shared machine: passes are repeated for 2 s and the median kept.
+    passes = []
+    while sum(passes) < 2.0 or len(passes) < 3:
+        start = time.perf_counter()
+        for s in range(0, len(raw), 1024):
+            serve(examples=tf.constant(raw[s:s + 1024]))
+        passes.append(time.perf_counter() - start)
+    return {"rows": len(raw), "seconds": float(np.median(passes)), "passes": len(passes)}
 
 
 def _scaled_run(config, scale: int, work_dir: str) -> str:

@@ -139,13 +139,14 @@ class _Retrieve(beam.DoFn):
             self._recall(contexts, queries, excluded, index)
         chunk = []
         for ctx, row_scores, row_index in zip(contexts, scores, index):
+            query = query_row(ctx.user_id, ctx.user, ctx.history, registry)
             candidates = []
             for score, i in zip(row_scores, row_index):
                 if i < 0:
                     continue
                 item_id = catalogue.ids[i]
                 event = {F.USER_KEY: ctx.user_id, F.ITEM_KEY: item_id}
-                row = raw_row(event, ctx.user, items[item_id], ctx.history, registry)
+                row = raw_row(event, ctx.user, items[item_id], ctx.history, registry, query)
                 candidates.append((item_id, float(score), row.get(self._category),
                                    self._encode(row)))
             chunk.append((ctx.user_id, candidates))

@@ -39,7 +39,7 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 from pipelines import dead_letter, examples, options as beam_options
 from pipelines.inference import ChunkHandler
 from pipelines.outputs import Outputs
-from pipelines.rows import raw_row
+from pipelines.rows import query_row, raw_row
 from shoprec.core import registry as F
 from shoprec.core.config import Config
 from shoprec.core.errors import InputMissingError, StageOrderError
@@ -175,7 +175,11 @@ class BuildRawExamples(beam.PTransform):
         history = self._history
         if history is None:
             history = pairs.pipeline | "NoHistory" >> beam.Create([])
-        return ({"pairs": pairs, "user": self._users, "history": history}
+        # Listed per user first: combiner lifting groups each bundle's pairs
+        # before the shuffle, so the join moves one element per user, not per pair.
+        items_by_user = pairs | "ItemsByUser" >> beam.CombinePerKey(
+            beam.combiners.ToListCombineFn())
+        return ({"pairs": items_by_user, "user": self._users, "history": history}
                 | "JoinUsers" >> beam.CoGroupByKey()
                 | "Join" >> beam.ParDo(_JoinPairs(self._registry),
                                        items=beam.pvalue.AsDict(self._items))
@@ -195,8 +199,10 @@ class _JoinPairs(beam.DoFn):
         users, histories = list(groups["user"]), list(groups["history"])
         user = users[0] if users else None
         history = histories[0] if histories else None
+        query = query_row(user_id, user, history, registry)
         out = []
-        for item_id in groups["pairs"]:
+        # "pairs" holds the user's item list (ItemsByUser: one list per user).
+        for item_id in (i for user_items in groups["pairs"] for i in user_items):
             item = items.get(item_id)
             if item is None:
                 yield dead_letter.tagged("pairs", "unknown_item",
@@ -204,7 +210,7 @@ class _JoinPairs(beam.DoFn):
                                          f"{user_id},{item_id}")
                 continue
             event = {F.USER_KEY: user_id, F.ITEM_KEY: item_id}
-            row = raw_row(event, user, item, history, registry)
+            row = raw_row(event, user, item, history, registry, query)
             out.append((item_id, self._encode(row)))
         if out:
             yield user_id, out
