@@ -11,11 +11,14 @@ Two indexes answer ``search(queries, n, excluded)`` the same way:
 :class:`ExactIndex` (``top_n``) and :class:`FaissIndex` (faiss, inner
 product: HNSW, IVF or flat), built by :func:`build_index` from the
 ``recommend`` settings. :func:`overlap` counts how many of the exact top N an
-approximate search found: its recall@N.
+approximate search found: its recall@N, measured in the job on the users
+:func:`in_recall_sample` picks and reported by :func:`index_report`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import zlib
 from typing import Any, Dict, List, NamedTuple, Sequence, Tuple
 
 import apache_beam as beam
@@ -225,3 +228,27 @@ class EmbedItems(beam.PTransform):
                 | "Vectors" >> beam.FlatMap(vectors)
                 | "ToList" >> beam.combiners.ToList()
                 | "Catalogue" >> beam.Map(catalogue, self._limit))
+
+
+def in_recall_sample(user_id: str, share: float) -> bool:
+    """Whether the user is among the ``share`` whose retrieval is also checked exactly.
+
+    A hash of the id, not the batch: the same users whatever the runner.
+    """
+    return zlib.crc32(user_id.encode()) % 10000 < share * 10000
+
+
+def index_report(rec, counts: Dict[str, int]) -> Dict[str, Any]:
+    """The retrieval index and, for an approximate one, its recall@N against exact.
+
+    ``recall_at_n`` is over the sampled users' exact top N (None: no user
+    was sampled).
+    """
+    out: Dict[str, Any] = {"index": rec.index, "n": rec.candidates}
+    if rec.index == "exact":
+        return out
+    relevant = counts.get("recommend/index_recall_relevant", 0)
+    return dict(out, settings=dataclasses.asdict(rec.faiss),
+                recall_users=counts.get("recommend/index_recall_users", 0),
+                recall_at_n=(counts.get("recommend/index_recall_found", 0) / relevant
+                             if relevant else None))

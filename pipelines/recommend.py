@@ -2,10 +2,11 @@
 
 Stages (stable labels): ReadItems → EmbedItems (``pipelines.candidates``: the
 ``item_embedding`` signature on batches, one catalogue matrix); ReadUsers +
-ReadHistory + ReadExclusions → JoinUsers (CoGroupByKey: no user table is held
-whole in memory) → Recommend (the composite :class:`Recommend`: EmbedUsers →
-Retrieve → Rank → TopK) → WriteRecommendations, and with ``--bq_table``
-WriteBigQuery (``pipelines.bigquery``: the run date's partition, replaced).
+ReadHistory + ReadExclusions (``pipelines.exclusions``) → JoinUsers
+(CoGroupByKey: no user table is held whole in memory) → Recommend (the
+composite :class:`Recommend`: EmbedUsers → Retrieve → Rank → TopK) →
+WriteRecommendations, and with ``--bq_table`` WriteBigQuery
+(``pipelines.bigquery``: the run date's partition, replaced).
 
 Retrieval is exact (``pipelines.candidates.top_n``) or, with ``recommend.index:
 faiss``, approximate (``pipelines.candidates.FaissIndex``, built once per
@@ -26,11 +27,9 @@ Output: ``recommend/recommendations-*.parquet``, one row per (user, rank):
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import math
 import time
-import zlib
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
@@ -41,8 +40,10 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 from pipelines import bigquery
 from pipelines import dead_letter as dl
 from pipelines import examples
-from pipelines.candidates import (Catalogue, EmbedItems, ExactIndex, build_index, overlap,
-                                  pairs_bytes, pairs_examples)
+from pipelines.candidates import (Catalogue, EmbedItems, ExactIndex, build_index,
+                                  in_recall_sample, index_report, overlap, pairs_bytes,
+                                  pairs_examples)
+from pipelines.exclusions import ReadExclusions
 from pipelines.inference import ChunkHandler, signature_names
 from pipelines.options import pipeline_options
 from pipelines.rows import query_row, raw_row
@@ -79,14 +80,6 @@ def user_contexts(key_and_groups) -> Iterable[UserContext]:
         return  # exclusions of a user neither table knows: nobody to recommend to
     yield UserContext(user_id, users[0] if users else None, history[0] if history else None,
                       tuple(sorted(set(groups["excluded"]))))
-
-
-def in_recall_sample(user_id: str, share: float) -> bool:
-    """Whether the user is among the ``share`` whose retrieval is also checked exactly.
-
-    A hash of the id, not the batch: the same users whatever the runner.
-    """
-    return zlib.crc32(user_id.encode()) % 10000 < share * 10000
 
 
 class _Retrieve(beam.DoFn):
@@ -274,45 +267,6 @@ class Recommend(beam.PTransform):
                                              rec.max_per_category, rec.category_feature)))
 
 
-class ReadExclusions(beam.PTransform):
-    """Raw examples → (user_id, item_id) pairs the user had ``label`` for lately.
-
-    Lately: in the ``window_s`` before ``end`` (the cut-off), or, with no
-    ``end``, before the last example's timestamp.
-    """
-
-    def __init__(self, patterns: Sequence[str], registry: F.Registry, label: str,
-                 window_s: int, end: Optional[int]):
-        super().__init__()
-        self._patterns = list(patterns)
-        self._registry = registry
-        self._label, self._window, self._end = label, int(window_s), end
-
-    def expand(self, pbegin):
-        registry, label, window = self._registry, self._label, self._window
-        reads = [pbegin | f"Read{i}" >> beam.io.ReadFromTFRecord(p, validate=False)
-                 for i, p in enumerate(self._patterns)]
-        # Only the four fields the rule reads: most of an example is features.
-        fields = (registry.user_key, registry.item_key, registry.timestamp_key, label)
-        rows = (reads
-                | "Flatten" >> beam.Flatten()
-                | "Decode" >> beam.Map(examples.decode, registry, fields)
-                | "Positive" >> beam.Filter(lambda row: bool(row[label])))
-        if self._end is not None:
-            end = pbegin | "CutOff" >> beam.Create([self._end])
-        else:
-            end = (rows
-                   | "Timestamps" >> beam.Map(lambda row: row[registry.timestamp_key] + 1)
-                   | "LastEvent" >> beam.CombineGlobally(max).without_defaults())
-
-        def recent(row, cut) -> bool:
-            return cut - window <= row[registry.timestamp_key] < cut
-
-        return (rows
-                | "InWindow" >> beam.Filter(recent, cut=beam.pvalue.AsSingleton(end))
-                | "Pairs" >> beam.Map(lambda r: (r[registry.user_key], r[registry.item_key])))
-
-
 def output_names(config: Config) -> List[str]:
     """The serving outputs each recommendation row carries: every task's but multiclass."""
     names = [f"p_{t.name}" for t in config.model.tasks if t.type != "multiclass"]
@@ -326,22 +280,6 @@ def schema(outputs: Sequence[str]) -> pa.Schema:
     return pa.schema([("user_id", pa.string()), ("rank", pa.int32()), ("item_id", pa.string()),
                       ("score", pa.float32()), ("retrieval_score", pa.float32())]
                      + [(name, pa.float32()) for name in outputs])
-
-
-def index_report(rec, counts: Dict[str, int]) -> Dict[str, Any]:
-    """The retrieval index and, for an approximate one, its recall@N against exact.
-
-    ``recall_at_n`` is over the sampled users' exact top N (None: no user
-    was sampled).
-    """
-    out: Dict[str, Any] = {"index": rec.index, "n": rec.candidates}
-    if rec.index == "exact":
-        return out
-    relevant = counts.get("recommend/index_recall_relevant", 0)
-    return dict(out, settings=dataclasses.asdict(rec.faiss),
-                recall_users=counts.get("recommend/index_recall_users", 0),
-                recall_at_n=(counts.get("recommend/index_recall_found", 0) / relevant
-                             if relevant else None))
 
 
 def _check_inputs(config: Config, limit: int) -> None:
