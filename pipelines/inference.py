@@ -54,9 +54,10 @@ def signature_names(model_dir: str) -> List[str]:
     proto = saved_model_pb2.SavedModel()
     with tf.io.gfile.GFile(os.path.join(model_dir, "saved_model.pb"), "rb") as f:
         proto.ParseFromString(f.read())
-    # As the loaded model's ``.signatures``: without TF's own init-op entry.
+    # As the loaded model's ``.signatures``: without TF's own entries
+    # (``__saved_model_init_op``).
     return sorted({name for graph in proto.meta_graphs for name in graph.signature_def
-                   if name != tf.saved_model.INIT_OP_SIGNATURE_KEY})
+                   if not name.startswith("__")})
 
 
 class ChunkHandler(ModelHandler):
