@@ -24,8 +24,8 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 Chunk = Sequence[Any]
 
-# (model_dir, saved_model.pb's mtime and size) → the loaded model, the most
-# recent few: a re-exported model is a new key, never a stale hit.
+# (model_dir, saved_model.pb's mtime, size and, on a local disk, inode) → the
+# loaded model, the most recent few: a re-exported model is a new key, never a stale hit.
 _MODELS: "collections.OrderedDict[Any, Any]" = collections.OrderedDict()
 _MODELS_KEPT = 2
 _MODELS_LOCK = threading.Lock()
@@ -35,8 +35,15 @@ def saved_model(model_dir: str):
     """``tf.saved_model.load(model_dir)``, loaded once per process and version."""
     import tensorflow as tf
 
-    stat = tf.io.gfile.stat(os.path.join(model_dir, "saved_model.pb"))
-    key = (model_dir, stat.mtime_nsec, stat.length)
+    graph = os.path.join(model_dir, "saved_model.pb")
+    if "://" in graph:
+        stat = tf.io.gfile.stat(graph)
+        key = (model_dir, stat.mtime_nsec, stat.length)
+    else:
+        # gfile's mtime has whole seconds only on local disks; a re-export
+        # within the second writes a new file (inode) all the same.
+        local = os.stat(graph)
+        key = (model_dir, local.st_mtime_ns, local.st_size, local.st_ino)
     with _MODELS_LOCK:
         if key not in _MODELS:
             _MODELS[key] = tf.saved_model.load(model_dir)

@@ -277,7 +277,9 @@ def test_recommend_with_a_faiss_index_finds_the_exact_lists(tiny_run, tmp_path):
     assert json.load(open(ann.layout.recommend_metrics))["index"] == report["index"]
     got = rows(ann.layout)
     assert [r[:3] for r in got] == [r[:3] for r in exact]
-    np.testing.assert_allclose([r[3:] for r in got], [r[3:] for r in exact], rtol=1e-5)
+    # faiss and the blocked product sum in different orders: float32 rounding.
+    np.testing.assert_allclose([r[3:] for r in got], [r[3:] for r in exact], rtol=1e-5,
+                               atol=1e-6)
 
 
 def test_recommend_refuses_a_catalogue_over_its_limit(tiny_run):
