@@ -17,7 +17,9 @@ recall@candidates against exact. The candidates' raw examples, built by the
 row assembler ingest uses (``pipelines.rows``), go through the serving
 signature, and the blend of its outputs ranks them. Items come only from the
 current item table, so an item no longer listed is never recommended.
-Every worker holds the catalogue's embeddings and item rows.
+Every worker holds the catalogue's embeddings and item rows. The model is the
+published one (the version ``models/CURRENT`` names), not this run's
+``train/model``; the report names the version.
 
 Output: ``recommend/recommendations-*.parquet``, one row per (user, rank):
 ``user_id``, ``rank`` (1 = best), ``item_id``, ``score`` (the blend),
@@ -52,6 +54,7 @@ from shoprec.core import registry as F
 from shoprec.core.config import Config, RETRIEVAL, recommend_settings
 from shoprec.core.errors import ConfigError, StageOrderError
 from shoprec.core.layout import PARQUET_SUFFIX
+from shoprec.io import models
 from shoprec.io.outputs import clear, require_success, write_report
 
 
@@ -282,13 +285,14 @@ def schema(outputs: Sequence[str]) -> pa.Schema:
                      + [(name, pa.float32()) for name in outputs])
 
 
-def _check_inputs(config: Config, limit: int) -> None:
+def _check_inputs(config: Config, limit: int) -> Tuple[str, str]:
+    """The published version and its model, after checking the job can run on them."""
     import tensorflow as tf
 
     layout = config.layout
     require_success(layout.ingest_dir, "ingest")
-    require_success(layout.train_dir, "train")
-    if "user_embedding" not in signature_names(layout.model_dir):
+    version, model_dir = models.require_current(layout)
+    if "user_embedding" not in signature_names(model_dir):
         raise StageOrderError("the model has no retrieval towers to pick candidates with; "
                               "set model.retrieval.enabled: true and run `shoprec train` again")
     files = tf.io.gfile.glob(layout.items_table + "*")
@@ -296,6 +300,7 @@ def _check_inputs(config: Config, limit: int) -> None:
     if items > limit:
         raise ConfigError(f"recommend: the catalogue has {items} items and every worker holds "
                           f"all their embeddings; recommend.max_catalogue_items is {limit}")
+    return version, model_dir
 
 
 def run_date(config: Config) -> datetime.date:
@@ -311,19 +316,21 @@ def run_date(config: Config) -> datetime.date:
     return datetime.datetime.now(datetime.timezone.utc).date()
 
 
-def build(pipeline: beam.Pipeline, config: Config, bq_table: Optional[str] = None) -> None:
-    """Applies the recommend job to ``pipeline`` (reads, Recommend, writes); runs nothing.
+def build(pipeline: beam.Pipeline, config: Config, rec, model_dir: str,
+          bq_table: Optional[str] = None) -> None:
+    """Adds the recommend job to ``pipeline``: read, join, :class:`Recommend`, write.
 
     Args:
-        pipeline: An empty pipeline.
-        config: The run config.
+        pipeline: The graph to add to.
+        config: Run config.
+        rec: Its recommend settings (:func:`recommend_settings`).
+        model_dir: The serving SavedModel (the published version's).
         bq_table: ``project:dataset.table``: also write the rows to its
             :func:`run_date` partition (``pipelines.bigquery``).
 
     Raises:
         ConfigError: ``bq_table`` is not ``project:dataset.table``.
     """
-    rec = recommend_settings(config)
     layout, registry = config.layout, config.registry
     eval_ts = config.split_starts[0]
     at_eval = rec.as_of == "eval"
@@ -336,7 +343,7 @@ def build(pipeline: beam.Pipeline, config: Config, bq_table: Optional[str] = Non
         else None
     items = pipeline | "ReadItems" >> ReadSideTable(layout.items_table + "*", registry.item_key,
                                                     registry)
-    catalogue = items | "EmbedItems" >> EmbedItems(layout.model_dir, registry, rec.user_batch,
+    catalogue = items | "EmbedItems" >> EmbedItems(model_dir, registry, rec.user_batch,
                                                    rec.max_catalogue_items)
     users = pipeline | "ReadUsers" >> ReadSideTable(layout.users_table + "*", registry.user_key,
                                                     registry)
@@ -353,7 +360,7 @@ def build(pipeline: beam.Pipeline, config: Config, bq_table: Optional[str] = Non
                 | "JoinUsers" >> beam.CoGroupByKey()
                 | "Contexts" >> beam.FlatMap(user_contexts))
     rows = contexts | "Recommend" >> Recommend(
-        layout.model_dir, registry, rec, outputs, temperature=config.model.retrieval.temperature,
+        model_dir, registry, rec, outputs, temperature=config.model.retrieval.temperature,
         catalogue=catalogue, items=items)
     _ = rows | "WriteRecommendations" >> beam.io.WriteToParquet(
         layout.recommendations, schema(outputs), file_name_suffix=PARQUET_SUFFIX)
@@ -376,19 +383,19 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
         bq_table: See :func:`build`.
 
     Raises:
-        StageOrderError: ingest or train has not finished, or the model has
-            no retrieval towers. ConfigError: the catalogue is over
+        StageOrderError: ingest has not finished, no model is published, or
+            it has no retrieval towers. ConfigError: the catalogue is over
             ``recommend.max_catalogue_items``, or ``bq_table`` is malformed.
     """
     rec = recommend_settings(config)
     layout = config.layout
     if bq_table:
         bigquery.partition(bq_table, run_date(config))  # a malformed table fails first
-    _check_inputs(config, rec.max_catalogue_items)
+    version, model_dir = _check_inputs(config, rec.max_catalogue_items)
     clear(layout.recommend_dir)
     start = time.time()
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
-    build(pipeline, config, bq_table)
+    build(pipeline, config, rec, model_dir, bq_table)
     result = pipeline.run()
     result.wait_until_finish()
     counts = dl.counts_from_result(result)
@@ -402,7 +409,8 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
                            "exclude_days": rec.exclude_days,
                            "max_per_category": rec.max_per_category,
                            "category_feature": rec.category_feature},
-              "recommendations": layout.recommendations + "-*" + PARQUET_SUFFIX}
+              "recommendations": layout.recommendations + "-*" + PARQUET_SUFFIX,
+              "model_version": version, "model_dir": model_dir}
     if bq_table:
         report["bigquery"] = bigquery.partition(bq_table, run_date(config))
     write_report(layout.recommend_report, report)

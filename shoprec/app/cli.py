@@ -27,6 +27,7 @@ from shoprec.core.errors import ConfigError, EXIT_CODES, UserError
 
 # Generator settings that can be given as flags, e.g. `shoprec generate --num_users 100000`.
 GENERATE_FLAGS = (("seed", int), ("num_users", int), ("num_items", int), ("days", int),
+                  ("start_date", str), ("pool_users", int), ("pool_items", int),
                   ("sessions_per_user", float), ("impressions_per_session", int))
 DEMO_HELP = "generate the default data set and run every stage end to end"
 VERBOSE_ENV = "SHOPREC_VERBOSE"
@@ -61,6 +62,9 @@ def _add_flags(p: argparse.ArgumentParser, flags) -> None:
                        help="also write the recommendations to this BigQuery table, "
                             "DAY-partitioned on dt (the run date), replacing that date's "
                             "partition; needs --temp_location gs://... and GCP credentials")
+    if "force_bless" in flags:
+        p.add_argument("--force_bless", action="store_true", default=None,
+                       help="publish the trained model even when the model gate refuses it")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -124,7 +128,8 @@ def run_stage(stage: str, config, beam_args: List[str], args) -> int:
     Raises:
         UserError: the stage failed for a reason the user fixes.
     """
-    options = {k: getattr(args, k, None) for k in ("strategy", "pairs", "bq_table")}
+    options = {k: getattr(args, k, None) for k in ("strategy", "pairs", "force_bless",
+                                                   "bq_table")}
     if stage == "demo":
         from shoprec.app import demo
 

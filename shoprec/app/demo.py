@@ -71,6 +71,7 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
             stage.name, lambda: stage.run(config, beam_args, options_of(stage, options)), times)
     gen, embedded, ing = reports["generate"], reports["embed"], reports["ingest"]
     metrics, scored, recommended = reports["train"], reports["score"], reports["recommend"]
+    pushed = reports["push"]
 
     oracle = oracle_auc(config)
     layout = config.layout
@@ -87,6 +88,8 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
             ("transformed examples", os.path.dirname(layout.transformed("train"))),
             ("exported model", layout.model_dir),
             ("metrics", layout.metrics_file),
+            ("published model", f"{layout.version_dir(pushed['version'])} "
+                                f"({pushed['status']}; {layout.current_pointer})"),
             ("tensorboard logs", layout.logs_dir),
             ("scores", scored["scores"]),
             ("recommendations", recommended["recommendations"])):

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 from shoprec.core.config import Config
 
 # run(config, beam_args, options) → the stage's report; options holds the
-# stage's own flags (``strategy``, ``pairs``, ``bq_table``) when given.
+# stage's own flags (``strategy``, ``pairs``, ``force_bless``, ``bq_table``) when given.
 Runner = Callable[[Config, Sequence[str], Mapping[str, Any]], Dict[str, Any]]
 
 
@@ -29,7 +29,7 @@ class Stage:
         reads: What it reads: the inputs or the run folders of earlier stages.
         writes: The run folder it owns (deleted and rewritten on each run).
         flags: Its own flags beside the common ones: ``sizes`` (the
-            generator's), ``strategy``, ``pairs``, ``bq_table``.
+            generator's), ``strategy``, ``pairs``, ``force_bless``, ``bq_table``.
         in_demo: Whether ``shoprec demo`` runs it.
     """
 
@@ -78,6 +78,12 @@ def _train(config, beam_args, options):
     return train.run(config, strategy_name=options.get("strategy"))
 
 
+def _push(config, beam_args, options):
+    from trainer import gate
+
+    return gate.run(config, force_bless=bool(options.get("force_bless")))
+
+
 def _score(config, beam_args, options):
     from pipelines import score
 
@@ -105,11 +111,15 @@ STAGES: Tuple[Stage, ...] = (
           _featurize, ("ingest/",), "featurize/", (), True),
     Stage("train", "TFRS multi-task training under a tf.distribute strategy; export",
           _train, ("featurize/",), "train/", ("strategy",), True),
-    Stage("score", "Beam RunInference: score user x item pairs and rank within user",
-          _score, ("ingest/", "featurize/", "train/"), "score/", ("pairs",), True),
+    Stage("push", "model gate: judge the trained model against the published one on the eval "
+                  "split; publish it as a new version when blessed",
+          _push, ("ingest/", "train/", "models/CURRENT"), "push/", ("force_bless",), True),
+    Stage("score", "Beam RunInference: score user x item pairs with the published model and "
+                   "rank within user",
+          _score, ("ingest/", "models/CURRENT"), "score/", ("pairs",), True),
     Stage("recommend", "Beam: the top K of the whole catalogue for every user (retrieval, then "
                        "the multi-task ranker), judged against baselines",
-          _recommend, ("ingest/", "train/"), "recommend/", ("bq_table",), True),
+          _recommend, ("ingest/", "models/CURRENT"), "recommend/", ("bq_table",), True),
 )
 
 BY_NAME: Dict[str, Stage] = {s.name: s for s in STAGES}

@@ -19,7 +19,7 @@ from shoprec.core import dataset_yaml, generated_shop, model_config
 from shoprec.core import registry as F
 from shoprec.core.dataset import DatasetConfig
 from shoprec.core.layout import Layout, SPLITS
-from shoprec.core.model_config import ModelConfig, TrainingConfig
+from shoprec.core.model_config import GateConfig, ModelConfig, TrainingConfig
 from shoprec.core.sections import ConfigError, build
 from shoprec.core.timestamps import parse_timestamp
 
@@ -34,6 +34,12 @@ class GenerateConfig:
     sessions_per_user: float = 5.0
     impressions_per_session: int = 8
     image_size: int = 48
+    # The shop's users and items are drawn for this many (0: num_users /
+    # num_items) and the first num_users / num_items of them are generated: a
+    # later day with a larger pool share keeps an earlier day's users and items
+    # (ids, attributes, photos, tastes) and adds new ones.
+    pool_users: int = 0
+    pool_items: int = 0
     # Fractions of deliberately bad rows/images, so a demo shows dead letters.
     corrupt_fraction: float = 0.0
     duplicate_fraction: float = 0.0
@@ -213,6 +219,12 @@ class Config:
     training: TrainingConfig = TrainingConfig()
     scoring: ScoringConfig = ScoringConfig()
     recommend: RecommendConfig = RecommendConfig()
+    gate: GateConfig = GateConfig()
+    # Where `shoprec push` publishes blessed models (models/<version>/, CURRENT);
+    # relative to the run folder; None: <run_dir>/models. Scheduled runs point it
+    # outside the dated partitions (an absolute path, or ../models) so the
+    # published model carries from one day to the next.
+    models_dir: Optional[str] = None
     # What the input files mean; None: the shop `shoprec generate` writes.
     dataset: Optional[DatasetConfig] = None
 
@@ -259,7 +271,9 @@ class Config:
 
     @property
     def layout(self) -> Layout:
-        return Layout(self.run_dir)
+        models = self.models_dir
+        return Layout(self.run_dir,
+                      models_dir=models if models is None or "://" in models else self.path(models))
 
     @property
     def eval_start_ts(self) -> int:
@@ -316,6 +330,7 @@ def check(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: scoring.rank_by must be p_<task name> of a binary or "
                           f"regression task, one of {sorted(rankable)}")
     model_config.check(config.model, config.training, label_names, where)
+    model_config.check_gate(config.gate, config.model, where)
     check_recommend(config, where, label_names)
 
 
@@ -399,7 +414,8 @@ def load(path: Optional[str] = None, run_dir: Optional[str] = None,
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{where}: not valid YAML: {err}") from err
-    config = build(Config, data, where, nested={"dataset": dataset_yaml.from_dict})
+    config = build(Config, data, where, nested={"dataset": dataset_yaml.from_dict,
+                                              "gate": model_config.gate_from_dict})
     if run_dir:
         config = dataclasses.replace(config, run_dir=run_dir)
     if data_dir:

@@ -96,7 +96,8 @@ def test_the_composite_applies_beams_file_loads_with_those_parameters():
 def test_the_recommend_job_writes_the_same_rows_to_parquet_and_bigquery(tmp_path):
     config = config_lib.load(run_dir=str(tmp_path / "run"))
     pipeline = beam.Pipeline()
-    recommend.build(pipeline, config, "my-proj:shop.recs")
+    rec = config_lib.recommend_settings(config)
+    recommend.build(pipeline, config, rec, config.layout.model_dir, "my-proj:shop.recs")
     nodes = _nodes(pipeline)
     # The demo judges as of the eval start: its date names the partition.
     assert config.ingest.eval_start.startswith("2026-11-12")
@@ -107,7 +108,7 @@ def test_the_recommend_job_writes_the_same_rows_to_parquet_and_bigquery(tmp_path
     assert parquet_input.producer is nodes["Recommend/TopK"]
 
     without = beam.Pipeline()
-    recommend.build(without, config)
+    recommend.build(without, config, rec, config.layout.model_dir)
     assert not [label for label in _nodes(without) if "BigQuery" in label]
 
 

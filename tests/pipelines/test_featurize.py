@@ -7,9 +7,10 @@ import zlib
 import apache_beam as beam
 import pytest
 import tensorflow as tf
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 
-from pipelines.featurize import WriteShards
+from pipelines.featurize import WriteShards, tft_temp_dir
 from shoprec.core.layout import TFRECORD_SUFFIX as SUFFIX
 
 
@@ -33,3 +34,10 @@ def test_records_land_once_each_in_their_crc_partition(tmp_path):
 def test_at_least_one_shard():
     with pytest.raises(ValueError, match="num_shards must be >= 1"):
         WriteShards("x", 0)
+
+
+def test_tft_temp_dir_is_under_the_pipeline_temp_location_when_there_is_one():
+    local = "/tmp/shoprec-tft-abc"
+    assert tft_temp_dir(PipelineOptions([]), local) == local
+    on_dataflow = PipelineOptions(["--temp_location=gs://my-bucket/tmp"])
+    assert tft_temp_dir(on_dataflow, local) == "gs://my-bucket/tmp/shoprec-tft/shoprec-tft-abc"

@@ -7,22 +7,24 @@ from shoprec.app import cli, stages
 
 def test_the_demo_runs_every_stage_but_validate_in_pipeline_order():
     assert [s.name for s in stages.demo_stages()] == [
-        "generate", "embed", "ingest", "featurize", "train", "score", "recommend"]
+        "generate", "embed", "ingest", "featurize", "train", "push", "score", "recommend"]
     assert [s.name for s in stages.STAGES] == [
-        "generate", "embed", "validate", "ingest", "featurize", "train", "score", "recommend"]
+        "generate", "embed", "validate", "ingest", "featurize", "train", "push", "score",
+        "recommend"]
 
 
 def test_each_stage_owns_one_run_folder():
     writes = [s.writes for s in stages.STAGES]
-    assert writes == ["raw/", "embed/", "validate/", "ingest/", "featurize/", "train/", "score/",
-                      "recommend/"]
+    assert writes == ["raw/", "embed/", "validate/", "ingest/", "featurize/", "train/", "push/",
+                      "score/", "recommend/"]
 
 
 @pytest.mark.parametrize("stage, own, absent", [
     ("generate", ["--num_users", "--seed"], ["--strategy", "--pairs"]),
     ("train", ["--strategy"], ["--num_users", "--pairs"]),
-    ("score", ["--pairs"], ["--strategy", "--num_users", "--bq_table"]),
-    ("recommend", ["--bq_table"], ["--strategy", "--pairs", "--num_users"]),
+    ("score", ["--pairs"], ["--strategy", "--num_users", "--force_bless", "--bq_table"]),
+    ("push", ["--force_bless"], ["--strategy", "--pairs", "--bq_table"]),
+    ("recommend", ["--bq_table"], ["--strategy", "--pairs", "--num_users", "--force_bless"]),
     ("demo", ["--strategy", "--num_users"], ["--pairs", "--bq_table"]),
     ("ingest", [], ["--strategy", "--pairs", "--num_users", "--bq_table"]),
 ])
