@@ -90,7 +90,8 @@ def test_ingest_and_score_jobs_fail_on_dask_at_their_file_reads(cluster, config,
     if job == "ingest":
         ingest.build(pipeline, config, Layout(str(tmp_path)))
     else:
-        score.build(pipeline, config, config.layout.eval_pairs + "*")
+        score.build(pipeline, config, config.layout.eval_pairs + "*", config.layout.model_dir,
+                    {})
     # The untranslated Read hands its consumer no input.
     with pytest.raises(AttributeError, match="'NoneType' object has no attribute 'map'"):
         pipeline.run()
