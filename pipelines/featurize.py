@@ -102,7 +102,20 @@ class TransformSplit(beam.PTransform):
             ((raw_batches, self._source.TensorAdapterConfig()), self._transform_fn)
             | "Transform" >> tft_beam.TransformDataset(output_record_batches=True))
         counted = transformed_data | "Count" >> beam.ParDo(_CountRows(self._split))
-        return (counted, transformed_metadata) | "Encode" >> tft_beam.EncodeTransformedDataset()
+        return ((counted, transformed_metadata)
+                | "Encode" >> tft_beam.EncodeTransformedDataset()
+                | "Canonical" >> beam.Map(canonical_example))
+
+
+def canonical_example(record: bytes) -> bytes:
+    """A serialized tf.Example re-serialized with its features in a fixed order.
+
+    TFT's encoder writes the feature map in an order that changes from one
+    process to the next: the same example, other bytes, so a re-run wrote
+    other shards (and other CRC-32 partitions). Re-serialized
+    deterministically, the same inputs give the same files.
+    """
+    return tf.train.Example.FromString(record).SerializeToString(deterministic=True)
 
 
 class FeaturizeOutputs(NamedTuple):

@@ -358,4 +358,4 @@ def validate(config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, Any
     The report and dead letters go to ``<run_dir>/validate/ingest/``.
     """
     return run(config, beam_args, write_examples=False,
-               out_dir=os.path.join(config.run_dir, "validate"))
+               out_dir=config.layout.validate_dir)

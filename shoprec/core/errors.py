@@ -76,6 +76,17 @@ class ModelNotBlessedError(UserError, RuntimeError):
     exit_code = 7
 
 
+class RunLockedError(UserError, RuntimeError):
+    """Another process is running stages in the same run folder (its lock file)."""
+
+    exit_code = 8
+
+
+# Any other exception is a bug: the CLI prints its traceback and exits with this
+# (EX_SOFTWARE), so a scheduler tells a crash from every failure above.
+CRASH_EXIT_CODE = 70
+
+
 # Exit status → what it means; the CLI's --help epilog and the README list these.
 EXIT_CODES = (
     (0, "the stage finished and wrote its success marker"),
@@ -90,4 +101,6 @@ EXIT_CODES = (
     (InputSchemaError.exit_code, "an input lacks a required column"),
     (ModelNotBlessedError.exit_code, "the model gate did not bless the new model; the last "
                                      "blessed model stays published"),
+    (RunLockedError.exit_code, "another run holds the run folder's lock"),
+    (CRASH_EXIT_CODE, "crashed: a bug, not a user error (traceback printed)"),
 )

@@ -1,10 +1,14 @@
 """The run folder: every path any stage reads or writes, in one place.
 
 Every stage owns one folder of the run (``embed/``, ``ingest/``,
-``featurize/``, ``train/``, ``push/``, ``score/``) and deletes it before
-writing. Published models live apart from the stages' folders, in
-``models_dir`` (``<run_dir>/models`` by default), and are never deleted by a
-run: ``shoprec push`` adds versions and moves the ``CURRENT`` pointer. Sharded
+``featurize/``, ``train/``, ``push/``, ``score/``). Run from the CLI, a stage
+writes that folder in its staging place (``.staging/<stage>/``, see
+:attr:`Layout.roots`) and it is published over the stage's folder only once
+complete (``shoprec.io.publish``); on a local disk the stage's folder is then
+a symbolic link to one of ``.versions/``. Published models live apart from
+the stages' folders, in ``models_dir`` (``<run_dir>/models`` by default), and
+are never deleted by a run: ``shoprec push`` adds versions and moves the
+``CURRENT`` pointer. Sharded
 outputs are named by a *prefix* (``.../examples/train``); the writer adds
 ``-SSSSS-of-NNNNN`` and the suffix, and readers glob with the ``*_pattern``
 helpers, so no stage spells another stage's file names.
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 SPLITS = ("train", "eval", "test")
 TFRECORD_SUFFIX = ".tfrecord.gz"
@@ -27,8 +31,13 @@ PARQUET_SUFFIX = ".parquet"
 CSV_SUFFIX = ".csv"
 JSONL_SUFFIX = ".jsonl"
 REPORT_FILE = "report.json"
-# Written last by a stage that finished: a small JSON with the stage and time.
+# Written last by a stage that finished: its manifest (JSON; shoprec.io.manifest).
 SUCCESS_FILE = "_SUCCESS"
+# Hidden (a glob of the run folder skips dot names): staged and published versions.
+STAGING_DIR = ".staging"
+VERSIONS_DIR = ".versions"
+# One run of a partition at a time (shoprec.io.lock).
+LOCK_FILE = ".lock"
 SCHEMA_FILE = "schema.pbtxt"
 # Prefix of the final checkpoint's files in train/checkpoint/ (and a published version's).
 CHECKPOINT_PREFIX = "ckpt"
@@ -50,21 +59,65 @@ VERSION_MODEL, VERSION_CHECKPOINT, VERSION_TRANSFORM = "model", "checkpoint", "t
 VERSION_METRICS, VERSION_VERDICT = "metrics.json", "verdict.json"
 
 
+def staging_dir_of(stage_dir: str) -> str:
+    """Where the stage owning ``stage_dir`` (``RUN/ingest``) stages its output."""
+    stage_dir = stage_dir.rstrip("/")
+    return os.path.join(os.path.dirname(stage_dir), STAGING_DIR, os.path.basename(stage_dir))
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
     """Where each stage writes inside the run folder ``run_dir``.
 
-    ``models_dir`` is where ``shoprec push`` publishes blessed models, one
-    folder per version and the ``CURRENT`` pointer; None puts it in the run
-    folder (``<run_dir>/models``). Scheduled runs point it outside the dated
-    partitions, so a day's run finds the model an earlier day published.
+    Attributes:
+        run_dir: The run folder (one partition of a dated run).
+        models_dir: Where ``shoprec push`` publishes blessed models, one
+            folder per version and the ``CURRENT`` pointer; None puts it in
+            the run folder (``<run_dir>/models``). Scheduled runs point it
+            outside the dated partitions, so a day's run finds the model an
+            earlier day published.
+        roots: (stage folder, path) pairs that root a stage's folder
+            elsewhere: a stage run for publishing writes its own folder in
+            its staging place while every other path, its inputs among
+            them, stays the published one.
     """
 
     run_dir: str
     models_dir: Optional[str] = None
+    roots: Tuple[Tuple[str, str], ...] = ()
 
     def _p(self, *parts: str) -> str:
+        for name, root in self.roots:
+            if parts and parts[0] == name:
+                return os.path.join(root, *parts[1:])
         return os.path.join(self.run_dir, *parts)
+
+    def stage_dir(self, name: str) -> str:
+        """The folder the stage ``name`` owns (``ingest`` → ``RUN/ingest``)."""
+        return self._p(name)
+
+    def staged(self, name: str) -> "Layout":
+        """This layout with stage ``name``'s folder rooted at its staging place."""
+        return dataclasses.replace(self, roots=((name, self.staging_dir(name)),))
+
+    def staging_dir(self, name: str) -> str:
+        """Where the stage ``name`` writes before its output is published."""
+        return staging_dir_of(os.path.join(self.run_dir, name))
+
+    @property
+    def versions_dir(self) -> str:
+        """Published versions of the stages' folders (local disks)."""
+        return os.path.join(self.run_dir, VERSIONS_DIR)
+
+    @property
+    def lock_file(self) -> str:
+        """Held by the one process running stages in this run folder."""
+        return os.path.join(self.run_dir, LOCK_FILE)
+
+    @property
+    def validate_dir(self) -> str:
+        """``shoprec validate``'s report and dead letters (laid out as ingest's)."""
+        return self._p("validate")
 
     # embed/: the image encoder and one photo embedding per item.
     @property
@@ -236,7 +289,7 @@ class Layout:
     def version_dir(self, version: str) -> str:
         return os.path.join(self.models_root, version)
 
-    def staging_dir(self, version: str) -> str:
+    def version_staging_dir(self, version: str) -> str:
         """Where a version is assembled before it is renamed into place."""
         return os.path.join(self.models_root, STAGING_PREFIX + version)
 

@@ -85,7 +85,7 @@ def publish(layout: Layout, version: str, folders: Mapping[str, str],
     final = layout.version_dir(version)
     if FileSystems.exists(final):
         raise FileExistsError(f"model version {version} is already published at {final}")
-    staging = layout.staging_dir(version)
+    staging = layout.version_staging_dir(version)
     clear(staging)
     FileSystems.mkdirs(staging)
     names = sorted(folders)

@@ -1,8 +1,11 @@
 """The stage table: the order the demo runs, and each subcommand's own flags."""
 
+import dataclasses
+
 import pytest
 
 from shoprec.app import cli, stages
+from shoprec.core import config as config_lib
 
 
 def test_the_demo_runs_every_stage_but_validate_in_pipeline_order():
@@ -44,3 +47,23 @@ def test_options_keep_only_the_stage_own_flags():
     assert stages.options_of(train, {"strategy": "mirrored", "pairs": "p.csv"}) == {
         "strategy": "mirrored"}
     assert stages.options_of(train, {"strategy": None}) == {}
+
+
+def test_a_production_day_runs_the_demo_stages_but_generate():
+    config = config_lib.load()
+    assert [s.name for s in stages.day_stages(config)] == [
+        "embed", "ingest", "featurize", "train", "score", "recommend"]
+    assert [s.name for s in stages.STAGES if not s.publishes] == ["generate"]
+    no_towers = dataclasses.replace(config, model=dataclasses.replace(
+        config.model, retrieval=dataclasses.replace(config.model.retrieval, enabled=False)))
+    assert "recommend" not in [s.name for s in stages.day_stages(no_towers)]
+
+
+def test_run_takes_a_date_and_force_and_lists_the_exit_codes(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for flag in ("--date", "--force", "--strategy", "--pairs", "default: today, UTC"):
+        assert flag in out
+    for code in ("7 another run holds", "8 the new model was not blessed", "70 crashed"):
+        assert code in out

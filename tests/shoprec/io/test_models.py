@@ -63,12 +63,12 @@ def test_a_publish_that_died_before_the_pointer_moved_leaves_the_old_version_cur
     layout = Layout(str(tmp_path / "run"))
     models.publish(layout, "v1", {"model": _model(tmp_path, "m1", "one")}, {})
     # What a job killed mid-copy leaves: a half-filled staging folder.
-    os.makedirs(os.path.join(layout.staging_dir("v2"), "model"))
+    os.makedirs(os.path.join(layout.version_staging_dir("v2"), "model"))
     assert models.require_current(layout) == ("v1", layout.published_model("v1"))
     # The next publish of that version starts its staging folder afresh.
     models.publish(layout, "v2", {"model": _model(tmp_path, "m2", "two")}, {})
     assert models.current_version(layout) == "v2"
-    assert not os.path.exists(layout.staging_dir("v2"))
+    assert not os.path.exists(layout.version_staging_dir("v2"))
 
 
 def test_a_pointer_naming_a_missing_version_says_so(tmp_path):
