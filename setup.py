@@ -15,6 +15,8 @@ INSTALL_REQUIRES = [
     "tensorflow-hub==0.16.1",
     # TensorFlow 2.21 no longer depends on it; the trainer writes TensorBoard logs.
     "tensorboard==2.20.0",
+    # recommend.index: faiss (an approximate inner-product index; CPU wheels, numpy 2).
+    "faiss-cpu==1.15.1",
     "pyarrow>=25,<26",
     "numpy>=1.26",
     "PyYAML>=6.0",

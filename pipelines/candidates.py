@@ -1,4 +1,4 @@
-"""Candidate retrieval: the catalogue's embeddings, and the exact top N by dot product.
+"""Candidate retrieval: the catalogue's embeddings, and the top N by dot product.
 
 Every catalogue item is embedded once with the exported ``item_embedding``
 signature, on batches, into one :class:`Catalogue` every worker holds (a
@@ -6,10 +6,19 @@ catalogue larger than ``recommend.max_catalogue_items`` fails with a message
 naming the limit). :func:`top_n` scores a batch of users against all of it
 in blocks of items (``queries @ items.T``) and keeps the best with
 ``tf.math.top_k``: TFRS ``BruteForce``'s maths, exact.
+
+Two indexes answer ``search(queries, n, excluded)`` the same way:
+:class:`ExactIndex` (``top_n``) and :class:`FaissIndex` (faiss, inner
+product: HNSW, IVF or flat), built by :func:`build_index` from the
+``recommend`` settings. :func:`overlap` counts how many of the exact top N an
+approximate search found: its recall@N, measured in the job on the users
+:func:`in_recall_sample` picks and reported by :func:`index_report`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import zlib
 from typing import Any, Dict, List, NamedTuple, Sequence, Tuple
 
 import apache_beam as beam
@@ -71,6 +80,107 @@ def top_n(queries: np.ndarray, items: np.ndarray, n: int,
     return best_scores, best_index
 
 
+class ExactIndex:
+    """Every item scored: :func:`top_n` over the catalogue's vectors."""
+
+    def __init__(self, vectors: np.ndarray, block: int = _ITEM_BLOCK):
+        self._vectors = np.asarray(vectors, np.float32)
+        self._block = int(block)
+
+    def search(self, queries: np.ndarray, n: int, excluded: Sequence[Sequence[int]] = ()
+               ) -> Tuple[np.ndarray, np.ndarray]:
+        """As :func:`top_n`."""
+        return top_n(queries, self._vectors, n, excluded, self._block)
+
+
+class FaissIndex:
+    """An approximate inner-product index over the catalogue's vectors (faiss).
+
+    Args:
+        vectors: [I, D] item embeddings; row i is item index i.
+        settings: ``shoprec.core.config.FaissConfig``.
+    """
+
+    def __init__(self, vectors: np.ndarray, settings):
+        import faiss
+
+        vectors = np.ascontiguousarray(vectors, np.float32)
+        self._size, dim = vectors.shape
+        self._settings = settings
+        if settings.kind == "hnsw":
+            index = faiss.IndexHNSWFlat(dim, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = settings.ef_construction
+        elif settings.kind == "ivf":
+            self._quantizer = faiss.IndexFlatIP(dim)  # held here: it must outlive the index
+            index = faiss.IndexIVFFlat(self._quantizer, dim, nlist(self._size, settings.nlist),
+                                       faiss.METRIC_INNER_PRODUCT)
+            index.train(vectors)
+            index.nprobe = min(settings.nprobe, index.nlist)
+        else:
+            index = faiss.IndexFlatIP(dim)
+        index.add(vectors)
+        self._index = index
+
+    def search(self, queries: np.ndarray, n: int, excluded: Sequence[Sequence[int]] = ()
+               ) -> Tuple[np.ndarray, np.ndarray]:
+        """The index's top ``n`` per query, as :func:`top_n` returns them.
+
+        Excluded items are filtered from a longer list (``n`` plus the most
+        any query excludes), so each query still gets ``n`` when it can.
+        """
+        n = min(int(n), self._size)
+        extra = max((len(e) for e in excluded), default=0)
+        fetch = min(n + extra, self._size)
+        if self._settings.kind == "hnsw":
+            # HNSW returns at most efSearch results per query.
+            self._index.hnsw.efSearch = max(self._settings.ef_search, fetch)
+        scores, index = self._index.search(np.ascontiguousarray(queries, np.float32), fetch)
+        out_scores = np.full((len(queries), n), -np.inf, np.float32)
+        out_index = np.full((len(queries), n), -1, np.int64)
+        for q in range(len(queries)):
+            skip = set(excluded[q]) if q < len(excluded) else set()
+            keep = [j for j, i in enumerate(index[q]) if i >= 0 and i not in skip][:n]
+            out_scores[q, :len(keep)] = scores[q, keep]
+            out_index[q, :len(keep)] = index[q, keep]
+        return out_scores, out_index
+
+
+def nlist(items: int, configured: int) -> int:
+    """IVF lists: ``configured``, or ``4 * sqrt(items)`` capped at ``items / 39``.
+
+    faiss's k-means wants at least 39 training points per list; the catalogue
+    is the training set.
+    """
+    if configured:
+        return max(1, min(configured, items))
+    return max(1, min(int(4 * np.sqrt(items)), items // 39))
+
+
+def build_index(vectors: np.ndarray, settings):
+    """The index ``recommend.index`` names, over ``vectors``.
+
+    Args:
+        vectors: [I, D] item embeddings.
+        settings: ``shoprec.core.config.RecommendConfig``.
+    """
+    if settings.index == "faiss":
+        return FaissIndex(vectors, settings.faiss)
+    return ExactIndex(vectors)
+
+
+def overlap(approximate: np.ndarray, exact: np.ndarray) -> Tuple[int, int]:
+    """(exact top-N items the approximate search also returned, exact top-N items).
+
+    Their ratio is the approximate index's recall@N; -1 slots do not count.
+    """
+    found = total = 0
+    for got, want in zip(approximate, exact):
+        want = set(int(i) for i in want if i >= 0)
+        found += len(want & set(int(i) for i in got))
+        total += len(want)
+    return found, total
+
+
 def pairs_examples(chunk: Sequence[Tuple[Any, bytes]]) -> Dict[str, List[bytes]]:
     """A chunk of (key, serialized raw example): the signatures' ``examples`` input."""
     return {"examples": [s for _, s in chunk]}
@@ -118,3 +228,27 @@ class EmbedItems(beam.PTransform):
                 | "Vectors" >> beam.FlatMap(vectors)
                 | "ToList" >> beam.combiners.ToList()
                 | "Catalogue" >> beam.Map(catalogue, self._limit))
+
+
+def in_recall_sample(user_id: str, share: float) -> bool:
+    """Whether the user is among the ``share`` whose retrieval is also checked exactly.
+
+    A hash of the id, not the batch: the same users whatever the runner.
+    """
+    return zlib.crc32(user_id.encode()) % 10000 < share * 10000
+
+
+def index_report(rec, counts: Dict[str, int]) -> Dict[str, Any]:
+    """The retrieval index and, for an approximate one, its recall@N against exact.
+
+    ``recall_at_n`` is over the sampled users' exact top N (None: no user
+    was sampled).
+    """
+    out: Dict[str, Any] = {"index": rec.index, "n": rec.candidates}
+    if rec.index == "exact":
+        return out
+    relevant = counts.get("recommend/index_recall_relevant", 0)
+    return dict(out, settings=dataclasses.asdict(rec.faiss),
+                recall_users=counts.get("recommend/index_recall_users", 0),
+                recall_at_n=(counts.get("recommend/index_recall_found", 0) / relevant
+                             if relevant else None))

@@ -8,7 +8,7 @@ photo embedding per item, which ingest joins by item id.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Mapping
+from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 import tensorflow as tf
 from google.protobuf.message import DecodeError
@@ -68,11 +68,94 @@ def encode(row: Mapping[str, Any], names: Iterable[str], registry: F.Registry) -
     return example.SerializeToString(deterministic=True)
 
 
-def decode(serialized: bytes, registry: F.Registry) -> Dict[str, Any]:
-    """Inverse of :func:`encode` (strings come back as str, list features as lists)."""
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        if not n:
+            out.append(low)
+            return bytes(out)
+        out.append(low | 0x80)
+
+
+class Encoder:
+    """:func:`encode`'s exact bytes, with each (feature, value) serialized once and reused.
+
+    A serialized ``Example`` is its ``Features`` message's length-prefixed
+    bytes, and those are the map's entries one after the other, in key order
+    when deterministic. Each entry depends on its own (name, value) only, so
+    the entries are cached and a row's example is a join of cached bytes: a
+    candidate's item attributes, embedding and user side repeat across the
+    rows of a batch, and are serialized once per worker instead of per row.
+
+    Args:
+        names: As :func:`encode`.
+        registry: As :func:`encode`.
+        max_entries: The cache is emptied when it grows past this many entries.
+    """
+
+    def __init__(self, names: Iterable[str], registry: F.Registry, max_entries: int = 500_000):
+        self._names = tuple(sorted(set(names)))
+        self._registry = registry
+        self._meta = tuple(m for m in (registry.timestamp_key, registry.sampled_key) if m)
+        self._cache: Dict[Any, bytes] = {}
+        self._max = int(max_entries)
+
+    def _entry(self, name: str, meta: bool, value: Any) -> bytes:
+        if meta:
+            feature = _value_feature("int64", value)
+        else:
+            spec = self._registry.by_name[name]
+            feature = (_list_feature(spec.dtype, value) if spec.is_list or spec.shape
+                       else _value_feature(spec.dtype, value))
+        return tf.train.Features(feature={name: feature}).SerializeToString(deterministic=True)
+
+    def __call__(self, row: Mapping[str, Any]) -> bytes:
+        """The serialized example of ``row`` (as :func:`encode`).
+
+        Raises:
+            KeyError: a named feature is missing from ``row``.
+        """
+        cache = self._cache
+        if len(cache) > self._max:
+            cache.clear()
+        metas = [m for m in self._meta if m in row]
+        keys = sorted(set(self._names) | set(metas)) if metas else self._names
+        parts = []
+        for name in keys:
+            meta = name in metas
+            value = row[name]
+            # The key holds the value's type: 1, 1.0 and True are equal keys but
+            # not the same string feature.
+            hashable = tuple(value) if isinstance(value, (list, tuple)) else value
+            key = (name, meta, type(value), hashable)
+            entry = cache.get(key)
+            if entry is None:
+                if isinstance(value, (list, tuple)) and any(
+                        type(v) is not type(value[0]) for v in value):
+                    entry = self._entry(name, meta, value)  # mixed types: not cached
+                else:
+                    entry = cache[key] = self._entry(name, meta, value)
+            parts.append(entry)
+        body = b"".join(parts)
+        return b"\n" + _varint(len(body)) + body
+
+
+def decode(serialized: bytes, registry: F.Registry,
+           names: Optional[Iterable[str]] = None) -> Dict[str, Any]:
+    """Inverse of :func:`encode` (strings come back as str, list features as lists).
+
+    Args:
+        serialized: A serialized example.
+        registry: Its registry.
+        names: Decode only these features (those present); None: all.
+    """
     example = tf.train.Example.FromString(serialized)
     out: Dict[str, Any] = {}
-    for name, feat in example.features.feature.items():
+    features = example.features.feature
+    pairs = (features.items() if names is None
+             else [(n, features[n]) for n in names if n in features])
+    for name, feat in pairs:
         kind = feat.WhichOneof("kind")
         feature = registry.by_name.get(name)
         values = list(getattr(feat, kind).value) if kind else []

@@ -5,16 +5,66 @@ so the jobs batch their elements into chunks first (``beam.BatchElements``)
 and this handler calls the signature once per chunk. Scoring feeds serialized
 raw examples, the embed job decoded photos; each says how a chunk becomes the
 signature's inputs.
+
+A worker process loads each exported model once (:func:`saved_model`),
+however many handlers call its signatures: recommend calls three, and a
+SavedModel load costs seconds. :func:`signature_names` reads a model's
+signatures from its ``saved_model.pb`` without loading it.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, Mapping, Sequence
+import collections
+import os
+import threading
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 Chunk = Sequence[Any]
+
+# (model_dir, saved_model.pb's mtime, size and, on a local disk, inode) → the
+# loaded model, the most recent few: a re-exported model is a new key, never a stale hit.
+_MODELS: "collections.OrderedDict[Any, Any]" = collections.OrderedDict()
+_MODELS_KEPT = 2
+_MODELS_LOCK = threading.Lock()
+
+
+def saved_model(model_dir: str):
+    """``tf.saved_model.load(model_dir)``, loaded once per process and version."""
+    import tensorflow as tf
+
+    graph = os.path.join(model_dir, "saved_model.pb")
+    if "://" in graph:
+        stat = tf.io.gfile.stat(graph)
+        key = (model_dir, stat.mtime_nsec, stat.length)
+    else:
+        # gfile's mtime has whole seconds only on local disks; a re-export
+        # within the second writes a new file (inode) all the same.
+        local = os.stat(graph)
+        key = (model_dir, local.st_mtime_ns, local.st_size, local.st_ino)
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = tf.saved_model.load(model_dir)
+            while len(_MODELS) > _MODELS_KEPT:
+                _MODELS.popitem(last=False)
+        _MODELS.move_to_end(key)
+        return _MODELS[key]
+
+
+def signature_names(model_dir: str) -> List[str]:
+    """The serving signatures a SavedModel exports, read from its graph, not loaded."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(os.path.join(model_dir, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    # As the loaded model's ``.signatures``: without TF's own entries
+    # (``__saved_model_init_op``).
+    return sorted({name for graph in proto.meta_graphs for name in graph.signature_def
+                   if not name.startswith("__")})
 
 
 class ChunkHandler(ModelHandler):
@@ -39,15 +89,18 @@ class ChunkHandler(ModelHandler):
 
     def load_model(self):
         import shoprec  # noqa: F401  (Keras 2 before TensorFlow loads on workers)
-        import tensorflow as tf
 
-        return tf.saved_model.load(self._model_dir).signatures[self._signature]
+        return saved_model(self._model_dir).signatures[self._signature]
 
     def run_inference(self, batch: Sequence[Chunk], model, inference_args=None
                       ) -> Iterable[PredictionResult]:
         import tensorflow as tf
 
         for chunk in batch:
+            if not len(chunk):
+                # BatchElements with an element_size_fn emits an empty batch
+                # before an element that alone outweighs max_batch_size.
+                continue
             feed = {k: tf.constant(v) for k, v in self._inputs(chunk).items()}
             outputs = model(**feed)
             yield PredictionResult(chunk, {k: np.asarray(v) for k, v in outputs.items()})

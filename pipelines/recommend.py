@@ -2,12 +2,18 @@
 
 Stages (stable labels): ReadItems → EmbedItems (``pipelines.candidates``: the
 ``item_embedding`` signature on batches, one catalogue matrix); ReadUsers +
-ReadHistory + ReadExclusions → JoinUsers (CoGroupByKey: no user table is held
-whole in memory) → Recommend (the composite :class:`Recommend`: EmbedUsers →
-Retrieve → Rank → TopK) → WriteRecommendations.
+ReadHistory + ReadExclusions (``pipelines.exclusions``) → JoinUsers
+(CoGroupByKey: no user table is held whole in memory) → Recommend (the
+composite :class:`Recommend`: EmbedUsers → Retrieve → Rank → TopK) →
+WriteRecommendations, and with ``--bq_table`` WriteBigQuery
+(``pipelines.bigquery``: the run date's partition, replaced).
 
-Retrieval is exact (``pipelines.candidates.top_n``), with the items a user is
-excluded from masked out first. The candidates' raw examples, built by the
+Retrieval is exact (``pipelines.candidates.top_n``) or, with ``recommend.index:
+faiss``, approximate (``pipelines.candidates.FaissIndex``, built once per
+worker), with the items a user is excluded from never returned; with faiss, a
+``recommend.faiss.recall_sample`` share of the users (picked by a hash of
+their id) is also retrieved exactly and the counters give the index's
+recall@candidates against exact. The candidates' raw examples, built by the
 row assembler ingest uses (``pipelines.rows``), go through the serving
 signature, and the blend of its outputs ranks them. Items come only from the
 current item table, so an item no longer listed is never recommended.
@@ -23,6 +29,7 @@ Output: ``recommend/recommendations-*.parquet``, one row per (user, rank):
 
 from __future__ import annotations
 
+import datetime
 import math
 import time
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
@@ -32,10 +39,14 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
+from pipelines import bigquery
 from pipelines import dead_letter as dl
 from pipelines import examples
-from pipelines.candidates import Catalogue, EmbedItems, pairs_bytes, pairs_examples, top_n
-from pipelines.inference import ChunkHandler
+from pipelines.candidates import (Catalogue, EmbedItems, ExactIndex, build_index,
+                                  in_recall_sample, index_report, overlap, pairs_bytes,
+                                  pairs_examples)
+from pipelines.exclusions import ReadExclusions
+from pipelines.inference import ChunkHandler, signature_names
 from pipelines.options import pipeline_options
 from pipelines.rows import query_row, raw_row
 from pipelines.score import ReadSideTable
@@ -75,39 +86,65 @@ def user_contexts(key_and_groups) -> Iterable[UserContext]:
 
 
 class _Retrieve(beam.DoFn):
-    """User embeddings → each user's candidates, as raw ranking examples."""
+    """User embeddings → each user's candidates, as raw ranking examples.
 
-    def __init__(self, registry: F.Registry, n: int, category_feature: Optional[str]):
+    Args:
+        registry: The run's registry.
+        settings: ``recommend_settings(config)``: candidates, category
+            feature, index and its recall sample.
+    """
+
+    def __init__(self, registry: F.Registry, settings):
         self._registry = registry
-        self._n = int(n)
-        self._category = category_feature
-        self._names = registry.example_names(include_labels=False)
+        self._settings = settings
+        self._n = int(settings.candidates)
+        self._category = settings.category_feature
+        self._encode = examples.Encoder(registry.example_names(include_labels=False), registry)
         self._indexed = None
         self._position: Dict[str, int] = {}
+        self._index = self._exact = None
+
+    def _recall(self, contexts, queries, excluded, index) -> None:
+        """Counts how many of the exact top N the index found, for the sampled users."""
+        share = self._settings.faiss.recall_sample
+        sample = [j for j, ctx in enumerate(contexts) if in_recall_sample(ctx.user_id, share)]
+        if not sample:
+            return
+        _, exact = self._exact.search(queries[sample], self._n, [excluded[j] for j in sample])
+        found, total = overlap(index[sample], exact)
+        counter = beam.metrics.Metrics.counter
+        counter(dl.NAMESPACE, "recommend/index_recall_users").inc(len(sample))
+        counter(dl.NAMESPACE, "recommend/index_recall_found").inc(found)
+        counter(dl.NAMESPACE, "recommend/index_recall_relevant").inc(total)
 
     def process(self, result: PredictionResult, catalogue: Catalogue, items):
         registry = self._registry
         if self._indexed is not catalogue:  # once per side-input value, not per batch
             self._position = {item_id: i for i, item_id in enumerate(catalogue.ids)}
+            self._index = build_index(catalogue.vectors, self._settings)
+            self._exact = ExactIndex(catalogue.vectors)
             self._indexed = catalogue
         position = self._position
         contexts = [ctx for ctx, _ in result.example]
         excluded = [[position[i] for i in ctx.excluded if i in position] for ctx in contexts]
         beam.metrics.Metrics.counter(dl.NAMESPACE, "recommend/excluded_items").inc(
             sum(len(e) for e in excluded))
-        scores, index = top_n(np.asarray(result.inference["embedding"], np.float32),
-                              catalogue.vectors, self._n, excluded)
+        queries = np.asarray(result.inference["embedding"], np.float32)
+        scores, index = self._index.search(queries, self._n, excluded)
+        if self._settings.index != "exact":
+            self._recall(contexts, queries, excluded, index)
         chunk = []
         for ctx, row_scores, row_index in zip(contexts, scores, index):
+            query = query_row(ctx.user_id, ctx.user, ctx.history, registry)
             candidates = []
             for score, i in zip(row_scores, row_index):
                 if i < 0:
                     continue
                 item_id = catalogue.ids[i]
                 event = {F.USER_KEY: ctx.user_id, F.ITEM_KEY: item_id}
-                row = raw_row(event, ctx.user, items[item_id], ctx.history, registry)
+                row = raw_row(event, ctx.user, items[item_id], ctx.history, registry, query)
                 candidates.append((item_id, float(score), row.get(self._category),
-                                   examples.encode(row, self._names, registry)))
+                                   self._encode(row)))
             chunk.append((ctx.user_id, candidates))
         yield chunk
 
@@ -211,11 +248,11 @@ class Recommend(beam.PTransform):
 
     def expand(self, contexts):
         registry, rec = self._registry, self._settings
-        names = registry.query_names()
+        encode = examples.Encoder(registry.query_names(), registry)
 
         def query_chunk(batch: List[UserContext]):
             rows = [query_row(c.user_id, c.user, c.history, registry) for c in batch]
-            return [(c, examples.encode(r, names, registry)) for c, r in zip(batch, rows)]
+            return [(c, encode(r)) for c, r in zip(batch, rows)]
 
         return (contexts
                 | "BatchUsers" >> beam.BatchElements(min_batch_size=1,
@@ -224,50 +261,13 @@ class Recommend(beam.PTransform):
                 | "EmbedUsers" >> RunInference(ChunkHandler(
                     self._model_dir, "user_embedding", pairs_examples, pairs_bytes))
                 | "Retrieve" >> beam.ParDo(
-                    _Retrieve(registry, rec.candidates, rec.category_feature),
+                    _Retrieve(registry, rec),
                     catalogue=beam.pvalue.AsSingleton(self._catalogue),
                     items=beam.pvalue.AsDict(self._items))
                 | "Rank" >> RunInference(ChunkHandler(
                     self._model_dir, "serving_default", _ranking_examples, _ranking_bytes))
                 | "TopK" >> beam.ParDo(_TopK(rec.k, rec.blend, self._temperature, self._outputs,
                                              rec.max_per_category, rec.category_feature)))
-
-
-class ReadExclusions(beam.PTransform):
-    """Raw examples → (user_id, item_id) pairs the user had ``label`` for lately.
-
-    Lately: in the ``window_s`` before ``end`` (the cut-off), or, with no
-    ``end``, before the last example's timestamp.
-    """
-
-    def __init__(self, patterns: Sequence[str], registry: F.Registry, label: str,
-                 window_s: int, end: Optional[int]):
-        super().__init__()
-        self._patterns = list(patterns)
-        self._registry = registry
-        self._label, self._window, self._end = label, int(window_s), end
-
-    def expand(self, pbegin):
-        registry, label, window = self._registry, self._label, self._window
-        reads = [pbegin | f"Read{i}" >> beam.io.ReadFromTFRecord(p, validate=False)
-                 for i, p in enumerate(self._patterns)]
-        rows = (reads
-                | "Flatten" >> beam.Flatten()
-                | "Decode" >> beam.Map(examples.decode, registry)
-                | "Positive" >> beam.Filter(lambda row: bool(row[label])))
-        if self._end is not None:
-            end = pbegin | "CutOff" >> beam.Create([self._end])
-        else:
-            end = (rows
-                   | "Timestamps" >> beam.Map(lambda row: row[registry.timestamp_key] + 1)
-                   | "LastEvent" >> beam.CombineGlobally(max).without_defaults())
-
-        def recent(row, cut) -> bool:
-            return cut - window <= row[registry.timestamp_key] < cut
-
-        return (rows
-                | "InWindow" >> beam.Filter(recent, cut=beam.pvalue.AsSingleton(end))
-                | "Pairs" >> beam.Map(lambda r: (r[registry.user_key], r[registry.item_key])))
 
 
 def output_names(config: Config) -> List[str]:
@@ -292,8 +292,7 @@ def _check_inputs(config: Config, limit: int) -> Tuple[str, str]:
     layout = config.layout
     require_success(layout.ingest_dir, "ingest")
     version, model_dir = models.require_current(layout)
-    signatures = tf.saved_model.load(model_dir).signatures
-    if "user_embedding" not in signatures:
+    if "user_embedding" not in signature_names(model_dir):
         raise StageOrderError("the model has no retrieval towers to pick candidates with; "
                               "set model.retrieval.enabled: true and run `shoprec train` again")
     files = tf.io.gfile.glob(layout.items_table + "*")
@@ -304,7 +303,21 @@ def _check_inputs(config: Config, limit: int) -> Tuple[str, str]:
     return version, model_dir
 
 
-def build(pipeline: beam.Pipeline, config: Config, rec, model_dir: str) -> None:
+def run_date(config: Config) -> datetime.date:
+    """The date the lists are for: the BigQuery partition they are written to.
+
+    ``as_of: eval``: the cut-off's (the eval start's UTC date), so a re-run
+    of the same evaluation replaces its own partition; ``as_of: end``
+    (production): the UTC date the job runs.
+    """
+    if recommend_settings(config).as_of == "eval":
+        return datetime.datetime.fromtimestamp(config.split_starts[0],
+                                               datetime.timezone.utc).date()
+    return datetime.datetime.now(datetime.timezone.utc).date()
+
+
+def build(pipeline: beam.Pipeline, config: Config, rec, model_dir: str,
+          bq_table: Optional[str] = None) -> None:
     """Adds the recommend job to ``pipeline``: read, join, :class:`Recommend`, write.
 
     Args:
@@ -312,15 +325,22 @@ def build(pipeline: beam.Pipeline, config: Config, rec, model_dir: str) -> None:
         config: Run config.
         rec: Its recommend settings (:func:`recommend_settings`).
         model_dir: The serving SavedModel (the published version's).
+        bq_table: ``project:dataset.table``: also write the rows to its
+            :func:`run_date` partition (``pipelines.bigquery``).
+
+    Raises:
+        ConfigError: ``bq_table`` is not ``project:dataset.table``.
     """
     layout, registry = config.layout, config.registry
     eval_ts = config.split_starts[0]
-    has_history = bool(registry.of_source(F.Source.HISTORY))
     at_eval = rec.as_of == "eval"
     history = None
-    if has_history:
+    if registry.of_source(F.Source.HISTORY):
         history = (layout.history_at_eval_table if at_eval else layout.history_table) + "*"
     outputs = output_names(config)
+    # Built first: a malformed table fails before anything is read.
+    sink = bigquery.WriteToBigQuery(bq_table, run_date(config), schema(outputs)) if bq_table \
+        else None
     items = pipeline | "ReadItems" >> ReadSideTable(layout.items_table + "*", registry.item_key,
                                                     registry)
     catalogue = items | "EmbedItems" >> EmbedItems(model_dir, registry, rec.user_batch,
@@ -339,33 +359,43 @@ def build(pipeline: beam.Pipeline, config: Config, rec, model_dir: str) -> None:
     contexts = ({"user": users, "history": histories, "excluded": excluded}
                 | "JoinUsers" >> beam.CoGroupByKey()
                 | "Contexts" >> beam.FlatMap(user_contexts))
-    _ = (contexts
-         | "Recommend" >> Recommend(model_dir, registry, rec, outputs,
-                                    temperature=config.model.retrieval.temperature,
-                                    catalogue=catalogue, items=items)
-         | "WriteRecommendations" >> beam.io.WriteToParquet(
-             layout.recommendations, schema(outputs), file_name_suffix=PARQUET_SUFFIX))
+    rows = contexts | "Recommend" >> Recommend(
+        model_dir, registry, rec, outputs, temperature=config.model.retrieval.temperature,
+        catalogue=catalogue, items=items)
+    _ = rows | "WriteRecommendations" >> beam.io.WriteToParquet(
+        layout.recommendations, schema(outputs), file_name_suffix=PARQUET_SUFFIX)
+    if sink is not None:
+        _ = rows | "WriteBigQuery" >> sink
 
 
-def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+def run(config: Config, beam_args: Optional[Sequence[str]] = None,
+        bq_table: Optional[str] = None) -> Dict[str, Any]:
     """Writes the top K of the catalogue for every user; returns the job's report.
 
     Users: everyone in the users table and everyone with events (a user the
     users table lacks gets its defaults), each with their history at the
     cut-off (``recommend.as_of``).
 
+    Args:
+        config: The run config.
+        beam_args: Pass-through Beam flags (a BigQuery sink needs
+            ``--temp_location gs://...`` and GCP credentials).
+        bq_table: See :func:`build`.
+
     Raises:
         StageOrderError: ingest has not finished, no model is published, or
             it has no retrieval towers. ConfigError: the catalogue is over
-            ``recommend.max_catalogue_items``.
+            ``recommend.max_catalogue_items``, or ``bq_table`` is malformed.
     """
     rec = recommend_settings(config)
     layout = config.layout
+    if bq_table:
+        bigquery.partition(bq_table, run_date(config))  # a malformed table fails first
     version, model_dir = _check_inputs(config, rec.max_catalogue_items)
     clear(layout.recommend_dir)
     start = time.time()
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
-    build(pipeline, config, rec, model_dir)
+    build(pipeline, config, rec, model_dir, bq_table)
     result = pipeline.run()
     result.wait_until_finish()
     counts = dl.counts_from_result(result)
@@ -373,6 +403,7 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, 
     report = {"counts": counts, "seconds": round(seconds, 2),
               "users": counts.get("recommend/users", 0),
               "users_per_s": round(counts.get("recommend/users", 0) / seconds, 1),
+              "index": index_report(rec, counts),
               "settings": {"k": rec.k, "candidates": rec.candidates, "blend": dict(rec.blend),
                            "as_of": rec.as_of, "exclude_label": rec.exclude_label,
                            "exclude_days": rec.exclude_days,
@@ -380,5 +411,7 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, 
                            "category_feature": rec.category_feature},
               "recommendations": layout.recommendations + "-*" + PARQUET_SUFFIX,
               "model_version": version, "model_dir": model_dir}
+    if bq_table:
+        report["bigquery"] = bigquery.partition(bq_table, run_date(config))
     write_report(layout.recommend_report, report)
     return report

@@ -18,7 +18,8 @@ from shoprec.core import registry as F
 
 def raw_row(event: Mapping[str, Any], user: Optional[Mapping[str, Any]],
             item: Mapping[str, Any], history: Optional[Mapping[str, Any]],
-            registry: F.Registry) -> Dict[str, Any]:
+            registry: F.Registry, query: Optional[Mapping[str, Any]] = None
+            ) -> Dict[str, Any]:
     """Builds one raw-example row, keyed by registry feature name.
 
     Args:
@@ -32,6 +33,9 @@ def raw_row(event: Mapping[str, Any], user: Optional[Mapping[str, Any]],
             strictly before the example; scoring: after the user's last
             event); None: no earlier event.
         registry: The run's registry.
+        query: ``query_row(user_id, user, history, registry)`` when the
+            caller has it already (one user's many candidates): the same
+            row, the user's side built once.
 
     Returns:
         The row: the user's side (:func:`query_row`), then the event's
@@ -40,7 +44,7 @@ def raw_row(event: Mapping[str, Any], user: Optional[Mapping[str, Any]],
         from the item's own attributes.
     """
     user_id, item_id = event[F.USER_KEY], event[F.ITEM_KEY]
-    row = query_row(user_id, user, history, registry)
+    row = dict(query) if query is not None else query_row(user_id, user, history, registry)
     row.update(event)
     row.update(item)
     for canonical, key, value in ((F.USER_KEY, registry.user_key, user_id),

@@ -6,6 +6,9 @@ signature (the version ``models/CURRENT`` names; it carries its transform
 graph) through Beam RunInference, ranked within user and written as Parquet.
 Elements are moved in batches, not rows: per-element overhead, not the model,
 dominates RunInference on small models.
+After the join by user an element is one user with all their pairs, and a
+batch holds whole users, so each user is ranked right after the signature
+call, with no second shuffle.
 
 Output columns: ``user_id``, ``item_id``, ``rank`` (1 = best within the user,
 by ``scoring.rank_by``) and, per task, by its type:
@@ -37,7 +40,7 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 from pipelines import dead_letter, examples, options as beam_options
 from pipelines.inference import ChunkHandler
 from pipelines.outputs import Outputs
-from pipelines.rows import raw_row
+from pipelines.rows import query_row, raw_row
 from shoprec.core import registry as F
 from shoprec.core.config import Config
 from shoprec.core.errors import InputMissingError, StageOrderError
@@ -47,7 +50,9 @@ from shoprec.io import models
 from shoprec.io.outputs import clear, require_success, write_report, write_success
 
 Pair = Tuple[str, str]
-Chunk = List[Tuple[str, str, bytes]]
+# One user's pairs: (user_id, [(item_id, serialized raw example), ...]).
+UserPairs = Tuple[str, List[Tuple[str, bytes]]]
+Chunk = List[UserPairs]
 
 
 def scores_schema(tasks: Sequence[TaskConfig]) -> pa.Schema:
@@ -101,11 +106,11 @@ def class_names(config: Config, transform_dir: Optional[str] = None) -> Dict[str
 
 def _serialized(chunk: Chunk) -> Dict[str, List[bytes]]:
     """A chunk's serialized raw examples, the serving signature's ``examples`` input."""
-    return {"examples": [s for _, _, s in chunk]}
+    return {"examples": [s for _, pairs in chunk for _, s in pairs]}
 
 
 def _example_bytes(chunk: Chunk) -> int:
-    return sum(len(s) for _, _, s in chunk)
+    return sum(len(s) for _, pairs in chunk for _, s in pairs)
 
 
 class ReadPairs(beam.PTransform):
@@ -151,8 +156,23 @@ class ReadSideTable(beam.PTransform):
                 | "Decode" >> beam.Map(_keyed_row, self._key, self._registry))
 
 
+class PairsByUser(beam.PTransform):
+    """(user_id, item_id) pairs → (user_id, [item_id, ...]), one element per user.
+
+    A combine, not a GroupByKey: the runner lifts it, listing each bundle's
+    pairs per user before the shuffle, so the join moves one element per user
+    and bundle, not one per pair. The order within a list is not defined.
+    """
+
+    def expand(self, pairs):
+        return pairs | "ToList" >> beam.CombinePerKey(beam.combiners.ToListCombineFn())
+
+
 class BuildRawExamples(beam.PTransform):
     """Joins pairs with user/item attributes and encodes raw serving examples.
+
+    Output ``examples``: one element per user, (user_id, [(item_id,
+    serialized raw example), ...]); ``dead_letter``: the unknown items.
 
     Users and their history are joined by key (CoGroupByKey): no worker holds
     the users table. The items are a side input: every worker holds the
@@ -174,7 +194,8 @@ class BuildRawExamples(beam.PTransform):
         history = self._history
         if history is None:
             history = pairs.pipeline | "NoHistory" >> beam.Create([])
-        return ({"pairs": pairs, "user": self._users, "history": history}
+        items_by_user = pairs | "ItemsByUser" >> PairsByUser()
+        return ({"pairs": items_by_user, "user": self._users, "history": history}
                 | "JoinUsers" >> beam.CoGroupByKey()
                 | "Join" >> beam.ParDo(_JoinPairs(self._registry),
                                        items=beam.pvalue.AsDict(self._items))
@@ -182,11 +203,11 @@ class BuildRawExamples(beam.PTransform):
 
 
 class _JoinPairs(beam.DoFn):
-    """(user_id, {pairs: item ids, user: [row], history: [row]}) → raw examples."""
+    """(user_id, {pairs: item ids, user: [row], history: [row]}) → the user's raw examples."""
 
     def __init__(self, registry: F.Registry):
         self._registry = registry
-        self._names = registry.example_names(include_labels=False)
+        self._encode = examples.Encoder(registry.example_names(include_labels=False), registry)
 
     def process(self, user_and_groups, items):
         registry = self._registry
@@ -194,7 +215,10 @@ class _JoinPairs(beam.DoFn):
         users, histories = list(groups["user"]), list(groups["history"])
         user = users[0] if users else None
         history = histories[0] if histories else None
-        for item_id in groups["pairs"]:
+        query = query_row(user_id, user, history, registry)
+        out = []
+        # "pairs" holds the user's item list (PairsByUser: one list per user).
+        for item_id in (i for user_items in groups["pairs"] for i in user_items):
             item = items.get(item_id)
             if item is None:
                 yield dead_letter.tagged("pairs", "unknown_item",
@@ -202,56 +226,49 @@ class _JoinPairs(beam.DoFn):
                                          f"{user_id},{item_id}")
                 continue
             event = {F.USER_KEY: user_id, F.ITEM_KEY: item_id}
-            row = raw_row(event, user, item, history, registry)
-            yield user_id, item_id, examples.encode(row, self._names, registry)
-
-
-class RankWithinUser(beam.PTransform):
-    """Scored rows → rows with ``rank`` (1 = best) within each user."""
-
-    def __init__(self, rank_by: str):
-        super().__init__()
-        self._rank_by = rank_by
-
-    def expand(self, rows):
-        rank_by = self._rank_by
-
-        def rank(user_rows):
-            _, group = user_rows
-            ordered = sorted(group, key=lambda r: (-r[rank_by], r["item_id"]))
-            for position, row in enumerate(ordered, start=1):
-                yield dict(row, rank=position)
-
-        return (rows
-                | "KeyByUser" >> beam.Map(lambda r: (r["user_id"], r))
-                | "GroupByUser" >> beam.GroupByKey()
-                | "Rank" >> beam.FlatMap(rank))
+            row = raw_row(event, user, item, history, registry, query)
+            out.append((item_id, self._encode(row)))
+        if out:
+            yield user_id, out
 
 
 def _to_rows(result: PredictionResult, tasks: Sequence[TaskConfig],
-             names: Dict[str, List[str]]):
+             names: Dict[str, List[str]], rank_by: str):
+    """A scored chunk of whole users → their rows, ranked within each user.
+
+    Rank 1 is the highest ``rank_by``; equal scores rank by item id.
+    """
     counter = beam.metrics.Metrics.counter(dead_letter.NAMESPACE, "score/rows")
-    for i, (user_id, item_id, _) in enumerate(result.example):
-        row = {"user_id": user_id, "item_id": item_id}
-        for task in tasks:
-            key = f"p_{task.name}"
-            if task.type != "multiclass":
-                row[key] = float(result.inference[key][i])
-                continue
-            probabilities = np.asarray(result.inference[key][i], np.float32)
-            best = int(np.argmax(probabilities))
-            tokens = names.get(task.name, ())
-            row[key] = probabilities.tolist()
-            row[f"{task.name}_class"] = best
-            row[f"{task.name}_class_name"] = tokens[best] if best < len(tokens) else None
-        counter.inc()
-        yield row
+    i = 0
+    for user_id, pairs in result.example:
+        rows = []
+        for item_id, _ in pairs:
+            row = {"user_id": user_id, "item_id": item_id}
+            for task in tasks:
+                key = f"p_{task.name}"
+                if task.type != "multiclass":
+                    row[key] = float(result.inference[key][i])
+                    continue
+                probabilities = np.asarray(result.inference[key][i], np.float32)
+                best = int(np.argmax(probabilities))
+                tokens = names.get(task.name, ())
+                row[key] = probabilities.tolist()
+                row[f"{task.name}_class"] = best
+                row[f"{task.name}_class_name"] = tokens[best] if best < len(tokens) else None
+            rows.append(row)
+            i += 1
+        rows.sort(key=lambda r: (-r[rank_by], r["item_id"]))
+        for position, row in enumerate(rows, start=1):
+            row["rank"] = position
+            yield row
+        counter.inc(len(rows))
 
 
 class Score(beam.PTransform):
     """(user_id, item_id) pairs → scored rows ranked within user, plus dead letters.
 
-    Stages: BuildRawExamples → Batch → RunInference → ToRows → RankWithinUser.
+    Stages: BuildRawExamples (one element per user) → Batch (whole users, about
+    ``batch_size`` pairs) → RunInference → ToRows (ranked within user).
 
     Args:
         model_dir: The exported model (its serving signature takes raw examples).
@@ -283,10 +300,10 @@ class Score(beam.PTransform):
         ranked = (
             joined.examples
             | "Batch" >> beam.BatchElements(min_batch_size=min(64, self._batch_size),
-                                            max_batch_size=self._batch_size)
+                                            max_batch_size=self._batch_size,
+                                            element_size_fn=lambda user: len(user[1]))
             | "RunInference" >> RunInference(handler)
-            | "ToRows" >> beam.FlatMap(_to_rows, self._tasks, self._names)
-            | "RankWithinUser" >> RankWithinUser(self._rank_by))
+            | "ToRows" >> beam.FlatMap(_to_rows, self._tasks, self._names, self._rank_by))
         return Outputs(ranked, joined[dead_letter.DEAD_LETTER_TAG])
 
 

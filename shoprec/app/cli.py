@@ -76,6 +76,11 @@ def _add_flags(p: argparse.ArgumentParser, flags, dated: bool = True) -> None:
     if "pairs" in flags:
         p.add_argument("--pairs", default=None,
                        help="user_id,item_id CSV to score (default: eval-window pairs)")
+    if "bq_table" in flags:
+        p.add_argument("--bq_table", default=None, metavar="PROJECT:DATASET.TABLE",
+                       help="also write the recommendations to this BigQuery table, "
+                            "DAY-partitioned on dt (the run date), replacing that date's "
+                            "partition; needs --temp_location gs://... and GCP credentials")
     if "force_bless" in flags:
         p.add_argument("--force_bless", action="store_true", default=None,
                        help="publish the trained model even when the model gate refuses it")
@@ -154,7 +159,8 @@ def run_stage(stage: str, config, beam_args: List[str], args) -> int:
     Raises:
         UserError: the stage failed for a reason the user fixes.
     """
-    options = {k: getattr(args, k, None) for k in ("strategy", "pairs", "force_bless")}
+    options = {k: getattr(args, k, None) for k in ("strategy", "pairs", "force_bless",
+                                                   "bq_table")}
     force = bool(getattr(args, "force", False))
     if stage == "demo":
         from shoprec.app import demo

@@ -10,7 +10,8 @@ in the ``popularity_days`` before the cut-off) and the user's own history
 and, for the generated shop, the oracle: the generator's hidden preference
 model ranking the whole catalogue (``pipelines.generate.expected_clicks``).
 
-Writes ``recommend/metrics.json`` beside the job's output.
+Writes ``recommend/metrics.json`` beside the job's output, with the job's
+retrieval index (and, for faiss, its recall@N against exact).
 """
 
 from __future__ import annotations
@@ -162,14 +163,25 @@ def render(result: Mapping[str, Any]) -> str:
     lines.insert(2, "  ".join("-" * w for w in widths))
     if "model_over_oracle_ndcg" in result:
         lines.append(f"model NDCG / oracle NDCG: {result['model_over_oracle_ndcg']:.3f}")
+    index = result.get("index", {})
+    if index.get("recall_at_n") is not None:
+        lines.append(f"retrieval index {index['index']} ({index['settings']['kind']}): "
+                     f"recall@{index['n']} against exact {index['recall_at_n']:.4f} over "
+                     f"{index['recall_users']} sampled users")
     return "\n".join(lines)
 
 
-def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    """Runs the recommend job, then (``as_of: eval``) its evaluation; returns the report."""
-    report = job.run(config, beam_args)
+def run(config: Config, beam_args: Optional[Sequence[str]] = None,
+        bq_table: Optional[str] = None) -> Dict[str, Any]:
+    """Runs the recommend job, then (``as_of: eval``) its evaluation; returns the report.
+
+    ``bq_table`` (``project:dataset.table``) also writes the lists to that
+    table's run-date partition (``pipelines.bigquery``).
+    """
+    report = job.run(config, beam_args, bq_table)
     if recommend_settings(config).as_of == "eval":
-        report["metrics"] = evaluate(config)
+        # The job's index, and its recall against exact, beside the ranking metrics.
+        report["metrics"] = dict(evaluate(config), index=report["index"])
         write_report(config.layout.recommend_metrics, report["metrics"])
     # Last: the folder is finished, job and evaluation.
     write_success(config.layout.recommend_dir, "recommend")

@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 from shoprec.core.config import Config
 
 # run(config, beam_args, options) → the stage's report; options holds the
-# stage's own flags (``strategy``, ``pairs``) when given.
+# stage's own flags (``strategy``, ``pairs``, ``force_bless``, ``bq_table``) when given.
 Runner = Callable[[Config, Sequence[str], Mapping[str, Any]], Dict[str, Any]]
 
 
@@ -33,7 +33,7 @@ class Stage:
         reads: What it reads: the inputs or the run folders of earlier stages.
         writes: The run folder it owns (staged and published on each run).
         flags: Its own flags beside the common ones: ``sizes`` (the
-            generator's), ``strategy``, ``pairs``, ``force_bless``.
+            generator's), ``strategy``, ``pairs``, ``force_bless``, ``bq_table``.
         in_demo: Whether ``shoprec demo`` runs it.
         publishes: Whether its folder is staged and published with a
             manifest; ``generate`` writes the run's *inputs* (wherever
@@ -101,7 +101,7 @@ def _score(config, beam_args, options):
 def _recommend(config, beam_args, options):
     from shoprec.app import recommend
 
-    return recommend.run(config, beam_args)
+    return recommend.run(config, beam_args, bq_table=options.get("bq_table"))
 
 
 STAGES: Tuple[Stage, ...] = (
@@ -127,7 +127,8 @@ STAGES: Tuple[Stage, ...] = (
           _score, ("ingest/", "models/CURRENT"), "score/", ("pairs",), True),
     Stage("recommend", "Beam: the top K of the whole catalogue for every user (retrieval, then "
                        "the multi-task ranker), judged against baselines",
-          _recommend, ("ingest/", "models/CURRENT", "inputs.truth"), "recommend/", (), True),
+          _recommend, ("ingest/", "models/CURRENT", "inputs.truth"), "recommend/", ("bq_table",),
+          True),
 )
 
 BY_NAME: Dict[str, Stage] = {s.name: s for s in STAGES}

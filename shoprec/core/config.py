@@ -121,6 +121,38 @@ class ScoringConfig:
 
 # The blend term for the two towers' score: exp(retrieval_score / temperature).
 RETRIEVAL = "retrieval"
+INDEXES = ("exact", "faiss")
+FAISS_KINDS = ("hnsw", "ivf", "flat")
+
+
+@dataclasses.dataclass(frozen=True)
+class FaissConfig:
+    """``recommend.index: faiss``: the approximate inner-product index.
+
+    Built once per worker from the catalogue's embeddings.
+
+    Attributes:
+        kind: ``hnsw`` (``IndexHNSWFlat``: a graph, no training), ``ivf``
+            (``IndexIVFFlat``: k-means lists, ``nprobe`` of ``nlist`` searched)
+            or ``flat`` (``IndexFlatIP``: exact, for checking).
+        hnsw_m: HNSW neighbours per node.
+        ef_construction: HNSW candidate list while building.
+        ef_search: HNSW candidate list while searching (at least the
+            items asked for).
+        nlist: IVF lists (0: ``4 * sqrt(items)``, at most ``items / 39``,
+            faiss's fewest training points per list).
+        nprobe: IVF lists searched per query.
+        recall_sample: Share of users also retrieved exactly, in the job,
+            to report the index's recall@candidates against exact.
+    """
+
+    kind: str = "hnsw"
+    hnsw_m: int = 32
+    ef_construction: int = 200
+    ef_search: int = 128
+    nlist: int = 0
+    nprobe: int = 8
+    recall_sample: float = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +190,9 @@ class RecommendConfig:
         user_batch: Users per retrieval and ranking call.
         max_catalogue_items: Every worker holds the catalogue's embeddings;
             a larger catalogue fails the job with a message naming this limit.
+        index: ``exact`` (every item scored: blocked matrix product and
+            top-k) or ``faiss`` (approximate; see :class:`FaissConfig`).
+        faiss: The faiss index's settings.
     """
 
     k: int = 10
@@ -172,6 +207,8 @@ class RecommendConfig:
     popularity_days: int = 7
     user_batch: int = 256
     max_catalogue_items: int = 2_000_000
+    index: str = "exact"
+    faiss: FaissConfig = FaissConfig()
 
 
 # A date-partitioned run: the date's folder under run_root, e.g. dt=2026-12-01.
@@ -369,6 +406,16 @@ def check_recommend(config: Config, where: str, label_names) -> None:
     if rec.max_per_category < 0 or rec.exclude_days < 0 or rec.popularity_days < 1:
         raise ConfigError(f"{where}: recommend.max_per_category and exclude_days must be "
                           ">= 0, popularity_days >= 1")
+    if rec.index not in INDEXES:
+        raise ConfigError(f"{where}: recommend.index must be one of {list(INDEXES)}")
+    ann = rec.faiss
+    if ann.kind not in FAISS_KINDS:
+        raise ConfigError(f"{where}: recommend.faiss.kind must be one of {list(FAISS_KINDS)}")
+    if min(ann.hnsw_m, ann.ef_construction, ann.ef_search, ann.nprobe) < 1 or ann.nlist < 0:
+        raise ConfigError(f"{where}: recommend.faiss needs hnsw_m, ef_construction, ef_search "
+                          "and nprobe >= 1, nlist >= 0 (0: automatic)")
+    if not 0.0 <= ann.recall_sample <= 1.0:
+        raise ConfigError(f"{where}: recommend.faiss.recall_sample must be in [0, 1]")
 
 
 def recommend_settings(config: Config) -> RecommendConfig:

@@ -203,6 +203,11 @@ class Registry:
             by_name[f.name] = f
         # Not a field: equality and hashing stay those of the feature tuple.
         object.__setattr__(self, "_by_name", by_name)
+        # Looked up per row by the row assembler: computed once.
+        by_source: Dict[Source, Tuple[Feature, ...]] = {}
+        for f in self.features:
+            by_source[f.source] = by_source.get(f.source, ()) + (f,)
+        object.__setattr__(self, "_by_source", by_source)
         for key in (self.user_key, self.item_key):
             if key not in by_name or by_name[key].kind != Kind.ID:
                 raise ValueError(f"registry: key {key!r} must be an ID feature")
@@ -289,7 +294,7 @@ class Registry:
         return tuple(f for f in self.features if f.kind in kinds)
 
     def of_source(self, source: Source) -> Tuple[Feature, ...]:
-        return tuple(f for f in self.features if f.source == source)
+        return self._by_source.get(Source(source), ())  # type: ignore[attr-defined]
 
     def labels(self) -> Tuple[Feature, ...]:
         return self.of_kind(Kind.LABEL)

@@ -10,8 +10,8 @@ last short batch of BatchElements, hence RunInference; the file sinks' writes)
 and a multi-output ParDo's tagged outputs all land in its main output (every
 dead-letter split). ``metrics()`` is not implemented, and every job's report
 is built from counters. What does run and is checked against the local
-runner: the score job's ranking stage, ``RankWithinUser`` (Map, GroupByKey,
-FlatMap).
+runner: the score job's per-user listing of its pairs, ``PairsByUser`` (a
+combine: GroupByKey and ParDos).
 """
 
 import apache_beam as beam
@@ -22,19 +22,15 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import ingest, score
 from pipelines.options import pipeline_options
-from pipelines.score import RankWithinUser
+from pipelines.score import PairsByUser
 from shoprec.core.layout import Layout
 from tests.pipelines.fixtures import ingested_shop
 
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 WAIT_MS = 120_000
-ROWS = [{"user_id": "u1", "item_id": "a", "p_click": 0.2},
-        {"user_id": "u1", "item_id": "b", "p_click": 0.9},
-        {"user_id": "u1", "item_id": "c", "p_click": 0.9},
-        {"user_id": "u2", "item_id": "a", "p_click": 0.5}]
-# By hand: within a user, highest p_click first, ties by item id.
-RANKED = [dict(ROWS[1], rank=1), dict(ROWS[2], rank=2), dict(ROWS[0], rank=3),
-          dict(ROWS[3], rank=1)]
+PAIRS = [("u1", "a"), ("u1", "b"), ("u2", "a"), ("u1", "c"), ("u2", "a")]
+# By hand: each user's items, duplicates kept (lists sorted: their order is not defined).
+LISTED = [("u1", ["a", "b", "c"]), ("u2", ["a", "a"])]
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +62,17 @@ def _assert_local(build, expected):
         assert_that(build(pipeline), equal_to(expected))
 
 
-def test_rank_within_user_on_dask_equals_the_local_runner(cluster):
+def _listed(p):
+    return (p | beam.Create(PAIRS) | "ByUser" >> PairsByUser()
+            | "Sorted" >> beam.MapTuple(lambda user, items: (user, sorted(items))))
+
+
+def test_pairs_by_user_on_dask_equals_the_local_runner(cluster):
     pipeline = _dask_pipeline(cluster)
-    _ = pipeline | beam.Create(ROWS) | "Rank" >> RankWithinUser("p_click")
+    _listed(pipeline)
     elements, result = _run_on_dask(pipeline)
-    assert sorted(elements, key=lambda r: (r["user_id"], r["rank"])) == RANKED
-    _assert_local(lambda p: p | beam.Create(ROWS) | "Rank" >> RankWithinUser("p_click"), RANKED)
+    assert sorted(elements) == LISTED
+    _assert_local(_listed, LISTED)
     # No counters on Dask: every shoprec job builds its report from them.
     with pytest.raises(NotImplementedError):
         result.metrics()
@@ -89,7 +90,8 @@ def test_ingest_and_score_jobs_fail_on_dask_at_their_file_reads(cluster, config,
     if job == "ingest":
         ingest.build(pipeline, config, Layout(str(tmp_path)))
     else:
-        score.build(pipeline, config, config.layout.eval_pairs + "*")
+        score.build(pipeline, config, config.layout.eval_pairs + "*", config.layout.model_dir,
+                    {})
     # The untranslated Read hands its consumer no input.
     with pytest.raises(AttributeError, match="'NoneType' object has no attribute 'map'"):
         pipeline.run()

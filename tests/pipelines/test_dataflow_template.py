@@ -76,7 +76,7 @@ def test_score_job_template(config, tmp_path):
         p, config, config.layout.eval_pairs + "*", config.layout.model_dir, {}), tmp_path)
     _check(template, labels, "score",
            ["ReadPairs", "ReadUsers", "ReadItems", "Score", "Score/RunInference",
-            "Score/RankWithinUser", "WriteScores", "WriteDeadLetters"])
+            "Score/ToRows", "WriteScores", "WriteDeadLetters"])
 
 
 def test_recommend_job_template(config, tmp_path):

@@ -150,7 +150,9 @@ def test_scoring_serves_the_bytes_ingest_wrote():
         served = (p
                   | "Pairs" >> beam.Create(last_impressions)
                   | score.BuildRawExamples(users, items, REGISTRY, history))
-        keyed = served.examples | "KeyServed" >> beam.Map(lambda t: ((t[0], t[1]), t[2]))
+        # One element per user: (user_id, [(item_id, example), ...]).
+        keyed = served.examples | "KeyServed" >> beam.FlatMap(
+            lambda t: [((t[0], item), example) for item, example in t[1]])
         same = ({"ingest": trained, "score": keyed}
                 | beam.CoGroupByKey()
                 | beam.MapTuple(lambda k, g: (k, len(g["ingest"]) == len(g["score"]) == 1

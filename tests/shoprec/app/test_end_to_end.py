@@ -332,6 +332,37 @@ def test_recommend_writes_k_items_for_every_user_and_retrieval_is_exact(tiny_run
     assert set(metrics) >= {"model", "popularity", "own_history", "oracle"}
 
 
+def test_recommend_with_a_faiss_index_finds_the_exact_lists(tiny_run, tmp_path):
+    from shoprec.app import recommend
+
+    config, _ = tiny_run
+    columns = ["user_id", "rank", "item_id", "score", "retrieval_score"]
+
+    def rows(layout):
+        table = pq.read_table(glob.glob(layout.recommendations + "-*.parquet"), columns=columns)
+        return sorted(tuple(r.values()) for r in table.to_pylist())
+
+    exact = rows(config.layout)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for name in os.listdir(config.run_dir):
+        if name != "recommend":
+            os.symlink(os.path.join(config.run_dir, name), run_dir / name)
+    ann = dataclasses.replace(config, run_dir=str(run_dir), recommend=dataclasses.replace(
+        config.recommend, index="faiss", faiss=config_lib.FaissConfig(recall_sample=1.0)))
+    report = recommend.run(ann)
+    # 24 items and HNSW's M = 32 (64 links a node on the bottom layer): every
+    # item links to every other, so the graph search is exhaustive and exact.
+    assert report["index"]["recall_users"] == report["users"] > 0
+    assert report["index"]["recall_at_n"] == 1.0
+    assert json.load(open(ann.layout.recommend_metrics))["index"] == report["index"]
+    got = rows(ann.layout)
+    assert [r[:3] for r in got] == [r[:3] for r in exact]
+    # faiss and the blocked product sum in different orders: float32 rounding.
+    np.testing.assert_allclose([r[3:] for r in got], [r[3:] for r in exact], rtol=1e-5,
+                               atol=1e-6)
+
+
 def test_recommend_refuses_a_catalogue_over_its_limit(tiny_run):
     from pipelines import recommend
     from shoprec.core.errors import ConfigError

@@ -25,10 +25,11 @@ def test_each_stage_owns_one_run_folder():
 @pytest.mark.parametrize("stage, own, absent", [
     ("generate", ["--num_users", "--seed"], ["--strategy", "--pairs"]),
     ("train", ["--strategy"], ["--num_users", "--pairs"]),
-    ("score", ["--pairs"], ["--strategy", "--num_users", "--force_bless"]),
-    ("push", ["--force_bless"], ["--strategy", "--pairs"]),
-    ("demo", ["--strategy", "--num_users"], ["--pairs"]),
-    ("ingest", [], ["--strategy", "--pairs", "--num_users"]),
+    ("score", ["--pairs"], ["--strategy", "--num_users", "--force_bless", "--bq_table"]),
+    ("push", ["--force_bless"], ["--strategy", "--pairs", "--bq_table"]),
+    ("recommend", ["--bq_table"], ["--strategy", "--pairs", "--num_users", "--force_bless"]),
+    ("demo", ["--strategy", "--num_users"], ["--pairs", "--bq_table"]),
+    ("ingest", [], ["--strategy", "--pairs", "--num_users", "--bq_table"]),
 ])
 def test_subcommand_flags(stage, own, absent, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -29,6 +29,15 @@ def test_recommend_defaults_follow_the_tasks_and_the_registry():
                                                              ("p_purchase", 1.0))
 
 
+def test_the_faiss_section_is_read_into_its_own_settings(tmp_path):
+    rec = _load(tmp_path, {"index": "faiss", "faiss": {"kind": "ivf", "nlist": 16,
+                                                       "nprobe": 4}}).recommend
+    assert (rec.index, rec.faiss.kind, rec.faiss.nlist, rec.faiss.nprobe) == ("faiss", "ivf", 16, 4)
+    # Unset keys keep their defaults; the demo retrieves exactly.
+    assert rec.faiss.hnsw_m == config_lib.FaissConfig().hnsw_m
+    assert config_lib.load().recommend.index == "exact"
+
+
 def test_without_a_blend_the_first_binary_task_ranks(tmp_path):
     rec = config_lib.recommend_settings(_load(tmp_path, {"k": 3}))
     assert rec.blend == (("p_click", 1.0),) and rec.relevance_label == "click"
@@ -41,6 +50,11 @@ def test_without_a_blend_the_first_binary_task_ranks(tmp_path):
     ({"exclude_label": "price"}, "recommend.exclude_label must be a label"),
     ({"as_of": "tomorrow"}, "recommend.as_of must be eval or end"),
     ({"category_feature": "user_region"}, "recommend.category_feature must be a categorical item"),
+    ({"index": "scann"}, r"recommend.index must be one of \['exact', 'faiss'\]"),
+    ({"faiss": {"kind": "lsh"}}, r"recommend.faiss.kind must be one of"),
+    ({"faiss": {"nprobe": 0}}, "recommend.faiss needs hnsw_m"),
+    ({"faiss": {"recall_sample": 1.5}}, r"recall_sample must be in \[0, 1\]"),
+    ({"faiss": {"nlist_typo": 3}}, r"recommend.faiss: unknown key\(s\) \['nlist_typo'\]"),
 ])
 def test_bad_recommend_settings_are_refused(tmp_path, section, message):
     with pytest.raises(ConfigError, match=message):

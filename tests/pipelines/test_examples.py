@@ -1,0 +1,53 @@
+"""examples.Encoder: encode's exact bytes from cached map entries."""
+
+import random
+
+import pytest
+
+from pipelines import examples
+from shoprec.core import generated_shop
+
+R = generated_shop.REGISTRY
+NAMES = ["user_id", "item_id", "user_age", "user_region", "item_category", "item_price",
+         "item_image_embedding", "item_has_image", "click"]
+
+
+def _rows(n, seed=0):
+    rng = random.Random(seed)
+    vectors = [[rng.uniform(-1, 1) for _ in range(32)] for _ in range(5)]
+    for _ in range(n):
+        yield {"user_id": f"u{rng.randrange(20)}", "item_id": f"i{rng.randrange(50)}",
+               "user_age": rng.choice([18.0, 30, 41.5]), "user_region": rng.choice("abc"),
+               "item_category": rng.choice(["shoes", "bags"]),
+               "item_price": rng.uniform(1, 100), "item_image_embedding": rng.choice(vectors),
+               "item_has_image": rng.randrange(2), "click": rng.randrange(2)}
+
+
+def test_the_encoder_writes_encodes_bytes():
+    encoder = examples.Encoder(NAMES, R)
+    for row in _rows(300):
+        assert encoder(row) == examples.encode(row, NAMES, R)
+    # Metadata keys (timestamp, sampled) are written as encode writes them.
+    row = dict(next(_rows(1, seed=1)), timestamp=1_790_000_000, sampled=1)
+    assert encoder(row) == examples.encode(row, NAMES, R)
+    assert examples.decode(encoder(row), R) == examples.decode(
+        examples.encode(row, NAMES, R), R)
+
+
+def test_equal_values_of_different_types_are_not_one_entry():
+    encoder = examples.Encoder(["user_region", "user_id", "item_id"], R)
+    base = {"user_id": "u1", "item_id": "i1"}
+    # 1 == 1.0 == True as dict keys, but "1", "1.0" and "True" as strings.
+    for value in (1, 1.0, True):
+        row = dict(base, user_region=value)
+        assert encoder(row) == examples.encode(row, ["user_region", "user_id", "item_id"], R)
+
+
+def test_the_cache_is_bounded_and_a_missing_feature_is_a_key_error():
+    encoder = examples.Encoder(NAMES, R, max_entries=10)
+    for row in _rows(200, seed=2):
+        assert encoder(row) == examples.encode(row, NAMES, R)
+    # Emptied when past the bound: at most the bound plus one row's entries.
+    assert len(encoder._cache) <= 10 + len(NAMES)
+    with pytest.raises(KeyError, match="item_price"):
+        encoder({k: v for k, v in next(_rows(1)).items() if k != "item_price"})
