@@ -40,8 +40,8 @@ def label_columns(model_config: ModelConfig) -> tuple:
     return tuple(sorted(extra))
 
 
-def collect(model, dataset: tf.data.Dataset, user_key: str, item_key: str
-            ) -> Dict[str, Dict[str, np.ndarray]]:
+def collect(model, dataset: tf.data.Dataset, user_key: str, item_key: str,
+            extra_keys: Iterable[str] = ()) -> Dict[str, Dict[str, np.ndarray]]:
     """Runs ``model`` over every batch and gathers what evaluation needs.
 
     Args:
@@ -49,11 +49,15 @@ def collect(model, dataset: tf.data.Dataset, user_key: str, item_key: str
         dataset: Finite ``(features, labels)`` batches.
         user_key: Feature grouping GAUC (the user id index).
         item_key: Feature identifying retrieval candidates (the item id index).
+        extra_keys: Further input features to keep per example under
+            ``keys`` by their own name (the report's slices, e.g. the item
+            category index).
 
     Returns:
         ``{'predictions': {output: [n, ...]}, 'labels': {column: [n]},
-        'keys': {'user': [n], 'item': [n]}, 'embeddings': {'query', 'candidate'}}``;
-        embeddings are empty without a retrieval task.
+        'keys': {'user': [n], 'item': [n], <extra key>: [n]},
+        'embeddings': {'query', 'candidate'}}``; embeddings are empty without
+        a retrieval task.
     """
     with_embeddings = getattr(model, "retrieval", None) is not None
 
@@ -75,6 +79,8 @@ def collect(model, dataset: tf.data.Dataset, user_key: str, item_key: str
             parts["labels"].setdefault(name, []).append(value.numpy())
         parts["keys"].setdefault("user", []).append(features[user_key].numpy())
         parts["keys"].setdefault("item", []).append(features[item_key].numpy())
+        for name in extra_keys:
+            parts["keys"].setdefault(name, []).append(features[name].numpy())
         for side in ("query", "candidate"):
             if side in out:
                 parts["embeddings"].setdefault(side, []).append(out[side].numpy())
@@ -128,20 +134,51 @@ def evaluate(model, dataset: tf.data.Dataset, model_config: ModelConfig, user_ke
         ``{'tasks': {name: metrics}, 'retrieval': {'recall_at_<k>', 'pairs',
         'candidates'} or None, 'examples': n}``.
     """
-    data = collect(model, dataset, user_key, item_key)
-    labels, predictions, users = data["labels"], data["predictions"], data["keys"]["user"]
-    n = int(users.size)
-    tasks: Dict[str, object] = {}
+    return evaluate_collected(collect(model, dataset, user_key, item_key), model_config)
+
+
+def binary_outputs(data: Mapping[str, Mapping[str, np.ndarray]], model_config: ModelConfig
+                   ) -> Dict[str, tuple]:
+    """``{output: (labels, probabilities, kept rows)}`` of every binary output.
+
+    The examples each binary output is judged on: a task's own (where its
+    condition holds), and ESMM's CVR on the clicked examples against the
+    CTCVR label. :func:`evaluate_collected` and the report's curves and slices
+    (``trainer.diagnostics``) both take them from here.
+    """
+    labels, predictions = data["labels"], data["predictions"]
+    n = int(data["keys"]["user"].size)
+    out = {}
     for task in model_config.tasks:
-        keep = _where(labels, task.condition, n)
-        tasks[task.name] = task_metrics(task, labels[task.name][keep],
-                                        predictions[task.name][keep], users[keep])
+        if task.type == "binary":
+            keep = _where(labels, task.condition, n)
+            out[task.name] = (labels[task.name][keep], predictions[task.name][keep], keep)
     if model_config.architecture == "esmm":
         esmm = model_config.esmm
         clicked = labels[esmm.ctr_task] > 0.5
-        tasks[esmm.cvr_output] = binary_metrics(labels[esmm.ctcvr_task][clicked],
-                                                predictions[esmm.cvr_output][clicked],
-                                                users[clicked])
+        out[esmm.cvr_output] = (labels[esmm.ctcvr_task][clicked],
+                                predictions[esmm.cvr_output][clicked], clicked)
+    return out
+
+
+def evaluate_collected(data: Mapping[str, Mapping[str, np.ndarray]],
+                       model_config: ModelConfig) -> Dict[str, object]:
+    """:func:`evaluate` of what :func:`collect` gathered."""
+    labels, predictions, users = data["labels"], data["predictions"], data["keys"]["user"]
+    n = int(users.size)
+    binary = binary_outputs(data, model_config)
+    tasks: Dict[str, object] = {}
+    for task in model_config.tasks:
+        if task.name in binary:
+            got, probabilities, keep = binary[task.name]
+            tasks[task.name] = binary_metrics(got, probabilities, users[keep])
+            continue
+        keep = _where(labels, task.condition, n)
+        tasks[task.name] = task_metrics(task, labels[task.name][keep],
+                                        predictions[task.name][keep], users[keep])
+    for name in set(binary) - set(tasks):
+        got, probabilities, keep = binary[name]
+        tasks[name] = binary_metrics(got, probabilities, users[keep])
     result: Dict[str, object] = {"tasks": tasks, "retrieval": None, "examples": n}
     if data["embeddings"]:
         result["retrieval"] = recall(data, model_config.retrieval.positive_label,

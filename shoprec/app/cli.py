@@ -18,9 +18,11 @@ import dataclasses
 import json
 import os
 import sys
+import time
 import traceback
 from typing import List, Optional, Sequence
 
+from shoprec.app import console
 from shoprec.app.stages import BY_NAME, STAGES, options_of
 from shoprec.core import config as config_lib
 from shoprec.core.errors import ConfigError, EXIT_CODES, UserError
@@ -44,7 +46,8 @@ def _add_flags(p: argparse.ArgumentParser, flags) -> None:
                    help="folder holding the data set's files (inputs.data_dir); "
                         "e.g. ../shared/data/hm")
     p.add_argument("--verbose", action="store_true",
-                   help=f"on an error, print its traceback too (or set {VERBOSE_ENV}=1)")
+                   help="show TensorFlow's, absl's and Beam's logs, and on an error its "
+                        f"traceback too (or set {VERBOSE_ENV}=1)")
     if "strategy" in flags:
         p.add_argument("--strategy", default=None,
                        choices=("auto", "default", "mirrored", "multi_worker"),
@@ -99,6 +102,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``shoprec`` console script: the one place errors are printed."""
     args, beam_args = _parser().parse_known_args(argv)
     verbose = args.verbose or os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+    # Before any stage loads TensorFlow or Beam.
+    console.configure(verbose)
     try:
         return run_stage(args.stage, _load_config(args), beam_args, args)
     except UserError as err:
@@ -127,7 +132,10 @@ def run_stage(stage: str, config, beam_args: List[str], args) -> int:
     from pipelines import report as report_lib
 
     entry = BY_NAME[stage]
+    start = time.time()
     report = entry.run(config, beam_args, options_of(entry, options))
+    # stdout keeps the report alone (JSON for most stages): the summary goes to stderr.
+    print(console.stage_line(stage, report, time.time() - start), file=sys.stderr, flush=True)
     if stage in ("ingest", "validate"):
         # The JSON is in the report file; the console gets the readable data report.
         print(report_lib.render(report))

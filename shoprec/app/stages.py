@@ -90,6 +90,12 @@ def _recommend(config, beam_args, options):
     return recommend.run(config, beam_args)
 
 
+def _report(config, beam_args, options):
+    from shoprec.app import report
+
+    return report.run(config)
+
+
 STAGES: Tuple[Stage, ...] = (
     Stage("generate", "write the synthetic shop (users, items, images, events, ground truth)",
           _generate, (), "raw/", ("sizes",), True),
@@ -110,6 +116,9 @@ STAGES: Tuple[Stage, ...] = (
     Stage("recommend", "Beam: the top K of the whole catalogue for every user (retrieval, then "
                        "the multi-task ranker), judged against baselines",
           _recommend, ("ingest/", "train/"), "recommend/", (), True),
+    Stage("report", "one self-contained HTML page of the run: data, per-task curves, "
+                    "training, slices, baselines, ranking",
+          _report, ("ingest/", "embed/", "train/", "recommend/"), "report/", (), True),
 )
 
 BY_NAME: Dict[str, Stage] = {s.name: s for s in STAGES}
