@@ -102,8 +102,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``shoprec`` console script: the one place errors are printed."""
     args, beam_args = _parser().parse_known_args(argv)
     verbose = args.verbose or os.environ.get(VERBOSE_ENV, "") not in ("", "0")
-    # Before any stage loads TensorFlow or Beam.
-    console.configure(verbose)
+    # Before any stage loads TensorFlow or Beam. The stderr filter only when this
+    # process is the `shoprec` command (argv from the command line), not a caller's.
+    console.configure(verbose, native_filter=argv is None)
     try:
         return run_stage(args.stage, _load_config(args), beam_args, args)
     except UserError as err:

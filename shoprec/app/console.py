@@ -103,12 +103,15 @@ class NativeLogFilter:
 _filter: Optional[NativeLogFilter] = None
 
 
-def configure(verbose: bool) -> None:
+def configure(verbose: bool, native_filter: bool = True) -> None:
     """Sets up the console for this process; call it before TensorFlow or Beam load.
 
     Args:
         verbose: Show everything the libraries log (the native filter is not
             installed and no logger is quietened).
+        native_filter: Install :class:`NativeLogFilter` on stderr; only a
+            process that is the ``shoprec`` command does (the CLI), not a
+            program or test calling it, whose stderr is its own.
     """
     global _filter
     if verbose:
@@ -120,7 +123,7 @@ def configure(verbose: bool) -> None:
     root = logging.getLogger()
     if not any(isinstance(f, _DropBeamResourceWarning) for f in root.filters):
         root.addFilter(_DropBeamResourceWarning())
-    if _filter is None:
+    if native_filter and _filter is None:
         sys.stderr.flush()
         _filter = NativeLogFilter(2)
 

@@ -15,7 +15,7 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence
 
 from shoprec.app import console, recommend
-from shoprec.app.report import oracle_auc
+from shoprec.app.report.page import oracle_auc
 from shoprec.app.stages import demo_stages, options_of
 from shoprec.core.config import Config
 

@@ -91,9 +91,9 @@ def _recommend(config, beam_args, options):
 
 
 def _report(config, beam_args, options):
-    from shoprec.app import report
+    from shoprec.app.report import page
 
-    return report.run(config)
+    return page.run(config)
 
 
 STAGES: Tuple[Stage, ...] = (

@@ -7,15 +7,16 @@ from shoprec.app import cli, stages
 
 def test_the_demo_runs_every_stage_but_validate_in_pipeline_order():
     assert [s.name for s in stages.demo_stages()] == [
-        "generate", "embed", "ingest", "featurize", "train", "score", "recommend"]
+        "generate", "embed", "ingest", "featurize", "train", "score", "recommend", "report"]
     assert [s.name for s in stages.STAGES] == [
-        "generate", "embed", "validate", "ingest", "featurize", "train", "score", "recommend"]
+        "generate", "embed", "validate", "ingest", "featurize", "train", "score", "recommend",
+        "report"]
 
 
 def test_each_stage_owns_one_run_folder():
     writes = [s.writes for s in stages.STAGES]
     assert writes == ["raw/", "embed/", "validate/", "ingest/", "featurize/", "train/", "score/",
-                      "recommend/"]
+                      "recommend/", "report/"]
 
 
 @pytest.mark.parametrize("stage, own, absent", [
