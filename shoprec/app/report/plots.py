@@ -133,8 +133,13 @@ def score_histograms(table: Mapping[str, Sequence], title: str) -> str:
 
 
 def per_epoch(series: Mapping[str, Sequence[Optional[float]]], title: str, ylabel: str,
-              epochs: Optional[Sequence[int]] = None, marker: Optional[int] = None) -> str:
-    """Lines per epoch (loss per output, eval metric per task); ``marker``: chosen epoch."""
+              epochs: Optional[Sequence[int]] = None, marker: Optional[int] = None,
+              log: bool = False) -> str:
+    """Lines per epoch (loss per output, eval metric per task); ``marker``: chosen epoch.
+
+    ``log``: a log scale, for losses of different sizes (retrieval's softmax
+    loss is ~20 times a binary task's) on one axis.
+    """
     figure, ax = _figure()
     for i, (label, values) in enumerate(series.items()):
         xs = list(epochs) if epochs is not None else list(range(len(values)))
@@ -143,6 +148,8 @@ def per_epoch(series: Mapping[str, Sequence[Optional[float]]], title: str, ylabe
                 label=label, color=COLOURS[i % len(COLOURS)])
     if marker is not None:
         ax.axvline(marker + 1, ls=":", color="black", lw=1, label=f"chosen epoch {marker + 1}")
+    if log:
+        ax.set_yscale("log")
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)

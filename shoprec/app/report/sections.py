@@ -125,7 +125,8 @@ def training_section(metrics: Mapping) -> Dict[str, Any]:
     start = t.get("initial_epoch") or 0
     images.append(("loss per output", plots.per_epoch(
         losses, "training loss per output", "loss",
-        epochs=list(range(start, start + len(next(iter(losses.values()), [])))), marker=chosen)))
+        epochs=list(range(start, start + len(next(iter(losses.values()), [])))), marker=chosen,
+        log=True)))
     if per_epoch:
         tasks = list(per_epoch[0]["tasks"])
         for metric in ("auc", "log_loss"):
