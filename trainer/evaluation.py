@@ -20,6 +20,7 @@ of every positive eval pair against the catalogue of distinct eval items.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Dict, Iterable, Mapping, Optional
 
 import numpy as np
@@ -59,16 +60,7 @@ def collect(model, dataset: tf.data.Dataset, user_key: str, item_key: str,
         'embeddings': {'query', 'candidate'}}``; embeddings are empty without
         a retrieval task.
     """
-    with_embeddings = getattr(model, "retrieval", None) is not None
-
-    @tf.function
-    def step(features):
-        out = {"predictions": model.predictions(features)}
-        if with_embeddings:
-            out["query"] = model.user_embedding(features)
-            out["candidate"] = model.item_embedding(features)
-        return out
-
+    step = _step(model)
     parts: Dict[str, Dict[str, list]] = {"predictions": {}, "labels": {}, "keys": {},
                                          "embeddings": {}}
     for features, labels in dataset:
@@ -86,6 +78,33 @@ def collect(model, dataset: tf.data.Dataset, user_key: str, item_key: str,
                 parts["embeddings"].setdefault(side, []).append(out[side].numpy())
     return {group: {k: np.concatenate(v) for k, v in values.items()}
             for group, values in parts.items()}
+
+
+# One traced step per model: evaluation runs after every epoch, and a fresh
+# tf.function per call would trace the model again each time.
+_STEPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _step(model):
+    """The model's compiled prediction step (traced once per model, not per call)."""
+    if model in _STEPS:
+        return _STEPS[model]
+    with_embeddings = getattr(model, "retrieval", None) is not None
+    # A weak reference: the cached step must not keep its own key alive.
+    owner = weakref.ref(model)
+
+    # reduce_retracing: the last, partial batch has another size.
+    @tf.function(reduce_retracing=True)
+    def step(features):
+        current = owner()
+        out = {"predictions": current.predictions(features)}
+        if with_embeddings:
+            out["query"] = current.user_embedding(features)
+            out["candidate"] = current.item_embedding(features)
+        return out
+
+    _STEPS[model] = step
+    return step
 
 
 def binary_metrics(labels, probabilities, users) -> Dict[str, float]:

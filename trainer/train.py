@@ -40,6 +40,9 @@ from trainer import (callbacks as callbacks_lib, checkpoints, data, diagnostics,
 
 log = logging.getLogger(__name__)
 
+# Examples per evaluation batch (at least the global training batch).
+EVAL_BATCH_SIZE = 4096
+
 
 class _Throughput(tf.keras.callbacks.Callback):
     """Counts training steps and times them, excluding the first (tracing) step."""
@@ -191,9 +194,12 @@ def run(config: Config, strategy_name: Optional[str] = None,
         train_pattern, spec, tasks, global_batch, training=True,
         seed=training.seed, repeat=steps_per_epoch is not None,
         registry=registry, extra_labels=extra_labels, keep_if=training.train_filter)
+    # Evaluation runs after every epoch outside the distributed loop; big
+    # batches make it cheap, and it keeps every example whatever the size.
+    eval_batch = max(global_batch, EVAL_BATCH_SIZE)
     eval_ds = data.make_dataset(
-        layout.transformed_pattern("eval"), spec, tasks, global_batch, training=False,
-        registry=registry, extra_labels=extra_labels)
+        layout.transformed_pattern("eval"), spec, tasks, eval_batch, training=False,
+        registry=registry, extra_labels=extra_labels).cache()
     test_ds = None
     if config.ingest.test_start:
         # Featurize writes a test split exactly when test_start is set
@@ -203,7 +209,7 @@ def run(config: Config, strategy_name: Optional[str] = None,
             raise StageOrderError(
                 f"ingest.test_start is set but there is no test split at "
                 f"{test_pattern}; run `shoprec ingest` and `shoprec featurize` again")
-        test_ds = data.make_dataset(test_pattern, spec, tasks, global_batch, training=False,
+        test_ds = data.make_dataset(test_pattern, spec, tasks, eval_batch, training=False,
                                     registry=registry, extra_labels=extra_labels)
 
     if not any(True for _ in train_ds.take(1)):

@@ -141,8 +141,11 @@ def stage_line(stage: str, report: Mapping[str, Any], seconds: float) -> str:
                 f"{report.get('impressions')} impressions")
     elif stage == "embed":
         items = counts.get("rows_read/items", 0)
+        train = (report.get("encoder") or {}).get("train_seconds")
+        trained = f"encoder trained in {train:.1f}s, " if train is not None else ""
         body = (f"{items} items read, {counts.get('embed/embedded', 0)} photos embedded, "
-                f"{dead} dead letters; {_rate(items, report.get('job_seconds', seconds))} rows")
+                f"{dead} dead letters; {trained}embed job "
+                f"{_rate(items, report.get('job_seconds', seconds))} rows")
     elif stage in ("ingest", "validate"):
         read = sum(v for k, v in counts.items() if k.startswith("rows_read/"))
         splits = ", ".join(f"{k.split('/', 1)[1]} {v}" for k, v in sorted(counts.items())
