@@ -163,7 +163,7 @@ def slices_section(metrics: Mapping, diagnostics: Optional[Mapping]) -> Dict[str
     eval_d = (diagnostics or {}).get("eval") or {}
     meta = eval_d.get("_slices", {})
     images, rows = [], []
-    names = {"activity": "user activity", "category": f"item {meta.get('category') or 'category'}",
+    names = {"activity": "user activity", "category": meta.get("category") or "item category",
              "item": "cold vs known item"}
     for task, d in eval_d.items():
         if task.startswith("_"):
