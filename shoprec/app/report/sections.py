@@ -12,7 +12,7 @@ console (the oracle AUC); none is recomputed here.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 from shoprec.app.report import plots
 
