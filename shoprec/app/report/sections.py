@@ -82,7 +82,7 @@ def tasks_section(metrics: Mapping, diagnostics: Optional[Mapping]) -> Dict[str,
             rows.append([task, split] + [
                 {"text": _fmt(values.get(m)),
                  "attrs": {"data-metric": m, "data-task": task, "data-split": split}}
-                for m in BINARY_METRICS if m in values or m == "auc"])
+                for m in BINARY_METRICS])
     images = []
     for split in ("eval", "test"):
         for task, d in ((diagnostics or {}).get(split) or {}).items():

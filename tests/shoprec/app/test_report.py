@@ -152,3 +152,33 @@ def test_the_page_has_every_section_with_a_sentence_on_what_to_look_for(page):
     # The at-K curves end at the table's K.
     assert len(ranking["at_k"]["model"]) == ranking["k"]
     assert ranking["at_k"]["model"][-1] == ranking["model"]
+
+
+def test_a_test_split_gets_its_own_cells_and_missing_files_their_absence():
+    from shoprec.app.report import sections
+
+    metrics = {
+        "tasks": {"click": {"auc": 0.71234, "gauc": 0.7, "log_loss": 0.2, "calibration": 1.0,
+                            "positive_rate": 0.1, "examples": 100},
+                  "price": {"rmse": 1.5, "examples": 100}},
+        "test": {"tasks": {"click": {"auc": 0.69876, "examples": 50}}},
+        "training": {"architecture": "mmoe", "loss": [0.5, 0.4], "epochs_run": [0, 1],
+                     "epochs": 2, "initial_epoch": 0, "early_stopping": None},
+    }
+    section = sections.tasks_section(metrics, None)
+    auc = {(c["attrs"]["data-task"], c["attrs"]["data-split"]): c["text"]
+           for row in section["tables"][0]["rows"] for c in row
+           if isinstance(c, dict) and c["attrs"]["data-metric"] == "auc"}
+    # A regression task has no AUC: its cell says so rather than leaving a gap.
+    assert auc == {("click", "eval"): "0.7123", ("price", "eval"): "n/a",
+                   ("click", "test"): "0.6988"}
+    assert {len(row) for row in section["tables"][0]["rows"]} == {
+        len(section["tables"][0]["header"])}
+    assert section["images"] == []  # no diagnostics file, no curves
+    baselines = sections.baselines_section(metrics, None, None)
+    assert baselines["tables"][0]["rows"] == [
+        ["click", "0.7123", "n/a", "n/a", "n/a", "0.7000", "n/a"]]
+    html = report_page.render({"run_dir": "/r", "dataset": "<shop>", "architecture": "mmoe",
+                               "sections": [section, sections.training_section(metrics)]})
+    assert "&lt;shop&gt;" in html and "<shop>" not in html
+    assert 'data-task="click" data-split="test">0.6988<' in html
