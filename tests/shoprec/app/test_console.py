@@ -83,3 +83,30 @@ def test_stage_lines_carry_counts_and_rates():
         "[train] 40 steps over 2 epoch(s), 12,346 examples/s; eval AUC click 0.7123 in 3.2s")
     assert console.stage_line("score", {"counts": {"score/rows": 30}}, 0.0) == (
         "[score] 30 pairs scored, 0 dead letters; n/a rows in 0.0s")
+
+
+def _shoprec(*args):
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("SHOPREC_VERBOSE", None)
+    return subprocess.run([sys.executable, "-m", "shoprec", *args], capture_output=True,
+                          text=True, env=env, timeout=600)
+
+
+def test_the_shoprec_command_prints_no_native_log_lines(tiny_run, tmp_path):
+    # A stage that loads TensorFlow (RunInference), on a copy of the tiny run.
+    import shutil
+
+    config, _ = tiny_run
+    run_dir = str(tmp_path / "run")
+    shutil.copytree(config.run_dir, run_dir)
+    quiet = _shoprec("score", "--run_dir", run_dir)
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    native = [line for line in quiet.stderr.splitlines()
+              if console.NATIVE_LOG.match(line.encode())]
+    assert native == []
+    assert console.BEAM_RESOURCE_WARNING not in quiet.stderr
+    assert quiet.stderr.splitlines()[-1].startswith("[score] ")
+    # The same stage with --verbose shows what was hidden.
+    loud = _shoprec("score", "--run_dir", run_dir, "--verbose")
+    assert loud.returncode == 0
+    assert any(console.NATIVE_LOG.match(line.encode()) for line in loud.stderr.splitlines())
