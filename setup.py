@@ -34,6 +34,9 @@ setup(
                                     "transforms", "transforms.*", "trainer", "trainer.*"]),
     package_data={"shoprec": ["configs/*.yaml", "app/report/*.html.j2"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["hypothesis==6.170.17", "pytest==9.2.0"]},
+    # Airflow parses the scheduling DAG in its test; dask + distributed are Beam's
+    # DaskRunner, the second engine the ingest and score jobs are checked on.
+    extras_require={"test": ["hypothesis==6.170.17", "pytest==9.2.0", "apache-airflow==3.3.2",
+                             "dask==2026.8.0", "distributed==2026.8.0"]},
     entry_points={"console_scripts": ["shoprec=shoprec.app.cli:main"]},
 )

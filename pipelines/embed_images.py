@@ -214,6 +214,38 @@ def model_spec(model_dir: str, signature: str = "embed", input_key: str = "image
     return shape, int(probe.shape[-1])
 
 
+def build(pipeline: beam.Pipeline, items: str, images_root: str, model_dir: str,
+          output_dir: str, shape: Sequence[int], dim: int, *, file_format: str = "csv",
+          id_column: str = "item_id", image_path: str = "image_path",
+          signature: str = "embed", input_key: str = "images", output_key: str = EMBEDDING,
+          batch_size: int = 256, num_shards: int = 1,
+          allowed_prefixes: Sequence[str] = ()) -> None:
+    """Adds the embed job to ``pipeline``: read the items, :class:`EmbedImages`, write.
+
+    Args: as :func:`run`'s; ``shape`` and ``dim`` are the embedder's photo
+    shape and output width (:func:`model_spec`).
+    """
+    prefix = FileSystems.join(output_dir, PREFIX)
+    required = list(dict.fromkeys([id_column, *pattern_columns(image_path)]))
+    read = pipeline | "ReadItems" >> ReadTable(items, file_format, ITEMS, required=required)
+    embedded = read.main | "EmbedImages" >> EmbedImages(
+        images_root, model_dir, shape, dim, id_column=id_column, image_path=image_path,
+        signature=signature, input_key=input_key, output_key=output_key,
+        batch_size=batch_size, allowed_prefixes=allowed_prefixes)
+    _ = (embedded.main
+         | "EncodeExamples" >> beam.Map(encode_embedding)
+         | "WriteTFRecords" >> beam.io.WriteToTFRecord(
+             prefix, file_name_suffix=TFRECORD_SUFFIX, num_shards=num_shards,
+             compression_type=CompressionTypes.GZIP))
+    _ = embedded.main | "WriteParquet" >> beam.io.WriteToParquet(
+        prefix, parquet_schema(), file_name_suffix=PARQUET_SUFFIX, num_shards=num_shards)
+    _ = ((read.dead_letter, embedded.dead_letter)
+         | "FlattenDeadLetters" >> beam.Flatten()
+         | "DeadLetterJson" >> beam.Map(dl.DeadLetter.to_json)
+         | "WriteDeadLetters" >> text_file(FileSystems.join(output_dir, "dead_letter"),
+                                           JSONL_SUFFIX))
+
+
 def run(items: str, images_root: str, model_dir: str, output_dir: str, *,
         file_format: str = "csv", id_column: str = "item_id", image_path: str = "image_path",
         signature: str = "embed", input_key: str = "images", output_key: str = EMBEDDING,
@@ -252,26 +284,12 @@ def run(items: str, images_root: str, model_dir: str, output_dir: str, *,
                           f"are needed (the registry's embedding width)")
     clear(output_dir)
     prefix = FileSystems.join(output_dir, PREFIX)
-    required = list(dict.fromkeys([id_column, *pattern_columns(image_path)]))
     start = time.time()
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
-    read = pipeline | "ReadItems" >> ReadTable(items, file_format, ITEMS, required=required)
-    embedded = read.main | "EmbedImages" >> EmbedImages(
-        images_root, model_dir, shape, dim, id_column=id_column, image_path=image_path,
-        signature=signature, input_key=input_key, output_key=output_key,
-        batch_size=batch_size, allowed_prefixes=allowed_prefixes)
-    _ = (embedded.main
-         | "EncodeExamples" >> beam.Map(encode_embedding)
-         | "WriteTFRecords" >> beam.io.WriteToTFRecord(
-             prefix, file_name_suffix=TFRECORD_SUFFIX, num_shards=num_shards,
-             compression_type=CompressionTypes.GZIP))
-    _ = embedded.main | "WriteParquet" >> beam.io.WriteToParquet(
-        prefix, parquet_schema(), file_name_suffix=PARQUET_SUFFIX, num_shards=num_shards)
-    _ = ((read.dead_letter, embedded.dead_letter)
-         | "FlattenDeadLetters" >> beam.Flatten()
-         | "DeadLetterJson" >> beam.Map(dl.DeadLetter.to_json)
-         | "WriteDeadLetters" >> text_file(FileSystems.join(output_dir, "dead_letter"),
-                                           JSONL_SUFFIX))
+    build(pipeline, items, images_root, model_dir, output_dir, shape, dim,
+          file_format=file_format, id_column=id_column, image_path=image_path,
+          signature=signature, input_key=input_key, output_key=output_key,
+          batch_size=batch_size, num_shards=num_shards, allowed_prefixes=allowed_prefixes)
     result = pipeline.run()
     result.wait_until_finish()
     counts = dl.counts_from_result(result)

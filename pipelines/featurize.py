@@ -18,6 +18,8 @@ from typing import Any, Dict, Mapping, NamedTuple, Optional, Sequence
 import apache_beam as beam
 import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 from tensorflow_transform.tf_metadata import schema_utils
 from tfx_bsl.public import tfxio
 
@@ -100,7 +102,20 @@ class TransformSplit(beam.PTransform):
             ((raw_batches, self._source.TensorAdapterConfig()), self._transform_fn)
             | "Transform" >> tft_beam.TransformDataset(output_record_batches=True))
         counted = transformed_data | "Count" >> beam.ParDo(_CountRows(self._split))
-        return (counted, transformed_metadata) | "Encode" >> tft_beam.EncodeTransformedDataset()
+        return ((counted, transformed_metadata)
+                | "Encode" >> tft_beam.EncodeTransformedDataset()
+                | "Canonical" >> beam.Map(canonical_example))
+
+
+def canonical_example(record: bytes) -> bytes:
+    """A serialized tf.Example re-serialized with its features in a fixed order.
+
+    TFT's encoder writes the feature map in an order that changes from one
+    process to the next: the same example, other bytes, so a re-run wrote
+    other shards (and other CRC-32 partitions). Re-serialized
+    deterministically, the same inputs give the same files.
+    """
+    return tf.train.Example.FromString(record).SerializeToString(deterministic=True)
 
 
 class FeaturizeOutputs(NamedTuple):
@@ -150,6 +165,38 @@ def _check_inputs(config: Config) -> None:
                 f"the same ingest.test_start)")
 
 
+def tft_temp_dir(options: PipelineOptions, local: str) -> str:
+    """Where TFT's analyzers write while the job runs: seen by every worker.
+
+    Under the pipeline's ``--temp_location`` when it has one (a ``gs://``
+    folder on Dataflow: a folder on the launching machine is not on the
+    workers), else ``local``. TFT creates the folder when the graph is built.
+    """
+    temp = options.view_as(GoogleCloudOptions).temp_location
+    if not temp:
+        return local
+    return FileSystems.join(temp, "shoprec-tft", os.path.basename(local))
+
+
+def build(pipeline: beam.Pipeline, config: Config, temp_dir: str) -> None:
+    """Adds the featurize job to ``pipeline``: :class:`Featurize`, then write its outputs.
+
+    Args:
+        pipeline: The graph to add to.
+        config: Run config.
+        temp_dir: TFT's temp folder (see :func:`tft_temp_dir`).
+    """
+    layout, registry = config.layout, config.registry
+    sources = {s: raw_tfxio(layout.examples(s) + "-*", registry) for s in config.splits}
+    with tft_beam.Context(temp_dir=temp_dir):
+        featurized = pipeline | "Featurize" >> Featurize(sources, registry)
+        _ = featurized.transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(
+            layout.transform_dir)
+        for split, records in featurized.records.items():
+            _ = records | f"Write{split.title()}" >> WriteShards(
+                layout.transformed(split), config.ingest.num_shards)
+
+
 def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> dict:
     """Runs the featurize job; returns row counts and wall time.
 
@@ -161,30 +208,23 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> dict:
     # Re-runs are idempotent: no shard from an earlier run survives.
     clear(layout.featurize_dir)
     tf.io.gfile.makedirs(layout.featurize_dir)
-    registry = config.registry
-    sources = {s: raw_tfxio(layout.examples(s) + "-*", registry) for s in config.splits}
     start = time.time()
-    with tempfile.TemporaryDirectory(prefix="shoprec-tft-") as tft_tmp:
-        pipeline = beam.Pipeline(options=beam_options.pipeline_options(beam_args))
-        with tft_beam.Context(temp_dir=tft_tmp):
-            featurized = pipeline | "Featurize" >> Featurize(sources, registry)
-            _ = featurized.transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(
-                layout.transform_dir)
-            for split, records in featurized.records.items():
-                _ = records | f"Write{split.title()}" >> WriteShards(
-                    layout.transformed(split), config.ingest.num_shards)
-            result = pipeline.run()
-            result.wait_until_finish()
+    options = beam_options.pipeline_options(beam_args)
+    with tempfile.TemporaryDirectory(prefix="shoprec-tft-") as local_tmp:
+        pipeline = beam.Pipeline(options=options)
+        build(pipeline, config, tft_temp_dir(options, local_tmp))
+        result = pipeline.run()
+        result.wait_until_finish()
     # Readers of the shards (the trainer, a user's own tf.data job) find their
     # schema beside them, not only inside the transform graph's folder.
     tf.io.gfile.copy(os.path.join(layout.transform_dir, "transformed_metadata", SCHEMA_FILE),
                      layout.transformed_schema, overwrite=True)
     counts = dead_letter.counts_from_result(result)
     report = {
-        "rows": {s: counts.get(f"featurize/{s}_rows", 0) for s in sources},
+        "rows": {s: counts.get(f"featurize/{s}_rows", 0) for s in config.splits},
         "seconds": round(time.time() - start, 2),
         "transform_dir": layout.transform_dir,
-        "examples": {s: layout.transformed_pattern(s) for s in sources},
+        "examples": {s: layout.transformed_pattern(s) for s in config.splits},
         "schema": layout.transformed_schema,
     }
     write_report(layout.featurize_report, report)

@@ -76,9 +76,22 @@ def _iso(ts: np.ndarray) -> np.ndarray:
     return np.char.add(np.datetime_as_string(ts.astype("datetime64[s]"), unit="s"), "Z")
 
 
+def _pool(gen: config_lib.GenerateConfig) -> Tuple[int, int]:
+    """(users, items) the world is drawn for: at least the generated ones.
+
+    Raises:
+        ValueError: a pool smaller than the users or items generated from it.
+    """
+    users, items = gen.pool_users or gen.num_users, gen.pool_items or gen.num_items
+    if users < gen.num_users or items < gen.num_items:
+        raise ValueError(f"generate: pool_users {users} / pool_items {items} must be at least "
+                         f"num_users {gen.num_users} / num_items {gen.num_items}")
+    return users, items
+
+
 def _world(rng: np.random.Generator, gen: config_lib.GenerateConfig) -> dict:
-    """Draws users, items and the hidden preference model they share."""
-    nu, ni, nc = gen.num_users, gen.num_items, len(CATEGORIES)
+    """Draws users, items and the hidden preference model they share, for the whole pool."""
+    (nu, ni), nc = _pool(gen), len(CATEGORIES)
     w = {"age": rng.integers(18, 76, nu),
          "region": rng.choice(len(REGIONS), nu, p=[0.3, 0.25, 0.2, 0.15, 0.1]),
          "member": rng.choice(3, nu, p=[0.6, 0.3, 0.1]),
@@ -146,8 +159,11 @@ def _write_images(rng, config, world, item_ids) -> Dict[str, List[str]]:
 
     gen, root = config.generate, config.input_path(config.inputs.images_root)
     os.makedirs(os.path.join(root, "images"), exist_ok=True)
-    faulty = rng.random(len(item_ids)) < gen.missing_image_fraction
-    fault_kind = rng.integers(0, len(IMAGE_FAULTS), len(item_ids))
+    # Drawn for the whole pool, then each photo in id order: the first items'
+    # photos are the same whatever the number of items generated.
+    pool = _pool(gen)[1]
+    faulty = (rng.random(pool) < gen.missing_image_fraction)[:len(item_ids)]
+    fault_kind = rng.integers(0, len(IMAGE_FAULTS), pool)[:len(item_ids)]
     colours = list(COLOURS.values())
     bad: Dict[str, List[str]] = {k: [] for k in IMAGE_FAULTS}
     for i, item_id in enumerate(item_ids):
@@ -244,7 +260,7 @@ def run(config: config_lib.Config) -> dict:
         sess_user = np.repeat(chunk_users, n_sessions)
         n_sess = len(sess_user)
         sess_t = start + event_rng.integers(0, gen.days * 86400, n_sess)
-        item = _sample_items(event_rng, world["log_pop"], n_sess, k).ravel()
+        item = _sample_items(event_rng, world["log_pop"][:gen.num_items], n_sess, k).ravel()
         imp_t = (sess_t[:, None] + np.cumsum(event_rng.integers(1, 6, (n_sess, k)), axis=1)).ravel()
         user = np.repeat(sess_user, k)
         p_click = _sigmoid(world["click_logit"](user, item))

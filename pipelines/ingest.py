@@ -274,6 +274,17 @@ def _read_inputs(config) -> Dict[str, str]:
     return {name: config.input_path(path) for name, path in tables.items() if path}
 
 
+def build(pipeline: beam.Pipeline, config, layout: Layout, write_examples: bool = True) -> None:
+    """Adds the ingest job to ``pipeline``: read the inputs, :class:`Ingest`, write.
+
+    Raises:
+        InputMissingError, StageOrderError: see :func:`read_inputs`.
+    """
+    inputs, read_dead = read_inputs(pipeline, config)
+    outputs = inputs | "Ingest" >> Ingest(config)
+    write_outputs(outputs, read_dead, config, layout, write_examples)
+
+
 def run(config, beam_args: Optional[Sequence[str]] = None, write_examples: bool = True,
         out_dir: Optional[str] = None) -> Dict[str, Any]:
     """Runs ingest for ``config`` and writes its report (JSON and text).
@@ -305,9 +316,7 @@ def run(config, beam_args: Optional[Sequence[str]] = None, write_examples: bool 
     layout = config.layout if out_dir is None else Layout(out_dir)
     clear(layout.ingest_dir)
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
-    inputs, read_dead = read_inputs(pipeline, config)
-    outputs = inputs | "Ingest" >> Ingest(config)
-    write_outputs(outputs, read_dead, config, layout, write_examples)
+    build(pipeline, config, layout, write_examples)
     result = pipeline.run()
     result.wait_until_finish()
 
@@ -349,4 +358,4 @@ def validate(config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, Any
     The report and dead letters go to ``<run_dir>/validate/ingest/``.
     """
     return run(config, beam_args, write_examples=False,
-               out_dir=os.path.join(config.run_dir, "validate"))
+               out_dir=config.layout.validate_dir)

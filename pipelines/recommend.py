@@ -11,7 +11,9 @@ excluded from masked out first. The candidates' raw examples, built by the
 row assembler ingest uses (``pipelines.rows``), go through the serving
 signature, and the blend of its outputs ranks them. Items come only from the
 current item table, so an item no longer listed is never recommended.
-Every worker holds the catalogue's embeddings and item rows.
+Every worker holds the catalogue's embeddings and item rows. The model is the
+published one (the version ``models/CURRENT`` names), not this run's
+``train/model``; the report names the version.
 
 Output: ``recommend/recommendations-*.parquet``, one row per (user, rank):
 ``user_id``, ``rank`` (1 = best), ``item_id``, ``score`` (the blend),
@@ -41,6 +43,7 @@ from shoprec.core import registry as F
 from shoprec.core.config import Config, RETRIEVAL, recommend_settings
 from shoprec.core.errors import ConfigError, StageOrderError
 from shoprec.core.layout import PARQUET_SUFFIX
+from shoprec.io import models
 from shoprec.io.outputs import clear, require_success, write_report
 
 
@@ -282,13 +285,14 @@ def schema(outputs: Sequence[str]) -> pa.Schema:
                      + [(name, pa.float32()) for name in outputs])
 
 
-def _check_inputs(config: Config, limit: int) -> None:
+def _check_inputs(config: Config, limit: int) -> Tuple[str, str]:
+    """The published version and its model, after checking the job can run on them."""
     import tensorflow as tf
 
     layout = config.layout
     require_success(layout.ingest_dir, "ingest")
-    require_success(layout.train_dir, "train")
-    signatures = tf.saved_model.load(layout.model_dir).signatures
+    version, model_dir = models.require_current(layout)
+    signatures = tf.saved_model.load(model_dir).signatures
     if "user_embedding" not in signatures:
         raise StageOrderError("the model has no retrieval towers to pick candidates with; "
                               "set model.retrieval.enabled: true and run `shoprec train` again")
@@ -297,21 +301,18 @@ def _check_inputs(config: Config, limit: int) -> None:
     if items > limit:
         raise ConfigError(f"recommend: the catalogue has {items} items and every worker holds "
                           f"all their embeddings; recommend.max_catalogue_items is {limit}")
+    return version, model_dir
 
 
-def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    """Writes the top K of the catalogue for every user; returns the job's report.
+def build(pipeline: beam.Pipeline, config: Config, rec, model_dir: str) -> None:
+    """Adds the recommend job to ``pipeline``: read, join, :class:`Recommend`, write.
 
-    Users: everyone in the users table and everyone with events (a user the
-    users table lacks gets its defaults), each with their history at the
-    cut-off (``recommend.as_of``).
-
-    Raises:
-        StageOrderError: ingest or train has not finished, or the model has
-            no retrieval towers. ConfigError: the catalogue is over
-            ``recommend.max_catalogue_items``.
+    Args:
+        pipeline: The graph to add to.
+        config: Run config.
+        rec: Its recommend settings (:func:`recommend_settings`).
+        model_dir: The serving SavedModel (the published version's).
     """
-    rec = recommend_settings(config)
     layout, registry = config.layout, config.registry
     eval_ts = config.split_starts[0]
     has_history = bool(registry.of_source(F.Source.HISTORY))
@@ -319,14 +320,10 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, 
     history = None
     if has_history:
         history = (layout.history_at_eval_table if at_eval else layout.history_table) + "*"
-    _check_inputs(config, rec.max_catalogue_items)
-    clear(layout.recommend_dir)
     outputs = output_names(config)
-    start = time.time()
-    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
     items = pipeline | "ReadItems" >> ReadSideTable(layout.items_table + "*", registry.item_key,
                                                     registry)
-    catalogue = items | "EmbedItems" >> EmbedItems(layout.model_dir, registry, rec.user_batch,
+    catalogue = items | "EmbedItems" >> EmbedItems(model_dir, registry, rec.user_batch,
                                                    rec.max_catalogue_items)
     users = pipeline | "ReadUsers" >> ReadSideTable(layout.users_table + "*", registry.user_key,
                                                     registry)
@@ -343,11 +340,32 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, 
                 | "JoinUsers" >> beam.CoGroupByKey()
                 | "Contexts" >> beam.FlatMap(user_contexts))
     _ = (contexts
-         | "Recommend" >> Recommend(layout.model_dir, registry, rec, outputs,
+         | "Recommend" >> Recommend(model_dir, registry, rec, outputs,
                                     temperature=config.model.retrieval.temperature,
                                     catalogue=catalogue, items=items)
          | "WriteRecommendations" >> beam.io.WriteToParquet(
              layout.recommendations, schema(outputs), file_name_suffix=PARQUET_SUFFIX))
+
+
+def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Writes the top K of the catalogue for every user; returns the job's report.
+
+    Users: everyone in the users table and everyone with events (a user the
+    users table lacks gets its defaults), each with their history at the
+    cut-off (``recommend.as_of``).
+
+    Raises:
+        StageOrderError: ingest has not finished, no model is published, or
+            it has no retrieval towers. ConfigError: the catalogue is over
+            ``recommend.max_catalogue_items``.
+    """
+    rec = recommend_settings(config)
+    layout = config.layout
+    version, model_dir = _check_inputs(config, rec.max_catalogue_items)
+    clear(layout.recommend_dir)
+    start = time.time()
+    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
+    build(pipeline, config, rec, model_dir)
     result = pipeline.run()
     result.wait_until_finish()
     counts = dl.counts_from_result(result)
@@ -360,6 +378,7 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, 
                            "exclude_days": rec.exclude_days,
                            "max_per_category": rec.max_per_category,
                            "category_feature": rec.category_feature},
-              "recommendations": layout.recommendations + "-*" + PARQUET_SUFFIX}
+              "recommendations": layout.recommendations + "-*" + PARQUET_SUFFIX,
+              "model_version": version, "model_dir": model_dir}
     write_report(layout.recommend_report, report)
     return report

@@ -1,10 +1,11 @@
 """Batch scoring job: (user, item) pairs in, ranked recommendations out.
 
 Pairs are joined with ingest's user and item tables into *raw* tf.Examples
-(the same encoder ingest used), scored by the exported model's serving
-signature (which carries the transform graph) through Beam RunInference, ranked
-within user and written as Parquet. Elements are moved in batches, not rows:
-per-element overhead, not the model, dominates RunInference on small models.
+(the same encoder ingest used), scored by the published model's serving
+signature (the version ``models/CURRENT`` names; it carries its transform
+graph) through Beam RunInference, ranked within user and written as Parquet.
+Elements are moved in batches, not rows: per-element overhead, not the model,
+dominates RunInference on small models.
 
 Output columns: ``user_id``, ``item_id``, ``rank`` (1 = best within the user,
 by ``scoring.rank_by``) and, per task, by its type:
@@ -26,7 +27,7 @@ from __future__ import annotations
 import csv
 import os
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -42,6 +43,7 @@ from shoprec.core.config import Config
 from shoprec.core.errors import InputMissingError, StageOrderError
 from shoprec.core.layout import JSONL_SUFFIX, PARQUET_SUFFIX
 from shoprec.core.model_config import TaskConfig
+from shoprec.io import models
 from shoprec.io.outputs import clear, require_success, write_report, write_success
 
 Pair = Tuple[str, str]
@@ -61,11 +63,16 @@ def scores_schema(tasks: Sequence[TaskConfig]) -> pa.Schema:
     return pa.schema(columns + [("rank", pa.int32())])
 
 
-def class_names(config: Config) -> Dict[str, List[str]]:
+def class_names(config: Config, transform_dir: Optional[str] = None) -> Dict[str, List[str]]:
     """Each multiclass task's class tokens by index: its label's TFT vocabulary.
 
     Read from the transform graph the model was trained with; a task whose
     label has no vocabulary (an event label) has no names.
+
+    Args:
+        config: Run config (tasks, registry).
+        transform_dir: The model's TFT output (a published version's
+            ``transform/``); None: this run's ``featurize/transform``.
 
     Raises:
         FileNotFoundError: a task needs a vocabulary and featurize's output is missing.
@@ -82,7 +89,7 @@ def class_names(config: Config) -> Dict[str, List[str]]:
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    transform_dir = config.layout.transform_dir
+    transform_dir = transform_dir or config.layout.transform_dir
     if not tf.io.gfile.exists(os.path.join(transform_dir, "transform_fn")):
         raise FileNotFoundError(f"score: no transform graph at {transform_dir} for the "
                                 f"class names of {sorted(wanted)}; run featurize first")
@@ -283,35 +290,22 @@ class Score(beam.PTransform):
         return Outputs(ranked, joined[dead_letter.DEAD_LETTER_TAG])
 
 
-def run(config: Config, beam_args: Optional[Sequence[str]] = None,
-        pairs: Optional[str] = None) -> dict:
-    """Scores pairs with the exported model; returns counts and paths.
+def build(pipeline: beam.Pipeline, config: Config, pairs: str, model_dir: str,
+          names: Mapping[str, Sequence[str]]) -> None:
+    """Adds the score job to ``pipeline``: read pairs and side tables, :class:`Score`, write.
 
     Args:
-        config: Run config; the model is read from ``layout.model_dir``.
-        beam_args: Pass-through Beam flags.
-        pairs: user_id,item_id CSV pattern; default ``scoring.pairs`` or, when
-            unset, the eval-window pairs ingest wrote.
+        pipeline: The graph to add to.
+        config: Run config.
+        pairs: user_id,item_id CSV pattern to score.
+        model_dir: The serving SavedModel (the published version's).
+        names: Class names of each multiclass task.
     """
     import tensorflow as tf
 
     layout = config.layout
-    pattern = pairs or config.path(config.scoring.pairs) or layout.eval_pairs + "*"
-    require_success(layout.ingest_dir, "ingest")
-    require_success(layout.train_dir, "train")
-    if not tf.io.gfile.glob(pattern):
-        raise InputMissingError(f"no pairs to score at {pattern}: check --pairs or "
-                                f"scoring.pairs")
-    for needed in (layout.items_table + "*", layout.model_dir):
-        if not tf.io.gfile.glob(needed):
-            raise StageOrderError(f"nothing at {needed}; run `shoprec ingest` and "
-                                  f"`shoprec train` again")
-    clear(layout.score_dir)
     tasks = tuple(config.model.tasks)
-    names = class_names(config)
-    start = time.time()
-    pipeline = beam.Pipeline(options=beam_options.pipeline_options(beam_args))
-    read = pipeline | "ReadPairs" >> ReadPairs(pattern)
+    read = pipeline | "ReadPairs" >> ReadPairs(pairs)
     registry = config.registry
     users = pipeline | "ReadUsers" >> ReadSideTable(layout.users_table + "*", registry.user_key,
                                                     registry)
@@ -323,7 +317,7 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
         history = pipeline | "ReadHistory" >> ReadSideTable(history_pattern, registry.user_key,
                                                             registry)
     scored = read.pairs | "Score" >> Score(
-        layout.model_dir, registry, tasks, names, config.scoring.rank_by,
+        model_dir, registry, tasks, names, config.scoring.rank_by,
         config.scoring.batch_size, users=users, items=items, history=history)
     _ = scored.main | "WriteScores" >> beam.io.WriteToParquet(
         layout.scores, scores_schema(tasks), file_name_suffix=PARQUET_SUFFIX)
@@ -332,6 +326,36 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
          | "DeadLetterJson" >> beam.Map(lambda d: d.to_json())
          | "WriteDeadLetters" >> beam.io.WriteToText(
              layout.score_dead_letter, file_name_suffix=JSONL_SUFFIX))
+
+
+def run(config: Config, beam_args: Optional[Sequence[str]] = None,
+        pairs: Optional[str] = None) -> dict:
+    """Scores pairs with the published model; returns counts, paths and its version.
+
+    Args:
+        config: Run config; the model is the version ``models/CURRENT`` names
+            (``shoprec.io.models``), not this run's ``train/model``: a model
+            the gate refused is never used.
+        beam_args: Pass-through Beam flags.
+        pairs: user_id,item_id CSV pattern; default ``scoring.pairs`` or, when
+            unset, the eval-window pairs ingest wrote.
+    """
+    import tensorflow as tf
+
+    layout = config.layout
+    pattern = pairs or config.path(config.scoring.pairs) or layout.eval_pairs + "*"
+    require_success(layout.ingest_dir, "ingest")
+    version, model_dir = models.require_current(layout)
+    if not tf.io.gfile.glob(pattern):
+        raise InputMissingError(f"no pairs to score at {pattern}: check --pairs or "
+                                f"scoring.pairs")
+    if not tf.io.gfile.glob(layout.items_table + "*"):
+        raise StageOrderError(f"nothing at {layout.items_table}*; run `shoprec ingest` again")
+    clear(layout.score_dir)
+    names = class_names(config, layout.published_transform(version))
+    start = time.time()
+    pipeline = beam.Pipeline(options=beam_options.pipeline_options(beam_args))
+    build(pipeline, config, pattern, model_dir, names)
     result = pipeline.run()
     result.wait_until_finish()
     report = {
@@ -339,6 +363,8 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
         "seconds": round(time.time() - start, 2),
         "scores": layout.scores + "-*" + PARQUET_SUFFIX,
         "pairs": pattern,
+        "model_version": version,
+        "model_dir": model_dir,
     }
     write_report(layout.score_report, report)
     write_success(layout.score_dir, "score")

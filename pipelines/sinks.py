@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from typing import Optional, Sequence
 
 import apache_beam as beam
@@ -14,7 +15,11 @@ from shoprec.core import registry as F
 class WriteTFRecords(beam.PTransform):
     """Rows → gzip TFRecord files of raw examples carrying ``names`` (+ metadata).
 
-    With ``num_shards == 1`` the single file is named exactly ``prefix + suffix``.
+    With ``num_shards == 1`` the single file is named exactly ``prefix + suffix``;
+    otherwise ``prefix-SSSSS-of-NNNNN + suffix``, and each record goes to the
+    shard the CRC-32 of its bytes picks. Beam's own fixed sharding starts each
+    bundle at a random shard, so the same rows landed in other files on every
+    run; this way a re-run on the same inputs writes the same files.
     """
 
     def __init__(self, prefix: str, names: Sequence[str], num_shards: int, suffix: str,
@@ -27,12 +32,21 @@ class WriteTFRecords(beam.PTransform):
         self._registry = registry
 
     def expand(self, rows):
-        unsharded = {"shard_name_template": ""} if self._num_shards == 1 else {}
-        return (rows
-                | "Encode" >> beam.Map(ex.encode, self._names, self._registry)
-                | "Write" >> beam.io.WriteToTFRecord(
-                    self._prefix, file_name_suffix=self._suffix, num_shards=self._num_shards,
-                    compression_type=CompressionTypes.GZIP, **unsharded))
+        encoded = rows | "Encode" >> beam.Map(ex.encode, self._names, self._registry)
+        n = self._num_shards
+        if n == 1:
+            return encoded | "Write" >> _one_file(self._prefix + self._suffix)
+        shards = encoded | "Shard" >> beam.Partition(lambda r, k: zlib.crc32(r) % k, n)
+        for i, shard in enumerate(shards):
+            _ = shard | f"Write{i:05d}" >> _one_file(
+                f"{self._prefix}-{i:05d}-of-{n:05d}{self._suffix}")
+        return encoded.pipeline
+
+
+def _one_file(path: str) -> beam.PTransform:
+    """A sink writing one gzip TFRecord file named exactly ``path`` (empty if no records)."""
+    return beam.io.WriteToTFRecord(path, num_shards=1, shard_name_template="",
+                                   compression_type=CompressionTypes.GZIP)
 
 
 def text_file(prefix: str, suffix: str, header: Optional[str] = None) -> beam.PTransform:

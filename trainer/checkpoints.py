@@ -37,13 +37,12 @@ import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
 import tensorflow as tf
 
-from shoprec.core.layout import Layout
+from shoprec.core.layout import CHECKPOINT_PREFIX, Layout
 from shoprec.io.outputs import clear
 from trainer import strategy as strategy_lib
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_PREFIX = "ckpt"
 EARLY_STOPPING_DIR = "early_stopping"
 _STATE_FILE = re.compile(r"^state-(\d+)\.json$")
 _WEIGHTS_FILE = re.compile(r"^best-(\d+)\.npz$")

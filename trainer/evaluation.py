@@ -15,6 +15,11 @@ A task with a ``condition`` is evaluated only where its condition label is 1.
 ESMM's CVR output is evaluated like a binary task on the clicked examples
 against the CTCVR label (conversion given click). Retrieval reports Recall@K
 of every positive eval pair against the catalogue of distinct eval items.
+
+:func:`evaluate_export` judges an exported model the way scoring uses it: raw
+examples through its serving signature (its own transform graph), so two
+models trained on different days' vocabularies are compared on the same
+examples (the model gate, ``trainer.gate``).
 """
 
 from __future__ import annotations
@@ -29,8 +34,10 @@ import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
 import tensorflow as tf
 
+from shoprec.core import registry as F
+from shoprec.core.errors import InputEmptyError
 from shoprec.core.model_config import ModelConfig, TaskConfig
-from trainer import metrics, retrieval as retrieval_lib
+from trainer import export, metrics, retrieval as retrieval_lib
 
 
 def label_columns(model_config: ModelConfig) -> tuple:
@@ -203,6 +210,55 @@ def evaluate_collected(data: Mapping[str, Mapping[str, np.ndarray]],
         result["retrieval"] = recall(data, model_config.retrieval.positive_label,
                                      model_config.retrieval.recall_at)
     return result
+
+
+def evaluate_export(model_dir: str, pattern: str, tasks: Iterable[TaskConfig],
+                    registry: F.Registry, batch_size: int = 1024) -> Dict[str, Dict[str, float]]:
+    """Binary tasks' metrics of an exported model on raw examples, as scoring would see them.
+
+    Args:
+        model_dir: A SavedModel written by ``trainer.export``.
+        pattern: Gzip TFRecord shards of raw tf.Examples with their labels
+            (ingest's eval split).
+        tasks: The tasks to evaluate; only binary ones are (their labels are
+            raw 0/1 columns), and only those the model has an output for (an
+            older model may lack a task added since); a task with a
+            ``condition`` only where it is 1.
+        registry: The run's feature registry (user key, label columns).
+        batch_size: Examples per serving call.
+
+    Returns:
+        ``{task name: binary_metrics}``.
+
+    Raises:
+        InputEmptyError: no examples match ``pattern``.
+    """
+    serve = tf.saved_model.load(model_dir).signatures[export.SIGNATURE]
+    tasks = [t for t in tasks if t.type == "binary"
+             and export.output_name(t.name) in serve.structured_outputs]
+    spec = {registry.user_key: tf.io.FixedLenFeature([], tf.string)}
+    for column in {t.label for t in tasks} | {t.condition for t in tasks if t.condition}:
+        spec[column] = tf.io.FixedLenFeature([], tf.int64)
+    files = sorted(tf.io.gfile.glob(pattern))
+    parts: Dict[str, list] = {}
+    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size):
+        served = serve(examples=batch)
+        parsed = tf.io.parse_example(batch, spec)
+        for task in tasks:
+            parts.setdefault(f"p/{task.name}", []).append(
+                served[export.output_name(task.name)].numpy())
+        for column, value in parsed.items():
+            parts.setdefault(column, []).append(value.numpy())
+    if not parts:
+        raise InputEmptyError(f"no eval examples at {pattern}; run `shoprec ingest` again")
+    data = {k: np.concatenate(v) for k, v in parts.items()}
+    users = np.unique(data[registry.user_key], return_inverse=True)[1]
+    out = {}
+    for task in tasks:
+        keep = _where(data, task.condition, users.size)
+        out[task.name] = binary_metrics(data[task.label][keep], data[f"p/{task.name}"][keep],
+                                        users[keep])
+    return out
 
 
 def recall(data: Mapping[str, Mapping[str, np.ndarray]], positive_label: str,

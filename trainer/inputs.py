@@ -12,7 +12,7 @@ vector.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Mapping, Optional
+from typing import Dict, Iterable, Mapping, Optional, Tuple
 
 import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
@@ -28,6 +28,11 @@ _INDEXED = (F.Kind.HASHED, F.Kind.CROSS, F.Kind.BUCKETIZED)
 _POOLED = (F.Kind.HISTORY, F.Kind.TEXT)
 
 
+def vocabulary_owners(registry: F.Registry) -> Tuple[F.Feature, ...]:
+    """The embedded features with a vocabulary (and embedding table) of their own."""
+    return tuple(f for f in registry.of_kind(*_EMBEDDED) if f.vocabulary is None)
+
+
 def vocab_sizes(tft_output, registry: F.Registry) -> Dict[str, int]:
     """Embedding table sizes: vocabulary + OOV buckets, per feature owning a vocabulary.
 
@@ -35,10 +40,8 @@ def vocab_sizes(tft_output, registry: F.Registry) -> Dict[str, int]:
         tft_output: A ``tft.TFTransformOutput`` over the featurize output.
         registry: The run's feature registry.
     """
-    return {
-        f.name: tft_output.vocabulary_size_by_name(f.vocab_filename) + f.oov_buckets
-        for f in registry.of_kind(*_EMBEDDED) if f.vocabulary is None
-    }
+    return {f.name: tft_output.vocabulary_size_by_name(f.vocab_filename) + f.oov_buckets
+            for f in vocabulary_owners(registry)}
 
 
 def dummy_features(registry: F.Registry, batch_size: int = 1) -> Dict[str, tf.Tensor]:

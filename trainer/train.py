@@ -28,15 +28,15 @@ import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from shoprec.core import config as config_lib
+from shoprec.core import config as config_lib, registry as F
 from shoprec.core.config import Config
 from shoprec.core.errors import StageOrderError
 from shoprec.core.layout import Layout
+from shoprec.io import models
 from shoprec.io.outputs import require_success, write_report, write_success
-from shoprec.core import registry as F
 from trainer import (callbacks as callbacks_lib, checkpoints, data, diagnostics, evaluation,
                      export, model as model_lib, retrieval as retrieval_lib,
-                     strategy as strategy_lib)
+                     strategy as strategy_lib, warm_start)
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,24 @@ def _load_transform(layout: Layout) -> tft.TFTransformOutput:
     return tft.TFTransformOutput(transform_dir)
 
 
+def _warm_start(model, config: Config, tft_output, global_batch: int) -> Optional[dict]:
+    """Applies ``training.warm_start``; returns what it did (None: off).
+
+    A resumed job's backup is restored by Keras after this, over these weights.
+    """
+    if config.training.warm_start == "none":
+        return None
+    layout = config.layout
+    version = models.current_version(layout)
+    if version is None:
+        log.warning("training.warm_start: no model is published in %s; training from scratch",
+                    layout.models_root)
+        return {"version": None, "reason": f"no published model in {layout.models_root}"}
+    report = warm_start.apply(model, config, layout.published_checkpoint(version),
+                              layout.published_transform(version), tft_output, global_batch)
+    return {"version": version, **report}
+
+
 def run(config: Config, strategy_name: Optional[str] = None,
         extra_callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> dict:
     """Trains, evaluates and exports; returns the metrics written to ``metrics.json``.
@@ -148,7 +166,8 @@ def run(config: Config, strategy_name: Optional[str] = None,
         same metrics, after training) or None without one,
         'training': {strategy, replicas, batch sizes, epochs, steps,
         examples_per_second, loss per epoch, initial_epoch, epochs_run,
-        early_stopping, ...}, 'model_dir': ..., 'checkpoint': ...}``,
+        early_stopping, warm_start (the version and what was copied, or
+        None), ...}, 'model_dir': ..., 'checkpoint': ...}``,
         non-finite values as None.
 
     Raises:
@@ -221,6 +240,7 @@ def run(config: Config, strategy_name: Optional[str] = None,
         model = model_lib.build_model(config.model, tft_output, global_batch,
                                       registry=registry)
         model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=training.learning_rate))
+    warm = _warm_start(model, config, tft_output, global_batch)
     if model.retrieval is not None:
         # In-batch negatives are drawn from one replica's batch.
         model.retrieval.set_candidate_probabilities(retrieval_lib.candidate_probabilities(
@@ -298,6 +318,7 @@ def run(config: Config, strategy_name: Optional[str] = None,
         "early_stopping": stopper.summary() if stopper is not None else None,
         "eval_per_epoch": epoch_eval.history,
         "train_filter": training.train_filter,
+        "warm_start": warm,
         "tensorboard_dir": tensorboard_dir,
     }
     result["model_dir"] = layout.model_dir

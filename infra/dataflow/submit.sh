@@ -2,7 +2,7 @@
 # Submit a Beam stage of shoprec to Dataflow. The same code runs locally on the
 # FnApiRunner; only the runner flags differ.
 #
-#   infra/dataflow/submit.sh embed|ingest|featurize|score CONFIG RUN_DIR
+#   infra/dataflow/submit.sh embed|ingest|featurize|score|recommend CONFIG RUN_DIR
 #
 # `embed` first trains the image encoder where this script runs (a catalogue
 # fits one machine; photos are read through tf.io.gfile, so gs:// works), then
@@ -11,7 +11,9 @@
 # Required environment: PROJECT, REGION, BUCKET (gs://...), IMAGE (built from
 # infra/Dockerfile). RUN_DIR is usually a dated partition, e.g.
 # gs://my-bucket/shoprec/dt=2026-11-23: re-running a date rewrites it.
-# Add --dry_run=True to build and validate the job without submitting it.
+# To build and check a job's graph without submitting it, write its template
+# offline with pipelines/dataflow_template.py (docs/scheduling.md): a stage run
+# with --dry_run=True clears its folder and then fails reading counters.
 set -euo pipefail
 stage=$1 config=$2 run_dir=$3
 shift 3

@@ -1,47 +1,65 @@
-"""``shoprec`` command line: one subcommand per stage, plus ``demo``.
+"""``shoprec`` command line: one subcommand per stage, plus ``run`` and ``demo``.
 
 Flags this CLI does not know are passed through to Beam, so
 ``shoprec ingest --runner=DataflowRunner --project=... --region=...`` submits
 the same job that runs locally on the FnApiRunner by default.
 
+``shoprec run --date YYYY-MM-DD`` runs one day's stages in that date's
+partition of the run root (``shoprec.app.runs``), skipping what is up to
+date. Every command holds the run folder's lock while it runs
+(``shoprec.io.lock``), and every stage publishes its folder only once it is
+complete (``shoprec.io.publish``).
+
 Errors: a stage raises a ``shoprec.core.errors.UserError`` for anything the
 user fixes; it is printed as ``shoprec STAGE: <message>`` and the command
 exits with the error's code (``EXIT_CODES``), the traceback shown only with
-``--verbose`` or ``SHOPREC_VERBOSE=1``. Any other exception is a bug and keeps
-its traceback.
+``--verbose`` or ``SHOPREC_VERBOSE=1``. Any other exception is a bug: its
+traceback is printed and the command exits with ``CRASH_EXIT_CODE``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import sys
-import time
 import traceback
 from typing import List, Optional, Sequence
 
-from shoprec.app import console
+from shoprec.app import console, runs
 from shoprec.app.stages import BY_NAME, STAGES, options_of
 from shoprec.core import config as config_lib
-from shoprec.core.errors import ConfigError, EXIT_CODES, UserError
+from shoprec.core.errors import CRASH_EXIT_CODE, ConfigError, EXIT_CODES, UserError
+from shoprec.io import lock
 
 # Generator settings that can be given as flags, e.g. `shoprec generate --num_users 100000`.
 GENERATE_FLAGS = (("seed", int), ("num_users", int), ("num_items", int), ("days", int),
+                  ("start_date", str), ("pool_users", int), ("pool_items", int),
                   ("sessions_per_user", float), ("impressions_per_session", int))
 DEMO_HELP = "generate the default data set and run every stage end to end"
+RUN_HELP = ("run one day's stages in order (all but generate) in the date's partition, "
+            "skipping those that are up to date: the command a scheduler calls")
 VERBOSE_ENV = "SHOPREC_VERBOSE"
 EPILOG = ("Unknown flags go to Beam, e.g. --runner=DataflowRunner, --direct_num_workers=2, "
           "--direct_running_mode=multi_processing. Exit status: "
           + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES) + ".")
 
 
-def _add_flags(p: argparse.ArgumentParser, flags) -> None:
+def _add_flags(p: argparse.ArgumentParser, flags, dated: bool = True) -> None:
     p.add_argument("--config", default=None,
                    help="run config YAML (default: the packaged demo config)")
     p.add_argument("--run_dir", default=None,
-                   help="override the config's run folder (e.g. a dated partition)")
+                   help="the run folder (wins over the date's partition)")
+    if dated:
+        p.add_argument("--date", default=None,
+                       help="YYYY-MM-DD: run in this date's partition of the run root "
+                            "(partition in config, e.g. dt={date}) and put it for {date} "
+                            "in input paths" + (" (default: today, UTC)" if "day" in flags
+                                                else " (default: an undated run folder)"))
+        p.add_argument("--force", action="store_true",
+                       help="run even a stage whose published output is up to date")
     p.add_argument("--data", default=None,
                    help="folder holding the data set's files (inputs.data_dir); "
                         "e.g. ../shared/data/hm")
@@ -59,6 +77,9 @@ def _add_flags(p: argparse.ArgumentParser, flags) -> None:
     if "pairs" in flags:
         p.add_argument("--pairs", default=None,
                        help="user_id,item_id CSV to score (default: eval-window pairs)")
+    if "force_bless" in flags:
+        p.add_argument("--force_bless", action="store_true", default=None,
+                       help="publish the trained model even when the model gate refuses it")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,9 +93,12 @@ def _parser() -> argparse.ArgumentParser:
         description = f"{stage.help}. Reads {reads}; writes {stage.writes} of the run folder."
         _add_flags(sub.add_parser(stage.name, help=stage.help, description=description),
                    stage.flags)
-    # The demo generates its own data and scores the eval pairs: no --pairs.
+    _add_flags(sub.add_parser("run", help=RUN_HELP, description=RUN_HELP, epilog=EPILOG),
+               ("day", "strategy", "pairs", "force_bless"))
+    # The demo generates its own data into a fresh folder and scores the eval
+    # pairs: no --pairs, nothing to skip.
     _add_flags(sub.add_parser("demo", help=DEMO_HELP, description=DEMO_HELP),
-               ("sizes", "strategy"))
+               ("sizes", "strategy"), dated=False)
     return parser
 
 
@@ -87,8 +111,11 @@ def _load_config(args):
     # A --data path is the user's, relative to where they run the command;
     # a YAML inputs.data_dir stays relative to the run folder.
     data = args.data if args.data is None or "://" in args.data else os.path.abspath(args.data)
+    date = getattr(args, "date", None)
+    if args.stage == "run" and date is None:
+        date = config_lib.today()
     try:
-        config = config_lib.load(args.config, run_dir=args.run_dir, data_dir=data)
+        config = config_lib.load(args.config, run_dir=args.run_dir, data_dir=data, date=date)
     except OSError as err:
         raise ConfigError(f"cannot read the config: {err}") from err
     sizes = {flag: getattr(args, flag, None) for flag, _ in GENERATE_FLAGS}
@@ -101,6 +128,7 @@ def _load_config(args):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``shoprec`` console script: the one place errors are printed."""
     args, beam_args = _parser().parse_known_args(argv)
+    args.command = " ".join(["shoprec", *(sys.argv[1:] if argv is None else argv)])
     verbose = args.verbose or os.environ.get(VERBOSE_ENV, "") not in ("", "0")
     # Before any stage loads TensorFlow or Beam. The stderr filter only when this
     # process is the `shoprec` command (argv from the command line), not a caller's.
@@ -117,26 +145,47 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(report_lib.render(report))
         print(f"shoprec {args.stage}: {err}", file=sys.stderr)
         return err.exit_code
+    except Exception:  # noqa: BLE001  (a bug: shown whole, with its own exit code)
+        traceback.print_exc()
+        print(f"shoprec {args.stage}: crashed (a bug, not a user error; exit "
+              f"{CRASH_EXIT_CODE})", file=sys.stderr)
+        return CRASH_EXIT_CODE
 
 
 def run_stage(stage: str, config, beam_args: List[str], args) -> int:
-    """Runs one stage (or the demo) and prints its report.
+    """Runs one stage (or a day, or the demo) and prints its report.
 
     Raises:
         UserError: the stage failed for a reason the user fixes.
     """
-    options = {k: getattr(args, k, None) for k in ("strategy", "pairs")}
+    options = {k: getattr(args, k, None) for k in ("strategy", "pairs", "force_bless")}
+    force = bool(getattr(args, "force", False))
     if stage == "demo":
         from shoprec.app import demo
 
-        return demo.run(config, beam_args, strategy=options["strategy"])
+        return demo.run(config, beam_args, strategy=options["strategy"],
+                        command=getattr(args, "command", "shoprec demo"))
+    # A multi-worker training job's other workers run beside its chief, which
+    # holds the lock and publishes.
+    held = (lock.held(config.layout.lock_file, getattr(args, "command", f"shoprec {stage}"))
+            if runs.is_chief() else contextlib.nullcontext())
+    with held:
+        if stage == "run":
+            return runs.run_day(config, beam_args, options, force)
+        return _one_stage(BY_NAME[stage], config, beam_args, options, force)
+
+
+def _one_stage(entry, config, beam_args: List[str], options, force: bool) -> int:
     from pipelines import report as report_lib
 
-    entry = BY_NAME[stage]
-    start = time.time()
-    report = entry.run(config, beam_args, options_of(entry, options))
+    stage = entry.name
+    outcome = runs.run_stage(entry, config, beam_args, options_of(entry, options), force)
+    if runs.say(stage, outcome):
+        print(runs.say(stage, outcome))
+        return 0
+    report = outcome.report
     # stdout keeps the report alone (JSON for most stages): the summary goes to stderr.
-    print(console.stage_line(stage, report, time.time() - start), file=sys.stderr, flush=True)
+    print(console.stage_line(stage, report, outcome.seconds), file=sys.stderr, flush=True)
     if stage in ("ingest", "validate"):
         # The JSON is in the report file; the console gets the readable data report.
         print(report_lib.render(report))

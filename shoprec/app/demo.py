@@ -14,10 +14,11 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
-from shoprec.app import console, recommend
+from shoprec.app import console, recommend, runs
 from shoprec.app.report.page import oracle_auc
 from shoprec.app.stages import demo_stages, options_of
 from shoprec.core.config import Config
+from shoprec.io import lock
 
 # Written into every demo run folder: the demo only ever deletes folders it made.
 MARKER = ".shoprec-demo-run"
@@ -52,17 +53,19 @@ def _table(rows: List[List[str]]) -> str:
 
 
 def run(config: Config, beam_args: Optional[Sequence[str]] = None,
-        strategy: Optional[str] = None) -> int:
-    """Runs every demo stage of the stage table in order; prints the summary."""
+        strategy: Optional[str] = None, command: str = "shoprec demo") -> int:
+    """Runs every demo stage of the stage table in order, each published; prints the summary."""
     _fresh_run_dir(config.run_dir)
     times: Dict[str, float] = {}
     options = {"strategy": strategy} if strategy else {}
     reports = {}
-    for stage in demo_stages():
-        reports[stage.name] = _timed(
-            stage.name, lambda: stage.run(config, beam_args, options_of(stage, options)), times)
+    with lock.held(config.layout.lock_file, command):
+        for stage in demo_stages():
+            reports[stage.name] = _timed(stage.name, lambda: runs.run_stage(
+                stage, config, beam_args, options_of(stage, options)).report, times)
     gen, embedded, ing = reports["generate"], reports["embed"], reports["ingest"]
     metrics, scored, recommended = reports["train"], reports["score"], reports["recommend"]
+    pushed = reports["push"]
 
     oracle = oracle_auc(config)
     layout = config.layout
@@ -79,6 +82,8 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
             ("transformed examples", os.path.dirname(layout.transformed("train"))),
             ("exported model", layout.model_dir),
             ("metrics", layout.metrics_file),
+            ("published model", f"{layout.version_dir(pushed['version'])} "
+                                f"({pushed['status']}; {layout.current_pointer})"),
             ("tensorboard logs", layout.logs_dir),
             ("scores", scored["scores"]),
             ("recommendations", recommended["recommendations"]),

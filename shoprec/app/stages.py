@@ -1,9 +1,13 @@
 """The stage table: every ``shoprec`` stage, what it runs, reads and writes.
 
-The CLI makes one subcommand per stage from this table, and ``shoprec demo``
-runs the stages marked ``in_demo`` in table order, so the order is written
-once. Each stage's module is imported only when it runs: ``shoprec --help``
-loads no TensorFlow.
+The CLI makes one subcommand per stage from this table, ``shoprec demo`` runs
+the stages marked ``in_demo`` in table order and ``shoprec run`` those of them
+a production day needs (:func:`day_stages`), so the order is written once.
+``reads`` names each stage's inputs: ``inputs.<key>`` (an input path of the
+config), ``inputs`` (the events, items and users), ``embed.encoder`` (a given
+image embedder) or an earlier stage's folder; the stage runner fingerprints
+them (``shoprec.app.runs``). Each stage's module is imported only when it
+runs: ``shoprec --help`` loads no TensorFlow.
 """
 
 from __future__ import annotations
@@ -27,10 +31,13 @@ class Stage:
         help: One line for ``--help``.
         run: What it runs (see :data:`Runner`).
         reads: What it reads: the inputs or the run folders of earlier stages.
-        writes: The run folder it owns (deleted and rewritten on each run).
+        writes: The run folder it owns (staged and published on each run).
         flags: Its own flags beside the common ones: ``sizes`` (the
-            generator's), ``strategy``, ``pairs``.
+            generator's), ``strategy``, ``pairs``, ``force_bless``.
         in_demo: Whether ``shoprec demo`` runs it.
+        publishes: Whether its folder is staged and published with a
+            manifest; ``generate`` writes the run's *inputs* (wherever
+            ``inputs`` points), which a production run gets from the shop.
     """
 
     name: str
@@ -40,6 +47,7 @@ class Stage:
     writes: str
     flags: Tuple[str, ...]
     in_demo: bool
+    publishes: bool = True
 
 
 def _generate(config, beam_args, options):
@@ -78,6 +86,12 @@ def _train(config, beam_args, options):
     return train.run(config, strategy_name=options.get("strategy"))
 
 
+def _push(config, beam_args, options):
+    from trainer import gate
+
+    return gate.run(config, force_bless=bool(options.get("force_bless")))
+
+
 def _score(config, beam_args, options):
     from pipelines import score
 
@@ -98,10 +112,10 @@ def _report(config, beam_args, options):
 
 STAGES: Tuple[Stage, ...] = (
     Stage("generate", "write the synthetic shop (users, items, images, events, ground truth)",
-          _generate, (), "raw/", ("sizes",), True),
+          _generate, (), "raw/", ("sizes",), True, publishes=False),
     Stage("embed", "train the image encoder on the catalogue (or use embed.encoder); Beam: "
                    "embed every item's photo once, for ingest to join",
-          _embed, ("inputs.items", "inputs.images_root"), "embed/", (), True),
+          _embed, ("inputs.items", "inputs.images_root", "embed.encoder"), "embed/", (), True),
     Stage("validate", "Beam: run ingest's checks and print the data report, writing no "
                       "examples",
           _validate, ("inputs", "embed/"), "validate/", (), False),
@@ -111,14 +125,19 @@ STAGES: Tuple[Stage, ...] = (
           _featurize, ("ingest/",), "featurize/", (), True),
     Stage("train", "TFRS multi-task training under a tf.distribute strategy; export",
           _train, ("featurize/",), "train/", ("strategy",), True),
-    Stage("score", "Beam RunInference: score user x item pairs and rank within user",
-          _score, ("ingest/", "featurize/", "train/"), "score/", ("pairs",), True),
+    Stage("push", "model gate: judge the trained model against the published one on the eval "
+                  "split; publish it as a new version when blessed",
+          _push, ("ingest/", "train/", "models/CURRENT"), "push/", ("force_bless",), True),
+    Stage("score", "Beam RunInference: score user x item pairs with the published model and "
+                   "rank within user",
+          _score, ("ingest/", "models/CURRENT"), "score/", ("pairs",), True),
     Stage("recommend", "Beam: the top K of the whole catalogue for every user (retrieval, then "
                        "the multi-task ranker), judged against baselines",
-          _recommend, ("ingest/", "train/"), "recommend/", (), True),
+          _recommend, ("ingest/", "models/CURRENT", "inputs.truth"), "recommend/", (), True),
     Stage("report", "one self-contained HTML page of the run: data, per-task curves, "
-                    "training, slices, baselines, ranking",
-          _report, ("ingest/", "embed/", "train/", "recommend/"), "report/", (), True),
+                    "training, slices, baselines, the model gate, ranking",
+          _report, ("ingest/", "embed/", "train/", "push/", "recommend/", "inputs.truth"),
+          "report/", (), True),
 )
 
 BY_NAME: Dict[str, Stage] = {s.name: s for s in STAGES}
@@ -127,6 +146,19 @@ BY_NAME: Dict[str, Stage] = {s.name: s for s in STAGES}
 def demo_stages() -> Tuple[Stage, ...]:
     """The stages ``shoprec demo`` runs, in order."""
     return tuple(s for s in STAGES if s.in_demo)
+
+
+def day_stages(config: Config) -> Tuple[Stage, ...]:
+    """The stages ``shoprec run`` runs for one day, in order.
+
+    The demo's stages but ``generate`` (a production day reads the shop's
+    files); ``embed`` only when the registry has a photo embedding and
+    ``recommend`` only with the retrieval towers it needs.
+    """
+    wanted = {"embed": config.registry.embedding_feature() is not None,
+              "recommend": config.model.retrieval.enabled}
+    return tuple(s for s in demo_stages()
+                 if s.name != "generate" and wanted.get(s.name, True))
 
 
 def options_of(stage: Stage, values: Mapping[str, Optional[Any]]) -> Dict[str, Any]:

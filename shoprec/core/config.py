@@ -3,12 +3,15 @@
 A config describes a whole run: where the inputs are and what format they are
 in, the run folder, the generator's sizes, ingest windows and split, the model,
 training and scoring. Relative paths resolve against the run folder so that one
-config can be re-pointed with ``--run_dir`` (e.g. a dated partition).
+config can be re-pointed with ``--run_dir``, or with ``--date`` at one dated
+partition of ``run_root`` (``partition``: ``dt={date}``); input paths may hold
+``{date}`` too (``events/dt={date}/*.csv``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 from importlib import resources
 from typing import Optional, Tuple
@@ -19,7 +22,7 @@ from shoprec.core import dataset_yaml, generated_shop, model_config
 from shoprec.core import registry as F
 from shoprec.core.dataset import DatasetConfig
 from shoprec.core.layout import Layout, SPLITS
-from shoprec.core.model_config import ModelConfig, TrainingConfig
+from shoprec.core.model_config import GateConfig, ModelConfig, TrainingConfig
 from shoprec.core.sections import ConfigError, build
 from shoprec.core.timestamps import parse_timestamp
 
@@ -34,6 +37,12 @@ class GenerateConfig:
     sessions_per_user: float = 5.0
     impressions_per_session: int = 8
     image_size: int = 48
+    # The shop's users and items are drawn for this many (0: num_users /
+    # num_items) and the first num_users / num_items of them are generated: a
+    # later day with a larger pool share keeps an earlier day's users and items
+    # (ids, attributes, photos, tastes) and adds new ones.
+    pool_users: int = 0
+    pool_items: int = 0
     # Fractions of deliberately bad rows/images, so a demo shows dead letters.
     corrupt_fraction: float = 0.0
     duplicate_fraction: float = 0.0
@@ -165,9 +174,31 @@ class RecommendConfig:
     max_catalogue_items: int = 2_000_000
 
 
+# A date-partitioned run: the date's folder under run_root, e.g. dt=2026-12-01.
+DATE_FORMAT = "%Y-%m-%d"
+DATE_FIELD = "{date}"
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
+    """A whole run.
+
+    Attributes:
+        run_dir: The run folder (for a dated run: the date's partition).
+        run_root: Where dated partitions go (None: ``run_dir`` given in the
+            file is the root).
+        partition: A dated run's folder under ``run_root``; ``{date}`` is the
+            run's date.
+        date: The run's date (``YYYY-MM-DD``; ``--date``), or None for an
+            undated run; ``{date}`` in input paths is replaced by it.
+        layout_roots: Stage folders rooted elsewhere while that stage runs
+            (``Layout.roots``); set by the stage runner, never in a file.
+    """
+
     run_dir: str = "runs/demo"
+    run_root: Optional[str] = None
+    partition: str = "dt=" + DATE_FIELD
+    date: Optional[str] = None
     generate: GenerateConfig = GenerateConfig()
     inputs: InputsConfig = InputsConfig()
     embed: EmbedConfig = EmbedConfig()
@@ -176,8 +207,16 @@ class Config:
     training: TrainingConfig = TrainingConfig()
     scoring: ScoringConfig = ScoringConfig()
     recommend: RecommendConfig = RecommendConfig()
+    gate: GateConfig = GateConfig()
+    # Where `shoprec push` publishes blessed models (models/<version>/, CURRENT);
+    # relative to the run folder; None: <run_dir>/models, or for a dated run
+    # <run_root>/models, outside the partitions, so the published model carries
+    # from one day to the next.
+    models_dir: Optional[str] = None
     # What the input files mean; None: the shop `shoprec generate` writes.
     dataset: Optional[DatasetConfig] = None
+    layout_roots: Tuple[Tuple[str, str], ...] = dataclasses.field(
+        default=(), metadata={"internal": True})
 
     @property
     def data(self) -> DatasetConfig:
@@ -196,12 +235,20 @@ class Config:
         if not relative:
             return None
         if os.path.isabs(relative) or "://" in relative:
-            return relative
+            return self._dated(relative)
         base = self.inputs.data_dir
         if base is None:
-            return self.path(relative)
-        return os.path.join(base if (os.path.isabs(base) or "://" in base) else self.path(base),
-                            relative)
+            return self._dated(self.path(relative))
+        return self._dated(os.path.join(
+            base if (os.path.isabs(base) or "://" in base) else self.path(base), relative))
+
+    def _dated(self, path: str) -> str:
+        """``path`` with ``{date}`` replaced by the run's date."""
+        if DATE_FIELD not in path:
+            return path
+        if self.date is None:
+            raise ConfigError(f"the input path {path} holds {DATE_FIELD}: pass --date YYYY-MM-DD")
+        return path.replace(DATE_FIELD, self.date)
 
     @property
     def split_starts(self) -> Tuple[int, Optional[int]]:
@@ -222,7 +269,10 @@ class Config:
 
     @property
     def layout(self) -> Layout:
-        return Layout(self.run_dir)
+        models = self.models_dir
+        return Layout(self.run_dir,
+                      models_dir=models if models is None or "://" in models else self.path(models),
+                      roots=self.layout_roots)
 
     @property
     def eval_start_ts(self) -> int:
@@ -279,6 +329,7 @@ def check(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: scoring.rank_by must be p_<task name> of a binary or "
                           f"regression task, one of {sorted(rankable)}")
     model_config.check(config.model, config.training, label_names, where)
+    model_config.check_gate(config.gate, config.model, where)
     check_recommend(config, where, label_names)
 
 
@@ -332,14 +383,51 @@ def recommend_settings(config: Config) -> RecommendConfig:
         relevance_label=rec.relevance_label or binary.label, category_feature=category)
 
 
+def today() -> str:
+    """Today's date in UTC, as ``--date`` takes it."""
+    return dt.datetime.now(dt.timezone.utc).strftime(DATE_FORMAT)
+
+
+def dated(config: Config, date: str, run_dir: Optional[str] = None) -> Config:
+    """``config`` for the run of ``date``: its partition of the run root.
+
+    Args:
+        config: A loaded config.
+        date: ``YYYY-MM-DD``.
+        run_dir: An explicit run folder, which wins over the partition
+            (``{date}`` in input paths still takes ``date``).
+
+    Raises:
+        ConfigError: not a date, or ``partition`` does not name ``{date}``.
+    """
+    try:
+        dt.datetime.strptime(date, DATE_FORMAT)
+    except ValueError as err:
+        raise ConfigError(f"--date {date!r} is not a date YYYY-MM-DD") from err
+    if DATE_FIELD not in config.partition:
+        raise ConfigError(f"partition {config.partition!r} must hold {DATE_FIELD}")
+    root = config.run_root or config.run_dir
+    folder = run_dir or os.path.join(root, config.partition.replace(DATE_FIELD, date))
+    models = config.models_dir
+    if models is None and not run_dir:
+        # One models folder for every day's partition: a day's gate compares with,
+        # and scores with, the model an earlier day published.
+        models = os.path.join(root, "models")
+        models = models if "://" in models else os.path.abspath(models)
+    return dataclasses.replace(config, run_dir=folder, date=date, models_dir=models)
+
+
 def load(path: Optional[str] = None, run_dir: Optional[str] = None,
-         data_dir: Optional[str] = None) -> Config:
+         data_dir: Optional[str] = None, date: Optional[str] = None) -> Config:
     """Loads a config file (default: the packaged demo config).
 
     Args:
         path: YAML file; None loads ``shoprec/configs/demo.yaml``.
-        run_dir: Overrides the file's ``run_dir`` (e.g. a dated partition).
+        run_dir: Overrides the file's ``run_dir`` (and, with ``date``, the
+            date's partition).
         data_dir: Overrides ``inputs.data_dir`` (where a data set's files are).
+        date: The run's date ``YYYY-MM-DD``: the run folder is its partition
+            of ``run_root`` (see :func:`dated`); None: an undated run.
     """
     if path is None:
         text = resources.files("shoprec").joinpath("configs/demo.yaml").read_text()
@@ -352,8 +440,11 @@ def load(path: Optional[str] = None, run_dir: Optional[str] = None,
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{where}: not valid YAML: {err}") from err
-    config = build(Config, data, where, nested={"dataset": dataset_yaml.from_dict})
-    if run_dir:
+    config = build(Config, data, where, nested={"dataset": dataset_yaml.from_dict,
+                                              "gate": model_config.gate_from_dict})
+    if date:
+        config = dated(config, date, run_dir)
+    elif run_dir:
         config = dataclasses.replace(config, run_dir=run_dir)
     if data_dir:
         config = dataclasses.replace(

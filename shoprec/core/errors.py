@@ -1,10 +1,11 @@
 """User errors: what a stage raises when the user, not the code, has to act.
 
 Every failure a user can fix (a missing or empty input, stages run out of
-order, a bad config, a data-quality gate) is a :class:`UserError`. The CLI
-prints its message on one or two lines, ``shoprec STAGE: <message>``, and
-exits with its ``exit_code`` (the README's table); any other exception is a
-programming error and keeps its traceback. Each subclass also derives from the
+order, a bad config, a data-quality gate, a model the model gate did not
+bless) is a :class:`UserError`. The CLI prints its message on one or two
+lines, ``shoprec STAGE: <message>``, and exits with its ``exit_code`` (the
+README's table); any other exception is a programming error and keeps its
+traceback. Each subclass also derives from the
 builtin it replaces, so callers that caught ``FileNotFoundError`` or
 ``ValueError`` still do.
 """
@@ -65,6 +66,27 @@ class InputSchemaError(UserError, ValueError):
     exit_code = 6
 
 
+class ModelNotBlessedError(UserError, RuntimeError):
+    """The model gate did not bless the newly trained model: nothing was published.
+
+    The stage wrote its verdict report; scoring and recommending go on with
+    the last blessed model.
+    """
+
+    exit_code = 7
+
+
+class RunLockedError(UserError, RuntimeError):
+    """Another process is running stages in the same run folder (its lock file)."""
+
+    exit_code = 8
+
+
+# Any other exception is a bug: the CLI prints its traceback and exits with this
+# (EX_SOFTWARE), so a scheduler tells a crash from every failure above.
+CRASH_EXIT_CODE = 70
+
+
 # Exit status → what it means; the CLI's --help epilog and the README list these.
 EXIT_CODES = (
     (0, "the stage finished and wrote its success marker"),
@@ -77,4 +99,8 @@ EXIT_CODES = (
                                 "rows"),
     (StageOrderError.exit_code, "an upstream stage has not run or failed"),
     (InputSchemaError.exit_code, "an input lacks a required column"),
+    (ModelNotBlessedError.exit_code, "the model gate did not bless the new model; the last "
+                                     "blessed model stays published"),
+    (RunLockedError.exit_code, "another run holds the run folder's lock"),
+    (CRASH_EXIT_CODE, "crashed: a bug, not a user error (traceback printed)"),
 )

@@ -1,7 +1,14 @@
 """The run folder: every path any stage reads or writes, in one place.
 
 Every stage owns one folder of the run (``embed/``, ``ingest/``,
-``featurize/``, ``train/``, ``score/``) and deletes it before writing. Sharded
+``featurize/``, ``train/``, ``push/``, ``score/``). Run from the CLI, a stage
+writes that folder in its staging place (``.staging/<stage>/``, see
+:attr:`Layout.roots`) and it is published over the stage's folder only once
+complete (``shoprec.io.publish``); on a local disk the stage's folder is then
+a symbolic link to one of ``.versions/``. Published models live apart from
+the stages' folders, in ``models_dir`` (``<run_dir>/models`` by default), and
+are never deleted by a run: ``shoprec push`` adds versions and moves the
+``CURRENT`` pointer. Sharded
 outputs are named by a *prefix* (``.../examples/train``); the writer adds
 ``-SSSSS-of-NNNNN`` and the suffix, and readers glob with the ``*_pattern``
 helpers, so no stage spells another stage's file names.
@@ -16,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 SPLITS = ("train", "eval", "test")
 TFRECORD_SUFFIX = ".tfrecord.gz"
@@ -24,9 +31,16 @@ PARQUET_SUFFIX = ".parquet"
 CSV_SUFFIX = ".csv"
 JSONL_SUFFIX = ".jsonl"
 REPORT_FILE = "report.json"
-# Written last by a stage that finished: a small JSON with the stage and time.
+# Written last by a stage that finished: its manifest (JSON; shoprec.io.manifest).
 SUCCESS_FILE = "_SUCCESS"
+# Hidden (a glob of the run folder skips dot names): staged and published versions.
+STAGING_DIR = ".staging"
+VERSIONS_DIR = ".versions"
+# One run of a partition at a time (shoprec.io.lock).
+LOCK_FILE = ".lock"
 SCHEMA_FILE = "schema.pbtxt"
+# Prefix of the final checkpoint's files in train/checkpoint/ (and a published version's).
+CHECKPOINT_PREFIX = "ckpt"
 # Inside an image encoder's SavedModel: its image shape, classes and training report.
 ENCODER_METADATA = os.path.join("assets.extra", "encoder.json")
 
@@ -36,14 +50,74 @@ def success_marker(stage_dir: str) -> str:
     return os.path.join(stage_dir, SUCCESS_FILE)
 
 
+# The published models' pointer: a text file holding the current version's name.
+CURRENT_FILE = "CURRENT"
+# A version being published: copied here, then renamed to its version name.
+STAGING_PREFIX = ".staging-"
+# What a published version holds, by name inside its folder.
+VERSION_MODEL, VERSION_CHECKPOINT, VERSION_TRANSFORM = "model", "checkpoint", "transform"
+VERSION_METRICS, VERSION_VERDICT = "metrics.json", "verdict.json"
+
+
+def staging_dir_of(stage_dir: str) -> str:
+    """Where the stage owning ``stage_dir`` (``RUN/ingest``) stages its output."""
+    stage_dir = stage_dir.rstrip("/")
+    return os.path.join(os.path.dirname(stage_dir), STAGING_DIR, os.path.basename(stage_dir))
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
-    """Where each stage writes inside the run folder ``run_dir``."""
+    """Where each stage writes inside the run folder ``run_dir``.
+
+    Attributes:
+        run_dir: The run folder (one partition of a dated run).
+        models_dir: Where ``shoprec push`` publishes blessed models, one
+            folder per version and the ``CURRENT`` pointer; None puts it in
+            the run folder (``<run_dir>/models``). Scheduled runs point it
+            outside the dated partitions, so a day's run finds the model an
+            earlier day published.
+        roots: (stage folder, path) pairs that root a stage's folder
+            elsewhere: a stage run for publishing writes its own folder in
+            its staging place while every other path, its inputs among
+            them, stays the published one.
+    """
 
     run_dir: str
+    models_dir: Optional[str] = None
+    roots: Tuple[Tuple[str, str], ...] = ()
 
     def _p(self, *parts: str) -> str:
+        for name, root in self.roots:
+            if parts and parts[0] == name:
+                return os.path.join(root, *parts[1:])
         return os.path.join(self.run_dir, *parts)
+
+    def stage_dir(self, name: str) -> str:
+        """The folder the stage ``name`` owns (``ingest`` → ``RUN/ingest``)."""
+        return self._p(name)
+
+    def staged(self, name: str) -> "Layout":
+        """This layout with stage ``name``'s folder rooted at its staging place."""
+        return dataclasses.replace(self, roots=((name, self.staging_dir(name)),))
+
+    def staging_dir(self, name: str) -> str:
+        """Where the stage ``name`` writes before its output is published."""
+        return staging_dir_of(os.path.join(self.run_dir, name))
+
+    @property
+    def versions_dir(self) -> str:
+        """Published versions of the stages' folders (local disks)."""
+        return os.path.join(self.run_dir, VERSIONS_DIR)
+
+    @property
+    def lock_file(self) -> str:
+        """Held by the one process running stages in this run folder."""
+        return os.path.join(self.run_dir, LOCK_FILE)
+
+    @property
+    def validate_dir(self) -> str:
+        """``shoprec validate``'s report and dead letters (laid out as ingest's)."""
+        return self._p("validate")
 
     # embed/: the image encoder and one photo embedding per item.
     @property
@@ -197,6 +271,51 @@ class Layout:
     def logs_dir(self) -> str:
         """TensorBoard logs."""
         return self._p("train", "logs")
+
+    # push/: the model gate's verdict on the trained model.
+    @property
+    def push_dir(self) -> str:
+        return self._p("push")
+
+    @property
+    def push_report(self) -> str:
+        """The verdict: both models' eval metrics, thresholds, blessed or not, the version."""
+        return self._p("push", REPORT_FILE)
+
+    # models/: every blessed model, by version, and the pointer to the current one.
+    @property
+    def models_root(self) -> str:
+        return self.models_dir or self._p("models")
+
+    @property
+    def current_pointer(self) -> str:
+        """Names the version scoring, recommending and warm starts use; written last."""
+        return os.path.join(self.models_root, CURRENT_FILE)
+
+    def version_dir(self, version: str) -> str:
+        return os.path.join(self.models_root, version)
+
+    def version_staging_dir(self, version: str) -> str:
+        """Where a version is assembled before it is renamed into place."""
+        return os.path.join(self.models_root, STAGING_PREFIX + version)
+
+    def published_model(self, version: str) -> str:
+        """A published version's serving SavedModel (a copy of ``train/model``)."""
+        return os.path.join(self.version_dir(version), VERSION_MODEL)
+
+    def published_checkpoint(self, version: str) -> str:
+        """Its final checkpoint prefix (a copy of ``train/checkpoint``); warm starts read it."""
+        return os.path.join(self.version_dir(version), VERSION_CHECKPOINT, CHECKPOINT_PREFIX)
+
+    def published_transform(self, version: str) -> str:
+        """The TFT output it was trained on: its vocabularies, for warm starts and class names."""
+        return os.path.join(self.version_dir(version), VERSION_TRANSFORM)
+
+    def published_metrics(self, version: str) -> str:
+        return os.path.join(self.version_dir(version), VERSION_METRICS)
+
+    def published_verdict(self, version: str) -> str:
+        return os.path.join(self.version_dir(version), VERSION_VERDICT)
 
     # score/: ranked scores.
     @property

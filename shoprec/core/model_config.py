@@ -1,4 +1,4 @@
-"""The model and training sections of a run config, and their checks.
+"""The model, training and model-gate sections of a run config, and their checks.
 
 The trainer reads only these; an exported model carries its ``ModelConfig``
 (see :func:`model_config_from_dict`), so scoring and evaluation rebuild the
@@ -122,6 +122,60 @@ class TrainingConfig:
     # Train only on examples whose 0/1 label column is 1 (e.g. click, for a
     # naive CVR baseline); evaluation is not filtered.
     train_filter: Optional[str] = None
+    # none: train from a fresh initialisation; latest_blessed: start from the
+    # model ``models_dir/CURRENT`` names (embedding rows carried over by token).
+    warm_start: str = "none"
+
+
+WARM_START = ("none", "latest_blessed")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskGate:
+    """One binary task's thresholds in the model gate (see :class:`GateConfig`)."""
+
+    min_auc: Optional[float] = None
+    max_auc_drop: Optional[float] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class GateConfig:
+    """The model gate ``shoprec push`` applies before it publishes a trained model.
+
+    Every binary task is judged by its eval AUC: blessed when it is at least
+    ``min_auc`` and (once a model has been published) at most ``max_auc_drop``
+    below the published model's AUC on the same eval examples.
+
+    Attributes:
+        min_auc: Absolute minimum eval AUC of every binary task.
+        max_auc_drop: Largest allowed AUC drop below the published model.
+        tasks: Per-task overrides, ``{task name: {min_auc, max_auc_drop}}``.
+    """
+
+    min_auc: float = 0.5
+    max_auc_drop: float = 0.01
+    tasks: Tuple[Tuple[str, TaskGate], ...] = ()
+
+    def thresholds(self, task: str) -> Tuple[float, float]:
+        """(min_auc, max_auc_drop) of ``task``: its override, else the defaults."""
+        own = dict(self.tasks).get(task, TaskGate())
+        return (self.min_auc if own.min_auc is None else own.min_auc,
+                self.max_auc_drop if own.max_auc_drop is None else own.max_auc_drop)
+
+
+def gate_from_dict(data: Any, where: str) -> GateConfig:
+    """Builds the ``gate`` section; ``tasks`` maps task names to :class:`TaskGate` mappings.
+
+    Raises:
+        ConfigError: unknown keys or malformed values.
+    """
+    def tasks(value, here):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{here}: expected a mapping of task name to thresholds")
+        return tuple((str(name), build(TaskGate, v, f"{here}.{name}"))
+                     for name, v in value.items())
+
+    return build(GateConfig, data, where, nested={"tasks": tasks})
 
 
 def check(model: ModelConfig, training: TrainingConfig, label_names: Collection[str],
@@ -186,6 +240,27 @@ def check(model: ModelConfig, training: TrainingConfig, label_names: Collection[
             raise ConfigError(f"{where}: training.early_stopping.patience must be >= 0")
     if training.train_filter is not None and training.train_filter not in label_names:
         raise ConfigError(f"{where}: training.train_filter must be a label column")
+    if training.warm_start not in WARM_START:
+        raise ConfigError(f"{where}: training.warm_start must be one of {WARM_START}")
+
+
+def check_gate(gate: GateConfig, model: ModelConfig, where: str) -> None:
+    """Checks the gate's thresholds and that its overrides name binary tasks.
+
+    Raises:
+        ConfigError: an unknown or non-binary task, or a threshold out of range.
+    """
+    binary = sorted(t.name for t in model.tasks if t.type == "binary")
+    unknown = sorted(name for name, _ in gate.tasks if name not in binary)
+    if unknown:
+        raise ConfigError(f"{where}: gate.tasks {unknown}: the gate judges binary tasks "
+                          f"only, {binary}")
+    for name in [None] + [n for n, _ in gate.tasks]:
+        min_auc, drop = (gate.min_auc, gate.max_auc_drop) if name is None else (
+            gate.thresholds(name))
+        if not (0.0 <= float(min_auc) <= 1.0 and 0.0 <= float(drop) <= 1.0):
+            raise ConfigError(f"{where}: gate{'.tasks.' + name if name else ''}: min_auc and "
+                              "max_auc_drop must lie in [0, 1]")
 
 
 def model_config_from_dict(data: Dict[str, Any]) -> ModelConfig:

@@ -1,9 +1,11 @@
 """Writing a stage's outputs: clearing its folder, writing small text files and reports.
 
-Every stage replaces its own folder on each run, so a re-run leaves no stale
-shard from an earlier one; each writes its report as JSON beside its outputs,
-and, last and only when it succeeded, its success marker
-(:func:`write_success`). A stage checks its upstream stages' markers
+Every stage clears its own folder before it writes (run from the CLI, that is
+its staging place, ``shoprec.io.publish``), so a re-run leaves no stale shard
+from an earlier one; each writes its report as JSON beside its outputs, and,
+last and only when it succeeded, its success marker (:func:`write_success`),
+which the stage runner completes into the manifest (``shoprec.io.manifest``)
+before it publishes the folder. A stage checks its upstream stages' markers
 (:func:`require_success`) before it reads their folders. Paths may be local or
 on an object store (Beam's FileSystems).
 """
@@ -12,13 +14,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from typing import Any, Mapping, Optional, Sequence
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from shoprec.core.errors import StageOrderError
-from shoprec.core.layout import REPORT_FILE, SUCCESS_FILE, success_marker
+from shoprec.core.layout import REPORT_FILE, SUCCESS_FILE, staging_dir_of, success_marker
 
 
 def clear(directory: str, keep: Sequence[str] = ()) -> None:
@@ -29,6 +32,12 @@ def clear(directory: str, keep: Sequence[str] = ()) -> None:
         keep: Names of children of ``directory`` to leave as they are (the
             trainer keeps an unfinished job's backup to resume from).
     """
+    if os.path.islink(directory):
+        # A published folder (a link to its version), cleared by a stage called
+        # as a library to write in place: the link goes, the version stays
+        # until the next publish of the stage deletes it.
+        os.remove(directory)
+        return
     kept = [FileSystems.join(directory, name).rstrip("/") for name in keep]
 
     def is_kept(path: str) -> bool:
@@ -68,11 +77,20 @@ def write_report(path: str, report: Mapping[str, Any]) -> None:
                "application/json")
 
 
-def write_success(stage_dir: str, stage: str) -> None:
-    """Marks ``stage_dir`` as the output of a finished ``stage``; call it last."""
-    marker = {"stage": stage, "finished": dt.datetime.now(dt.timezone.utc).isoformat()}
-    write_text(success_marker(stage_dir), json.dumps(marker, sort_keys=True),
-               "application/json")
+def write_success(stage_dir: str, stage: str,
+                  manifest: Optional[Mapping[str, Any]] = None) -> None:
+    """Marks ``stage_dir`` as the output of a finished ``stage``; call it last.
+
+    Args:
+        stage_dir: The stage's folder (or its staging place).
+        stage: The stage's name.
+        manifest: What the output was made from (``shoprec.io.manifest``);
+            the stage itself writes none, the stage runner adds it.
+    """
+    marker = dict(manifest or {}, stage=stage,
+                  finished=dt.datetime.now(dt.timezone.utc).isoformat())
+    write_text(success_marker(stage_dir), json.dumps(marker, indent=1, sort_keys=True,
+                                                     default=str), "application/json")
 
 
 def read_report(path: str) -> Optional[Any]:
@@ -101,15 +119,17 @@ def require_success(stage_dir: str, stage: str) -> None:
 
     Raises:
         StageOrderError: no success marker: the stage never ran there, or it
-            failed (its report says so) or stopped half way.
+            failed (its report says so, in the folder or, for a stage run
+            from the CLI, in its staging place) or stopped half way. A
+            staged folder is never accepted, finished or not.
     """
     if FileSystems.exists(success_marker(stage_dir)):
         return
-    report = FileSystems.join(stage_dir, REPORT_FILE)
-    status = _status(report)
-    if status == "failed":
-        raise StageOrderError(f"`shoprec {stage}` failed: see {report}; fix what it names "
-                              f"and run `shoprec {stage}` again")
+    for folder in (staging_dir_of(stage_dir), stage_dir):
+        report = FileSystems.join(folder, REPORT_FILE)
+        if _status(report) == "failed":
+            raise StageOrderError(f"`shoprec {stage}` failed: see {report}; fix what it "
+                                  f"names and run `shoprec {stage}` again")
     if FileSystems.exists(stage_dir):
         raise StageOrderError(f"`shoprec {stage}` did not finish in {stage_dir} (no "
                               f"{SUCCESS_FILE}); run `shoprec {stage}` again")

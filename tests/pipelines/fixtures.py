@@ -1,11 +1,18 @@
 """Files the ingest tests need from earlier stages, written as those stages write them."""
 
+import csv
 import os
 
 import tensorflow as tf
+import yaml
 
 from pipelines import examples
+from shoprec.core import config as config_lib
 from shoprec.io.outputs import write_success
+
+# A shop small enough to generate and ingest in seconds.
+TINY_SHOP = {"generate": {"num_users": 20, "num_items": 8, "days": 3, "sessions_per_user": 2.0},
+             "ingest": {"eval_start": "2026-11-03T00:00:00Z"}}
 
 
 def write_embeddings(prefix, rows):
@@ -21,3 +28,23 @@ def write_embeddings(prefix, rows):
         for item_id, vector, has_image in rows:
             writer.write(examples.encode_embedding(
                 {"item_id": item_id, "embedding": vector, "has_image": has_image}))
+
+
+def ingested_shop(root):
+    """A tiny generated shop under ``root``, ingested; returns its config.
+
+    The embed stage's table is written as a finished ``shoprec embed`` leaves
+    it (every item, no photo), then the real ingest job runs on the local runner.
+    """
+    from pipelines import generate, ingest
+
+    path = os.path.join(str(root), "config.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(TINY_SHOP, f)
+    config = config_lib.load(path, run_dir=os.path.join(str(root), "run"))
+    generate.run(config)
+    with open(config.input_path(config.inputs.items)) as f:
+        ids = [row["item_id"] for row in csv.DictReader(f)]
+    write_embeddings(config.layout.item_embeddings, [(i, [0.0] * 32, 0) for i in ids])
+    ingest.run(config)
+    return config

@@ -7,9 +7,11 @@ import zlib
 import apache_beam as beam
 import pytest
 import tensorflow as tf
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 
-from pipelines.featurize import WriteShards
+from pipelines import featurize
+from pipelines.featurize import WriteShards, tft_temp_dir
 from shoprec.core.layout import TFRECORD_SUFFIX as SUFFIX
 
 
@@ -33,3 +35,27 @@ def test_records_land_once_each_in_their_crc_partition(tmp_path):
 def test_at_least_one_shard():
     with pytest.raises(ValueError, match="num_shards must be >= 1"):
         WriteShards("x", 0)
+
+
+def test_tft_temp_dir_is_under_the_pipeline_temp_location_when_there_is_one():
+    local = "/tmp/shoprec-tft-abc"
+    assert tft_temp_dir(PipelineOptions([]), local) == local
+    on_dataflow = PipelineOptions(["--temp_location=gs://my-bucket/tmp"])
+    assert tft_temp_dir(on_dataflow, local) == "gs://my-bucket/tmp/shoprec-tft/shoprec-tft-abc"
+
+
+def test_canonical_example_bytes_do_not_depend_on_the_feature_order():
+    def one(name):
+        feature = tf.train.Feature(int64_list=tf.train.Int64List(value=[ord(name)]))
+        return tf.train.Example(features=tf.train.Features(feature={name: feature}))
+
+    # Concatenated messages merge: the same two-feature example, its map entries
+    # in two orders, as TFT's encoder in two processes wrote them.
+    ab = one("a").SerializeToString() + one("b").SerializeToString()
+    ba = one("b").SerializeToString() + one("a").SerializeToString()
+    assert ab != ba and tf.train.Example.FromString(ab) == tf.train.Example.FromString(ba)
+    canonical = featurize.canonical_example(ab)
+    assert canonical == featurize.canonical_example(ba)
+    assert featurize.canonical_example(canonical) == canonical
+    assert dict(tf.train.Example.FromString(canonical).features.feature) == {
+        "a": one("a").features.feature["a"], "b": one("b").features.feature["b"]}

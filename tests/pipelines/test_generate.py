@@ -193,3 +193,36 @@ def test_oracle_auc_and_rates_are_exact_for_the_seed(tmp_path):
     whole = oracle_auc(cfg.path(cfg.inputs.truth), 0)
     assert whole == pytest.approx({"click": 0.8399679457821784,
                                    "conversion": 0.8642653318110368}, abs=1e-12)
+
+
+def test_a_later_day_keeps_the_earlier_days_users_items_and_photos(tmp_path):
+    # Day 1: 50 of a 60-user pool, 20 of 25 items; day 2, a day later: all of them.
+    day1 = _config(tmp_path / "d1", pool_users=60, pool_items=25, missing_image_fraction=0.2)
+    day2 = _config(tmp_path / "d2", num_users=60, num_items=25, pool_users=60, pool_items=25,
+                   missing_image_fraction=0.2, start_date="2026-11-02")
+    first, second = generate.run(day1), generate.run(day2)
+    for table, n1, n2 in (("users.csv", 50, 60), ("items.csv", 20, 25)):
+        old, new = _lines(day1.path(f"raw/{table}")), _lines(day2.path(f"raw/{table}"))
+        assert (len(old), len(new)) == (n1, n2)
+        assert new[:n1] == old, table  # the same rows, attributes and all; then new ones
+    # The same photos, broken ones included, for the first 20 items.
+    assert [i for i in first["bad_images"]["missing"]] == [
+        i for i in second["bad_images"]["missing"] if int(i[1:]) < 20]
+    for i in range(20):
+        path = f"raw/images/i{i:05d}.png"
+        if os.path.exists(day1.path(path)):
+            assert filecmp.cmp(day1.path(path), day2.path(path), shallow=False), path
+    # Day 2's events start a day later and reach the new users and items.
+    events = list(csv.DictReader(open(day2.path(day2.inputs.events))))
+    assert min(parse_timestamp(e["timestamp"]) for e in events) >= parse_timestamp(
+        "2026-11-02T00:00:00Z")
+    assert {e["user_id"] for e in events} & {f"u{u:06d}" for u in range(50, 60)}
+    assert {e["item_id"] for e in events} & {f"i{i:05d}" for i in range(20, 25)}
+    # Without a pool, the shop is what it always was: the pool is the generated size.
+    plain = _config(tmp_path / "p")
+    same = _config(tmp_path / "q", pool_users=50, pool_items=20)
+    generate.run(plain), generate.run(same)
+    for name in ("users.csv", "items.csv", "events.csv"):
+        assert filecmp.cmp(plain.path(f"raw/{name}"), same.path(f"raw/{name}"), shallow=False)
+    with pytest.raises(ValueError, match="pool_users 40 .* must be at least num_users 50"):
+        generate.run(_config(tmp_path / "bad", pool_users=40))

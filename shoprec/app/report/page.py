@@ -49,6 +49,9 @@ def build(config: Config) -> Dict[str, Any]:
         sections_lib.slices_section(metrics, diagnostics),
         sections_lib.baselines_section(metrics, diagnostics, oracle_auc(config)),
     ]
+    push = read_report(layout.push_report)
+    if push is not None:
+        sections.append(sections_lib.gate_section(push))
     ranking = read_report(layout.recommend_metrics)
     if ranking is not None:
         sections.append(sections_lib.ranking_section(ranking))

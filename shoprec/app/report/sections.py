@@ -218,6 +218,27 @@ def baselines_section(metrics: Mapping, diagnostics: Optional[Mapping],
                         "rows": rows}]}
 
 
+def gate_section(push: Mapping) -> Dict[str, Any]:
+    """The model gate's verdict (``push/report.json``): per task AUC against the thresholds."""
+    verdict = push.get("verdict") or {}
+    rows = [[task, _fmt(t.get("auc")), _fmt(t.get("baseline_auc")), _fmt(t.get("min_auc")),
+             _fmt(t.get("max_auc_drop")), "yes" if t.get("passed") else "no",
+             "; ".join(t.get("reasons") or []) or "-"]
+            for task, t in (verdict.get("tasks") or {}).items()]
+    published = push.get("version") or "nothing"
+    return {"id": "gate", "title": "Model gate",
+            "look_for": "A refused model is not published: scoring and recommending keep the "
+                        "last blessed version; the reasons say which task failed which "
+                        "threshold.",
+            "note": f"verdict: {push.get('status')}; published: {published}; compared with: "
+                    f"{push.get('baseline_version') or 'no published model'}. AUCs here are "
+                    f"the gate's, of the exported model on the raw eval split.",
+            "images": [],
+            "tables": [{"caption": "the gate's verdict per task (push/report.json)",
+                        "header": ["task", "AUC", "published model's AUC", "min AUC",
+                                   "max AUC drop", "passed", "reasons"], "rows": rows}]}
+
+
 def ranking_section(ranking: Mapping) -> Dict[str, Any]:
     """Recall / NDCG / MAP at every K for the model and the baselines; the table at K."""
     at_k = ranking.get("at_k") or {}
@@ -230,8 +251,7 @@ def ranking_section(ranking: Mapping) -> Dict[str, Any]:
             "look_for": "The model's line should sit above popularity and own history at every "
                         "K; coverage says how much of the catalogue it ever recommends.",
             "note": f"{ranking['model']['users']} users with a {ranking['relevance_label']} in "
-                    f"the eval window, {ranking['catalogue']} items. No model gate is "
-                    f"configured, so there is no verdict.",
+                    f"the eval window, {ranking['catalogue']} items.",
             "images": images,
             "tables": [{"caption": f"ranking @{ranking['k']} (recommend/metrics.json)",
                         "header": ["list"] + list(RANKING_METRICS), "rows": rows}]}

@@ -14,6 +14,8 @@ import tensorflow as tf
 
 from shoprec.app import cli
 from shoprec.core import config as config_lib
+from shoprec.core.errors import ModelNotBlessedError, StageOrderError
+from shoprec.io import models
 from shoprec.core.model_config import TaskConfig
 
 from pipelines import score
@@ -126,9 +128,11 @@ def test_scoring_a_multiclass_task_writes_probabilities_class_and_name(tiny_run,
     config = dataclasses.replace(
         tiny_run, run_dir=str(run_dir), model=dataclasses.replace(tiny_run.model, tasks=tasks),
         training=dataclasses.replace(tiny_run.training, epochs=4, learning_rate=0.01))
-    from trainer import train
+    from trainer import gate, train
 
     trained = train.run(config, strategy_name="default")
+    # This run folder's first model: the gate is not what this test is about.
+    gate.run(config, force_bless=True)
     score.run(config)
 
     table = pq.read_table(glob.glob(config.layout.scores + "*.parquet"))
@@ -158,13 +162,86 @@ def test_scoring_a_multiclass_task_writes_probabilities_class_and_name(tiny_run,
     assert accuracy > 0.8 and agreement == pytest.approx(accuracy, abs=0.1)
 
 
+def test_a_worse_model_is_not_blessed_and_scoring_keeps_the_published_one(tiny_run, tmp_path,
+                                                                         capsys):
+    tiny_run, out = tiny_run
+    from trainer import train
+
+    demo_version = models.current_version(tiny_run.layout)
+    assert f"{tiny_run.layout.version_dir(demo_version)} (blessed" in out
+    # The tiny run's data in a private run folder and models folder.
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for stage in ("raw", "ingest", "featurize"):
+        os.symlink(os.path.join(tiny_run.run_dir, stage), run_dir / stage)
+    gate_yaml = tmp_path / "gate.yaml"
+    gate_yaml.write_text("gate:\n  min_auc: 0.0\n  max_auc_drop: 0.02\n")
+    config = dataclasses.replace(
+        tiny_run, run_dir=str(run_dir), gate=config_lib.load(str(gate_yaml)).gate,
+        training=dataclasses.replace(tiny_run.training, epochs=4, learning_rate=0.01))
+    layout = config.layout
+    with pytest.raises(StageOrderError, match="no published model"):
+        score.run(config)
+
+    # A good model first: no baseline, so only min_auc applies; published.
+    train.run(config, strategy_name="default")
+    from trainer import gate
+
+    first = gate.run(config)
+    assert first["status"] == "blessed" and first["baseline_version"] is None
+    good = first["version"]
+    assert models.current_version(layout) == good
+    assert sorted(os.listdir(layout.version_dir(good))) == [
+        "checkpoint", "metrics.json", "model", "transform", "verdict.json"]
+    # The gate's figures for the new model are train's own eval metrics (same
+    # examples, same metric code; raw examples through the exported model).
+    with open(layout.published_metrics(good)) as f:
+        trained = json.load(f)
+    for task in ("click", "conversion"):
+        assert first["candidate"][task]["auc"] == pytest.approx(
+            trained["tasks"][task]["auc"], abs=1e-6)
+
+    # A deliberately worse model: one step at a vanishing learning rate.
+    worse = dataclasses.replace(config, training=dataclasses.replace(
+        config.training, epochs=1, steps_per_epoch=1, learning_rate=1e-9))
+    train.run(worse, strategy_name="default")
+    code = cli.main(["push", "--config", str(gate_yaml), "--run_dir", str(run_dir)])
+    err = capsys.readouterr().err
+    assert code == ModelNotBlessedError.exit_code == 7
+    assert err.startswith("shoprec push: the model gate did not bless the new model")
+    assert f"version {good} stays current" in err and "Traceback" not in err
+    with open(layout.push_report) as f:
+        verdict = json.load(f)
+    assert verdict["status"] == "not_blessed" and verdict["version"] is None
+    assert verdict["baseline_version"] == good
+    # The baseline's figures are the published model's own, on the same examples.
+    for task in ("click", "conversion"):
+        judged = verdict["verdict"]["tasks"][task]
+        assert judged["baseline_auc"] == pytest.approx(first["candidate"][task]["auc"], abs=1e-9)
+        assert judged["drop"] == pytest.approx(judged["baseline_auc"] - judged["auc"], abs=1e-12)
+        assert judged["passed"] == (judged["drop"] <= 0.02)
+    assert not verdict["verdict"]["blessed"]
+    assert not os.path.exists(os.path.join(layout.push_dir, "_SUCCESS"))
+    # Nothing was published: the good model is still current, and scoring uses it.
+    assert models.current_version(layout) == good
+    assert sorted(os.listdir(layout.models_root)) == sorted(["CURRENT", good])
+    scored = score.run(config)
+    assert scored["model_version"] == good
+    assert scored["model_dir"] == layout.published_model(good)
+
+    # Forced: published anyway, and the verdict says so.
+    forced = gate.run(worse, force_bless=True)
+    assert forced["status"] == "forced" and models.current_version(layout) == forced["version"]
+    assert forced["version"] > good
+
+
 def test_cli_help_lists_every_stage(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for stage in ("generate", "embed", "validate", "ingest", "featurize", "train", "score",
-                  "recommend", "report", "demo"):
+    for stage in ("generate", "embed", "validate", "ingest", "featurize", "train", "push",
+                  "score", "recommend", "report", "demo"):
         assert stage in out
 
 

@@ -15,8 +15,8 @@ import yaml
 from pipelines import generate
 from shoprec.app import cli
 from shoprec.core import config as config_lib
-from shoprec.core.errors import (ConfigError, InputEmptyError, InputMissingError,
-                                 StageOrderError)
+from shoprec.core.errors import (CRASH_EXIT_CODE, ConfigError, InputEmptyError,
+                                 InputMissingError, StageOrderError)
 from shoprec.core.layout import success_marker
 from tests.pipelines.fixtures import write_embeddings
 
@@ -69,11 +69,14 @@ def test_an_events_file_with_only_its_header_fails_ingest(shop, tmp_path, capsys
     assert code == InputEmptyError.exit_code == 4
     line = _one_line(capsys, "ingest")
     assert "input 'events' has 0 data rows (dataset.quality.min_rows is 1)" in line
-    # The report says why; nothing a later stage would accept is left.
-    with open(config.layout.ingest_report) as f:
+    # The report says why, in the staging place; nothing is published, nothing a later
+    # stage would accept is left.
+    staged = config.layout.staged("ingest")
+    with open(staged.ingest_report) as f:
         assert json.load(f)["status"] == "failed"
-    assert not os.path.exists(success_marker(config.layout.ingest_dir))
-    assert not os.path.exists(os.path.dirname(config.layout.examples("train")))
+    assert not os.path.exists(config.layout.ingest_dir)
+    assert not os.path.exists(success_marker(staged.ingest_dir))
+    assert not os.path.exists(os.path.dirname(staged.examples("train")))
 
 
 def test_an_empty_events_file_fails_ingest(shop, tmp_path, capsys):
@@ -135,3 +138,12 @@ def test_a_bad_config_is_exit_code_2(tmp_path, capsys):
     assert "min_rowz" in _one_line(capsys, "ingest")
     assert cli.main(["ingest", "--config", str(tmp_path / "nothing.yaml")]) == 2
     assert "cannot read the config" in _one_line(capsys, "ingest")
+
+
+def test_an_exception_that_is_no_user_error_is_a_crash_with_its_traceback(tmp_path, capsys):
+    # The demo refuses a folder it did not make with a plain FileExistsError.
+    (tmp_path / "mine.txt").write_text("not a demo run")
+    assert cli.main(["demo", "--run_dir", str(tmp_path)]) == CRASH_EXIT_CODE == 70
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "FileExistsError" in err
+    assert "shoprec demo: crashed (a bug, not a user error; exit 70)" in err

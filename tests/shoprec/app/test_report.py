@@ -142,11 +142,17 @@ def test_the_page_has_every_section_with_a_sentence_on_what_to_look_for(page):
     config, _ = page
     context = report_page.build(config)
     assert [s["id"] for s in context["sections"]] == [
-        "data", "tasks", "training", "slices", "baselines", "ranking"]
+        "data", "tasks", "training", "slices", "baselines", "gate", "ranking"]
     for section in context["sections"]:
         assert section["look_for"].endswith(".")
     with open(config.layout.recommend_metrics) as f:
         ranking = json.load(f)
+    with open(config.layout.push_report) as f:
+        push = json.load(f)
+    gate = context["sections"][-2]["tables"][0]["rows"]
+    assert [(r[0], r[1], r[5]) for r in gate] == [
+        (task, f"{t['auc']:.4f}", "yes" if t["passed"] else "no")
+        for task, t in push["verdict"]["tasks"].items()]
     rows = {r[0]: r for r in context["sections"][-1]["tables"][0]["rows"]}
     assert rows["model"][2] == f"{ranking['model']['ndcg']:.4f}"
     # The at-K curves end at the table's K.

@@ -45,3 +45,25 @@ def test_without_a_blend_the_first_binary_task_ranks(tmp_path):
 def test_bad_recommend_settings_are_refused(tmp_path, section, message):
     with pytest.raises(ConfigError, match=message):
         _load(tmp_path, section)
+
+
+def test_a_dated_run_is_the_date_partition_of_the_run_root(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"run_root": "/data/runs", "inputs": {
+        "data_dir": "/exports/dt={date}", "events": "events/*.csv"}}))
+    day = config_lib.load(str(path), date="2026-12-01")
+    assert day.run_dir == "/data/runs/dt=2026-12-01" and day.date == "2026-12-01"
+    assert day.input_path(day.inputs.events) == "/exports/dt=2026-12-01/events/*.csv"
+    # An explicit run folder wins; the date still fills the input paths.
+    there = config_lib.load(str(path), run_dir="/tmp/x", date="2026-12-01")
+    assert there.run_dir == "/tmp/x"
+    assert there.input_path(there.inputs.users) == "/exports/dt=2026-12-01/raw/users.csv"
+    # Without a run_root, the file's run_dir is the root.
+    assert config_lib.load(date="2026-12-02").run_dir == "runs/demo/dt=2026-12-02"
+    with pytest.raises(ConfigError, match="pass --date"):
+        config_lib.load(str(path)).input_path("events/*.csv")
+    with pytest.raises(ConfigError, match="not a date"):
+        config_lib.load(str(path), date="2026-13-01")
+    with pytest.raises(ConfigError, match="unknown key"):
+        path.write_text("layout_roots: []\n")  # set by the stage runner, never in a file
+        config_lib.load(str(path))

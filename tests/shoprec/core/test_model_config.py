@@ -89,3 +89,40 @@ def test_scores_cannot_be_ranked_by_a_multiclass_task(tmp_path):
     path.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "model": {"tasks": tasks},
                                     "scoring": {"rank_by": "p_click"}}))
     assert config_lib.load(str(path)).scoring.rank_by == "p_click"
+
+
+def _load_with(tmp_path, **sections):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), **sections}))
+    return config_lib.load(str(path))
+
+
+def test_the_gate_section_and_its_per_task_overrides(tmp_path):
+    assert config_lib.load().gate.thresholds("click") == (0.5, 0.01)
+    config = _load_with(tmp_path, gate={"min_auc": 0.6, "max_auc_drop": 0.02,
+                                        "tasks": {"conversion": {"min_auc": 0.7}}})
+    assert config.gate.thresholds("click") == (0.6, 0.02)
+    assert config.gate.thresholds("conversion") == (0.7, 0.02)
+
+
+@pytest.mark.parametrize("gate, message", [
+    ({"tasks": {"clicks": {"min_auc": 0.6}}}, r"gate.tasks \['clicks'\]: the gate judges "
+                                              r"binary tasks only"),
+    ({"min_auc": 1.5}, r"min_auc and max_auc_drop must lie in \[0, 1\]"),
+    ({"tasks": {"click": {"max_auc_drop": -0.1}}}, r"gate.tasks.click: min_auc"),
+    ({"tasks": {"click": {"auc": 0.6}}}, r"unknown key\(s\) \['auc'\]"),
+    ({"min_aucs": 0.6}, r"unknown key\(s\) \['min_aucs'\]"),
+])
+def test_bad_gate_settings_are_refused(tmp_path, gate, message):
+    with pytest.raises(ConfigError, match=message):
+        _load_with(tmp_path, gate=gate)
+
+
+def test_models_dir_resolves_against_the_run_folder(tmp_path):
+    assert config_lib.load(run_dir="/runs/dt=2026-12-02").layout.models_root == (
+        "/runs/dt=2026-12-02/models")
+    config = _load_with(tmp_path, models_dir="../models")
+    assert config.layout.models_root == str(tmp_path / "run" / ".." / "models")
+    assert _load_with(tmp_path, models_dir="gs://b/models").layout.models_root == "gs://b/models"
+    with pytest.raises(ConfigError, match="training.warm_start must be one of"):
+        _load_with(tmp_path, training={"warm_start": "yesterday"})

@@ -1,6 +1,7 @@
 """Clearing a stage's folder (optionally keeping a child) and writing its report."""
 
 import json
+import os
 
 from shoprec.io import outputs
 
@@ -27,3 +28,13 @@ def test_write_report_is_sorted_indented_json(tmp_path):
     text = path.read_text()
     assert json.loads(text) == {"a": {"c": tmp_path.name, "d": 2}, "b": 1}
     assert text.index('"a"') < text.index('"b"') and text.startswith('{\n  "a"')
+
+
+def test_clearing_a_published_folder_removes_its_link_not_its_version(tmp_path):
+    version = tmp_path / ".versions" / "score-1"
+    version.mkdir(parents=True)
+    (version / "scores.parquet").write_text("x")
+    os.symlink(os.path.join(".versions", "score-1"), tmp_path / "score")
+    outputs.clear(str(tmp_path / "score"))
+    assert not os.path.lexists(tmp_path / "score")
+    assert (version / "scores.parquet").read_text() == "x"

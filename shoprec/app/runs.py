@@ -1,0 +1,215 @@
+"""Running stages for publishing: skip what is up to date, stage, mark, publish.
+
+Every stage run from the CLI (one stage, ``shoprec run`` or the demo) goes
+through :func:`run_stage`: it computes the stage's fingerprint
+(``shoprec.io.manifest``: its inputs, the manifests of the upstream stages it
+reads, the config, the code, its options); if the published folder's manifest
+carries the same one, the stage is skipped (``--force`` runs it anyway).
+Otherwise the stage runs with its own folder rooted in its staging place,
+its manifest is written there last and the folder is published
+(``shoprec.io.publish``). :func:`run_day` runs a production day's stages in
+order: the one command a scheduler calls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+from shoprec.app.stages import Stage, day_stages, options_of
+from shoprec.core.config import Config
+from shoprec.core.errors import ModelNotBlessedError
+from shoprec.io import manifest, publish
+from shoprec.io.outputs import write_success
+
+# Reports (the stages' JSON and text files) under this size get their staged
+# paths rewritten to the published ones.
+_REPORT_SUFFIXES = (".json", ".txt")
+_MAX_REPORT_BYTES = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What :func:`run_stage` did.
+
+    Attributes:
+        status: ``ran``, ``skipped`` (up to date) or ``published`` (a run
+            killed after writing its manifest left it staged; published now).
+        report: The stage's report (paths as published), or its published
+            manifest when it did not run.
+        seconds: Wall time.
+    """
+
+    status: str
+    report: Dict[str, Any]
+    seconds: float
+
+
+def is_chief() -> bool:
+    """Whether this process publishes: not a non-chief worker of a multi-worker job."""
+    if not os.environ.get("TF_CONFIG"):
+        return True
+    from trainer import strategy
+
+    return strategy.is_chief()
+
+
+def _reads(stage: Stage, config: Config, options: Mapping[str, Any]):
+    """({input: path}, {upstream stage: its published folder}) of ``stage``."""
+    layout, inputs, upstream = config.layout, {}, {}
+    for read in stage.reads:
+        if read == "embed/" and config.registry.embedding_feature() is None:
+            continue  # no photo embedding to join: ingest reads no embed stage
+        if read.endswith("/"):
+            upstream[read.rstrip("/")] = layout.stage_dir(read.rstrip("/"))
+        elif read == "inputs":
+            for key in ("events", "items", "users"):
+                inputs[key] = config.input_path(getattr(config.inputs, key))
+        elif read.startswith("inputs."):
+            key = read.split(".", 1)[1]
+            inputs[key] = config.input_path(getattr(config.inputs, key))
+        elif read == "embed.encoder":
+            inputs["encoder"] = config.embed.encoder
+        elif read == "models/CURRENT" and stage.name != "push":
+            # A newly published model makes scoring and recommending stale. Not
+            # push's own input: it moves the pointer itself, and a trained model
+            # it has judged once is not judged (and published) again.
+            inputs["model"] = layout.current_pointer
+    if stage.name == "score":
+        inputs["pairs"] = options.get("pairs") or config.path(config.scoring.pairs)
+    return {k: v for k, v in inputs.items() if v}, upstream
+
+
+def _relocate(value: Any, staged: str, published: str) -> Any:
+    """``value`` with every path under ``staged`` moved under ``published``."""
+    if isinstance(value, str):
+        return value.replace(staged, published)
+    if isinstance(value, dict):
+        return {k: _relocate(v, staged, published) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_relocate(v, staged, published) for v in value)
+    return value
+
+
+def _relocate_reports(staged: str, published: str) -> None:
+    """Rewrites the staged paths in the staged folder's reports to the published ones."""
+    for root, _, files in os.walk(staged):
+        for name in files:
+            path = os.path.join(root, name)
+            if not name.endswith(_REPORT_SUFFIXES) or os.path.getsize(path) > _MAX_REPORT_BYTES:
+                continue
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            if staged in text:
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(text.replace(staged, published))
+
+
+def _rows(report: Mapping[str, Any]) -> Dict[str, Any]:
+    """The row counts a stage's report carries (its counters, or rows per split)."""
+    rows = report.get("counts") or report.get("rows") or {}
+    out = {k: v for k, v in rows.items() if isinstance(v, int)}
+    if isinstance(report.get("eval_examples"), int):
+        out["eval_examples"] = report["eval_examples"]
+    return out
+
+
+def run_stage(stage: Stage, config: Config, beam_args: Sequence[str],
+              options: Mapping[str, Any], force: bool = False) -> Outcome:
+    """Runs ``stage`` unless it is up to date, staged, then published.
+
+    Args:
+        stage: From the stage table.
+        config: The run config (published layout).
+        beam_args: Pass-through Beam flags.
+        options: The stage's own flag values (``options_of``).
+        force: Run even when the published output is up to date.
+
+    Raises:
+        UserError: the stage failed for a reason the user fixes; its staged
+            folder (report, dead letters) stays in the staging place and the
+            published folder is untouched.
+    """
+    start = time.time()
+    if not stage.publishes:
+        return Outcome("ran", stage.run(config, beam_args, options), time.time() - start)
+    layout = config.layout
+    target, staging = layout.stage_dir(stage.name), layout.staging_dir(stage.name)
+    inputs, upstream = _reads(stage, config, options)
+    fingerprint = manifest.fingerprint(stage.name, inputs, upstream, config, options)
+    current = all(manifest.marker_bytes(path) is not None for path in upstream.values())
+    chief = is_chief()
+    if not force and current:
+        found = manifest.read(target)
+        if found and found.get("fingerprint") == fingerprint["fingerprint"]:
+            return Outcome("skipped", found, time.time() - start)
+        for folder in publish.unpublished(layout, stage.name):
+            found = manifest.read(folder)
+            if found and found.get("fingerprint") == fingerprint["fingerprint"]:
+                if chief:
+                    publish.publish(layout, stage.name, source=folder)
+                return Outcome("published", found, time.time() - start)
+    staged_config = dataclasses.replace(config, layout_roots=layout.staged(stage.name).roots)
+    report = stage.run(staged_config, beam_args, options)
+    if not chief:
+        return Outcome("ran", report, time.time() - start)
+    publish.fault_point("before_marker")
+    if publish.is_local(staging):
+        _relocate_reports(staging, target)
+    report = _relocate(report, staging, target)
+    write_success(staging, stage.name, dict(
+        fingerprint, rows=_rows(report), seconds=round(time.time() - start, 2),
+        outputs=manifest.output_stats(staging)))
+    publish.publish(layout, stage.name)
+    return Outcome("ran", report, time.time() - start)
+
+
+def say(stage: str, outcome: Outcome) -> Optional[str]:
+    """The line a stage that did not run prints, or None when it ran."""
+    if outcome.status == "skipped":
+        return f"shoprec {stage}: skipped (up to date)"
+    if outcome.status == "published":
+        return f"shoprec {stage}: published the output an interrupted run had finished"
+    return None
+
+
+def run_day(config: Config, beam_args: Sequence[str], options: Mapping[str, Any],
+            force: bool = False) -> int:
+    """``shoprec run``: every stage of one day in order, skipping what is done.
+
+    A model-gate refusal (:class:`ModelNotBlessedError`) lets the later
+    stages run on the last blessed model and is raised once they are done;
+    any other failure stops the run.
+
+    Returns:
+        0 when every stage ran or was up to date.
+
+    Raises:
+        UserError: a stage failed for a reason the user fixes (the exit code
+            says which: a data-quality gate, a model not blessed, ...).
+    """
+    refused: Optional[ModelNotBlessedError] = None
+    summary = []
+    for stage in day_stages(config):
+        try:
+            outcome = run_stage(stage, config, beam_args, options_of(stage, options), force)
+        except ModelNotBlessedError as err:
+            print(f"shoprec {stage.name}: {err}; the later stages use the last blessed model",
+                  file=sys.stderr)
+            refused = err
+            continue
+        line = say(stage.name, outcome) or (
+            f"shoprec {stage.name}: done in {outcome.seconds:.1f}s, published "
+            f"{config.layout.stage_dir(stage.name)}")
+        print(line, flush=True)
+        summary.append({"stage": stage.name, "status": outcome.status,
+                        "seconds": round(outcome.seconds, 1)})
+    print(json.dumps({"run_dir": config.run_dir, "date": config.date, "stages": summary},
+                     indent=2))
+    if refused is not None:
+        raise refused
+    return 0
