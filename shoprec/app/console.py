@@ -162,6 +162,12 @@ def stage_line(stage: str, report: Mapping[str, Any], seconds: float) -> str:
                          if m.get("auc") is not None)
         body = (f"{t.get('steps')} steps over {len(t.get('epochs_run') or [])} epoch(s), "
                 f"{t.get('examples_per_second', 0):,.0f} examples/s; eval AUC {aucs}")
+    elif stage == "push":
+        aucs = ", ".join(f"{name} {t['auc']:.4f}" for name, t in
+                         (report.get("verdict") or {}).get("tasks", {}).items()
+                         if t.get("auc") is not None)
+        body = (f"{report.get('status')}, version {report.get('version') or 'none'}; "
+                f"gate AUC {aucs or 'n/a'}")
     elif stage == "score":
         rows = counts.get("score/rows", 0)
         body = f"{rows} pairs scored, {dead} dead letters; {_rate(rows, seconds)} rows"

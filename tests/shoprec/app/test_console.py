@@ -81,6 +81,10 @@ def test_stage_lines_carry_counts_and_rates():
              "training": {"steps": 40, "epochs_run": [0, 1], "examples_per_second": 12345.6}}
     assert console.stage_line("train", train, 3.25) == (
         "[train] 40 steps over 2 epoch(s), 12,346 examples/s; eval AUC click 0.7123 in 3.2s")
+    push = {"status": "blessed", "version": "v1",
+            "verdict": {"tasks": {"click": {"auc": 0.7, "passed": True}}}}
+    assert console.stage_line("push", push, 1.0) == (
+        "[push] blessed, version v1; gate AUC click 0.7000 in 1.0s")
     assert console.stage_line("score", {"counts": {"score/rows": 30}}, 0.0) == (
         "[score] 30 pairs scored, 0 dead letters; n/a rows in 0.0s")
 
