@@ -103,14 +103,14 @@ def test_the_shoprec_command_prints_no_native_log_lines(tiny_run, tmp_path):
     config, _ = tiny_run
     run_dir = str(tmp_path / "run")
     shutil.copytree(config.run_dir, run_dir)
-    quiet = _shoprec("score", "--run_dir", run_dir)
+    quiet = _shoprec("score", "--run_dir", run_dir, "--force")
     assert quiet.returncode == 0, quiet.stderr[-3000:]
     native = [line for line in quiet.stderr.splitlines()
               if console.NATIVE_LOG.match(line.encode())]
     assert native == []
     assert console.BEAM_RESOURCE_WARNING not in quiet.stderr
     assert quiet.stderr.splitlines()[-1].startswith("[score] ")
-    # The same stage with --verbose shows what was hidden.
-    loud = _shoprec("score", "--run_dir", run_dir, "--verbose")
+    # The same stage with --verbose shows what was hidden (--force: it is up to date now).
+    loud = _shoprec("score", "--run_dir", run_dir, "--verbose", "--force")
     assert loud.returncode == 0
     assert any(console.NATIVE_LOG.match(line.encode()) for line in loud.stderr.splitlines())
