@@ -210,7 +210,9 @@ def test_a_worse_model_is_not_blessed_and_scoring_keeps_the_published_one(tiny_r
     assert code == ModelNotBlessedError.exit_code == 7
     assert err.startswith("shoprec push: the model gate did not bless the new model")
     assert f"version {good} stays current" in err and "Traceback" not in err
-    with open(layout.push_report) as f:
+    # Refused, the stage is not published: its verdict stays in its staging folder.
+    refused = layout.staged("push")
+    with open(refused.push_report) as f:
         verdict = json.load(f)
     assert verdict["status"] == "not_blessed" and verdict["version"] is None
     assert verdict["baseline_version"] == good
@@ -221,7 +223,7 @@ def test_a_worse_model_is_not_blessed_and_scoring_keeps_the_published_one(tiny_r
         assert judged["drop"] == pytest.approx(judged["baseline_auc"] - judged["auc"], abs=1e-12)
         assert judged["passed"] == (judged["drop"] <= 0.02)
     assert not verdict["verdict"]["blessed"]
-    assert not os.path.exists(os.path.join(layout.push_dir, "_SUCCESS"))
+    assert not os.path.exists(os.path.join(refused.push_dir, "_SUCCESS"))
     # Nothing was published: the good model is still current, and scoring uses it.
     assert models.current_version(layout) == good
     assert sorted(os.listdir(layout.models_root)) == sorted(["CURRENT", good])
