@@ -52,7 +52,7 @@ def test_options_keep_only_the_stage_own_flags():
 def test_a_production_day_runs_the_demo_stages_but_generate():
     config = config_lib.load()
     assert [s.name for s in stages.day_stages(config)] == [
-        "embed", "ingest", "featurize", "train", "score", "recommend"]
+        "embed", "ingest", "featurize", "train", "push", "score", "recommend", "report"]
     assert [s.name for s in stages.STAGES if not s.publishes] == ["generate"]
     no_towers = dataclasses.replace(config, model=dataclasses.replace(
         config.model, retrieval=dataclasses.replace(config.model.retrieval, enabled=False)))
