@@ -20,6 +20,9 @@ INSTALL_REQUIRES = [
     "pyarrow>=25,<26",
     "numpy>=1.26",
     "PyYAML>=6.0",
+    # `shoprec report`: plots drawn headless (Agg) and one HTML page.
+    "matplotlib==3.11.2",
+    "Jinja2==3.1.6",
 ]
 
 setup(
@@ -31,7 +34,7 @@ setup(
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["shoprec", "shoprec.*", "pipelines", "pipelines.*",
                                     "transforms", "transforms.*", "trainer", "trainer.*"]),
-    package_data={"shoprec": ["configs/*.yaml"]},
+    package_data={"shoprec": ["configs/*.yaml", "app/report/*.html.j2"]},
     install_requires=INSTALL_REQUIRES,
     # Airflow parses the scheduling DAG in its test; dask + distributed are Beam's
     # DaskRunner, the second engine the ingest and score jobs are checked on.

@@ -1,4 +1,9 @@
-"""Training callbacks: early stopping on an exact eval metric, and an epoch record.
+"""Training callbacks: exact eval metrics per epoch, early stopping on one, an epoch record.
+
+``EpochEvaluation`` evaluates every task over the whole eval split after each
+epoch (``trainer.evaluation``): the per-epoch history ``metrics.json`` keeps,
+per-task TensorBoard scalars under ``logs/eval``, each task's AUC on Keras'
+epoch line, and the result early stopping judges.
 
 Early stopping watches a metric computed by ``trainer.evaluation`` over the
 whole eval split after each epoch, not a Keras streaming metric, so it means
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from typing import Callable, Dict, List, Optional
 
 import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
@@ -28,6 +34,55 @@ log = logging.getLogger(__name__)
 
 # Metrics where a smaller value is better; the rest improve upwards.
 _LOWER_IS_BETTER = frozenset({"log_loss", "rmse"})
+# Per-task metrics kept per epoch and written as TensorBoard scalars.
+EPOCH_METRICS = ("auc", "gauc", "log_loss", "calibration", "rmse", "accuracy")
+
+
+class EpochEvaluation(tf.keras.callbacks.Callback):
+    """Evaluates every task after each epoch; keeps the history and writes scalars.
+
+    It must come before the callbacks that read :attr:`latest` (early
+    stopping) and before Keras' progress bar, which prints the ``eval_<task>_auc``
+    entries it adds to the epoch's logs.
+
+    Args:
+        evaluate: Returns ``trainer.evaluation.evaluate``'s result for the
+            current weights.
+        log_dir: TensorBoard folder; scalars ``<task>/<metric>`` go to its
+            ``eval`` run (None: none written, e.g. on a non-chief worker).
+    """
+
+    def __init__(self, evaluate: Callable[[], dict], log_dir: Optional[str] = None):
+        super().__init__()
+        self._evaluate = evaluate
+        self._log_dir = log_dir
+        self._writer = None
+        self.latest: Optional[dict] = None
+        self.history: List[dict] = []
+
+    def on_epoch_end(self, epoch: int, logs: Optional[Dict] = None) -> None:
+        self.latest = self._evaluate()
+        tasks = {}
+        for task, values in self.latest["tasks"].items():
+            tasks[task] = {k: float(values[k]) for k in EPOCH_METRICS
+                           if values.get(k) is not None and math.isfinite(values[k])}
+            if logs is not None and "auc" in tasks[task]:
+                logs[f"eval_{task}_auc"] = tasks[task]["auc"]
+        self.history.append({"epoch": int(epoch), "tasks": tasks})
+        if self._log_dir is None:
+            return
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(os.path.join(self._log_dir, "eval"))
+        with self._writer.as_default():
+            for task, values in tasks.items():
+                for metric, value in values.items():
+                    tf.summary.scalar(f"{task}/{metric}", value, step=epoch)
+        self._writer.flush()
+
+    def on_train_end(self, logs: Optional[Dict] = None) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 class EvalEarlyStopping(tf.keras.callbacks.Callback):

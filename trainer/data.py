@@ -165,17 +165,29 @@ def scan_column(file_pattern: str, transformed_spec: Mapping[str, tf.io.FixedLen
     Raises:
         FileNotFoundError: nothing matches ``file_pattern``.
     """
+    return scan_columns(file_pattern, transformed_spec, (column,), keep_if)[column]
+
+
+def scan_columns(file_pattern: str, transformed_spec: Mapping[str, tf.io.FixedLenFeature],
+                 columns: Iterable[str], keep_if: Optional[str] = None
+                 ) -> Dict[str, np.ndarray]:
+    """:func:`scan_column` of several columns in one pass: ``{column: values}``.
+
+    Raises:
+        FileNotFoundError: nothing matches ``file_pattern``.
+    """
     files = sorted(tf.io.gfile.glob(file_pattern))
     if not files:
         raise FileNotFoundError(f"no transformed examples at {file_pattern}; run featurize first")
-    names = {column} | ({keep_if} if keep_if else set())
+    columns = tuple(dict.fromkeys(columns))
+    names = set(columns) | ({keep_if} if keep_if else set())
     spec = {n: transformed_spec[n] for n in names}
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096).map(
         lambda serialized: tf.io.parse_example(serialized, spec))
-    parts = []
+    parts: Dict[str, list] = {c: [] for c in columns}
     for batch in dataset:
-        values = batch[column].numpy()
-        if keep_if:
-            values = values[batch[keep_if].numpy() > 0.5]
-        parts.append(values)
-    return np.concatenate(parts) if parts else np.zeros([0])
+        keep = batch[keep_if].numpy() > 0.5 if keep_if else None
+        for column in columns:
+            values = batch[column].numpy()
+            parts[column].append(values if keep is None else values[keep])
+    return {c: np.concatenate(v) if v else np.zeros([0]) for c, v in parts.items()}

@@ -25,6 +25,7 @@ examples (the model gate, ``trainer.gate``).
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Dict, Iterable, Mapping, Optional
 
 import numpy as np
@@ -47,8 +48,8 @@ def label_columns(model_config: ModelConfig) -> tuple:
     return tuple(sorted(extra))
 
 
-def collect(model, dataset: tf.data.Dataset, user_key: str, item_key: str
-            ) -> Dict[str, Dict[str, np.ndarray]]:
+def collect(model, dataset: tf.data.Dataset, user_key: str, item_key: str,
+            extra_keys: Iterable[str] = ()) -> Dict[str, Dict[str, np.ndarray]]:
     """Runs ``model`` over every batch and gathers what evaluation needs.
 
     Args:
@@ -56,22 +57,17 @@ def collect(model, dataset: tf.data.Dataset, user_key: str, item_key: str
         dataset: Finite ``(features, labels)`` batches.
         user_key: Feature grouping GAUC (the user id index).
         item_key: Feature identifying retrieval candidates (the item id index).
+        extra_keys: Further input features to keep per example under
+            ``keys`` by their own name (the report's slices, e.g. the item
+            category index).
 
     Returns:
         ``{'predictions': {output: [n, ...]}, 'labels': {column: [n]},
-        'keys': {'user': [n], 'item': [n]}, 'embeddings': {'query', 'candidate'}}``;
-        embeddings are empty without a retrieval task.
+        'keys': {'user': [n], 'item': [n], <extra key>: [n]},
+        'embeddings': {'query', 'candidate'}}``; embeddings are empty without
+        a retrieval task.
     """
-    with_embeddings = getattr(model, "retrieval", None) is not None
-
-    @tf.function
-    def step(features):
-        out = {"predictions": model.predictions(features)}
-        if with_embeddings:
-            out["query"] = model.user_embedding(features)
-            out["candidate"] = model.item_embedding(features)
-        return out
-
+    step = _step(model)
     parts: Dict[str, Dict[str, list]] = {"predictions": {}, "labels": {}, "keys": {},
                                          "embeddings": {}}
     for features, labels in dataset:
@@ -82,11 +78,40 @@ def collect(model, dataset: tf.data.Dataset, user_key: str, item_key: str
             parts["labels"].setdefault(name, []).append(value.numpy())
         parts["keys"].setdefault("user", []).append(features[user_key].numpy())
         parts["keys"].setdefault("item", []).append(features[item_key].numpy())
+        for name in extra_keys:
+            parts["keys"].setdefault(name, []).append(features[name].numpy())
         for side in ("query", "candidate"):
             if side in out:
                 parts["embeddings"].setdefault(side, []).append(out[side].numpy())
     return {group: {k: np.concatenate(v) for k, v in values.items()}
             for group, values in parts.items()}
+
+
+# One traced step per model: evaluation runs after every epoch, and a fresh
+# tf.function per call would trace the model again each time.
+_STEPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _step(model):
+    """The model's compiled prediction step (traced once per model, not per call)."""
+    if model in _STEPS:
+        return _STEPS[model]
+    with_embeddings = getattr(model, "retrieval", None) is not None
+    # A weak reference: the cached step must not keep its own key alive.
+    owner = weakref.ref(model)
+
+    # reduce_retracing: the last, partial batch has another size.
+    @tf.function(reduce_retracing=True)
+    def step(features):
+        current = owner()
+        out = {"predictions": current.predictions(features)}
+        if with_embeddings:
+            out["query"] = current.user_embedding(features)
+            out["candidate"] = current.item_embedding(features)
+        return out
+
+    _STEPS[model] = step
+    return step
 
 
 def binary_metrics(labels, probabilities, users) -> Dict[str, float]:
@@ -135,20 +160,51 @@ def evaluate(model, dataset: tf.data.Dataset, model_config: ModelConfig, user_ke
         ``{'tasks': {name: metrics}, 'retrieval': {'recall_at_<k>', 'pairs',
         'candidates'} or None, 'examples': n}``.
     """
-    data = collect(model, dataset, user_key, item_key)
-    labels, predictions, users = data["labels"], data["predictions"], data["keys"]["user"]
-    n = int(users.size)
-    tasks: Dict[str, object] = {}
+    return evaluate_collected(collect(model, dataset, user_key, item_key), model_config)
+
+
+def binary_outputs(data: Mapping[str, Mapping[str, np.ndarray]], model_config: ModelConfig
+                   ) -> Dict[str, tuple]:
+    """``{output: (labels, probabilities, kept rows)}`` of every binary output.
+
+    The examples each binary output is judged on: a task's own (where its
+    condition holds), and ESMM's CVR on the clicked examples against the
+    CTCVR label. :func:`evaluate_collected` and the report's curves and slices
+    (``trainer.diagnostics``) both take them from here.
+    """
+    labels, predictions = data["labels"], data["predictions"]
+    n = int(data["keys"]["user"].size)
+    out = {}
     for task in model_config.tasks:
-        keep = _where(labels, task.condition, n)
-        tasks[task.name] = task_metrics(task, labels[task.name][keep],
-                                        predictions[task.name][keep], users[keep])
+        if task.type == "binary":
+            keep = _where(labels, task.condition, n)
+            out[task.name] = (labels[task.name][keep], predictions[task.name][keep], keep)
     if model_config.architecture == "esmm":
         esmm = model_config.esmm
         clicked = labels[esmm.ctr_task] > 0.5
-        tasks[esmm.cvr_output] = binary_metrics(labels[esmm.ctcvr_task][clicked],
-                                                predictions[esmm.cvr_output][clicked],
-                                                users[clicked])
+        out[esmm.cvr_output] = (labels[esmm.ctcvr_task][clicked],
+                                predictions[esmm.cvr_output][clicked], clicked)
+    return out
+
+
+def evaluate_collected(data: Mapping[str, Mapping[str, np.ndarray]],
+                       model_config: ModelConfig) -> Dict[str, object]:
+    """:func:`evaluate` of what :func:`collect` gathered."""
+    labels, predictions, users = data["labels"], data["predictions"], data["keys"]["user"]
+    n = int(users.size)
+    binary = binary_outputs(data, model_config)
+    tasks: Dict[str, object] = {}
+    for task in model_config.tasks:
+        if task.name in binary:
+            got, probabilities, keep = binary[task.name]
+            tasks[task.name] = binary_metrics(got, probabilities, users[keep])
+            continue
+        keep = _where(labels, task.condition, n)
+        tasks[task.name] = task_metrics(task, labels[task.name][keep],
+                                        predictions[task.name][keep], users[keep])
+    for name in set(binary) - set(tasks):
+        got, probabilities, keep = binary[name]
+        tasks[name] = binary_metrics(got, probabilities, users[keep])
     result: Dict[str, object] = {"tasks": tasks, "retrieval": None, "examples": n}
     if data["embeddings"]:
         result["retrieval"] = recall(data, model_config.retrieval.positive_label,

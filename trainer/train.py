@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from typing import Optional, Sequence
 
@@ -27,17 +28,20 @@ import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from shoprec.core import config as config_lib
+from shoprec.core import config as config_lib, registry as F
 from shoprec.core.config import Config
 from shoprec.core.errors import StageOrderError
 from shoprec.core.layout import Layout
 from shoprec.io import models
 from shoprec.io.outputs import require_success, write_report, write_success
-from trainer import (callbacks as callbacks_lib, checkpoints, data, evaluation, export,
-                     model as model_lib, retrieval as retrieval_lib, strategy as strategy_lib,
-                     warm_start)
+from trainer import (callbacks as callbacks_lib, checkpoints, data, diagnostics, evaluation,
+                     export, model as model_lib, retrieval as retrieval_lib,
+                     strategy as strategy_lib, warm_start)
 
 log = logging.getLogger(__name__)
+
+# Examples per evaluation batch (at least the global training batch).
+EVAL_BATCH_SIZE = 4096
 
 
 class _Throughput(tf.keras.callbacks.Callback):
@@ -73,6 +77,8 @@ def _finite_or_none(value):
     """JSON has no NaN: undefined metrics (e.g. AUC with one class) become null."""
     if isinstance(value, dict):
         return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
@@ -88,6 +94,30 @@ def _tensorboard_dir(layout: Layout) -> Optional[str]:
         log.warning("tensorboard is not installed; training without TensorBoard logs")
         return None
     return layout.logs_dir
+
+
+def _slice_feature(registry: F.Registry) -> Optional[F.Feature]:
+    """The first categorical item feature the model reads: the report slices by it."""
+    return next((f for f in registry.inputs()
+                 if f.source == F.Source.ITEM and f.kind == F.Kind.CATEGORICAL), None)
+
+
+def _diagnose(split_data: dict, config: Config, tft_output, train_pattern: str, spec,
+              category: Optional[F.Feature]) -> dict:
+    """``trainer.diagnostics`` of each split's collected data, against the train split."""
+    registry, model_config = config.registry, config.model
+    labels = sorted({t.label for t in model_config.tasks if t.type == "binary"})
+    train = data.scan_columns(train_pattern, spec,
+                              [registry.user_key, registry.item_key, *labels],
+                              config.training.train_filter)
+    train["user"], train["item"] = train[registry.user_key], train[registry.item_key]
+    names = ()
+    if category is not None:
+        names = [v.decode() if isinstance(v, bytes) else str(v)
+                 for v in tft_output.vocabulary_by_name(category.vocab_filename)]
+    return {split: (None if collected is None else diagnostics.diagnose(
+        collected, model_config, train, category.name if category else None, names,
+        seed=config.training.seed)) for split, collected in split_data.items()}
 
 
 def _load_transform(layout: Layout) -> tft.TFTransformOutput:
@@ -183,9 +213,12 @@ def run(config: Config, strategy_name: Optional[str] = None,
         train_pattern, spec, tasks, global_batch, training=True,
         seed=training.seed, repeat=steps_per_epoch is not None,
         registry=registry, extra_labels=extra_labels, keep_if=training.train_filter)
+    # Evaluation runs after every epoch outside the distributed loop; big
+    # batches make it cheap, and it keeps every example whatever the size.
+    eval_batch = max(global_batch, EVAL_BATCH_SIZE)
     eval_ds = data.make_dataset(
-        layout.transformed_pattern("eval"), spec, tasks, global_batch, training=False,
-        registry=registry, extra_labels=extra_labels)
+        layout.transformed_pattern("eval"), spec, tasks, eval_batch, training=False,
+        registry=registry, extra_labels=extra_labels).cache()
     test_ds = None
     if config.ingest.test_start:
         # Featurize writes a test split exactly when test_start is set
@@ -195,7 +228,7 @@ def run(config: Config, strategy_name: Optional[str] = None,
             raise StageOrderError(
                 f"ingest.test_start is set but there is no test split at "
                 f"{test_pattern}; run `shoprec ingest` and `shoprec featurize` again")
-        test_ds = data.make_dataset(test_pattern, spec, tasks, global_batch, training=False,
+        test_ds = data.make_dataset(test_pattern, spec, tasks, eval_batch, training=False,
                                     registry=registry, extra_labels=extra_labels)
 
     if not any(True for _ in train_ds.take(1)):
@@ -218,15 +251,20 @@ def run(config: Config, strategy_name: Optional[str] = None,
         return evaluation.evaluate(model, dataset, config.model, registry.user_key,
                                    registry.item_key)
 
+    # Summaries are not collective, so other workers simply do not write any.
+    tensorboard_dir = _tensorboard_dir(layout) if chief else None
     throughput = _Throughput()
     epoch_log = callbacks_lib.EpochLog()
-    callbacks = [throughput, epoch_log]
+    # Before early stopping, which judges the evaluation this makes.
+    epoch_eval = callbacks_lib.EpochEvaluation(evaluate, log_dir=tensorboard_dir)
+    callbacks = [throughput, epoch_log, epoch_eval]
     stopper = None
     if training.early_stopping.task is not None:
         stopping = training.early_stopping
         backup = (checkpoints.early_stopping_backup(layout, chief)
                   if training.backup_and_restore else None)
-        stopper = callbacks_lib.EvalEarlyStopping(evaluate, stopping.task, stopping.metric,
+        stopper = callbacks_lib.EvalEarlyStopping(lambda: epoch_eval.latest, stopping.task,
+                                                  stopping.metric,
                                                   stopping.patience, stopping.min_delta,
                                                   backup=backup)
         callbacks.append(stopper)
@@ -234,23 +272,30 @@ def run(config: Config, strategy_name: Optional[str] = None,
         # After the stopper: its record of an epoch must be on disk before
         # Keras backs that epoch up (trainer.checkpoints).
         callbacks.append(checkpoints.backup_callback(layout))
-    # Summaries are not collective, so other workers simply do not write any.
-    tensorboard_dir = _tensorboard_dir(layout) if chief else None
     if tensorboard_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=tensorboard_dir, profile_batch=0))
     log.info("training with %s over %d replica(s), global batch %d",
              strategy_lib.strategy_name(strategy), replicas, global_batch)
     callbacks.extend(extra_callbacks)
+    # A progress bar over the epoch's steps on a terminal; one line per epoch in a log.
+    progress = (1 if sys.stdout.isatty() else 2) if chief else 0
     history = model.fit(train_ds, epochs=training.epochs, steps_per_epoch=steps_per_epoch,
-                        callbacks=callbacks, verbose=2 if chief else 0)
+                        callbacks=callbacks, verbose=progress)
     checkpoints.remove_backup(layout, chief)
 
-    evaluated = evaluate()
+    # The final metrics, and the report's curves and slices from the same arrays.
+    category = _slice_feature(registry)
+    keep_keys = (category.name,) if category is not None else ()
+    collected = {"eval": evaluation.collect(model, eval_ds, registry.user_key,
+                                            registry.item_key, keep_keys), "test": None}
+    evaluated = evaluation.evaluate_collected(collected["eval"], config.model)
     result = {"tasks": evaluated["tasks"], "retrieval": evaluated["retrieval"],
               "eval_examples": evaluated["examples"], "test": None}
     if test_ds is not None:
         # The final (best-epoch) weights; the test split never steers training.
-        tested = evaluate(test_ds)
+        collected["test"] = evaluation.collect(model, test_ds, registry.user_key,
+                                               registry.item_key, keep_keys)
+        tested = evaluation.evaluate_collected(collected["test"], config.model)
         result["test"] = {"tasks": tested["tasks"], "retrieval": tested["retrieval"],
                           "examples": tested["examples"]}
     result["training"] = {
@@ -265,9 +310,13 @@ def run(config: Config, strategy_name: Optional[str] = None,
         "steps_per_epoch": steps_per_epoch,
         "input_sharding": sharding,
         "loss": [float(v) for v in history.history.get("loss", [])],
+        # Keras' per-output losses (click_loss, retrieval_loss, ...) per epoch.
+        "losses": {name: [float(v) for v in values] for name, values in history.history.items()
+                   if name.endswith("_loss")},
         "initial_epoch": epoch_log.initial_epoch,
         "epochs_run": epoch_log.completed,
         "early_stopping": stopper.summary() if stopper is not None else None,
+        "eval_per_epoch": epoch_eval.history,
         "train_filter": training.train_filter,
         "warm_start": warm,
         "tensorboard_dir": tensorboard_dir,
@@ -277,8 +326,11 @@ def run(config: Config, strategy_name: Optional[str] = None,
                   registry=registry)
     result["checkpoint"] = checkpoints.save_final(model, layout, chief)
 
+    result["diagnostics"] = layout.diagnostics_file if chief else None
     result = _finite_or_none(result)
     if chief:
+        write_report(layout.diagnostics_file, _finite_or_none(
+            _diagnose(collected, config, tft_output, train_pattern, spec, category)))
         write_report(layout.metrics_file, result)
         write_success(layout.train_dir, "train")
     return result

@@ -28,7 +28,7 @@ import sys
 import traceback
 from typing import List, Optional, Sequence
 
-from shoprec.app import runs
+from shoprec.app import console, runs
 from shoprec.app.stages import BY_NAME, STAGES, options_of
 from shoprec.core import config as config_lib
 from shoprec.core.errors import CRASH_EXIT_CODE, ConfigError, EXIT_CODES, UserError
@@ -64,7 +64,8 @@ def _add_flags(p: argparse.ArgumentParser, flags, dated: bool = True) -> None:
                    help="folder holding the data set's files (inputs.data_dir); "
                         "e.g. ../shared/data/hm")
     p.add_argument("--verbose", action="store_true",
-                   help=f"on an error, print its traceback too (or set {VERBOSE_ENV}=1)")
+                   help="show TensorFlow's, absl's and Beam's logs, and on an error its "
+                        f"traceback too (or set {VERBOSE_ENV}=1)")
     if "strategy" in flags:
         p.add_argument("--strategy", default=None,
                        choices=("auto", "default", "mirrored", "multi_worker"),
@@ -134,6 +135,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args, beam_args = _parser().parse_known_args(argv)
     args.command = " ".join(["shoprec", *(sys.argv[1:] if argv is None else argv)])
     verbose = args.verbose or os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+    # Before any stage loads TensorFlow or Beam. The stderr filter only when this
+    # process is the `shoprec` command (argv from the command line), not a caller's.
+    console.configure(verbose, native_filter=argv is None)
     try:
         return run_stage(args.stage, _load_config(args), beam_args, args)
     except UserError as err:
@@ -186,6 +190,8 @@ def _one_stage(entry, config, beam_args: List[str], options, force: bool) -> int
         print(runs.say(stage, outcome))
         return 0
     report = outcome.report
+    # stdout keeps the report alone (JSON for most stages): the summary goes to stderr.
+    print(console.stage_line(stage, report, outcome.seconds), file=sys.stderr, flush=True)
     if stage in ("ingest", "validate"):
         # The JSON is in the report file; the console gets the readable data report.
         print(report_lib.render(report))

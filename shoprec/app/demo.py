@@ -14,7 +14,8 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
-from shoprec.app import recommend, runs
+from shoprec.app import console, recommend, runs
+from shoprec.app.report.page import oracle_auc
 from shoprec.app.stages import demo_stages, options_of
 from shoprec.core.config import Config
 from shoprec.io import lock
@@ -40,7 +41,7 @@ def _timed(name: str, fn: Callable[[], dict], times: Dict[str, float]) -> dict:
     start = time.time()
     report = fn()
     times[name] = time.time() - start
-    print(f"[demo] {name} done in {times[name]:.1f}s", flush=True)
+    print(console.stage_line(name, report, times[name]), flush=True)
     return report
 
 
@@ -49,15 +50,6 @@ def _table(rows: List[List[str]]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
-
-
-def oracle_auc(config: Config) -> Dict[str, float]:
-    """Per task, the AUC of the generator's true probabilities on the eval window."""
-    from pipelines import generate
-    from trainer import metrics
-
-    truth = generate.read_truth(config.input_path(config.inputs.truth), config.eval_start_ts)
-    return {task: metrics.auc(labels, p) for task, (labels, p) in truth.items()}
 
 
 def run(config: Config, beam_args: Optional[Sequence[str]] = None,
@@ -94,7 +86,8 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
                                 f"({pushed['status']}; {layout.current_pointer})"),
             ("tensorboard logs", layout.logs_dir),
             ("scores", scored["scores"]),
-            ("recommendations", recommended["recommendations"])):
+            ("recommendations", recommended["recommendations"]),
+            ("run report", layout.report_page)):
         print(f"  {label:<21} {path}")
     dead = {k.split("/", 1)[1]: v
             for k, v in {**embedded["counts"], **ing.get("counts", {})}.items()

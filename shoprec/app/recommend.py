@@ -146,6 +146,9 @@ def evaluate(config: Config) -> Dict[str, Any]:
            "catalogue": len(catalogue)}
     for name, recommended in lists.items():
         out[name] = metrics.ranking_metrics(recommended, relevant, rec.k, len(catalogue))
+    # The same metrics at every cut-off up to K (a list's first k items), for the report.
+    out["at_k"] = {name: [metrics.ranking_metrics(recommended, relevant, k, len(catalogue))
+                          for k in range(1, rec.k + 1)] for name, recommended in lists.items()}
     if oracle is not None:
         out["model_over_oracle_ndcg"] = out["model"]["ndcg"] / out["oracle"]["ndcg"]
     return out

@@ -104,6 +104,12 @@ def _recommend(config, beam_args, options):
     return recommend.run(config, beam_args, bq_table=options.get("bq_table"))
 
 
+def _report(config, beam_args, options):
+    from shoprec.app.report import page
+
+    return page.run(config)
+
+
 STAGES: Tuple[Stage, ...] = (
     Stage("generate", "write the synthetic shop (users, items, images, events, ground truth)",
           _generate, (), "raw/", ("sizes",), True, publishes=False),
@@ -127,8 +133,11 @@ STAGES: Tuple[Stage, ...] = (
           _score, ("ingest/", "models/CURRENT"), "score/", ("pairs",), True),
     Stage("recommend", "Beam: the top K of the whole catalogue for every user (retrieval, then "
                        "the multi-task ranker), judged against baselines",
-          _recommend, ("ingest/", "models/CURRENT", "inputs.truth"), "recommend/", ("bq_table",),
-          True),
+          _recommend, ("ingest/", "models/CURRENT", "inputs.truth"), "recommend/", (), True),
+    Stage("report", "one self-contained HTML page of the run: data, per-task curves, "
+                    "training, slices, baselines, the model gate, ranking",
+          _report, ("ingest/", "embed/", "train/", "push/", "recommend/", "inputs.truth"),
+          "report/", (), True),
 )
 
 BY_NAME: Dict[str, Stage] = {s.name: s for s in STAGES}

@@ -252,6 +252,12 @@ class Layout:
         return self._p("train", "metrics.json")
 
     @property
+    def diagnostics_file(self) -> str:
+        """Per binary task and split: ROC / PR points, reliability bins, score
+        histograms, sliced AUCs and a popularity baseline (``trainer.diagnostics``)."""
+        return self._p("train", "diagnostics.json")
+
+    @property
     def backup_dir(self) -> str:
         """BackupAndRestore's state; exists only while a training job is unfinished."""
         return self._p("train", "backup")
@@ -348,3 +354,12 @@ class Layout:
     def recommend_metrics(self) -> str:
         """Ranking metrics of the model and the baselines."""
         return self._p("recommend", "metrics.json")
+
+    # report/: one self-contained HTML page of the run.
+    @property
+    def report_dir(self) -> str:
+        return self._p("report")
+
+    @property
+    def report_page(self) -> str:
+        return self._p("report", "index.html")

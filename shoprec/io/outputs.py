@@ -93,15 +93,20 @@ def write_success(stage_dir: str, stage: str,
                                                      default=str), "application/json")
 
 
-def _status(report_path: str) -> Optional[str]:
-    """The ``status`` of a stage's report, or None without a readable one."""
-    if not FileSystems.exists(report_path):
+def read_report(path: str) -> Optional[Any]:
+    """A report (or metrics) JSON a stage wrote, or None when it is absent or unreadable."""
+    if not FileSystems.exists(path):
         return None
-    with FileSystems.open(report_path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         try:
-            report = json.loads(f.read().decode("utf-8"))
+            return json.loads(f.read().decode("utf-8"))
         except ValueError:
             return None
+
+
+def _status(report_path: str) -> Optional[str]:
+    """The ``status`` of a stage's report, or None without a readable one."""
+    report = read_report(report_path)
     return report.get("status") if isinstance(report, dict) else None
 
 

@@ -1,6 +1,7 @@
 """trainer.callbacks: early stopping decisions on a scripted metric sequence."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from trainer import callbacks
@@ -58,3 +59,57 @@ def test_lower_is_better_for_log_loss_and_nan_never_improves():
 def test_runs_every_epoch_while_improving():
     _, stopper, epochs_log, _ = _fit(_Scripted([0.1, 0.2, 0.3]), epochs=3)
     assert epochs_log.completed == [0, 1, 2] and stopper.stopped_epoch is None
+
+
+def _scalars(folder):
+    """{tag: [(step, value)]} of the TensorBoard event files in ``folder``."""
+    import glob
+    import os
+
+    out = {}
+    for path in sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                out.setdefault(value.tag, []).append(
+                    (event.step, float(tf.make_ndarray(value.tensor))))
+    return out
+
+
+def test_epoch_evaluation_keeps_each_task_metric_per_epoch_and_writes_scalars(tmp_path):
+    aucs = iter([0.6, 0.75])
+
+    def evaluate():
+        auc = next(aucs)
+        return {"tasks": {"click": {"auc": auc, "log_loss": 1 - auc, "examples": 8},
+                          "conversion": {"auc": float("nan"), "log_loss": None}}}
+
+    epoch_eval = callbacks.EpochEvaluation(evaluate, log_dir=str(tmp_path))
+    logged = []
+
+    class Logs(tf.keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logged.append(dict(logs))
+
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(2,))])
+    model.compile(optimizer=tf.keras.optimizers.SGD(0.1), loss="mse")
+    x = np.ones((8, 2), np.float32)
+    model.fit(x, x[:, :1], epochs=2, verbose=0, callbacks=[epoch_eval, Logs()])
+    # Undefined (nan, None) metrics and counts are left out.
+    assert epoch_eval.history == [
+        {"epoch": 0, "tasks": {"click": {"auc": 0.6, "log_loss": 0.4}, "conversion": {}}},
+        {"epoch": 1, "tasks": {"click": {"auc": 0.75, "log_loss": 0.25}, "conversion": {}}}]
+    assert epoch_eval.latest["tasks"]["click"]["auc"] == 0.75
+    # Each task's AUC goes on Keras' epoch line.
+    assert [log["eval_click_auc"] for log in logged] == [0.6, 0.75]
+    assert not any("eval_conversion_auc" in log for log in logged)
+    scalars = _scalars(str(tmp_path / "eval"))
+    assert set(scalars) == {"click/auc", "click/log_loss"}
+    assert scalars["click/auc"] == [(0, pytest.approx(0.6)), (1, pytest.approx(0.75))]
+
+
+def test_epoch_evaluation_without_a_log_dir_still_keeps_the_history():
+    epoch_eval = callbacks.EpochEvaluation(lambda: {"tasks": {"click": {"auc": 0.5}}})
+    epoch_eval.set_model(tf.keras.Sequential())
+    epoch_eval.on_epoch_end(0, {})
+    epoch_eval.on_train_end()
+    assert epoch_eval.history == [{"epoch": 0, "tasks": {"click": {"auc": 0.5}}}]

@@ -83,7 +83,7 @@ def test_two_workers_train_and_only_the_chief_writes(run_dir, tmp_path):
     assert os.path.exists(os.path.join(layout.model_dir, "saved_model.pb"))
     assert os.path.exists(result["checkpoint"] + ".index")
     # ... and, last, the success marker.
-    expected = {"checkpoint", "metrics.json", "model", "_SUCCESS"}
+    expected = {"checkpoint", "diagnostics.json", "metrics.json", "model", "_SUCCESS"}
     if os.path.isdir(os.path.join(layout.train_dir, "logs")):
         expected.add("logs")  # TensorBoard, when installed
     assert set(os.listdir(layout.train_dir)) == expected

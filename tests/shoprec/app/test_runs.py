@@ -168,7 +168,7 @@ def test_a_day_runs_every_stage_once_then_skips_them_all(shop, tmp_path, capsys,
     monkeypatch.chdir(tmp_path)  # the config's run_dir (runs/demo) is relative
     assert cli.main(argv) == 0
     first = capsys.readouterr().out
-    stages = ["embed", "ingest", "featurize", "train", "push", "score", "recommend"]
+    stages = ["embed", "ingest", "featurize", "train", "push", "score", "recommend", "report"]
     run_dir = root / "demo" / f"dt={DATE}"
     assert config.run_dir == f"runs/demo/dt={DATE}"
     for stage in stages:

@@ -10,16 +10,17 @@ from shoprec.core import config as config_lib
 
 def test_the_demo_runs_every_stage_but_validate_in_pipeline_order():
     assert [s.name for s in stages.demo_stages()] == [
-        "generate", "embed", "ingest", "featurize", "train", "push", "score", "recommend"]
+        "generate", "embed", "ingest", "featurize", "train", "push", "score", "recommend",
+        "report"]
     assert [s.name for s in stages.STAGES] == [
         "generate", "embed", "validate", "ingest", "featurize", "train", "push", "score",
-        "recommend"]
+        "recommend", "report"]
 
 
 def test_each_stage_owns_one_run_folder():
     writes = [s.writes for s in stages.STAGES]
     assert writes == ["raw/", "embed/", "validate/", "ingest/", "featurize/", "train/", "push/",
-                      "score/", "recommend/"]
+                      "score/", "recommend/", "report/"]
 
 
 @pytest.mark.parametrize("stage, own, absent", [
@@ -52,7 +53,7 @@ def test_options_keep_only_the_stage_own_flags():
 def test_a_production_day_runs_the_demo_stages_but_generate():
     config = config_lib.load()
     assert [s.name for s in stages.day_stages(config)] == [
-        "embed", "ingest", "featurize", "train", "push", "score", "recommend"]
+        "embed", "ingest", "featurize", "train", "push", "score", "recommend", "report"]
     assert [s.name for s in stages.STAGES if not s.publishes] == ["generate"]
     no_towers = dataclasses.replace(config, model=dataclasses.replace(
         config.model, retrieval=dataclasses.replace(config.model.retrieval, enabled=False)))
