@@ -103,14 +103,7 @@ def _tables(model) -> Dict[int, str]:
 
 def _published_model(config: Config, checkpoint: str, old_tft, global_batch_size: int):
     """The published model, rebuilt with its own vocabulary sizes and restored."""
-    registry = config.registry
-    old = model_lib.MultiTaskModel(config.model, inputs_lib.vocab_sizes(old_tft, registry),
-                                   global_batch_size, registry)
-    dummy = inputs_lib.dummy_features(registry)
-    old(dummy)
-    if old.retrieval is not None:
-        old.user_embedding(dummy)
-        old.item_embedding(dummy)
+    old = model_lib.build_model(config.model, old_tft, global_batch_size, config.registry)
     status = tf.train.Checkpoint(model=old).read(checkpoint).expect_partial()
     try:
         status.assert_existing_objects_matched()
