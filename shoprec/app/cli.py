@@ -99,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
         _add_flags(sub.add_parser(stage.name, help=stage.help, description=description),
                    stage.flags)
     _add_flags(sub.add_parser("run", help=RUN_HELP, description=RUN_HELP, epilog=EPILOG),
-               ("day", "strategy", "pairs", "force_bless"))
+               ("day", "strategy", "pairs", "force_bless", "bq_table"))
     # The demo generates its own data into a fresh folder and scores the eval
     # pairs: no --pairs, nothing to skip.
     _add_flags(sub.add_parser("demo", help=DEMO_HELP, description=DEMO_HELP),

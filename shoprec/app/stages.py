@@ -133,7 +133,8 @@ STAGES: Tuple[Stage, ...] = (
           _score, ("ingest/", "models/CURRENT"), "score/", ("pairs",), True),
     Stage("recommend", "Beam: the top K of the whole catalogue for every user (retrieval, then "
                        "the multi-task ranker), judged against baselines",
-          _recommend, ("ingest/", "models/CURRENT", "inputs.truth"), "recommend/", (), True),
+          _recommend, ("ingest/", "models/CURRENT", "inputs.truth"), "recommend/", ("bq_table",),
+          True),
     Stage("report", "one self-contained HTML page of the run: data, per-task curves, "
                     "training, slices, baselines, the model gate, ranking",
           _report, ("ingest/", "embed/", "train/", "push/", "recommend/", "inputs.truth"),

@@ -64,7 +64,7 @@ def test_run_takes_a_date_and_force_and_lists_the_exit_codes(capsys):
     with pytest.raises(SystemExit):
         cli.main(["run", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    for flag in ("--date", "--force", "--strategy", "--pairs", "--force_bless",
+    for flag in ("--date", "--force", "--strategy", "--pairs", "--force_bless", "--bq_table",
                  "default: today, UTC"):
         assert flag in out
     for code in ("7 the model gate did not bless", "8 another run holds", "70 crashed"):
