@@ -10,6 +10,7 @@ import jinja2
 from shoprec.app.report import sections as sections_lib
 from shoprec.core.config import Config
 from shoprec.core.errors import StageOrderError
+from shoprec.core.layout import Layout
 from shoprec.io.outputs import clear, read_report, require_success, write_success, write_text
 
 TEMPLATE = "page.html.j2"
@@ -27,6 +28,19 @@ def oracle_auc(config: Config) -> Optional[Dict[str, float]]:
 
     truth = generate.read_truth(config.input_path(config.inputs.truth), config.eval_start_ts)
     return {task: metrics.auc(labels, p) for task, (labels, p) in truth.items()}
+
+
+def gate_verdict(layout: Layout) -> Optional[Dict[str, Any]]:
+    """The model gate's latest verdict in this run folder, or None.
+
+    A refused model's push is not published, so its verdict stays in the
+    staging folder (a push that publishes leaves none there): that one is
+    this run's latest, and the page shows why the model was refused.
+    """
+    refused = read_report(layout.staged("push").push_report)
+    if refused is not None and refused.get("status") == "not_blessed":
+        return refused
+    return read_report(layout.push_report)
 
 
 def build(config: Config) -> Dict[str, Any]:
@@ -49,7 +63,7 @@ def build(config: Config) -> Dict[str, Any]:
         sections_lib.slices_section(metrics, diagnostics),
         sections_lib.baselines_section(metrics, diagnostics, oracle_auc(config)),
     ]
-    push = read_report(layout.push_report)
+    push = gate_verdict(layout)
     if push is not None:
         sections.append(sections_lib.gate_section(push))
     ranking = read_report(layout.recommend_metrics)

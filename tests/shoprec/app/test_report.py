@@ -188,3 +188,20 @@ def test_a_test_split_gets_its_own_cells_and_missing_files_their_absence():
                                "sections": [section, sections.training_section(metrics)]})
     assert "&lt;shop&gt;" in html and "<shop>" not in html
     assert 'data-task="click" data-split="test">0.6988<' in html
+
+
+def test_the_gate_section_shows_a_refused_verdict_over_the_last_published_one(tmp_path):
+    from shoprec.core.layout import Layout
+    from shoprec.io.outputs import write_report
+
+    layout = Layout(str(tmp_path))
+    assert report_page.gate_verdict(layout) is None
+    write_report(layout.push_report, {"status": "blessed", "version": "v1"})
+    assert report_page.gate_verdict(layout)["version"] == "v1"
+    # A push that crashed half way leaves a staged report that is no verdict.
+    staged = layout.staged("push").push_report
+    write_report(staged, {"status": "failed"})
+    assert report_page.gate_verdict(layout)["version"] == "v1"
+    # Refused: not published, so the staged verdict is this run's latest.
+    write_report(staged, {"status": "not_blessed", "version": None})
+    assert report_page.gate_verdict(layout)["status"] == "not_blessed"
