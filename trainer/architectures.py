@@ -14,6 +14,12 @@ task names, plus ESMM's CVR sub-network.
   experts feeds the shared experts of the next level (Tang et al., RecSys 2020).
 - ``esmm``: a separate MLP per branch over the shared embeddings (Ma et al.,
   SIGIR 2018); the pCTR x pCVR product is formed by the model, not here.
+- ``soft_sharing``: a separate MLP per branch (the shared bottom's layer
+  sizes) whose corresponding layers are pulled together by the penalty
+  ``lambda * sum_{i<j} sum_layers ||theta_i - theta_j||^2`` over kernels and
+  biases (soft parameter sharing, Duong et al., ACL 2015); lambda = 0 gives
+  independent task networks, a large lambda approaches hard sharing. The model
+  adds :meth:`SoftSharing.penalty` to its loss.
 """
 
 from __future__ import annotations
@@ -72,6 +78,41 @@ class SeparateBottoms(tf.keras.layers.Layer):
 
     def call(self, x: tf.Tensor, training: bool = False) -> Dict[str, tf.Tensor]:
         return {b: self.bottoms[b](x, training=training) for b in self.branches}
+
+
+class SoftSharing(SeparateBottoms):
+    """One MLP per branch, plus an L2 penalty between corresponding layers.
+
+    Args:
+        branches: Branch names; each gets its own bottom.
+        units: Layer sizes of every bottom.
+        penalty_weight: lambda of :meth:`penalty`.
+        dropout: Dropout after each layer.
+    """
+
+    def __init__(self, branches: Sequence[str], units: Sequence[int], penalty_weight: float,
+                 dropout: float = 0.0, **kwargs):
+        super().__init__(branches, units, dropout, **kwargs)
+        self.penalty_weight = float(penalty_weight)
+
+    def _parameters(self, branch: str) -> List[tf.Variable]:
+        """A branch's kernels and biases, layer by layer (dropout layers hold none)."""
+        return [v for layer in self.bottoms[branch].layers
+                if isinstance(layer, tf.keras.layers.Dense)
+                for v in (layer.kernel, layer.bias)]
+
+    def penalty(self) -> tf.Tensor:
+        """``lambda * sum_{i<j} sum_layers ||theta_i - theta_j||^2`` (squared Frobenius norms).
+
+        The value is the same on every replica; the caller scales it to count
+        once per global batch.
+        """
+        total = tf.constant(0.0)
+        for i, first in enumerate(self.branches):
+            for second in self.branches[i + 1:]:
+                for a, b in zip(self._parameters(first), self._parameters(second)):
+                    total += tf.reduce_sum(tf.square(a - b))
+        return self.penalty_weight * total
 
 
 class MultiGateMixtureOfExperts(tf.keras.layers.Layer):
@@ -159,6 +200,9 @@ def build(model_config: ModelConfig, branches: Sequence[str]) -> tf.keras.layers
         return SharedBottom(branches, model_config.bottom_units, dropout, name="shared_bottom")
     if name == "esmm":
         return SeparateBottoms(branches, model_config.bottom_units, dropout, name="esmm_bottoms")
+    if name == "soft_sharing":
+        return SoftSharing(branches, model_config.bottom_units,
+                           model_config.soft_sharing_lambda, dropout, name="soft_sharing")
     if name == "mmoe":
         return MultiGateMixtureOfExperts(branches, experts.num_experts, experts.units, dropout,
                                          name="mmoe")

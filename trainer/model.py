@@ -2,9 +2,10 @@
 
 Inputs are the featurize job's transformed features, encoded by
 ``trainer.inputs``. The configured architecture (``trainer.architectures``:
-shared-bottom, MMoE, PLE or ESMM) gives each branch its representation; a
-tower and output layer per branch (``trainer.heads``) produce the raw outputs,
-and every task has its own TFRS task object and loss weight. ESMM forms
+shared-bottom, MMoE, PLE, ESMM or soft sharing, whose penalty joins the loss)
+gives each branch its representation; a tower and output layer per branch
+(``trainer.heads``) produce the raw outputs, and every task has its own TFRS
+task object and loss weight. ESMM forms
 pCTCVR = pCTR x pCVR and trains only the CTR and CTCVR losses, over every
 impression. An optional two-tower retrieval task (``trainer.retrieval``)
 shares the feature encodings and is trained in the same steps.
@@ -218,10 +219,14 @@ class MultiTaskModel(tfrs.Model):
         return list(self.loss_trackers.values())
 
     def _regularization_loss(self) -> tf.Tensor:
-        if not self.losses:
+        """Embedding L2 and soft sharing's penalty, scaled to count once per global batch."""
+        terms = list(self.losses)
+        if isinstance(self.architecture, architectures.SoftSharing):
+            terms.append(self.architecture.penalty())
+        if not terms:
             return tf.constant(0.0)
         # Added on every replica, so scale it down to count once overall.
-        return tf.nn.scale_regularization_loss(tf.add_n(self.losses))
+        return tf.nn.scale_regularization_loss(tf.add_n(terms))
 
     def train_step(self, inputs):
         """One optimizer step; reports the loss means, not per-replica partial sums."""

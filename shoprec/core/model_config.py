@@ -13,7 +13,7 @@ from typing import Any, Collection, Dict, Optional, Tuple
 from shoprec.core.sections import ConfigError, build
 
 TASK_TYPES = ("binary", "regression", "multiclass")
-ARCHITECTURES = ("shared_bottom", "mmoe", "ple", "esmm")
+ARCHITECTURES = ("shared_bottom", "mmoe", "ple", "esmm", "soft_sharing")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +88,10 @@ class ModelConfig:
         TaskConfig("click", "click"),
         TaskConfig("conversion", "conversion"),
     )
-    architecture: str = "shared_bottom"  # shared_bottom | mmoe | ple | esmm
+    architecture: str = "shared_bottom"  # shared_bottom | mmoe | ple | esmm | soft_sharing
+    # soft_sharing: lambda of the penalty lambda * sum_{i<j} ||theta_i - theta_j||^2
+    # between the task bottoms' corresponding kernels and biases.
+    soft_sharing_lambda: float = 0.01
     experts: ExpertsConfig = ExpertsConfig()
     esmm: EsmmConfig = EsmmConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
@@ -215,6 +218,9 @@ def check(model: ModelConfig, training: TrainingConfig, label_names: Collection[
         if esmm.ctr_task == esmm.ctcvr_task or esmm.cvr_output in by_name:
             raise ConfigError(f"{where}: model.esmm needs two distinct tasks and a cvr_output "
                               "that is not a task name")
+    lam = model.soft_sharing_lambda
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or lam < 0:
+        raise ConfigError(f"{where}: model.soft_sharing_lambda must be >= 0")
     experts = model.experts
     if min(experts.num_experts, experts.task_experts, experts.levels) < 1 or (
             experts.shared_experts < 0):

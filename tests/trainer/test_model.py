@@ -113,3 +113,33 @@ def test_config_round_trip_and_reserved_task_names(featurized_dir):
         model_lib.MultiTaskModel(
             dataclasses.replace(SMALL_MODEL, tasks=(TaskConfig("loss", "click"),)),
             inputs_lib.vocab_sizes(tft_output, shop.REGISTRY), 6, shop.REGISTRY)
+
+
+def test_soft_sharing_trains_under_mirrored_and_counts_its_penalty_once(featurized_dir):
+    mirrored = strategy_lib.make_strategy("mirrored")
+    global_batch = PER_REPLICA * mirrored.num_replicas_in_sync
+    tft_output, dataset = _inputs(featurized_dir, global_batch, repeat=True)
+    config = dataclasses.replace(SMALL_MODEL, architecture="soft_sharing",
+                                 soft_sharing_lambda=0.5)
+    tf.keras.utils.set_random_seed(1)
+    with mirrored.scope():
+        model = model_lib.build_model(config, tft_output, global_batch, registry=shop.REGISTRY)
+        model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
+    bottoms = model.architecture.bottoms
+    # lambda * ||theta_click - theta_conversion||^2 over the one Dense layer's kernel and bias.
+    penalty = 0.5 * sum(np.sum((a.numpy() - b.numpy()) ** 2)
+                        for a, b in zip(bottoms["click"].weights, bottoms["conversion"].weights))
+    embedding_l2 = float(tf.add_n(model.losses).numpy())
+    assert penalty > 0.0
+    # Each replica adds its share; summed over replicas, the penalty counts once.
+    per_replica = mirrored.run(model._regularization_loss)
+    summed = mirrored.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+    np.testing.assert_allclose(summed.numpy(), penalty + embedding_l2, rtol=1e-5)
+
+    before = [w.copy() for w in model.get_weights()]
+    batch = next(iter(dataset))
+    loss_before = loss_on(model, batch, mirrored)
+    history = model.fit(dataset, epochs=2, steps_per_epoch=3, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert loss_on(model, batch, mirrored) < loss_before
+    assert all(not np.allclose(a, b) for a, b in zip(before, model.get_weights()))

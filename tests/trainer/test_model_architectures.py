@@ -46,7 +46,8 @@ def _bce(labels, p):
     return -(labels * np.log(p) + (1 - labels) * np.log(1 - p))
 
 
-@pytest.mark.parametrize("architecture", ["shared_bottom", "mmoe", "ple", "esmm"])
+@pytest.mark.parametrize("architecture",
+                         ["shared_bottom", "mmoe", "ple", "esmm", "soft_sharing"])
 def test_every_architecture_trains(featurized_dir, architecture):
     model_config = _model_config(architecture=architecture)
     tft_output, dataset = _batch(featurized_dir, model_config, repeat=True)
