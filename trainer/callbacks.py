@@ -3,7 +3,9 @@
 ``EpochEvaluation`` evaluates every task over the whole eval split after each
 epoch (``trainer.evaluation``): the per-epoch history ``metrics.json`` keeps,
 per-task TensorBoard scalars under ``logs/eval``, each task's AUC on Keras'
-epoch line, and the result early stopping judges.
+epoch line, and the result early stopping judges. With ``loss_weights`` it also
+records each task's loss weight (``trainer.weighting``) per epoch, in the
+history and as ``<task>/loss_weight`` (and ``<task>/log_variance``) scalars.
 
 Early stopping watches a metric computed by ``trainer.evaluation`` over the
 whole eval split after each epoch, not a Keras streaming metric, so it means
@@ -50,12 +52,16 @@ class EpochEvaluation(tf.keras.callbacks.Callback):
             current weights.
         log_dir: TensorBoard folder; scalars ``<task>/<metric>`` go to its
             ``eval`` run (None: none written, e.g. on a non-chief worker).
+        loss_weights: Returns ``{task: {"weight": ..., ...}}``, the weights
+            the epoch trained with (``TaskWeighting.report``); None: not kept.
     """
 
-    def __init__(self, evaluate: Callable[[], dict], log_dir: Optional[str] = None):
+    def __init__(self, evaluate: Callable[[], dict], log_dir: Optional[str] = None,
+                 loss_weights: Optional[Callable[[], Dict[str, Dict[str, float]]]] = None):
         super().__init__()
         self._evaluate = evaluate
         self._log_dir = log_dir
+        self._loss_weights = loss_weights
         self._writer = None
         self.latest: Optional[dict] = None
         self.history: List[dict] = []
@@ -68,15 +74,23 @@ class EpochEvaluation(tf.keras.callbacks.Callback):
                            if values.get(k) is not None and math.isfinite(values[k])}
             if logs is not None and "auc" in tasks[task]:
                 logs[f"eval_{task}_auc"] = tasks[task]["auc"]
-        self.history.append({"epoch": int(epoch), "tasks": tasks})
+        entry = {"epoch": int(epoch), "tasks": tasks}
+        scalars = {f"{task}/{metric}": value for task, values in tasks.items()
+                   for metric, value in values.items()}
+        if self._loss_weights is not None:
+            entry["loss_weights"] = self._loss_weights()
+            for task, values in entry["loss_weights"].items():
+                scalars[f"{task}/loss_weight"] = values["weight"]
+                if "log_variance" in values:
+                    scalars[f"{task}/log_variance"] = values["log_variance"]
+        self.history.append(entry)
         if self._log_dir is None:
             return
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(os.path.join(self._log_dir, "eval"))
         with self._writer.as_default():
-            for task, values in tasks.items():
-                for metric, value in values.items():
-                    tf.summary.scalar(f"{task}/{metric}", value, step=epoch)
+            for name, value in scalars.items():
+                tf.summary.scalar(name, value, step=epoch)
         self._writer.flush()
 
     def on_train_end(self, logs: Optional[Dict] = None) -> None:

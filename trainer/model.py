@@ -31,6 +31,7 @@ import tensorflow_recommenders as tfrs
 from shoprec.core import registry as F
 from shoprec.core.model_config import ModelConfig, model_config_from_dict
 from trainer import architectures, heads, inputs as inputs_lib, retrieval as retrieval_lib
+from trainer import weighting
 
 
 # Keys that sit beside task names in training logs and in evaluation results.
@@ -80,6 +81,9 @@ class MultiTaskModel(tfrs.Model):
         self.architecture = architectures.build(model_config, list(widths))
         self.towers = {b: heads.Tower(b, model_config.tower_units, w) for b, w in widths.items()}
         self.objectives = {t.name: heads.Objective(t) for t in self._tasks_config}
+        self.task_weighting = weighting.TaskWeighting(
+            self._tasks_config, model_config.loss_weighting, model_config.dwa_temperature,
+            name="task_weighting")
         self.loss_trackers = {"loss": tf.keras.metrics.Mean(name="loss")}
         for task in self._tasks_config:
             self.loss_trackers[task.name] = tf.keras.metrics.Mean(name=f"{task.name}_loss")
@@ -182,25 +186,28 @@ class MultiTaskModel(tfrs.Model):
         return self.retrieval.candidate_embedding(parts)
 
     def compute_loss(self, inputs, training: bool = False) -> tf.Tensor:
-        """Weighted sum of task losses for one replica's share of a global batch.
+        """Joint loss of the tasks for one replica's share of a global batch.
 
         Each task's per-example loss is summed and divided by the global batch
-        size, so summing gradients over replicas yields the global mean. A
-        conditioned task's examples outside its condition weigh 0.
+        size, so summing gradients over replicas yields the global mean; the
+        task losses are combined by ``model.loss_weighting``
+        (``trainer.weighting``). A conditioned task's examples outside its
+        condition weigh 0. The ``loss`` tracker reports the fixed-weight sum.
         """
         features, labels = inputs
         raw, parts = self._forward(features, training)
-        total = 0.0
+        task_losses = {}
         weighted_per_example = 0.0
         for task in self._tasks_config:
             weight = (tf.cast(labels[task.condition], tf.float32)
                       if task.condition else None)
             per_example = self.objectives[task.name].per_example_loss(
                 labels[task.name], raw[task.name], sample_weight=weight)
-            total += task.weight * tf.nn.compute_average_loss(
+            task_losses[task.name] = tf.nn.compute_average_loss(
                 per_example, global_batch_size=self._global_batch_size)
             weighted_per_example += task.weight * per_example
             self.loss_trackers[task.name].update_state(per_example, sample_weight=weight)
+        total = self.task_weighting(task_losses)
         if self.retrieval is not None:
             config = self._model_config.retrieval
             positive = tf.cast(labels[config.positive_label], tf.float32)

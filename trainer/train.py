@@ -36,7 +36,7 @@ from shoprec.io import models
 from shoprec.io.outputs import require_success, write_report, write_success
 from trainer import (callbacks as callbacks_lib, checkpoints, data, diagnostics, evaluation,
                      export, model as model_lib, retrieval as retrieval_lib,
-                     strategy as strategy_lib, warm_start)
+                     strategy as strategy_lib, warm_start, weighting)
 
 log = logging.getLogger(__name__)
 
@@ -256,8 +256,13 @@ def run(config: Config, strategy_name: Optional[str] = None,
     throughput = _Throughput()
     epoch_log = callbacks_lib.EpochLog()
     # Before early stopping, which judges the evaluation this makes.
-    epoch_eval = callbacks_lib.EpochEvaluation(evaluate, log_dir=tensorboard_dir)
+    epoch_eval = callbacks_lib.EpochEvaluation(evaluate, log_dir=tensorboard_dir,
+                                               loss_weights=model.task_weighting.report)
     callbacks = [throughput, epoch_log, epoch_eval]
+    if config.model.loss_weighting == "dwa":
+        # After the evaluation, which records the weights the epoch trained
+        # with; before the backup, which must hold the next epoch's.
+        callbacks.append(weighting.DynamicWeightAverage(model.task_weighting))
     stopper = None
     if training.early_stopping.task is not None:
         stopping = training.early_stopping
@@ -300,6 +305,10 @@ def run(config: Config, strategy_name: Optional[str] = None,
                           "examples": tested["examples"]}
     result["training"] = {
         "architecture": config.model.architecture,
+        "loss_weighting": config.model.loss_weighting,
+        # Per epoch, {task: {"weight", ["log_variance"]}}: the weights it trained
+        # with (uncertainty: as learned by the epoch's end).
+        "loss_weights": [entry["loss_weights"] for entry in epoch_eval.history],
         "strategy": strategy_lib.strategy_name(strategy),
         "replicas": replicas,
         "per_replica_batch_size": training.per_replica_batch_size,

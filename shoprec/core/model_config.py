@@ -13,6 +13,7 @@ from typing import Any, Collection, Dict, Optional, Tuple
 from shoprec.core.sections import ConfigError, build
 
 TASK_TYPES = ("binary", "regression", "multiclass")
+LOSS_WEIGHTINGS = ("fixed", "uncertainty", "dwa")
 ARCHITECTURES = ("shared_bottom", "mmoe", "ple", "esmm", "soft_sharing")
 
 
@@ -92,6 +93,10 @@ class ModelConfig:
     # soft_sharing: lambda of the penalty lambda * sum_{i<j} ||theta_i - theta_j||^2
     # between the task bottoms' corresponding kernels and biases.
     soft_sharing_lambda: float = 0.01
+    # How task losses combine (trainer.weighting): fixed (the tasks' weights),
+    # uncertainty (learned log-variances) or dwa (dynamic weight average).
+    loss_weighting: str = "fixed"
+    dwa_temperature: float = 2.0  # dwa's T: larger T, weights closer to equal
     experts: ExpertsConfig = ExpertsConfig()
     esmm: EsmmConfig = EsmmConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
@@ -221,6 +226,12 @@ def check(model: ModelConfig, training: TrainingConfig, label_names: Collection[
     lam = model.soft_sharing_lambda
     if isinstance(lam, bool) or not isinstance(lam, (int, float)) or lam < 0:
         raise ConfigError(f"{where}: model.soft_sharing_lambda must be >= 0")
+    if model.loss_weighting not in LOSS_WEIGHTINGS:
+        raise ConfigError(f"{where}: model.loss_weighting must be one of {LOSS_WEIGHTINGS}")
+    temperature = model.dwa_temperature
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or (
+            temperature <= 0):
+        raise ConfigError(f"{where}: model.dwa_temperature must be > 0")
     experts = model.experts
     if min(experts.num_experts, experts.task_experts, experts.levels) < 1 or (
             experts.shared_experts < 0):

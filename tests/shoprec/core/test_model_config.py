@@ -63,6 +63,8 @@ def test_model_config_round_trips_through_json():
     ({"architecture": "wide_deep"}, None, "architecture"),
     ({"architecture": "soft_sharing", "soft_sharing_lambda": -0.1}, None, "soft_sharing_lambda"),
     ({"soft_sharing_lambda": "big"}, None, "soft_sharing_lambda"),
+    ({"loss_weighting": "gradnorm"}, None, "loss_weighting"),
+    ({"loss_weighting": "dwa", "dwa_temperature": 0}, None, "dwa_temperature"),
     ({"architecture": "esmm", "tasks": [{"name": "click", "label": "click"}]}, None,
      "esmm.ctcvr_task"),
     ({"architecture": "esmm", "esmm": {"cvr_output": "click"}}, None, "cvr_output"),
