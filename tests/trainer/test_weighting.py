@@ -12,7 +12,7 @@ import tensorflow_transform as tft
 from shoprec.core import generated_shop as shop
 from shoprec.core.layout import Layout
 from shoprec.core.model_config import TaskConfig
-from tests.trainer.synthetic import SMALL_MODEL, loss_on, make_config
+from tests.trainer.synthetic import SMALL_MODEL, loss_on, make_config, served_eval_metrics
 from trainer import data, model as model_lib, strategy as strategy_lib, train, weighting
 
 PER_REPLICA = 8
@@ -172,3 +172,25 @@ def test_train_records_the_weights_per_epoch(featurized_dir, tmp_path):
     tags = {v.tag for path in events for e in tf.compat.v1.train.summary_iterator(path)
             for v in e.summary.value}
     assert {"click/loss_weight", "conversion/loss_weight", "click/auc"} <= tags
+
+
+def test_soft_sharing_with_uncertainty_trains_and_exports(featurized_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(featurized_dir, run_dir)
+    config = make_config(str(run_dir), per_replica_batch_size=16, epochs=2,
+                         learning_rate=0.03)
+    config = dataclasses.replace(config, model=dataclasses.replace(
+        config.model, architecture="soft_sharing", soft_sharing_lambda=0.1,
+        loss_weighting="uncertainty"))
+    result = train.run(config, strategy_name="mirrored")
+    record = result["training"]
+    assert record["architecture"] == "soft_sharing"
+    assert len(record["loss_weights"]) == 2
+    for epoch in record["loss_weights"]:
+        for values in epoch.values():
+            assert values["weight"] == pytest.approx(np.exp(-values["log_variance"]))
+    assert record["loss_weights"][1]["click"]["log_variance"] != 0.0
+    # The exported model scores the raw eval rows as training's evaluation did.
+    served = served_eval_metrics(config.layout.model_dir)
+    for task in ("click", "conversion"):
+        assert result["tasks"][task]["auc"] == pytest.approx(served[task]["auc"], abs=1e-12)
