@@ -148,13 +148,17 @@ def test_dwa_sets_the_weights_from_the_last_two_epochs_under_mirrored(featurized
     assert not np.allclose(expected, 1.0)
 
 
-def test_train_records_the_weights_per_epoch(featurized_dir, tmp_path):
+def _copied_run(featurized_dir, tmp_path, epochs, **model):
+    """A config training on a copy of the featurized run, its model section changed."""
     run_dir = tmp_path / "run"
     shutil.copytree(featurized_dir, run_dir)
-    config = make_config(str(run_dir), per_replica_batch_size=16, epochs=3,
+    config = make_config(str(run_dir), per_replica_batch_size=16, epochs=epochs,
                          learning_rate=0.03)
-    config = dataclasses.replace(config, model=dataclasses.replace(
-        config.model, loss_weighting="dwa"))
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, **model))
+
+
+def test_train_records_the_weights_per_epoch(featurized_dir, tmp_path):
+    config = _copied_run(featurized_dir, tmp_path, epochs=3, loss_weighting="dwa")
     result = train.run(config, strategy_name="mirrored")
     with open(config.layout.metrics_file) as f:
         record = json.load(f)["training"]
@@ -175,13 +179,8 @@ def test_train_records_the_weights_per_epoch(featurized_dir, tmp_path):
 
 
 def test_soft_sharing_with_uncertainty_trains_and_exports(featurized_dir, tmp_path):
-    run_dir = tmp_path / "run"
-    shutil.copytree(featurized_dir, run_dir)
-    config = make_config(str(run_dir), per_replica_batch_size=16, epochs=2,
-                         learning_rate=0.03)
-    config = dataclasses.replace(config, model=dataclasses.replace(
-        config.model, architecture="soft_sharing", soft_sharing_lambda=0.1,
-        loss_weighting="uncertainty"))
+    config = _copied_run(featurized_dir, tmp_path, epochs=2, architecture="soft_sharing",
+                         soft_sharing_lambda=0.1, loss_weighting="uncertainty")
     result = train.run(config, strategy_name="mirrored")
     record = result["training"]
     assert record["architecture"] == "soft_sharing"
