@@ -1,14 +1,15 @@
 """Batch scoring job: (user, item) pairs in, ranked recommendations out.
 
 Pairs are joined with ingest's user and item tables into *raw* tf.Examples
-(the same encoder ingest used), scored by the published model's serving
-signature (the version ``models/CURRENT`` names; it carries its transform
-graph) through Beam RunInference, ranked within user and written as Parquet.
-Elements are moved in batches, not rows: per-element overhead, not the model,
-dominates RunInference on small models.
-After the join by user an element is one user with all their pairs, and a
-batch holds whole users, so each user is ranked right after the signature
-call, with no second shuffle.
+(the same row assembler and bytes as ingest), scored by the published model's
+serving signature (the version ``models/CURRENT`` names; it carries its
+transform graph) through Beam RunInference, ranked within user and written as
+Parquet. Elements are batches, never rows: per-element overhead, not the
+model, dominates a job around a small model. The pairs are read as Arrow
+tables, joined with the users by key in hash buckets of the user id, turned
+into chunks of whole users' examples, scored one signature call per batch,
+ranked within each user with Arrow's sort and written as Arrow tables, with
+no second shuffle.
 
 Output columns: ``user_id``, ``item_id``, ``rank`` (1 = best within the user,
 by ``scoring.rank_by``) and, per task, by its type:
@@ -27,20 +28,23 @@ by ``scoring.rank_by``) and, per task, by its type:
 
 from __future__ import annotations
 
-import csv
+import itertools
 import os
 import time
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+import zlib
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.io import fileio
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from pipelines import dead_letter, examples, options as beam_options
 from pipelines.inference import ChunkHandler
 from pipelines.outputs import Outputs
-from pipelines.rows import query_row, raw_row
+from pipelines.pair_examples import PairExamples
 from shoprec.core import registry as F
 from shoprec.core.config import Config
 from shoprec.core.errors import InputMissingError, StageOrderError
@@ -50,9 +54,11 @@ from shoprec.io import models
 from shoprec.io.outputs import clear, require_success, write_report, write_success
 
 Pair = Tuple[str, str]
-# One user's pairs: (user_id, [(item_id, serialized raw example), ...]).
-UserPairs = Tuple[str, List[Tuple[str, bytes]]]
-Chunk = List[UserPairs]
+# What ReadPairs yields and Score reads: tables of pairs.
+PAIRS_SCHEMA = pa.schema([("user_id", pa.string()), ("item_id", pa.string())])
+# Stored bytes of the joined inputs (pairs, users, history) per hash bucket of
+# the join by user: a worker holds one bucket's users and pairs at a time.
+BUCKET_BYTES = 32 << 20
 
 
 def scores_schema(tasks: Sequence[TaskConfig]) -> pa.Schema:
@@ -104,17 +110,45 @@ def class_names(config: Config, transform_dir: Optional[str] = None) -> Dict[str
             for name, vocab in wanted.items()}
 
 
-def _serialized(chunk: Chunk) -> Dict[str, List[bytes]]:
-    """A chunk's serialized raw examples, the serving signature's ``examples`` input."""
-    return {"examples": [s for _, pairs in chunk for _, s in pairs]}
+class ExampleChunk(NamedTuple):
+    """Raw examples of whole users, in parallel lists: row ``k`` is (user, item, example)."""
+
+    user_ids: List[str]
+    item_ids: List[str]
+    examples: List[bytes]
 
 
-def _example_bytes(chunk: Chunk) -> int:
-    return sum(len(s) for _, pairs in chunk for _, s in pairs)
+def pairs_table(pairs: Sequence[Pair]) -> pa.Table:
+    """(user_id, item_id) pairs as the Arrow table :class:`ReadPairs` yields."""
+    return pa.table({"user_id": pa.array([u for u, _ in pairs], pa.string()),
+                     "item_id": pa.array([i for _, i in pairs], pa.string())},
+                    schema=PAIRS_SCHEMA)
+
+
+def bucket_of(user_id: str, buckets: int) -> int:
+    """The join bucket of a user: a CRC-32 of the id, the same in every process."""
+    return zlib.crc32(user_id.encode("utf-8")) % buckets if buckets > 1 else 0
+
+
+def _serialized(chunks: Sequence[ExampleChunk]) -> Dict[str, List[bytes]]:
+    """Chunks' serialized raw examples, the serving signature's ``examples`` input."""
+    if len(chunks) == 1:
+        return {"examples": chunks[0].examples}
+    return {"examples": [s for chunk in chunks for s in chunk.examples]}
+
+
+def _example_bytes(chunks: Sequence[ExampleChunk]) -> int:
+    return sum(len(s) for chunk in chunks for s in chunk.examples)
 
 
 class ReadPairs(beam.PTransform):
-    """Reads a user_id,item_id CSV (header required) into (user, item) pairs."""
+    """Reads user_id,item_id CSV files (header required) into Arrow tables of pairs.
+
+    Each file is parsed by Arrow's CSV reader in blocks (one table of
+    :data:`PAIRS_SCHEMA` per block, ids stripped of surrounding blanks), not
+    line by line; a file is read by one worker. A record without exactly two
+    fields, or with a blank id, is a ``bad_pair`` dead letter.
+    """
 
     def __init__(self, pattern: str):
         super().__init__()
@@ -122,18 +156,60 @@ class ReadPairs(beam.PTransform):
 
     def expand(self, pbegin):
         return (pbegin
-                | "Read" >> beam.io.ReadFromText(self._pattern, skip_header_lines=1, validate=False)
-                | "Parse" >> beam.ParDo(_ParsePair()).with_outputs(
+                | "Match" >> fileio.MatchFiles(self._pattern)
+                | "Open" >> fileio.ReadMatches()
+                | "Parse" >> beam.ParDo(_ParsePairs()).with_outputs(
                     dead_letter.DEAD_LETTER_TAG, main="pairs"))
 
 
-class _ParsePair(beam.DoFn):
-    def process(self, line: str):
-        fields = next(csv.reader([line]))
-        if len(fields) != 2 or not all(f.strip() for f in fields):
-            yield dead_letter.tagged("pairs", "bad_pair", "expected user_id,item_id", line)
-            return
-        yield fields[0].strip(), fields[1].strip()
+def _bad_pair(record: str):
+    return dead_letter.tagged("pairs", "bad_pair", "expected user_id,item_id", record)
+
+
+class _ParsePairs(beam.DoFn):
+    def process(self, readable_file):
+        import pyarrow.csv as pa_csv
+
+        invalid: List[str] = []
+
+        def skip_invalid(row):
+            # Called by the reader for a record with the wrong number of fields.
+            invalid.append(row.text)
+            return "skip"
+
+        names = PAIRS_SCHEMA.names
+        with readable_file.open() as f:
+            try:
+                reader = pa_csv.open_csv(
+                    f, read_options=pa_csv.ReadOptions(column_names=names, skip_rows=1),
+                    parse_options=pa_csv.ParseOptions(invalid_row_handler=skip_invalid,
+                                                      ignore_empty_lines=False),
+                    convert_options=pa_csv.ConvertOptions(
+                        column_types=dict(zip(names, PAIRS_SCHEMA.types)),
+                        strings_can_be_null=False, quoted_strings_can_be_null=False))
+            except pa.ArrowInvalid as err:
+                if "Empty CSV file" in str(err):  # no header either: no pairs
+                    return
+                raise
+            for batch in reader:
+                yield from (_bad_pair(text) for text in invalid)
+                invalid.clear()
+                yield from self._pairs(batch)
+        yield from (_bad_pair(text) for text in invalid)
+
+    @staticmethod
+    def _pairs(batch: pa.RecordBatch):
+        users = pc.utf8_trim_whitespace(batch.column(0))
+        items = pc.utf8_trim_whitespace(batch.column(1))
+        blank = pc.or_(pc.equal(pc.utf8_length(users), 0), pc.equal(pc.utf8_length(items), 0))
+        if pc.any(blank).as_py():
+            for user, item in zip(batch.column(0).filter(blank).to_pylist(),
+                                  batch.column(1).filter(blank).to_pylist()):
+                yield _bad_pair(f"{user},{item}")
+            keep = pc.invert(blank)
+            users, items = users.filter(keep), items.filter(keep)
+        if len(users):
+            yield pa.Table.from_arrays([users, items], schema=PAIRS_SCHEMA)
 
 
 def _keyed_row(serialized: bytes, key: str, registry: F.Registry):
@@ -156,119 +232,172 @@ class ReadSideTable(beam.PTransform):
                 | "Decode" >> beam.Map(_keyed_row, self._key, self._registry))
 
 
-class PairsByUser(beam.PTransform):
-    """(user_id, item_id) pairs → (user_id, [item_id, ...]), one element per user.
+def _split_by_bucket(table: pa.Table, buckets: int):
+    """A table of pairs → (bucket, its pairs), one table per bucket present."""
+    if buckets <= 1:
+        yield 0, table
+        return
+    users = table.column("user_id").combine_chunks().dictionary_encode()
+    lookup = np.array([bucket_of(u, buckets) for u in users.dictionary.to_pylist()], np.int64)
+    of_row = lookup[users.indices.to_numpy(zero_copy_only=False)]
+    order = np.argsort(of_row, kind="stable")
+    sorted_buckets = of_row[order]
+    starts = np.flatnonzero(np.r_[True, sorted_buckets[1:] != sorted_buckets[:-1]])
+    for begin, end in zip(starts, np.r_[starts[1:], len(order)]):
+        yield int(sorted_buckets[begin]), table.take(pa.array(order[begin:end]))
 
-    A combine, not a GroupByKey: the runner lifts it, listing each bundle's
-    pairs per user before the shuffle, so the join moves one element per user
-    and bundle, not one per pair. The order within a list is not defined.
-    """
 
-    def expand(self, pairs):
-        return pairs | "ToList" >> beam.CombinePerKey(beam.combiners.ToListCombineFn())
+class PairsByBucket(beam.PTransform):
+    """Tables of pairs → (bucket, table of that bucket's pairs) (:func:`bucket_of`)."""
+
+    def __init__(self, buckets: int):
+        super().__init__()
+        self._buckets = int(buckets)
+
+    def expand(self, tables):
+        return tables | "Split" >> beam.FlatMap(_split_by_bucket, self._buckets)
 
 
 class BuildRawExamples(beam.PTransform):
     """Joins pairs with user/item attributes and encodes raw serving examples.
 
-    Output ``examples``: one element per user, (user_id, [(item_id,
-    serialized raw example), ...]); ``dead_letter``: the unknown items.
+    Input: tables of pairs (:data:`PAIRS_SCHEMA`). Output ``examples``:
+    :class:`ExampleChunk` s of whole users, about ``batch_size`` rows each;
+    ``dead_letter``: the unknown items.
 
-    Users and their history are joined by key (CoGroupByKey): no worker holds
-    the users table. The items are a side input: every worker holds the
-    catalogue, as retrieval does. A pair naming an unknown item is a dead
-    letter; an unknown user is scored with the registry's user defaults (a
-    new user still gets recommendations). History features are the user's
-    history after their last logged event (ingest's history table), empty for
-    a user it does not know.
+    Users and their history are joined by key (CoGroupByKey) on ``buckets``
+    hash buckets of the user id (:func:`bucket_of`): a worker holds the
+    users of one bucket, never the users table. The items are a side input:
+    every worker holds the catalogue, as retrieval does. A pair naming an
+    unknown item is a dead letter; an unknown user is scored with the
+    registry's user defaults (a new user still gets recommendations). History
+    features are the user's history after their last logged event (ingest's
+    history table), empty for a user it does not know. Each example is
+    ``examples.encode(raw_row(...))`` byte for byte, assembled from the
+    user's and the item's parts (:mod:`pipelines.pair_examples`).
     """
 
-    def __init__(self, users, items, registry: F.Registry, history=None):
+    def __init__(self, users, items, registry: F.Registry, history=None, *,
+                 buckets: int = 1, batch_size: int = 1024):
         super().__init__()
         self._users = users
         self._items = items
         self._registry = registry
         self._history = history
+        self._buckets = int(buckets)
+        self._batch_size = int(batch_size)
 
     def expand(self, pairs):
+        buckets = self._buckets
         history = self._history
         if history is None:
             history = pairs.pipeline | "NoHistory" >> beam.Create([])
-        items_by_user = pairs | "ItemsByUser" >> PairsByUser()
-        return ({"pairs": items_by_user, "user": self._users, "history": history}
+
+        def by_bucket(side, label):
+            return side | label >> beam.Map(lambda kv: (bucket_of(kv[0], buckets), kv))
+
+        return ({"pairs": pairs | "PairsByBucket" >> PairsByBucket(buckets),
+                 "user": by_bucket(self._users, "UsersByBucket"),
+                 "history": by_bucket(history, "HistoryByBucket")}
                 | "JoinUsers" >> beam.CoGroupByKey()
-                | "Join" >> beam.ParDo(_JoinPairs(self._registry),
+                | "Join" >> beam.ParDo(_JoinBucket(self._registry, self._batch_size),
                                        items=beam.pvalue.AsDict(self._items))
                 .with_outputs(dead_letter.DEAD_LETTER_TAG, main="examples"))
 
 
-class _JoinPairs(beam.DoFn):
-    """(user_id, {pairs: item ids, user: [row], history: [row]}) → the user's raw examples."""
+class _JoinBucket(beam.DoFn):
+    """(bucket, {pairs: tables, user: [(id, row)], history: [(id, row)]}) → example chunks."""
 
-    def __init__(self, registry: F.Registry):
+    def __init__(self, registry: F.Registry, batch_size: int):
         self._registry = registry
-        self._encode = examples.Encoder(registry.example_names(include_labels=False), registry)
+        self._batch_size = batch_size
+        self._assemble = None
+        self._item_parts: Dict[str, Tuple[Any, ...]] = {}
 
-    def process(self, user_and_groups, items):
-        registry = self._registry
-        user_id, groups = user_and_groups
-        users, histories = list(groups["user"]), list(groups["history"])
-        user = users[0] if users else None
-        history = histories[0] if histories else None
-        query = query_row(user_id, user, history, registry)
-        out = []
-        # "pairs" holds the user's item list (PairsByUser: one list per user).
-        for item_id in (i for user_items in groups["pairs"] for i in user_items):
-            item = items.get(item_id)
-            if item is None:
-                yield dead_letter.tagged("pairs", "unknown_item",
-                                         f"item {item_id!r} not in catalogue",
-                                         f"{user_id},{item_id}")
-                continue
-            event = {F.USER_KEY: user_id, F.ITEM_KEY: item_id}
-            row = raw_row(event, user, item, history, registry, query)
-            out.append((item_id, self._encode(row)))
-        if out:
-            yield user_id, out
+    def setup(self):
+        self._assemble = PairExamples(self._registry)
+
+    def process(self, bucket_and_groups, items):
+        _, groups = bucket_and_groups
+        tables = list(groups["pairs"])
+        if not tables:
+            return
+        users, histories = dict(groups["user"]), dict(groups["history"])
+        pairs = pa.concat_tables(tables)
+        # Sorted by user (stable): each user's pairs are consecutive.
+        order = pc.sort_indices(pairs, [("user_id", "ascending")])
+        user_ids = pairs.column("user_id").take(order).to_pylist()
+        item_ids = pairs.column("item_id").take(order).to_pylist()
+        assemble, parts = self._assemble, self._item_parts
+        chunk = ExampleChunk([], [], [])
+        for user_id, group in itertools.groupby(range(len(user_ids)), user_ids.__getitem__):
+            user_items = [item_ids[k] for k in group]
+            if chunk.examples and len(chunk.examples) + len(user_items) > self._batch_size:
+                yield chunk
+                chunk = ExampleChunk([], [], [])
+            user = assemble.user(user_id, users.get(user_id), histories.get(user_id))
+            for item_id in user_items:
+                part = parts.get(item_id)
+                if part is None:
+                    item = items.get(item_id)
+                    if item is None:
+                        yield dead_letter.tagged("pairs", "unknown_item",
+                                                 f"item {item_id!r} not in catalogue",
+                                                 f"{user_id},{item_id}")
+                        continue
+                    part = parts[item_id] = (item, assemble.item(item))
+                chunk.user_ids.append(user_id)
+                chunk.item_ids.append(item_id)
+                chunk.examples.append(assemble.example(user, item_id, *part))
+        if chunk.examples:
+            yield chunk
 
 
-def _to_rows(result: PredictionResult, tasks: Sequence[TaskConfig],
-             names: Dict[str, List[str]], rank_by: str):
-    """A scored chunk of whole users → their rows, ranked within each user.
+def _task_columns(task: TaskConfig, values: np.ndarray, names: Sequence[str]) -> List[pa.Array]:
+    """One task's output columns (see the module docstring) from the signature's output."""
+    if task.type != "multiclass":
+        return [pa.array(np.asarray(values, np.float32).reshape(-1))]
+    probabilities = np.asarray(values, np.float32)
+    n, classes = probabilities.shape
+    best = np.argmax(probabilities, axis=1).astype(np.int32)
+    offsets = pa.array(np.arange(0, n * classes + 1, classes, dtype=np.int32))
+    lists = pa.ListArray.from_arrays(offsets, pa.array(probabilities.reshape(-1)))
+    tokens = pa.array(list(names) + [None], pa.string())
+    known = np.where(best < len(names), best, len(names))
+    return [lists, pa.array(best), tokens.take(pa.array(known))]
 
-    Rank 1 is the highest ``rank_by``; equal scores rank by item id.
+
+def _to_table(result: PredictionResult, tasks: Sequence[TaskConfig],
+              names: Dict[str, List[str]], rank_by: str, schema: pa.Schema) -> pa.Table:
+    """Scored chunks of whole users → their rows, ranked within each user, as one table.
+
+    Rank 1 is the highest ``rank_by``; equal scores rank by item id. The rows
+    come sorted by user, then rank.
     """
-    counter = beam.metrics.Metrics.counter(dead_letter.NAMESPACE, "score/rows")
-    i = 0
-    for user_id, pairs in result.example:
-        rows = []
-        for item_id, _ in pairs:
-            row = {"user_id": user_id, "item_id": item_id}
-            for task in tasks:
-                key = f"p_{task.name}"
-                if task.type != "multiclass":
-                    row[key] = float(result.inference[key][i])
-                    continue
-                probabilities = np.asarray(result.inference[key][i], np.float32)
-                best = int(np.argmax(probabilities))
-                tokens = names.get(task.name, ())
-                row[key] = probabilities.tolist()
-                row[f"{task.name}_class"] = best
-                row[f"{task.name}_class_name"] = tokens[best] if best < len(tokens) else None
-            rows.append(row)
-            i += 1
-        rows.sort(key=lambda r: (-r[rank_by], r["item_id"]))
-        for position, row in enumerate(rows, start=1):
-            row["rank"] = position
-            yield row
-        counter.inc(len(rows))
+    chunks = result.example
+    columns = [pa.array([u for c in chunks for u in c.user_ids], pa.string()),
+               pa.array([i for c in chunks for i in c.item_ids], pa.string())]
+    for task in tasks:
+        columns += _task_columns(task, result.inference[f"p_{task.name}"],
+                                 names.get(task.name, ()))
+    n = len(columns[0])
+    unranked = pa.Table.from_arrays(columns + [pa.nulls(n, pa.int32())], schema=schema)
+    table = unranked.take(pc.sort_indices(unranked, [
+        ("user_id", "ascending"), (rank_by, "descending"), ("item_id", "ascending")]))
+    users = table.column("user_id").to_numpy(zero_copy_only=False)
+    position = np.arange(n)
+    first = np.maximum.accumulate(np.where(np.r_[True, users[1:] != users[:-1]], position, 0))
+    rank = pa.array((position - first + 1).astype(np.int32))
+    beam.metrics.Metrics.counter(dead_letter.NAMESPACE, "score/rows").inc(n)
+    return table.set_column(table.num_columns - 1, "rank", rank)
 
 
 class Score(beam.PTransform):
-    """(user_id, item_id) pairs → scored rows ranked within user, plus dead letters.
+    """Tables of (user_id, item_id) pairs → scored tables ranked within user, + dead letters.
 
-    Stages: BuildRawExamples (one element per user) → Batch (whole users, about
-    ``batch_size`` pairs) → RunInference → ToRows (ranked within user).
+    Stages: BuildRawExamples (chunks of whole users) → Batch (about
+    ``batch_size`` pairs) → RunInference → ToRows (one Arrow table of
+    :func:`scores_schema` per batch, ranked within user).
 
     Args:
         model_dir: The exported model (its serving signature takes raw examples).
@@ -279,11 +408,12 @@ class Score(beam.PTransform):
         batch_size: Examples per signature call.
         users, items: (id, row) side tables (:class:`ReadSideTable`).
         history: (user_id, history after the user's last event), or None.
+        buckets: Hash buckets of the join by user (:class:`BuildRawExamples`).
     """
 
     def __init__(self, model_dir: str, registry: F.Registry, tasks: Sequence[TaskConfig],
                  class_names: Dict[str, List[str]], rank_by: str, batch_size: int, *,
-                 users, items, history=None):
+                 users, items, history=None, buckets: int = 1):
         super().__init__()
         self._model_dir = model_dir
         self._registry = registry
@@ -292,19 +422,31 @@ class Score(beam.PTransform):
         self._rank_by = rank_by
         self._batch_size = int(batch_size)
         self._users, self._items, self._history = users, items, history
+        self._buckets = int(buckets)
 
     def expand(self, pairs) -> Outputs:
         joined = pairs | "BuildRawExamples" >> BuildRawExamples(
-            self._users, self._items, self._registry, self._history)
+            self._users, self._items, self._registry, self._history, buckets=self._buckets,
+            batch_size=self._batch_size)
         handler = ChunkHandler(self._model_dir, "serving_default", _serialized, _example_bytes)
         ranked = (
             joined.examples
             | "Batch" >> beam.BatchElements(min_batch_size=min(64, self._batch_size),
                                             max_batch_size=self._batch_size,
-                                            element_size_fn=lambda user: len(user[1]))
+                                            element_size_fn=lambda chunk: len(chunk.examples))
             | "RunInference" >> RunInference(handler)
-            | "ToRows" >> beam.FlatMap(_to_rows, self._tasks, self._names, self._rank_by))
+            | "ToRows" >> beam.Map(_to_table, self._tasks, self._names, self._rank_by,
+                                   scores_schema(self._tasks)))
         return Outputs(ranked, joined[dead_letter.DEAD_LETTER_TAG])
+
+
+def join_buckets(patterns: Sequence[str], bucket_bytes: int = BUCKET_BYTES) -> int:
+    """Hash buckets for the join by user: one per ``bucket_bytes`` of the joined inputs' files."""
+    import tensorflow as tf
+
+    size = sum(tf.io.gfile.stat(path).length for pattern in patterns
+               for path in tf.io.gfile.glob(pattern))
+    return max(1, -(-size // bucket_bytes))
 
 
 def build(pipeline: beam.Pipeline, config: Config, pairs: str, model_dir: str,
@@ -330,13 +472,16 @@ def build(pipeline: beam.Pipeline, config: Config, pairs: str, model_dir: str,
                                                     registry)
     history = None
     history_pattern = layout.history_table + "*"
+    joined = [pairs, layout.users_table + "*"]
     if tf.io.gfile.glob(history_pattern):
         history = pipeline | "ReadHistory" >> ReadSideTable(history_pattern, registry.user_key,
                                                             registry)
+        joined.append(history_pattern)
     scored = read.pairs | "Score" >> Score(
         model_dir, registry, tasks, names, config.scoring.rank_by,
-        config.scoring.batch_size, users=users, items=items, history=history)
-    _ = scored.main | "WriteScores" >> beam.io.WriteToParquet(
+        config.scoring.batch_size, users=users, items=items, history=history,
+        buckets=join_buckets(joined))
+    _ = scored.main | "WriteScores" >> beam.io.WriteToParquetBatched(
         layout.scores, scores_schema(tasks), file_name_suffix=PARQUET_SUFFIX)
     _ = ((read[dead_letter.DEAD_LETTER_TAG], scored.dead_letter)
          | "MergeDeadLetters" >> beam.Flatten()

@@ -148,11 +148,11 @@ def test_scoring_serves_the_bytes_ingest_wrote():
             out.history | "HistoryRows" >> beam.MapTuple(lambda u, h: dict(h, user_id=u)),
             REGISTRY.history_table_names(), REGISTRY.user_key, "ReadHistory")
         served = (p
-                  | "Pairs" >> beam.Create(last_impressions)
+                  | "Pairs" >> beam.Create([score.pairs_table(last_impressions)])
                   | score.BuildRawExamples(users, items, REGISTRY, history))
-        # One element per user: (user_id, [(item_id, example), ...]).
+        # Chunks of whole users: parallel lists of user ids, item ids and examples.
         keyed = served.examples | "KeyServed" >> beam.FlatMap(
-            lambda t: [((t[0], item), example) for item, example in t[1]])
+            lambda c: [((u, i), x) for u, i, x in zip(c.user_ids, c.item_ids, c.examples)])
         same = ({"ingest": trained, "score": keyed}
                 | beam.CoGroupByKey()
                 | beam.MapTuple(lambda k, g: (k, len(g["ingest"]) == len(g["score"]) == 1

@@ -3,10 +3,13 @@
 The model is a toy SavedModel whose serving signature reads the raw
 examples' ``item_price`` (p_click = price / 100) and ``user_age``
 (p_conversion = age / 1000), so every score and rank below is worked out by
-hand. The pairs and side tables come from ``beam.Create``: no input files.
+hand. The pairs and side tables come from ``beam.Create``: no input files
+(but for :class:`score.ReadPairs`, which reads a CSV file).
 """
 
 import apache_beam as beam
+import numpy as np
+import pyarrow as pa
 import pytest
 import tensorflow as tf
 from apache_beam.testing import test_pipeline
@@ -50,20 +53,28 @@ def _rounded(row):
     return dict(row, p_click=round(row["p_click"], 5), p_conversion=round(row["p_conversion"], 5))
 
 
-def test_scores_and_ranks_within_user(model_dir):
+def _rows(tables):
+    """Score's tables as rows (one dict per scored pair)."""
+    return tables | "Rows" >> beam.FlatMap(lambda table: table.to_pylist())
+
+
+@pytest.mark.parametrize("buckets", [1, 3])
+def test_scores_and_ranks_within_user(model_dir, buckets):
     users = [("u1", {"user_id": "u1", "user_age": 40.0, "user_region": "north",
                      "user_membership": "gold"})]
     items = [_item("i1", 10.0), _item("i2", 30.0), _item("i3", 20.0)]
     pairs = [("u1", "i1"), ("u1", "i2"), ("u1", "i3"), ("u2", "i1"), ("u2", "i9")]
     with test_pipeline.TestPipeline(options=pipeline_options([])) as p:
+        # Two tables: one user's pairs arrive in both.
         scored = (p
-                  | "Pairs" >> beam.Create(pairs)
+                  | "Pairs" >> beam.Create([score.pairs_table(pairs[:2]),
+                                            score.pairs_table(pairs[2:])])
                   | score.Score(model_dir, R, TASKS, {}, "p_click", batch_size=2,
                                 users=p | "Users" >> beam.Create(users),
-                                items=p | "Items" >> beam.Create(items)))
+                                items=p | "Items" >> beam.Create(items), buckets=buckets))
         # u1 (age 40): i2 (0.30) > i3 (0.20) > i1 (0.10). u2 is not in the users
         # table: the registry's default age 35; i9 is not in the catalogue.
-        assert_that(scored.main | beam.Map(_rounded), equal_to([
+        assert_that(_rows(scored.main) | beam.Map(_rounded), equal_to([
             {"user_id": "u1", "item_id": "i2", "p_click": 0.3, "p_conversion": 0.04, "rank": 1},
             {"user_id": "u1", "item_id": "i3", "p_click": 0.2, "p_conversion": 0.04, "rank": 2},
             {"user_id": "u1", "item_id": "i1", "p_click": 0.1, "p_conversion": 0.04, "rank": 3},
@@ -77,9 +88,42 @@ def test_ties_rank_by_item_id(model_dir):
     items = [_item("b", 10.0), _item("a", 10.0)]
     with test_pipeline.TestPipeline(options=pipeline_options([])) as p:
         scored = (p
-                  | "Pairs" >> beam.Create([("u", "b"), ("u", "a")])
+                  | "Pairs" >> beam.Create([score.pairs_table([("u", "b"), ("u", "a")])])
                   | score.Score(model_dir, R, TASKS, {}, "p_click", batch_size=64,
                                 users=p | "Users" >> beam.Create([]),
                                 items=p | "Items" >> beam.Create(items)))
-        assert_that(scored.main | beam.Map(lambda r: (r["item_id"], r["rank"])),
+        assert_that(_rows(scored.main) | beam.Map(lambda r: (r["item_id"], r["rank"])),
                     equal_to([("a", 1), ("b", 2)]))
+
+
+def test_read_pairs_parses_blocks_and_dead_letters_bad_records(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_text('user_id,item_id\nu1,i1\n u2 ,i2\r\nonly-one-field\n"u,3",i3\n'
+                    'u4,\na,b,c\nu5,i5\n')
+    with test_pipeline.TestPipeline(options=pipeline_options([])) as p:
+        read = p | score.ReadPairs(str(tmp_path / "*.csv"))
+        assert_that(_rows(read.pairs), equal_to([
+            {"user_id": "u1", "item_id": "i1"}, {"user_id": "u2", "item_id": "i2"},
+            {"user_id": "u,3", "item_id": "i3"}, {"user_id": "u5", "item_id": "i5"}]),
+            label="Pairs")
+        assert_that(read[score.dead_letter.DEAD_LETTER_TAG]
+                    | beam.Map(lambda d: (d.reason, d.record)),
+                    equal_to([("bad_pair", "only-one-field"), ("bad_pair", "u4,"),
+                              ("bad_pair", "a,b,c")]), label="DeadLetters")
+
+
+def test_bucket_of_is_a_crc32_of_the_user_id():
+    # zlib.crc32(b"u1") = 1112514422 (a fixed function: every worker agrees).
+    assert score.bucket_of("u1", 7) == 1112514422 % 7 == 5
+    assert score.bucket_of("u1", 1) == 0
+
+
+def test_a_multiclass_task_has_probabilities_best_class_and_name():
+    task = TaskConfig("colour", "item_colour", type="multiclass")
+    # Three classes: the vocabulary has two tokens, index 2 is its OOV bucket;
+    # row 2 ties classes 0 and 1: the lower index, as numpy.argmax.
+    probabilities = [[0.1, 0.7, 0.2], [0.2, 0.1, 0.7], [0.4, 0.4, 0.2]]
+    lists, best, names = score._task_columns(task, probabilities, ["red", "blue"])
+    np.testing.assert_allclose(lists.to_pylist(), probabilities)
+    assert best.type == pa.int32() and best.to_pylist() == [1, 2, 0]
+    assert names.to_pylist() == ["blue", None, "red"]
