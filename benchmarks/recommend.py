@@ -10,15 +10,17 @@ On one trained run (a demo run folder with the two towers), in one go:
   repeated passes);
 - the recommend job's peak RSS with the users table as it is and with 10x
   the users (copies under new ids), the catalogue unchanged;
-- both Beam jobs again on that 10x run (the score job on 10x the pairs: each
-  pair once per user copy), against the same direct rates: at the demo's
-  size a job's fixed start-up (pipeline construction, the model load, the
-  first bundles) is most of its time, and the 10x ratios show what a larger
-  job approaches.
+- the recommend job again on that 10x run, and the score job on copies with
+  10x and 50x the pairs (each pair once per user copy; ``--score_scales``),
+  against the same direct rates: at the demo's size a job's fixed start-up
+  (pipeline construction, the model load, the first bundles) is most of its
+  time. The score job's marginal cost per row, from its two largest sizes,
+  against the signature's cost per row is what a large job approaches.
 
 Each measurement runs in a fresh process (``benchmarks/measure.py``)::
 
     python benchmarks/recommend.py --run_dir runs/demo
+    python benchmarks/recommend.py --run_dir runs/demo --jobs score  # score only
 """
 
 from __future__ import annotations
@@ -202,11 +204,35 @@ def child_main(args) -> None:
     measure.emit(result)
 
 
+def _score_lines(results, scales) -> list:
+    """The score job at each size against the signature, and its marginal cost per row."""
+    direct = results["score_direct"]
+    signature_us = 1e6 * direct["seconds"] / direct["rows"]
+    sizes = [("1x", results["score_beam"])] + [(f"{k}x", results[f"score_beam_x{k}"])
+                                               for k in scales]
+    lines = []
+    for label, r in sizes:
+        rate = r["rows"] / r["seconds"]
+        lines.append(f"score:     {label} pairs: Beam job {rate:,.0f} rows/s ({r['rows']} rows in "
+                     f"{r['seconds']:.1f} s); signature on batches of 1,024 "
+                     f"{1e6 / signature_us:,.0f} rows/s; ratio {rate * signature_us / 1e6:.2f}")
+    (_, small), (_, large) = sizes[-2], sizes[-1]
+    marginal_us = 1e6 * (large["seconds"] - small["seconds"]) / (large["rows"] - small["rows"])
+    fixed_s = small["seconds"] - small["rows"] * marginal_us / 1e6
+    lines.append(f"           marginal cost (from {sizes[-2][0]} and {sizes[-1][0]}): job "
+                 f"{marginal_us:.2f} us/row, fixed {fixed_s:.1f} s; signature "
+                 f"{signature_us:.2f} us/row; marginal ratio {signature_us / marginal_us:.2f}")
+    return lines
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run_dir", required=True, help="a trained run folder (demo)")
     parser.add_argument("--config", default=None, help="its config (default: the demo's)")
-    parser.add_argument("--scale", type=int, default=10, help="users multiple for memory")
+    parser.add_argument("--scale", type=int, default=10, help="users multiple for recommend")
+    parser.add_argument("--score_scales", default="10,50",
+                        help="pairs multiples for the score job, comma-separated")
+    parser.add_argument("--jobs", default="recommend,score", help="which jobs to measure")
     parser.add_argument("--work_dir", default=None)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -220,41 +246,50 @@ def main(argv=None) -> int:
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="shoprec-bench-recommend-")
     os.makedirs(work_dir, exist_ok=True)
     base = ["--run_dir", args.run_dir] + (["--config", args.config] if args.config else [])
+    jobs = set(args.jobs.split(","))
+    score_scales = [int(k) for k in args.score_scales.split(",") if k]
 
     def child(kind, run_dir=None):
         extra = ["--run_dir", run_dir] + base[2:] if run_dir else base
         return measure.run_child(["--child", kind] + extra, REPO_ROOT,
                                  os.path.join(work_dir, f"{kind}.log"), script="recommend.py")
 
-    results = {kind: child(kind) for kind in ("recommend_beam", "recommend_direct",
-                                              "score_beam", "score_direct")}
-    scaled = _scaled_run(config, args.scale, work_dir)
-    results[f"recommend_beam_x{args.scale}"] = child("recommend_beam", scaled)
-    results[f"score_beam_x{args.scale}"] = child("score_beam", scaled)
+    scaled = {}
+
+    def scaled_run(k):
+        if k not in scaled:
+            scaled[k] = _scaled_run(config, k, work_dir)
+        return scaled[k]
+
+    results = {}
+    if "recommend" in jobs:
+        results.update({kind: child(kind) for kind in ("recommend_beam", "recommend_direct")})
+        results[f"recommend_beam_x{args.scale}"] = child("recommend_beam", scaled_run(args.scale))
+    if "score" in jobs:
+        results.update({kind: child(kind) for kind in ("score_beam", "score_direct")})
+        for k in score_scales:
+            results[f"score_beam_x{k}"] = child("score_beam", scaled_run(k))
 
     def rate(r, unit):
         return r[unit] / r["seconds"]
 
-    beam_users, direct_users = (rate(results[k], "users")
-                                for k in ("recommend_beam", "recommend_direct"))
-    beam_rows, direct_rows = (rate(results[k], "rows") for k in ("score_beam", "score_direct"))
-    one, many = results["recommend_beam"], results[f"recommend_beam_x{args.scale}"]
-    score_many = results[f"score_beam_x{args.scale}"]
-    many_users, many_rows = rate(many, "users"), rate(score_many, "rows")
-    print(f"recommend: Beam job {beam_users:,.0f} users/s ({one['users']} users in "
-          f"{one['seconds']:.1f} s); direct {direct_users:,.0f} users/s; ratio "
-          f"{beam_users / direct_users:.2f}")
-    print(f"           {args.scale}x users: Beam job {many_users:,.0f} users/s "
-          f"({many['users']} users in {many['seconds']:.1f} s); ratio "
-          f"{many_users / direct_users:.2f}")
-    print(f"score:     Beam job {beam_rows:,.0f} rows/s ({results['score_beam']['rows']} rows in "
-          f"{results['score_beam']['seconds']:.1f} s); signature on batches of 1,024 "
-          f"{direct_rows:,.0f} rows/s; ratio {beam_rows / direct_rows:.2f}")
-    print(f"           {args.scale}x pairs: Beam job {many_rows:,.0f} rows/s ({score_many['rows']} "
-          f"rows in {score_many['seconds']:.1f} s); ratio {many_rows / direct_rows:.2f}")
-    print(f"recommend peak RSS (process tree): {one['tree_peak_rss_mib']:.0f} MiB with "
-          f"{one['users']} users, {many['tree_peak_rss_mib']:.0f} MiB with {many['users']} "
-          f"({args.scale}x); ratio {many['tree_peak_rss_mib'] / one['tree_peak_rss_mib']:.2f}")
+    if "recommend" in jobs:
+        beam_users, direct_users = (rate(results[k], "users")
+                                    for k in ("recommend_beam", "recommend_direct"))
+        one, many = results["recommend_beam"], results[f"recommend_beam_x{args.scale}"]
+        many_users = rate(many, "users")
+        print(f"recommend: Beam job {beam_users:,.0f} users/s ({one['users']} users in "
+              f"{one['seconds']:.1f} s); direct {direct_users:,.0f} users/s; ratio "
+              f"{beam_users / direct_users:.2f}")
+        print(f"           {args.scale}x users: Beam job {many_users:,.0f} users/s "
+              f"({many['users']} users in {many['seconds']:.1f} s); ratio "
+              f"{many_users / direct_users:.2f}")
+        print(f"recommend peak RSS (process tree): {one['tree_peak_rss_mib']:.0f} MiB with "
+              f"{one['users']} users, {many['tree_peak_rss_mib']:.0f} MiB with {many['users']} "
+              f"({args.scale}x); ratio {many['tree_peak_rss_mib'] / one['tree_peak_rss_mib']:.2f}")
+    if "score" in jobs:
+        for line in _score_lines(results, score_scales):
+            print(line)
     with open(os.path.join(work_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=2, default=float)
     print(f"results: {os.path.join(work_dir, 'results.json')}")

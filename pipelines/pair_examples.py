@@ -70,6 +70,11 @@ class PairExamples:
             counts[part] += 1
         self._layout = tuple(layout)
         self._has_pair = bool(counts[PAIR])
+        # Without a pair part, an example of two runs (every item name sorts
+        # before every user name, as in the generated shop) is one concatenation.
+        self._two_runs = (tuple(p for p, _ in layout)
+                          if not self._has_pair and len(layout) == 2 else None)
+        self._heads: Dict[int, bytes] = {}
         self._encoder = examples.Encoder(names, registry)
 
     def _part_runs(self, row: Mapping[str, Any], part: int) -> Tuple[bytes, ...]:
@@ -100,6 +105,14 @@ class PairExamples:
             item: Its item-table row.
             item_runs: :meth:`item` of ``item``.
         """
+        if self._two_runs is not None:
+            parts = (user.runs[0], item_runs[0])
+            first, second = parts[self._two_runs[0]], parts[self._two_runs[1]]
+            size = len(first) + len(second)
+            head = self._heads.get(size)
+            if head is None:
+                head = self._heads[size] = examples.head(size)
+            return head + first + second
         parts = [user.runs, item_runs, ()]
         if self._has_pair:
             row = raw_row({F.USER_KEY: user.user_id, F.ITEM_KEY: item_id}, user.user, item,

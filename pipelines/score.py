@@ -28,11 +28,9 @@ by ``scoring.rank_by``) and, per task, by its type:
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
-import zlib
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -44,7 +42,8 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 from pipelines import dead_letter, examples, options as beam_options
 from pipelines.inference import ChunkHandler
 from pipelines.outputs import Outputs
-from pipelines.pair_examples import PairExamples
+from pipelines.pair_join import (PAIRS_SCHEMA, BuildRawExamples, ExampleChunk, ReadRecords,
+                                 join_buckets)
 from shoprec.core import registry as F
 from shoprec.core.config import Config
 from shoprec.core.errors import InputMissingError, StageOrderError
@@ -53,12 +52,6 @@ from shoprec.core.model_config import TaskConfig
 from shoprec.io import models
 from shoprec.io.outputs import clear, require_success, write_report, write_success
 
-Pair = Tuple[str, str]
-# What ReadPairs yields and Score reads: tables of pairs.
-PAIRS_SCHEMA = pa.schema([("user_id", pa.string()), ("item_id", pa.string())])
-# Stored bytes of the joined inputs (pairs, users, history) per hash bucket of
-# the join by user: a worker holds one bucket's users and pairs at a time.
-BUCKET_BYTES = 32 << 20
 
 
 def scores_schema(tasks: Sequence[TaskConfig]) -> pa.Schema:
@@ -108,26 +101,6 @@ def class_names(config: Config, transform_dir: Optional[str] = None) -> Dict[str
     return {name: [t.decode("utf-8") if isinstance(t, bytes) else str(t)
                    for t in tft_output.vocabulary_by_name(vocab)]
             for name, vocab in wanted.items()}
-
-
-class ExampleChunk(NamedTuple):
-    """Raw examples of whole users, in parallel lists: row ``k`` is (user, item, example)."""
-
-    user_ids: List[str]
-    item_ids: List[str]
-    examples: List[bytes]
-
-
-def pairs_table(pairs: Sequence[Pair]) -> pa.Table:
-    """(user_id, item_id) pairs as the Arrow table :class:`ReadPairs` yields."""
-    return pa.table({"user_id": pa.array([u for u, _ in pairs], pa.string()),
-                     "item_id": pa.array([i for _, i in pairs], pa.string())},
-                    schema=PAIRS_SCHEMA)
-
-
-def bucket_of(user_id: str, buckets: int) -> int:
-    """The join bucket of a user: a CRC-32 of the id, the same in every process."""
-    return zlib.crc32(user_id.encode("utf-8")) % buckets if buckets > 1 else 0
 
 
 def _serialized(chunks: Sequence[ExampleChunk]) -> Dict[str, List[bytes]]:
@@ -232,127 +205,6 @@ class ReadSideTable(beam.PTransform):
                 | "Decode" >> beam.Map(_keyed_row, self._key, self._registry))
 
 
-def _split_by_bucket(table: pa.Table, buckets: int):
-    """A table of pairs → (bucket, its pairs), one table per bucket present."""
-    if buckets <= 1:
-        yield 0, table
-        return
-    users = table.column("user_id").combine_chunks().dictionary_encode()
-    lookup = np.array([bucket_of(u, buckets) for u in users.dictionary.to_pylist()], np.int64)
-    of_row = lookup[users.indices.to_numpy(zero_copy_only=False)]
-    order = np.argsort(of_row, kind="stable")
-    sorted_buckets = of_row[order]
-    starts = np.flatnonzero(np.r_[True, sorted_buckets[1:] != sorted_buckets[:-1]])
-    for begin, end in zip(starts, np.r_[starts[1:], len(order)]):
-        yield int(sorted_buckets[begin]), table.take(pa.array(order[begin:end]))
-
-
-class PairsByBucket(beam.PTransform):
-    """Tables of pairs → (bucket, table of that bucket's pairs) (:func:`bucket_of`)."""
-
-    def __init__(self, buckets: int):
-        super().__init__()
-        self._buckets = int(buckets)
-
-    def expand(self, tables):
-        return tables | "Split" >> beam.FlatMap(_split_by_bucket, self._buckets)
-
-
-class BuildRawExamples(beam.PTransform):
-    """Joins pairs with user/item attributes and encodes raw serving examples.
-
-    Input: tables of pairs (:data:`PAIRS_SCHEMA`). Output ``examples``:
-    :class:`ExampleChunk` s of whole users, about ``batch_size`` rows each;
-    ``dead_letter``: the unknown items.
-
-    Users and their history are joined by key (CoGroupByKey) on ``buckets``
-    hash buckets of the user id (:func:`bucket_of`): a worker holds the
-    users of one bucket, never the users table. The items are a side input:
-    every worker holds the catalogue, as retrieval does. A pair naming an
-    unknown item is a dead letter; an unknown user is scored with the
-    registry's user defaults (a new user still gets recommendations). History
-    features are the user's history after their last logged event (ingest's
-    history table), empty for a user it does not know. Each example is
-    ``examples.encode(raw_row(...))`` byte for byte, assembled from the
-    user's and the item's parts (:mod:`pipelines.pair_examples`).
-    """
-
-    def __init__(self, users, items, registry: F.Registry, history=None, *,
-                 buckets: int = 1, batch_size: int = 1024):
-        super().__init__()
-        self._users = users
-        self._items = items
-        self._registry = registry
-        self._history = history
-        self._buckets = int(buckets)
-        self._batch_size = int(batch_size)
-
-    def expand(self, pairs):
-        buckets = self._buckets
-        history = self._history
-        if history is None:
-            history = pairs.pipeline | "NoHistory" >> beam.Create([])
-
-        def by_bucket(side, label):
-            return side | label >> beam.Map(lambda kv: (bucket_of(kv[0], buckets), kv))
-
-        return ({"pairs": pairs | "PairsByBucket" >> PairsByBucket(buckets),
-                 "user": by_bucket(self._users, "UsersByBucket"),
-                 "history": by_bucket(history, "HistoryByBucket")}
-                | "JoinUsers" >> beam.CoGroupByKey()
-                | "Join" >> beam.ParDo(_JoinBucket(self._registry, self._batch_size),
-                                       items=beam.pvalue.AsDict(self._items))
-                .with_outputs(dead_letter.DEAD_LETTER_TAG, main="examples"))
-
-
-class _JoinBucket(beam.DoFn):
-    """(bucket, {pairs: tables, user: [(id, row)], history: [(id, row)]}) → example chunks."""
-
-    def __init__(self, registry: F.Registry, batch_size: int):
-        self._registry = registry
-        self._batch_size = batch_size
-        self._assemble = None
-        self._item_parts: Dict[str, Tuple[Any, ...]] = {}
-
-    def setup(self):
-        self._assemble = PairExamples(self._registry)
-
-    def process(self, bucket_and_groups, items):
-        _, groups = bucket_and_groups
-        tables = list(groups["pairs"])
-        if not tables:
-            return
-        users, histories = dict(groups["user"]), dict(groups["history"])
-        pairs = pa.concat_tables(tables)
-        # Sorted by user (stable): each user's pairs are consecutive.
-        order = pc.sort_indices(pairs, [("user_id", "ascending")])
-        user_ids = pairs.column("user_id").take(order).to_pylist()
-        item_ids = pairs.column("item_id").take(order).to_pylist()
-        assemble, parts = self._assemble, self._item_parts
-        chunk = ExampleChunk([], [], [])
-        for user_id, group in itertools.groupby(range(len(user_ids)), user_ids.__getitem__):
-            user_items = [item_ids[k] for k in group]
-            if chunk.examples and len(chunk.examples) + len(user_items) > self._batch_size:
-                yield chunk
-                chunk = ExampleChunk([], [], [])
-            user = assemble.user(user_id, users.get(user_id), histories.get(user_id))
-            for item_id in user_items:
-                part = parts.get(item_id)
-                if part is None:
-                    item = items.get(item_id)
-                    if item is None:
-                        yield dead_letter.tagged("pairs", "unknown_item",
-                                                 f"item {item_id!r} not in catalogue",
-                                                 f"{user_id},{item_id}")
-                        continue
-                    part = parts[item_id] = (item, assemble.item(item))
-                chunk.user_ids.append(user_id)
-                chunk.item_ids.append(item_id)
-                chunk.examples.append(assemble.example(user, item_id, *part))
-        if chunk.examples:
-            yield chunk
-
-
 def _task_columns(task: TaskConfig, values: np.ndarray, names: Sequence[str]) -> List[pa.Array]:
     """One task's output columns (see the module docstring) from the signature's output."""
     if task.type != "multiclass":
@@ -406,9 +258,12 @@ class Score(beam.PTransform):
         class_names: Each multiclass task's class tokens (:func:`class_names`).
         rank_by: Output column to rank by (``p_<task>``).
         batch_size: Examples per signature call.
-        users, items: (id, row) side tables (:class:`ReadSideTable`).
-        history: (user_id, history after the user's last event), or None.
-        buckets: Hash buckets of the join by user (:class:`BuildRawExamples`).
+        users: Lists of the users table's (user_id, serialized row) records
+            (``pipelines.pair_join.ReadRecords``).
+        items: (item_id, item-table row), the catalogue (:class:`ReadSideTable`).
+        history: Lists of the history table's records (history after each
+            user's last event), or None.
+        buckets: Hash buckets of the join by user (``pipelines.pair_join``).
     """
 
     def __init__(self, model_dir: str, registry: F.Registry, tasks: Sequence[TaskConfig],
@@ -440,15 +295,6 @@ class Score(beam.PTransform):
         return Outputs(ranked, joined[dead_letter.DEAD_LETTER_TAG])
 
 
-def join_buckets(patterns: Sequence[str], bucket_bytes: int = BUCKET_BYTES) -> int:
-    """Hash buckets for the join by user: one per ``bucket_bytes`` of the joined inputs' files."""
-    import tensorflow as tf
-
-    size = sum(tf.io.gfile.stat(path).length for pattern in patterns
-               for path in tf.io.gfile.glob(pattern))
-    return max(1, -(-size // bucket_bytes))
-
-
 def build(pipeline: beam.Pipeline, config: Config, pairs: str, model_dir: str,
           names: Mapping[str, Sequence[str]]) -> None:
     """Adds the score job to ``pipeline``: read pairs and side tables, :class:`Score`, write.
@@ -466,16 +312,14 @@ def build(pipeline: beam.Pipeline, config: Config, pairs: str, model_dir: str,
     tasks = tuple(config.model.tasks)
     read = pipeline | "ReadPairs" >> ReadPairs(pairs)
     registry = config.registry
-    users = pipeline | "ReadUsers" >> ReadSideTable(layout.users_table + "*", registry.user_key,
-                                                    registry)
+    users = pipeline | "ReadUsers" >> ReadRecords(layout.users_table + "*", registry.user_key)
     items = pipeline | "ReadItems" >> ReadSideTable(layout.items_table + "*", registry.item_key,
                                                     registry)
     history = None
     history_pattern = layout.history_table + "*"
     joined = [pairs, layout.users_table + "*"]
     if tf.io.gfile.glob(history_pattern):
-        history = pipeline | "ReadHistory" >> ReadSideTable(history_pattern, registry.user_key,
-                                                            registry)
+        history = pipeline | "ReadHistory" >> ReadRecords(history_pattern, registry.user_key)
         joined.append(history_pattern)
     scored = read.pairs | "Score" >> Score(
         model_dir, registry, tasks, names, config.scoring.rank_by,

@@ -51,3 +51,22 @@ def test_the_cache_is_bounded_and_a_missing_feature_is_a_key_error():
     assert len(encoder._cache) <= 10 + len(NAMES)
     with pytest.raises(KeyError, match="item_price"):
         encoder({k: v for k, v in next(_rows(1)).items() if k != "item_price"})
+
+
+def test_decode_many_is_decode_of_each_record():
+    from shoprec.core import registry as F
+
+    registry = F.Registry(R.features + (
+        F.Feature("hist_items", F.Source.HISTORY, F.Kind.HISTORY, history_of="item_id",
+                  max_length=3, vocabulary="item_id"),))
+    names = NAMES + ["hist_items"]
+    rows = [dict(row, hist_items=[f"i{k}" for k in range(n % 4)])
+            for n, row in enumerate(_rows(40, seed=3))]
+    records = [examples.encode(row, names, registry) for row in rows]
+    many = examples.decode_many(records, registry, names)
+    assert many == [examples.decode(r, registry) for r in records]
+    # The same types too: str ids, float prices, int flags, lists (one empty).
+    assert [type(many[0][n]) for n in ("user_id", "item_price", "click", "hist_items")] == [
+        str, float, int, list]
+    assert many[0]["hist_items"] == [] and many[3]["hist_items"] == ["i0", "i1", "i2"]
+    assert examples.decode_many([], registry, names) == []

@@ -3,10 +3,10 @@
 A tiny shop goes through the real ``Ingest`` composite (no files: rows made
 with ``beam.Create``), its examples are checked against rows derived by hand,
 and the pairs scoring would rank are built through ``Score``'s
-``BuildRawExamples`` from ingest's own side tables. For a user whose last
-event is the example's impression, the history after their last event is the
-history at the example, so scoring must serve exactly the bytes ingest wrote,
-less the labels and metadata scoring has no use for.
+``BuildRawExamples`` (``pipelines.pair_join``) from ingest's own side tables.
+For a user whose last event is the example's impression, the history after
+their last event is the history at the example, so scoring must serve exactly
+the bytes ingest wrote, less the labels and metadata scoring has no use for.
 """
 
 import dataclasses
@@ -16,7 +16,7 @@ import tensorflow as tf
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import examples, ingest, score
+from pipelines import examples, ingest, pair_join, score
 from pipelines.options import pipeline_options
 from pipelines.rows import raw_row
 from shoprec.core import config as config_lib
@@ -131,6 +131,12 @@ def _side_table(rows, names, key, label):
         examples.encode(row, names, REGISTRY), key, REGISTRY))
 
 
+def _records(rows, names, key, label):
+    """Ingest's user or history table as the join reads it: (id, encoded as written)."""
+    return rows | label >> beam.Map(lambda row: [(row[key], examples.encode(row, names,
+                                                                             REGISTRY))])
+
+
 def test_scoring_serves_the_bytes_ingest_wrote():
     last_impressions = [("u1", "i2"), ("u2", "i1")]
     with _pipeline() as p:
@@ -142,14 +148,14 @@ def test_scoring_serves_the_bytes_ingest_wrote():
                    | "LastImpressions" >> beam.Filter(lambda kv: kv[0] in last_impressions))
         items = _side_table(out.items | "ItemRows" >> beam.Values(),
                             REGISTRY.source_names(S.ITEM), REGISTRY.item_key, "ReadItems")
-        users = _side_table(out.users | "UserRows" >> beam.Values(),
-                            REGISTRY.source_names(S.USER), REGISTRY.user_key, "ReadUsers")
-        history = _side_table(
+        users = _records(out.users | "UserRows" >> beam.Values(),
+                         REGISTRY.source_names(S.USER), REGISTRY.user_key, "ReadUsers")
+        history = _records(
             out.history | "HistoryRows" >> beam.MapTuple(lambda u, h: dict(h, user_id=u)),
             REGISTRY.history_table_names(), REGISTRY.user_key, "ReadHistory")
         served = (p
-                  | "Pairs" >> beam.Create([score.pairs_table(last_impressions)])
-                  | score.BuildRawExamples(users, items, REGISTRY, history))
+                  | "Pairs" >> beam.Create([pair_join.pairs_table(last_impressions)])
+                  | pair_join.BuildRawExamples(users, items, REGISTRY, history, buckets=2))
         # Chunks of whole users: parallel lists of user ids, item ids and examples.
         keyed = served.examples | "KeyServed" >> beam.FlatMap(
             lambda c: [((u, i), x) for u, i, x in zip(c.user_ids, c.item_ids, c.examples)])

@@ -15,7 +15,7 @@ import tensorflow as tf
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import score
+from pipelines import pair_join, score
 from pipelines.options import pipeline_options
 from shoprec.core import generated_shop as shop
 from shoprec.core.model_config import TaskConfig
@@ -60,17 +60,18 @@ def _rows(tables):
 
 @pytest.mark.parametrize("buckets", [1, 3])
 def test_scores_and_ranks_within_user(model_dir, buckets):
-    users = [("u1", {"user_id": "u1", "user_age": 40.0, "user_region": "north",
-                     "user_membership": "gold"})]
+    users = [{"user_id": "u1", "user_age": 40.0, "user_region": "north",
+              "user_membership": "gold"}]
     items = [_item("i1", 10.0), _item("i2", 30.0), _item("i3", 20.0)]
     pairs = [("u1", "i1"), ("u1", "i2"), ("u1", "i3"), ("u2", "i1"), ("u2", "i9")]
     with test_pipeline.TestPipeline(options=pipeline_options([])) as p:
         # Two tables: one user's pairs arrive in both.
         scored = (p
-                  | "Pairs" >> beam.Create([score.pairs_table(pairs[:2]),
-                                            score.pairs_table(pairs[2:])])
+                  | "Pairs" >> beam.Create([pair_join.pairs_table(pairs[:2]),
+                                            pair_join.pairs_table(pairs[2:])])
                   | score.Score(model_dir, R, TASKS, {}, "p_click", batch_size=2,
-                                users=p | "Users" >> beam.Create(users),
+                                users=p | "Users" >> beam.Create(
+                                    [pair_join.records(users, "user_id", R)]),
                                 items=p | "Items" >> beam.Create(items), buckets=buckets))
         # u1 (age 40): i2 (0.30) > i3 (0.20) > i1 (0.10). u2 is not in the users
         # table: the registry's default age 35; i9 is not in the catalogue.
@@ -88,7 +89,7 @@ def test_ties_rank_by_item_id(model_dir):
     items = [_item("b", 10.0), _item("a", 10.0)]
     with test_pipeline.TestPipeline(options=pipeline_options([])) as p:
         scored = (p
-                  | "Pairs" >> beam.Create([score.pairs_table([("u", "b"), ("u", "a")])])
+                  | "Pairs" >> beam.Create([pair_join.pairs_table([("u", "b"), ("u", "a")])])
                   | score.Score(model_dir, R, TASKS, {}, "p_click", batch_size=64,
                                 users=p | "Users" >> beam.Create([]),
                                 items=p | "Items" >> beam.Create(items)))
@@ -110,12 +111,6 @@ def test_read_pairs_parses_blocks_and_dead_letters_bad_records(tmp_path):
                     | beam.Map(lambda d: (d.reason, d.record)),
                     equal_to([("bad_pair", "only-one-field"), ("bad_pair", "u4,"),
                               ("bad_pair", "a,b,c")]), label="DeadLetters")
-
-
-def test_bucket_of_is_a_crc32_of_the_user_id():
-    # zlib.crc32(b"u1") = 1112514422 (a fixed function: every worker agrees).
-    assert score.bucket_of("u1", 7) == 1112514422 % 7 == 5
-    assert score.bucket_of("u1", 1) == 0
 
 
 def test_a_multiclass_task_has_probabilities_best_class_and_name():

@@ -1,0 +1,239 @@
+"""Pairs joined with their users by key, in hash buckets of the user id, into raw examples.
+
+Scoring ranks (user, item) pairs with the user's row and history and the
+item's row. Per-element overhead, not the work, dominates a Beam job of small
+rows, so nothing here moves one element per pair or per user: pairs travel
+as Arrow tables, the users and history tables as lists of (user id,
+serialized example) records read a file batch at a time, and both are split
+into ``buckets`` hash buckets of the user id (:func:`bucket_of`) and joined
+by bucket (CoGroupByKey). A worker holds one bucket's users and pairs at a
+time, never the users table; the bucket count grows with the inputs' size
+(:func:`join_buckets`). Within a bucket, the rows of the users with pairs
+are decoded in one ``tf.io.parse_example`` call, and each pair's example is
+assembled from the user's and the item's parts (:mod:`pipelines.pair_examples`),
+byte for byte the row assembler's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+from typing import Any, Dict, List, Mapping, NamedTuple, Sequence, Tuple
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.io import fileio
+
+from pipelines import dead_letter, examples
+from pipelines.pair_examples import PairExamples
+from shoprec.core import registry as F
+
+# A table of pairs: what ReadPairs yields and the join reads.
+PAIRS_SCHEMA = pa.schema([("user_id", pa.string()), ("item_id", pa.string())])
+# Stored bytes of the joined inputs (pairs, users, history) per bucket.
+BUCKET_BYTES = 32 << 20
+# TFRecords per read batch of a side table.
+READ_BATCH = 4096
+
+# (user id, serialized example of the user's table row).
+Record = Tuple[str, bytes]
+
+
+class ExampleChunk(NamedTuple):
+    """Raw examples of whole users, in parallel lists: row ``k`` is (user, item, example)."""
+
+    user_ids: List[str]
+    item_ids: List[str]
+    examples: List[bytes]
+
+
+def pairs_table(pairs: Sequence[Tuple[str, str]]) -> pa.Table:
+    """(user_id, item_id) pairs as a table of :data:`PAIRS_SCHEMA`."""
+    return pa.table({"user_id": pa.array([u for u, _ in pairs], pa.string()),
+                     "item_id": pa.array([i for _, i in pairs], pa.string())},
+                    schema=PAIRS_SCHEMA)
+
+
+def records(rows: Sequence[Mapping[str, Any]], key: str, registry: F.Registry) -> List[Record]:
+    """Table rows as the records the join reads: (``row[key]``, the row's example)."""
+    return [(row[key], examples.encode(row, list(row), registry)) for row in rows]
+
+
+def bucket_of(user_id: str, buckets: int) -> int:
+    """The join bucket of a user: a CRC-32 of the id, the same in every process."""
+    return zlib.crc32(user_id.encode("utf-8")) % buckets if buckets > 1 else 0
+
+
+def join_buckets(patterns: Sequence[str], bucket_bytes: int = BUCKET_BYTES) -> int:
+    """Buckets for the join: one per ``bucket_bytes`` of the joined inputs' stored files."""
+    import tensorflow as tf
+
+    size = sum(tf.io.gfile.stat(path).length for pattern in patterns
+               for path in tf.io.gfile.glob(pattern))
+    return max(1, -(-size // bucket_bytes))
+
+
+class ReadRecords(beam.PTransform):
+    """TFRecord files of an ingest table → lists of :data:`Record` (one per read batch).
+
+    The records are read by TensorFlow (``.gz`` files as GZIP) and only the
+    ``key`` feature is parsed here; a row is decoded where it is used.
+    """
+
+    def __init__(self, pattern: str, key: str):
+        super().__init__()
+        self._pattern = pattern
+        self._key = key
+
+    def expand(self, pbegin):
+        return (pbegin
+                | "Match" >> fileio.MatchFiles(self._pattern)
+                | "Read" >> beam.FlatMap(_read_records, self._key))
+
+
+def _read_records(metadata, key: str):
+    import tensorflow as tf
+
+    spec = {key: tf.io.FixedLenFeature([], tf.string)}
+    compression = "GZIP" if metadata.path.endswith(".gz") else ""
+    for batch in tf.data.TFRecordDataset(metadata.path, compression).batch(READ_BATCH):
+        ids = tf.io.parse_example(batch, spec)[key].numpy()
+        yield [(i.decode("utf-8"), r) for i, r in zip(ids.tolist(), batch.numpy().tolist())]
+
+
+def _records_by_bucket(batch: Sequence[Record], buckets: int):
+    if buckets <= 1:
+        yield 0, list(batch)
+        return
+    out: Dict[int, List[Record]] = {}
+    for record in batch:
+        out.setdefault(bucket_of(record[0], buckets), []).append(record)
+    yield from out.items()
+
+
+def _pairs_by_bucket(table: pa.Table, buckets: int):
+    """A table of pairs → (bucket, its pairs), one table per bucket present."""
+    if buckets <= 1:
+        yield 0, table
+        return
+    users = table.column("user_id").combine_chunks().dictionary_encode()
+    lookup = np.array([bucket_of(u, buckets) for u in users.dictionary.to_pylist()], np.int64)
+    of_row = lookup[users.indices.to_numpy(zero_copy_only=False)]
+    order = np.argsort(of_row, kind="stable")
+    sorted_buckets = of_row[order]
+    starts = np.flatnonzero(np.r_[True, sorted_buckets[1:] != sorted_buckets[:-1]])
+    for begin, end in zip(starts, np.r_[starts[1:], len(order)]):
+        yield int(sorted_buckets[begin]), table.take(pa.array(order[begin:end]))
+
+
+class BuildRawExamples(beam.PTransform):
+    """Joins pairs with user/item attributes and encodes raw serving examples.
+
+    Input: tables of pairs (:data:`PAIRS_SCHEMA`). Output ``examples``:
+    :class:`ExampleChunk` s of whole users, up to ``batch_size`` rows each
+    (a user with more pairs alone); ``dead_letter``: the unknown items.
+
+    The users and their history are joined by key, in ``buckets`` buckets
+    (see the module docstring). The items are a side input: every worker holds
+    the catalogue, as retrieval does. A pair naming an unknown item is a dead
+    letter; an unknown user is scored with the registry's user defaults (a new
+    user still gets recommendations). History features are the user's history
+    after their last logged event (ingest's history table), empty for a user
+    it does not know.
+
+    Args:
+        users: Lists of the users table's :data:`Record` s (:class:`ReadRecords`).
+        items: (item_id, item-table row), the catalogue.
+        registry: The run's registry.
+        history: Lists of the history table's records, or None.
+        buckets: Hash buckets of the join.
+        batch_size: Rows per chunk.
+    """
+
+    def __init__(self, users, items, registry: F.Registry, history=None, *,
+                 buckets: int = 1, batch_size: int = 1024):
+        super().__init__()
+        self._users = users
+        self._items = items
+        self._registry = registry
+        self._history = history
+        self._buckets = int(buckets)
+        self._batch_size = int(batch_size)
+
+    def expand(self, pairs):
+        buckets = self._buckets
+        history = self._history
+        if history is None:
+            history = pairs.pipeline | "NoHistory" >> beam.Create([])
+        return ({"pairs": pairs | "PairsByBucket" >> beam.FlatMap(_pairs_by_bucket, buckets),
+                 "user": self._users | "UsersByBucket" >> beam.FlatMap(
+                     _records_by_bucket, buckets),
+                 "history": history | "HistoryByBucket" >> beam.FlatMap(
+                     _records_by_bucket, buckets)}
+                | "JoinUsers" >> beam.CoGroupByKey()
+                | "Join" >> beam.ParDo(_JoinBucket(self._registry, self._batch_size),
+                                       items=beam.pvalue.AsDict(self._items))
+                .with_outputs(dead_letter.DEAD_LETTER_TAG, main="examples"))
+
+
+class _JoinBucket(beam.DoFn):
+    """(bucket, {pairs: tables, user: record lists, history: record lists}) → example chunks."""
+
+    def __init__(self, registry: F.Registry, batch_size: int):
+        self._registry = registry
+        self._batch_size = batch_size
+        self._assemble = None
+        # Per worker: each catalogue item's row and part, built on first use.
+        self._item_parts: Dict[str, Tuple[Any, ...]] = {}
+
+    def setup(self):
+        self._assemble = PairExamples(self._registry)
+
+    def _rows(self, records: Mapping[str, bytes], user_ids: Sequence[str],
+              names: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+        """The table rows of those of ``user_ids`` it holds, decoded in one call."""
+        found = [u for u in user_ids if u in records]
+        return dict(zip(found, examples.decode_many([records[u] for u in found],
+                                                    self._registry, names)))
+
+    def process(self, bucket_and_groups, items):
+        _, groups = bucket_and_groups
+        tables = list(groups["pairs"])
+        if not tables:
+            return
+        users = {u: r for batch in groups["user"] for u, r in batch}
+        histories = {u: r for batch in groups["history"] for u, r in batch}
+        pairs = pa.concat_tables(tables)
+        # Sorted by user (stable): each user's pairs are consecutive.
+        order = pc.sort_indices(pairs, [("user_id", "ascending")])
+        user_ids = pairs.column("user_id").take(order).to_pylist()
+        item_ids = pairs.column("item_id").take(order).to_pylist()
+        wanted = list(dict.fromkeys(user_ids))
+        registry = self._registry
+        users = self._rows(users, wanted, registry.source_names(F.Source.USER))
+        histories = self._rows(histories, wanted, registry.history_table_names())
+        assemble, parts = self._assemble, self._item_parts
+        chunk = ExampleChunk([], [], [])
+        for user_id, rows in itertools.groupby(range(len(user_ids)), user_ids.__getitem__):
+            user_items = [item_ids[k] for k in rows]
+            if chunk.examples and len(chunk.examples) + len(user_items) > self._batch_size:
+                yield chunk
+                chunk = ExampleChunk([], [], [])
+            user = assemble.user(user_id, users.get(user_id), histories.get(user_id))
+            for item_id in user_items:
+                part = parts.get(item_id)
+                if part is None:
+                    item = items.get(item_id)
+                    if item is None:
+                        yield dead_letter.tagged("pairs", "unknown_item",
+                                                 f"item {item_id!r} not in catalogue",
+                                                 f"{user_id},{item_id}")
+                        continue
+                    part = parts[item_id] = (item, assemble.item(item))
+                chunk.user_ids.append(user_id)
+                chunk.item_ids.append(item_id)
+                chunk.examples.append(assemble.example(user, item_id, *part))
+        if chunk.examples:
+            yield chunk
