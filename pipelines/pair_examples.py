@@ -22,7 +22,9 @@ row (``tests/pipelines/test_pair_examples.py`` holds the two equal).
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
 
 from pipelines import examples
 from pipelines.rows import query_row, raw_row
@@ -70,11 +72,8 @@ class PairExamples:
             counts[part] += 1
         self._layout = tuple(layout)
         self._has_pair = bool(counts[PAIR])
-        # Without a pair part, an example of two runs (every item name sorts
-        # before every user name, as in the generated shop) is one concatenation.
-        self._two_runs = (tuple(p for p, _ in layout)
+        self._two_runs = (tuple(part for part, _ in layout)
                           if not self._has_pair and len(layout) == 2 else None)
-        self._heads: Dict[int, bytes] = {}
         self._encoder = examples.Encoder(names, registry)
 
     def _part_runs(self, row: Mapping[str, Any], part: int) -> Tuple[bytes, ...]:
@@ -105,17 +104,48 @@ class PairExamples:
             item: Its item-table row.
             item_runs: :meth:`item` of ``item``.
         """
-        if self._two_runs is not None:
-            parts = (user.runs[0], item_runs[0])
-            first, second = parts[self._two_runs[0]], parts[self._two_runs[1]]
-            size = len(first) + len(second)
-            head = self._heads.get(size)
-            if head is None:
-                head = self._heads[size] = examples.head(size)
-            return head + first + second
         parts = [user.runs, item_runs, ()]
         if self._has_pair:
-            row = raw_row({F.USER_KEY: user.user_id, F.ITEM_KEY: item_id}, user.user, item,
-                          user.history, self._registry, user.query)
-            parts[PAIR] = self._part_runs(row, PAIR)
+            parts[PAIR] = self._pair_runs(user, item_id, item)
         return examples.framed(b"".join([parts[p][k] for p, k in self._layout]))
+
+    def examples(self, users: Sequence[UserPart], user_index: Sequence[int],
+                 items: Sequence[Tuple[str, Mapping[str, Any], Tuple[bytes, ...]]],
+                 item_index: Sequence[int]) -> List[bytes]:
+        """Many pairs' :meth:`example` at once.
+
+        Pair ``k`` is (``users[user_index[k]]``, ``items[item_index[k]]``),
+        an item being (item id, row, :meth:`item`). Where the example is one
+        run of each part (every item name sorts before every user name, or
+        after), the first run with the example's head is built once per
+        (owner, length of the other run) and each example is one
+        concatenation.
+        """
+        user_index = np.asarray(user_index, np.int64).tolist()
+        item_index = np.asarray(item_index, np.int64).tolist()
+        if self._two_runs is None:
+            return [self.example(users[u], *items[i]) for u, i in zip(user_index, item_index)]
+        user_runs = [user.runs[0] for user in users]
+        item_runs = [item[2][0] for item in items]
+        if self._two_runs == (ITEM, USER):
+            firsts, seconds, pairs = item_runs, user_runs, zip(item_index, user_index)
+        else:
+            firsts, seconds, pairs = user_runs, item_runs, zip(user_index, item_index)
+        sizes = [len(run) for run in seconds]
+        prefixes: Dict[Tuple[int, int], bytes] = {}
+        out = []
+        for first, second in pairs:
+            key = (first, sizes[second])
+            prefix = prefixes.get(key)
+            if prefix is None:
+                run = firsts[first]
+                prefix = prefixes[key] = examples.head(len(run) + key[1]) + run
+            out.append(prefix + seconds[second])
+        return out
+
+    def _pair_runs(self, user: UserPart, item_id: str,
+                   item: Mapping[str, Any]) -> Tuple[bytes, ...]:
+        """A pair's own runs (match counts), from its :func:`pipelines.rows.raw_row`."""
+        row = raw_row({F.USER_KEY: user.user_id, F.ITEM_KEY: item_id}, user.user, item,
+                      user.history, self._registry, user.query)
+        return self._part_runs(row, PAIR)

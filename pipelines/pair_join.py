@@ -16,14 +16,12 @@ byte for byte the row assembler's.
 
 from __future__ import annotations
 
-import itertools
 import zlib
 from typing import Any, Dict, List, Mapping, NamedTuple, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from apache_beam.io import fileio
 
 from pipelines import dead_letter, examples
@@ -42,10 +40,10 @@ Record = Tuple[str, bytes]
 
 
 class ExampleChunk(NamedTuple):
-    """Raw examples of whole users, in parallel lists: row ``k`` is (user, item, example)."""
+    """Raw examples of whole users: row ``k`` is (user, item, example)."""
 
-    user_ids: List[str]
-    item_ids: List[str]
+    user_ids: pa.Array  # string
+    item_ids: pa.Array  # string
     examples: List[bytes]
 
 
@@ -206,34 +204,63 @@ class _JoinBucket(beam.DoFn):
         users = {u: r for batch in groups["user"] for u, r in batch}
         histories = {u: r for batch in groups["history"] for u, r in batch}
         pairs = pa.concat_tables(tables)
-        # Sorted by user (stable): each user's pairs are consecutive.
-        order = pc.sort_indices(pairs, [("user_id", "ascending")])
-        user_ids = pairs.column("user_id").take(order).to_pylist()
-        item_ids = pairs.column("item_id").take(order).to_pylist()
-        wanted = list(dict.fromkeys(user_ids))
+        user_codes = pairs.column("user_id").combine_chunks().dictionary_encode()
+        # Ordered by user code (stable): each user's pairs are consecutive, and
+        # the codes (first appearance) ascend with the rows.
+        order = pa.array(np.argsort(user_codes.indices.to_numpy(zero_copy_only=False),
+                                    kind="stable"))
+        user_ids = user_codes.dictionary.take(user_codes.indices.take(order))
+        item_ids = pairs.column("item_id").combine_chunks().take(order)
+        item_codes = item_ids.dictionary_encode()
+        user_index = user_codes.indices.take(order).to_numpy(zero_copy_only=False)
+        item_index = item_codes.indices.to_numpy(zero_copy_only=False)
+        catalogue = [self._item_part(i, items) for i in item_codes.dictionary.to_pylist()]
+        unknown = np.array([part is None for part in catalogue], bool)
+        if unknown.any():
+            bad = pa.array(unknown[item_index])
+            for user_id, item_id in zip(user_ids.filter(bad).to_pylist(),
+                                        item_ids.filter(bad).to_pylist()):
+                yield dead_letter.tagged("pairs", "unknown_item",
+                                         f"item {item_id!r} not in catalogue",
+                                         f"{user_id},{item_id}")
+            keep = ~unknown[item_index]
+            user_ids, item_ids = user_ids.filter(pa.array(keep)), item_ids.filter(pa.array(keep))
+            user_index = user_index[keep]
+            item_index = (np.cumsum(~unknown) - 1)[item_index[keep]]
+            catalogue = [part for part in catalogue if part is not None]
+        if not len(user_index):
+            return
+        wanted = user_codes.dictionary.to_pylist()
         registry = self._registry
-        users = self._rows(users, wanted, registry.source_names(F.Source.USER))
-        histories = self._rows(histories, wanted, registry.history_table_names())
-        assemble, parts = self._assemble, self._item_parts
-        chunk = ExampleChunk([], [], [])
-        for user_id, rows in itertools.groupby(range(len(user_ids)), user_ids.__getitem__):
-            user_items = [item_ids[k] for k in rows]
-            if chunk.examples and len(chunk.examples) + len(user_items) > self._batch_size:
-                yield chunk
-                chunk = ExampleChunk([], [], [])
-            user = assemble.user(user_id, users.get(user_id), histories.get(user_id))
-            for item_id in user_items:
-                part = parts.get(item_id)
-                if part is None:
-                    item = items.get(item_id)
-                    if item is None:
-                        yield dead_letter.tagged("pairs", "unknown_item",
-                                                 f"item {item_id!r} not in catalogue",
-                                                 f"{user_id},{item_id}")
-                        continue
-                    part = parts[item_id] = (item, assemble.item(item))
-                chunk.user_ids.append(user_id)
-                chunk.item_ids.append(item_id)
-                chunk.examples.append(assemble.example(user, item_id, *part))
-        if chunk.examples:
-            yield chunk
+        rows = self._rows(users, wanted, registry.source_names(F.Source.USER))
+        history = self._rows(histories, wanted, registry.history_table_names())
+        parts = [self._assemble.user(u, rows.get(u), history.get(u)) for u in wanted]
+        serialized = self._assemble.examples(parts, user_index, catalogue, item_index)
+        for begin, end in _chunks(np.bincount(user_index, minlength=len(wanted)),
+                                  self._batch_size):
+            yield ExampleChunk(user_ids.slice(begin, end - begin),
+                               item_ids.slice(begin, end - begin),
+                               serialized[begin:end])
+
+    def _item_part(self, item_id: str, items: Mapping[str, Mapping[str, Any]]):
+        """(item id, row, its part), or None for an item not in the catalogue."""
+        part = self._item_parts.get(item_id)
+        if part is None:
+            item = items.get(item_id)
+            if item is None:
+                return None
+            part = self._item_parts[item_id] = (item_id, item, self._assemble.item(item))
+        return part
+
+
+def _chunks(counts: np.ndarray, batch_size: int):
+    """(begin, end) row ranges of whole users (``counts`` rows each, in order), up to
+    ``batch_size`` rows (a user with more alone)."""
+    begin = end = 0
+    for count in counts.tolist():
+        if end > begin and end - begin + count > batch_size:
+            yield begin, end
+            begin = end
+        end += count
+    if end > begin:
+        yield begin, end

@@ -227,8 +227,8 @@ def _to_table(result: PredictionResult, tasks: Sequence[TaskConfig],
     come sorted by user, then rank.
     """
     chunks = result.example
-    columns = [pa.array([u for c in chunks for u in c.user_ids], pa.string()),
-               pa.array([i for c in chunks for i in c.item_ids], pa.string())]
+    columns = [pa.concat_arrays([c.user_ids for c in chunks]),
+               pa.concat_arrays([c.item_ids for c in chunks])]
     for task in tasks:
         columns += _task_columns(task, result.inference[f"p_{task.name}"],
                                  names.get(task.name, ()))

@@ -70,3 +70,11 @@ def test_decode_many_is_decode_of_each_record():
         str, float, int, list]
     assert many[0]["hist_items"] == [] and many[3]["hist_items"] == ["i0", "i1", "i2"]
     assert examples.decode_many([], registry, names) == []
+
+
+def test_string_entries_written_without_protos_are_protobufs_bytes():
+    encoder = examples.Encoder(["user_id", "user_region", "item_id"], R)
+    # Empty, non-ASCII and long (a two-byte length) strings.
+    for value in ("", "ü-ß-東京", "x" * 300):
+        row = {"user_id": value, "user_region": value, "item_id": "i1"}
+        assert encoder(row) == examples.encode(row, ["user_id", "user_region", "item_id"], R)

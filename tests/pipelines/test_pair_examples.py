@@ -64,6 +64,18 @@ def test_every_pair_is_the_bytes_of_its_raw_row():
     assert seen == {0.0, 1.0, 2.0}
 
 
+def test_many_pairs_at_once_are_each_pairs_example():
+    for registry in (REGISTRY, generated_shop.REGISTRY):
+        assemble = PairExamples(registry)
+        users = [assemble.user(u, USERS.get(u), HISTORY.get(u)) for u in ["u1", "u2", "u3"]]
+        items = [(item["item_id"], item, assemble.item(item)) for item in ITEMS]
+        user_index, item_index = [0, 0, 2, 1, 1, 1, 2], [2, 0, 1, 0, 1, 2, 2]
+        got = assemble.examples(users, user_index, items, item_index)
+        assert got == [assemble.example(users[u], *items[i])
+                       for u, i in zip(user_index, item_index)]
+        assert assemble.examples(users, [], items, []) == []
+
+
 def test_without_history_an_example_is_the_item_part_then_the_user_part():
     registry = generated_shop.REGISTRY
     assemble = PairExamples(registry)

@@ -52,3 +52,13 @@ def test_read_records_reads_ids_and_the_written_bytes(tmp_path, monkeypatch):
         assert_that(batches | beam.Map(len), equal_to([2, 2, 1]), label="Batches")
         assert_that(batches | beam.FlatMap(lambda b: b), equal_to(
             [(row["user_id"], record) for row, record in zip(USERS, written)]), label="Records")
+
+
+def test_chunks_hold_whole_users_up_to_the_batch_size():
+    import numpy as np
+
+    # Users of 3, 2, 0 (all their items unknown), 4 and 1 rows, batches of 5:
+    # 3 + 2 fill one; 4 + 1 the next. A user of 7 rows is a chunk alone.
+    assert list(pair_join._chunks(np.array([3, 2, 0, 4, 1]), 5)) == [(0, 5), (5, 10)]
+    assert list(pair_join._chunks(np.array([2, 7, 1]), 5)) == [(0, 2), (2, 9), (9, 10)]
+    assert list(pair_join._chunks(np.array([0]), 5)) == []

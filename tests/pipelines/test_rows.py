@@ -156,9 +156,10 @@ def test_scoring_serves_the_bytes_ingest_wrote():
         served = (p
                   | "Pairs" >> beam.Create([pair_join.pairs_table(last_impressions)])
                   | pair_join.BuildRawExamples(users, items, REGISTRY, history, buckets=2))
-        # Chunks of whole users: parallel lists of user ids, item ids and examples.
-        keyed = served.examples | "KeyServed" >> beam.FlatMap(
-            lambda c: [((u, i), x) for u, i, x in zip(c.user_ids, c.item_ids, c.examples)])
+        # Chunks of whole users: parallel arrays of user ids, item ids and examples.
+        keyed = served.examples | "KeyServed" >> beam.FlatMap(lambda c: [
+            ((u, i), x) for u, i, x in zip(c.user_ids.to_pylist(), c.item_ids.to_pylist(),
+                                           c.examples)])
         same = ({"ingest": trained, "score": keyed}
                 | beam.CoGroupByKey()
                 | beam.MapTuple(lambda k, g: (k, len(g["ingest"]) == len(g["score"]) == 1
