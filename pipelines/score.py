@@ -111,7 +111,7 @@ def _serialized(chunks: Sequence[ExampleChunk]) -> Dict[str, List[bytes]]:
 
 
 def _example_bytes(chunks: Sequence[ExampleChunk]) -> int:
-    return sum(len(s) for chunk in chunks for s in chunk.examples)
+    return sum(sum(map(len, chunk.examples)) for chunk in chunks)
 
 
 class ReadPairs(beam.PTransform):

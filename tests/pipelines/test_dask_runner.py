@@ -10,27 +10,30 @@ last short batch of BatchElements, hence RunInference; the file sinks' writes)
 and a multi-output ParDo's tagged outputs all land in its main output (every
 dead-letter split). ``metrics()`` is not implemented, and every job's report
 is built from counters. What does run and is checked against the local
-runner: the score job's per-user listing of its pairs, ``PairsByUser`` (a
-combine: GroupByKey and ParDos).
+runner: the score job's split of its tables of pairs into buckets of the
+user id and their grouping by bucket, the pairs' side of its join by user
+(``pipelines.pair_join``: ParDos and a GroupByKey, Arrow tables as elements).
 """
 
 import apache_beam as beam
 import distributed
+import pyarrow as pa
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import ingest, score
 from pipelines.options import pipeline_options
-from pipelines.score import PairsByUser
+from pipelines import pair_join
 from shoprec.core.layout import Layout
 from tests.pipelines.fixtures import ingested_shop
 
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 WAIT_MS = 120_000
 PAIRS = [("u1", "a"), ("u1", "b"), ("u2", "a"), ("u1", "c"), ("u2", "a")]
-# By hand: each user's items, duplicates kept (lists sorted: their order is not defined).
-LISTED = [("u1", ["a", "b", "c"]), ("u2", ["a", "a"])]
+# By hand: with 3 buckets, u1 is in bucket 2 and u2 in bucket 0 (CRC-32s 1112514422
+# and 3678850764); each bucket's pairs, duplicates kept (sorted: their order is not defined).
+LISTED = [(0, [("u2", "a"), ("u2", "a")]), (2, [("u1", "a"), ("u1", "b"), ("u1", "c")])]
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +65,19 @@ def _assert_local(build, expected):
         assert_that(build(pipeline), equal_to(expected))
 
 
+def _pairs(tables):
+    table = pa.concat_tables(list(tables))
+    return sorted(zip(table.column("user_id").to_pylist(), table.column("item_id").to_pylist()))
+
+
 def _listed(p):
-    return (p | beam.Create(PAIRS) | "ByUser" >> PairsByUser()
-            | "Sorted" >> beam.MapTuple(lambda user, items: (user, sorted(items))))
+    return (p | beam.Create([pair_join.pairs_table(PAIRS[:3]), pair_join.pairs_table(PAIRS[3:])])
+            | "ByBucket" >> beam.FlatMap(pair_join._pairs_by_bucket, 3)
+            | "Group" >> beam.GroupByKey()
+            | "Sorted" >> beam.MapTuple(lambda bucket, tables: (bucket, _pairs(tables))))
 
 
-def test_pairs_by_user_on_dask_equals_the_local_runner(cluster):
+def test_pairs_by_bucket_on_dask_equals_the_local_runner(cluster):
     pipeline = _dask_pipeline(cluster)
     _listed(pipeline)
     elements, result = _run_on_dask(pipeline)
