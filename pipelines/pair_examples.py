@@ -31,6 +31,8 @@ from pipelines.rows import query_row, raw_row
 from shoprec.core import registry as F
 
 USER, ITEM, PAIR = 0, 1, 2
+# First runs with their example's head kept (see PairExamples.examples).
+_MAX_PREFIXES = 100_000
 
 
 class UserPart(NamedTuple):
@@ -74,6 +76,7 @@ class PairExamples:
         self._has_pair = bool(counts[PAIR])
         self._two_runs = (tuple(part for part, _ in layout)
                           if not self._has_pair and len(layout) == 2 else None)
+        self._prefixes: Dict[Tuple[bytes, int], bytes] = {}
         self._encoder = examples.Encoder(names, registry)
 
     def _part_runs(self, row: Mapping[str, Any], part: int) -> Tuple[bytes, ...]:
@@ -115,32 +118,32 @@ class PairExamples:
         """Many pairs' :meth:`example` at once.
 
         Pair ``k`` is (``users[user_index[k]]``, ``items[item_index[k]]``),
-        an item being (item id, row, :meth:`item`). Where the example is one
-        run of each part (every item name sorts before every user name, or
-        after), the first run with the example's head is built once per
-        (owner, length of the other run) and each example is one
-        concatenation.
+        an item being (item id, row, :meth:`item`); only the users and items
+        indexed are read. Where the example is one run of each part (every
+        item name sorts before every user name, or after), the first run with
+        the example's head is built once per (that run, length of the other
+        run) and worker, and each example is one concatenation.
         """
         user_index = np.asarray(user_index, np.int64).tolist()
         item_index = np.asarray(item_index, np.int64).tolist()
         if self._two_runs is None:
             return [self.example(users[u], *items[i]) for u, i in zip(user_index, item_index)]
         user_runs = [user.runs[0] for user in users]
-        item_runs = [item[2][0] for item in items]
-        if self._two_runs == (ITEM, USER):
-            firsts, seconds, pairs = item_runs, user_runs, zip(item_index, user_index)
-        else:
-            firsts, seconds, pairs = user_runs, item_runs, zip(user_index, item_index)
-        sizes = [len(run) for run in seconds]
-        prefixes: Dict[Tuple[int, int], bytes] = {}
+        item_runs = [item[2][0] for item in items] if len(items) <= len(user_index) else None
+        prefixes = self._prefixes
+        if len(prefixes) > _MAX_PREFIXES:
+            prefixes.clear()
+        item_first = self._two_runs == (ITEM, USER)
         out = []
-        for first, second in pairs:
-            key = (first, sizes[second])
-            prefix = prefixes.get(key)
+        for u, i in zip(user_index, item_index):
+            item_run = item_runs[i] if item_runs is not None else items[i][2][0]
+            first, second = (item_run, user_runs[u]) if item_first else (user_runs[u], item_run)
+            # Keyed by the run object itself: bytes cache their hash.
+            prefix = prefixes.get((first, len(second)))
             if prefix is None:
-                run = firsts[first]
-                prefix = prefixes[key] = examples.head(len(run) + key[1]) + run
-            out.append(prefix + seconds[second])
+                prefix = prefixes[first, len(second)] = examples.head(
+                    len(first) + len(second)) + first
+            out.append(prefix + second)
         return out
 
     def _pair_runs(self, user: UserPart, item_id: str,

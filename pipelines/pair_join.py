@@ -235,12 +235,17 @@ class _JoinBucket(beam.DoFn):
         rows = self._rows(users, wanted, registry.source_names(F.Source.USER))
         history = self._rows(histories, wanted, registry.history_table_names())
         parts = [self._assemble.user(u, rows.get(u), history.get(u)) for u in wanted]
-        serialized = self._assemble.examples(parts, user_index, catalogue, item_index)
+        # Examples built chunk by chunk: a bucket's pairs are held as ids, a
+        # chunk's as serialized examples.
         for begin, end in _chunks(np.bincount(user_index, minlength=len(wanted)),
                                   self._batch_size):
+            # The chunk's users are consecutive codes: only theirs are passed on.
+            first, last = int(user_index[begin]), int(user_index[end - 1])
             yield ExampleChunk(user_ids.slice(begin, end - begin),
                                item_ids.slice(begin, end - begin),
-                               serialized[begin:end])
+                               self._assemble.examples(parts[first:last + 1],
+                                                       user_index[begin:end] - first,
+                                                       catalogue, item_index[begin:end]))
 
     def _item_part(self, item_id: str, items: Mapping[str, Mapping[str, Any]]):
         """(item id, row, its part), or None for an item not in the catalogue."""

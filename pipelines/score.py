@@ -53,7 +53,6 @@ from shoprec.io import models
 from shoprec.io.outputs import clear, require_success, write_report, write_success
 
 
-
 def scores_schema(tasks: Sequence[TaskConfig]) -> pa.Schema:
     """Parquet schema of the scores (see the module docstring)."""
     columns = [("user_id", pa.string()), ("item_id", pa.string())]
