@@ -1,4 +1,5 @@
-"""Leak test: history features hold only strictly earlier events, and the future changes nothing.
+"""Leak test: history and aggregate features hold only strictly earlier events, and the
+future changes nothing.
 
 On a small generated shop with known event order, every history feature of
 every example is compared with a brute-force recomputation from the raw log
@@ -36,6 +37,14 @@ REGISTRY = F.Registry(tuple(
     F.Feature("hist_clicks", S.HISTORY, K.NUMERIC, event_type="click"),
     F.Feature("hist_purchases", S.HISTORY, K.NUMERIC, event_type="purchase"),
     F.Feature("hist_item_matches", S.HISTORY, K.NUMERIC, history_of="item_id"),
+    # Point-in-time aggregates (exhaustively checked in test_aggregates.py): the
+    # changed future below must not reach them either, nor their global prior.
+    F.Feature("agg_user_click_rate", S.AGGREGATE, K.NUMERIC, aggregate_key=("user_id",),
+              event_type="click", ratio_to="impression", smoothing=5.0),
+    F.Feature("agg_item_clicks_1d", S.AGGREGATE, K.NUMERIC, aggregate_key=("item_id",),
+              event_type="click", window_days=1),
+    F.Feature("agg_category_purchases", S.AGGREGATE, K.NUMERIC,
+              aggregate_key=("item_category",), event_type="purchase"),
 ))
 HISTORY = [f.name for f in REGISTRY.of_source(S.HISTORY)]
 LABELS = [f.name for f in REGISTRY.labels()]
