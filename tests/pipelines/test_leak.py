@@ -170,3 +170,18 @@ def test_changing_the_future_changes_no_earlier_example(shop, tmp_path):
         assert before[key].keys() == after[key].keys()
         for name in before[key]:
             assert before[key][name] == after[key][name], (key, name)
+
+
+def test_scoring_tables_carry_the_aggregates_after_the_last_event(shop):
+    from pipelines import examples as ex
+    events = _events(shop.input_path(shop.inputs.events))
+    with open(shop.input_path(shop.inputs.items), newline="") as f:
+        category = {r["item_id"]: r["category"] for r in csv.DictReader(f)}
+    purchases = {c: sum(e[3] == "purchase" and category[e[2]] == c for e in events)
+                 for c in set(category.values())}
+    items = ex.read_table(shop.layout.items_table + "*", REGISTRY)
+    assert len(items) == len(category) and max(purchases.values()) > 0
+    for row in items:
+        assert row["agg_category_purchases"] == purchases[category[row["item_id"]]]
+    history = ex.read_table(shop.layout.history_table + "*", REGISTRY)
+    assert history and all(0.0 <= row["agg_user_click_rate"] <= 1.0 for row in history)
