@@ -50,6 +50,8 @@ def _write_config(raw: dict, run_dir: str, path: str, tasks=None, seed=None) -> 
     raw["run_dir"] = run_dir
     if tasks is not None:
         raw["model"]["tasks"] = tasks
+        # Scoring ranks by a task the model has.
+        raw.setdefault("scoring", {})["rank_by"] = f"p_{tasks[0]['name']}"
     if seed is not None:
         raw.setdefault("training", {})["seed"] = int(seed)
     with open(path, "w") as f:
@@ -58,8 +60,10 @@ def _write_config(raw: dict, run_dir: str, path: str, tasks=None, seed=None) -> 
 
 
 def _read_split(pattern: str, registry, names: Sequence[str]) -> Dict[str, np.ndarray]:
+    import tensorflow as tf
     from pipelines import examples as ex
-    rows = ex.read_table(pattern, registry)
+    # Shard by shard in sorted order: the order _predict serves them in.
+    rows = [r for path in sorted(tf.io.gfile.glob(pattern)) for r in ex.read_table(path, registry)]
     return {n: np.asarray([r[n] for r in rows]) for n in names}
 
 
@@ -152,8 +156,8 @@ def main(argv=None) -> None:
     names = [registry.user_key, registry.item_key] + ([category] if category else []) + [
         t["label"] for t in tasks]
     layout = config.layout
-    train = _read_split(os.path.dirname(layout.examples("train")) + "/*", registry, names)
-    test_pattern = os.path.dirname(layout.examples("test")) + "/*"
+    train = _read_split(layout.examples_pattern("train"), registry, names)
+    test_pattern = layout.examples_pattern("test")
     test = _read_split(test_pattern, registry, names)
 
     variants = [("multi-task", tasks)] + ([(f"{t['name']} alone", [t]) for t in tasks]
