@@ -50,8 +50,11 @@ def _write_config(raw: dict, run_dir: str, path: str, tasks=None, seed=None) -> 
     raw["run_dir"] = run_dir
     if tasks is not None:
         raw["model"]["tasks"] = tasks
-        # Scoring ranks by a task the model has.
+        # Scoring ranks, and early stopping watches, a task the model has.
         raw.setdefault("scoring", {})["rank_by"] = f"p_{tasks[0]['name']}"
+        stopping = raw.get("training", {}).get("early_stopping") or {}
+        if stopping.get("task") and stopping["task"] not in [t["name"] for t in tasks]:
+            stopping["task"] = tasks[0]["name"]
     if seed is not None:
         raw.setdefault("training", {})["seed"] = int(seed)
     with open(path, "w") as f:
