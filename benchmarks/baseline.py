@@ -87,7 +87,8 @@ def check_supported(registry) -> None:
     """Raises NotImplementedError for a registry this baseline cannot featurize."""
     unsupported = [f.name for f in registry.features
                    if f.kind.value not in SUPPORTED_KINDS or getattr(f, "vocabulary", None)
-                   or (f.kind == F.Kind.BUCKETIZED and not f.boundaries)]
+                   or (f.kind == F.Kind.BUCKETIZED and not f.boundaries)
+                   or getattr(f, "target", None)]
     if unsupported:
         raise NotImplementedError(f"baseline featurizes scalar features with their own "
                                   f"vocabularies, hashes, crosses and explicit buckets "

@@ -25,6 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines import dead_letter as dl
 from pipelines import report as report_lib
+from pipelines.aggregates import AddAggregates, with_user_aggregates
 from pipelines.anomaly import ANOMALY_COLUMNS, FilterRobots
 from pipelines.events import BuildExamples, DedupEvents, DropUnknownItems
 from pipelines.history import AddHistory
@@ -52,7 +53,7 @@ class IngestOutputs(NamedTuple):
     """What :class:`Ingest` makes of a data set's rows."""
 
     examples: Dict[str, beam.PCollection]  # {split: raw-example rows}
-    items: beam.PCollection  # (item_id, item-table row)
+    items: beam.PCollection  # (item_id, item-table row, with the item aggregates)
     users: beam.PCollection  # (user_id, user row)
     history: Optional[beam.PCollection]  # (user_id, history after their last event)
     history_at_eval: Optional[beam.PCollection]  # (user_id, history before the eval start)
@@ -72,7 +73,7 @@ class Ingest(beam.PTransform):
     Stages (stable labels): ParseEvents, ParseItems (or ItemsFromEvents),
     ParseUsers → AttachEmbeddings → DropUnknownItems → DedupEvents →
     FilterRobots → CountCleanLog → BuildExamples | FunnelExamples |
-    SampledPositives + SampleNegatives → AddHistory → JoinFeatures →
+    SampledPositives + SampleNegatives → AddAggregates → AddHistory → JoinFeatures →
     SplitByTime → Count<Split> → EvalPairs.
     """
 
@@ -126,7 +127,7 @@ class Ingest(beam.PTransform):
         events = keep(anomalies) | "CountCleanLog" >> CountCleanLog()
 
         examples = self._examples(events, keep)
-        user_history = at_eval = None
+        user_history = at_eval = aggregates = None
         if registry.of_source(F.Source.HISTORY):
             # One probe per user at the eval start: the same point-in-time state
             # an example there would get, for recommendations judged on eval.
@@ -136,15 +137,28 @@ class Ingest(beam.PTransform):
                       | "DistinctUsers" >> beam.Distinct()
                       | "EvalProbes" >> beam.Map(lambda u: {
                           F.USER_KEY: u, F.TIMESTAMP_KEY: eval_ts, PROBE_KEY: 1}))
-            history = ((examples, probes)
-                       | "WithProbes" >> beam.Flatten()
-                       | "AddHistory" >> AddHistory(registry, data.history.event_types,
-                                                    data.history.bucket_s, events, items))
+            examples = (examples, probes) | "WithProbes" >> beam.Flatten()
+        if registry.aggregates():
+            aggregates = examples | "AddAggregates" >> AddAggregates(registry, events, items)
+            examples = aggregates.main
+        if registry.of_source(F.Source.HISTORY):
+            history = examples | "AddHistory" >> AddHistory(
+                registry, data.history.event_types, data.history.bucket_s, events, items)
             examples, probed = history.main | "SplitProbes" >> beam.Partition(
                 lambda pair, _: 1 if pair[0].get(PROBE_KEY) else 0, 2)
+            user_aggregates = registry.user_aggregates()
             at_eval = probed | "ProbeHistory" >> beam.Map(
-                lambda pair: (pair[0][F.USER_KEY], pair[1]))
+                lambda pair: (pair[0][F.USER_KEY], dict(
+                    pair[1], **{f.name: pair[0][f.name] for f in user_aggregates})))
             user_history = history.users
+            if aggregates is not None:
+                user_history = (
+                    {"history": user_history, "aggregates": aggregates.users}
+                    | "JoinUserAggregates" >> beam.CoGroupByKey()
+                    | "WithUserAggregates" >> beam.FlatMap(
+                        lambda kv: [(kv[0], with_user_aggregates(
+                            h, next(iter(kv[1]["aggregates"]), None), user_aggregates))
+                            for h in kv[1]["history"]]))
         else:
             examples = examples | "NoHistory" >> beam.Map(lambda example: (example, None))
         rows = keep(examples | "JoinFeatures" >> JoinFeatures(items, users, registry))
@@ -158,7 +172,8 @@ class Ingest(beam.PTransform):
                       | "DistinctPairs" >> beam.Distinct())
         return IngestOutputs(
             examples={split: counted[split] for split in config.splits},
-            items=items, users=users, history=user_history, history_at_eval=at_eval,
+            items=items if aggregates is None else aggregates.items,
+            users=users, history=user_history, history_at_eval=at_eval,
             anomalies=anomalies.users,
             eval_pairs=eval_pairs,
             dead_letter=dead | "FlattenDeadLetters" >> beam.Flatten())
@@ -226,13 +241,12 @@ def write_outputs(outputs: IngestOutputs, read_dead: beam.PCollection, config, l
     for split, rows in outputs.examples.items():
         _ = rows | f"Write{split.title()}Examples" >> WriteTFRecords(
             layout.examples(split), names, config.ingest.num_shards, TFRECORD_SUFFIX, registry)
-    for label, table, prefix, source in (
-            ("Items", outputs.items, layout.items_table, F.Source.ITEM),
-            ("Users", outputs.users, layout.users_table, F.Source.USER)):
+    for label, table, prefix, names in (
+            ("Items", outputs.items, layout.items_table, registry.item_table_names()),
+            ("Users", outputs.users, layout.users_table, registry.source_names(F.Source.USER))):
         (table
          | f"{label}Rows" >> beam.Values()
-         | f"Write{label}Table" >> WriteTFRecords(prefix, registry.source_names(source), 1,
-                                                  TFRECORD_SUFFIX, registry))
+         | f"Write{label}Table" >> WriteTFRecords(prefix, names, 1, TFRECORD_SUFFIX, registry))
     for label, table, prefix in (("History", outputs.history, layout.history_table),
                                  ("HistoryAtEval", outputs.history_at_eval,
                                   layout.history_at_eval_table)):

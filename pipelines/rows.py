@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Optional
 
+from pipelines.aggregates import empty_aggregates
 from pipelines.history import add_matches, empty_history
 from pipelines.parse import default_user
 from shoprec.core import registry as F
@@ -63,6 +64,7 @@ def query_row(user_id: str, user: Optional[Mapping[str, Any]],
     """
     row: Dict[str, Any] = (dict(empty_history(registry))
                            if registry.of_source(F.Source.HISTORY) else {})
+    row.update(empty_aggregates(registry.user_aggregates()))
     row.update(history or {})
     row.update(user or default_user(user_id, registry))
     row[registry.user_key] = user_id

@@ -12,6 +12,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from shoprec.core import registry as F
+from transforms.target_encoding import target_encoding
 
 
 def _vocabulary(feature: F.Feature, x):
@@ -105,7 +106,7 @@ def preprocessing_fn(inputs, registry: F.Registry):
         categoricals, int64 [batch, N] indices padded with -1 for history
         lists (in the vocabulary they share) and text tokens, int64 bucket
         indices for hashed, crossed and bucketized features, float32 z-scores
-        for numerics, float32 [batch, width] per-dimension z-scores for the
+        for numerics and target encodings, float32 [batch, width] per-dimension z-scores for the
         item embedding,
         float32 0/1 for flags and labels.
     """
@@ -116,8 +117,13 @@ def preprocessing_fn(inputs, registry: F.Registry):
     outputs = {}
     for feature in registry.features:
         if feature.source == F.Source.DERIVED:
-            if all(n in inputs for n in feature.derived_from):
-                outputs[feature.name] = _derived(feature, inputs)
+            needed = feature.derived_from + ((feature.target, registry.user_key)
+                                             if feature.target else ())
+            if all(n in inputs for n in needed):
+                outputs[feature.name] = (
+                    tft.scale_to_z_score(target_encoding(feature, inputs, registry),
+                                         name=f"zscore_{feature.name}")
+                    if feature.target else _derived(feature, inputs))
             continue
         if feature.name not in inputs:
             continue

@@ -232,6 +232,18 @@ def check(dataset: DatasetConfig, where: str = "dataset") -> None:
             raise ConfigError(f"{where}.negatives.per_positive must be >= 1")
         if len({f.event_type for f in registry.labels()}) != 1:
             raise ConfigError(f"{where}: sampled labels must all count one funnel event")
+    for f in registry.aggregates():
+        counted = {f.event_type, f.ratio_to} - {None}
+        if not counted <= set(FUNNEL):
+            raise ConfigError(f"{where}: aggregate {f.name} counts {sorted(counted)}; "
+                             f"known: {FUNNEL}")
+        if f not in registry.user_aggregates() + registry.item_aggregates():
+            raise ConfigError(f"{where}: aggregate {f.name} is keyed by the user and an item "
+                             "attribute, which scoring has no table for; use a history "
+                             "match count or key it by one of the two")
+        if f in registry.user_aggregates() and not registry.of_source(F.Source.HISTORY):
+            raise ConfigError(f"{where}: user aggregate {f.name} is served from the history "
+                             "table: the registry needs history features")
     unknown = set(dataset.history.event_types) - set(FUNNEL)
     if unknown:
         raise ConfigError(f"{where}.history.event_types: unknown {sorted(unknown)}")

@@ -54,6 +54,9 @@ class Source(str, enum.Enum):
     HISTORY = "history"
     # No raw value of its own: computed in preprocessing_fn from ``derived_from``.
     DERIVED = "derived"
+    # A point-in-time count or smoothed ratio per ``aggregate_key``, computed by
+    # ingest from every user's events strictly before the example.
+    AGGREGATE = "aggregate"
 
 
 # Joins a cross's raw values before hashing: the ASCII unit separator, which no
@@ -105,6 +108,20 @@ class Feature:
             of edges <= the value (``tft.apply_buckets``).
         num_buckets: BUCKETIZED without boundaries: quantile buckets of the
             train split (``tft.bucketize``).
+        aggregate_key: AGGREGATE: what the events are counted per: the user
+            key, the item key, an item feature, or the user key and an item
+            feature (in that order).
+        window_days: AGGREGATE: the example's UTC day so far and the
+            ``window_days - 1`` whole days before it; 0: all time.
+        ratio_to: AGGREGATE: the funnel event of the denominator; the value is
+            then ``(n + smoothing * p) / (d + smoothing)`` with ``p`` the rate
+            of all events on the days before the example's day.
+        smoothing: AGGREGATE ratios and target encodings: the pseudo-count of
+            the additive smoothing toward the global rate.
+        target: DERIVED NUMERIC: the LABEL whose train rate per value of the
+            one ``derived_from`` feature it encodes (target encoding).
+        folds: Target encoding: rows are split by user into this many folds
+            and a row's rate leaves out its own fold's rows.
     """
 
     name: str
@@ -129,6 +146,12 @@ class Feature:
     derived_from: Tuple[str, ...] = ()
     boundaries: Tuple[float, ...] = ()
     num_buckets: int = 0
+    aggregate_key: Tuple[str, ...] = ()
+    window_days: int = 0
+    ratio_to: Optional[str] = None
+    smoothing: float = 0.0
+    target: Optional[str] = None
+    folds: int = 0
 
     @property
     def source_column(self) -> str:
@@ -220,6 +243,7 @@ class Registry:
         for f in self.features:
             self._check(f, by_name)
             self._check_indexed(f, by_name)
+            self._check_aggregate(f, by_name)
 
     def _check(self, f: Feature, by_name: Dict[str, Feature]) -> None:
         if f.vocabulary is not None:
@@ -251,9 +275,10 @@ class Registry:
     def _check_indexed(self, f: Feature, by_name: Dict[str, Feature]) -> None:
         """Hashed, text, cross and bucketized features, and what may be DERIVED."""
         where = f"registry: {f.kind.value} feature {f.name}"
-        if (f.source == Source.DERIVED) != (f.kind in (Kind.CROSS, Kind.BUCKETIZED)):
-            raise ValueError(f"{where}: cross and bucketized features, and only they, "
-                             "are from source 'derived'")
+        if (f.source == Source.DERIVED) != (f.kind in (Kind.CROSS, Kind.BUCKETIZED)
+                                            or f.target is not None):
+            raise ValueError(f"{where}: cross, bucketized and target-encoded features, and "
+                             "only they, are from source 'derived'")
         if f.derived_from and f.source != Source.DERIVED:
             raise ValueError(f"{where} sets derived_from but is not derived")
         if f.vocabulary and f.kind in (Kind.HASHED, Kind.TEXT, Kind.CROSS, Kind.BUCKETIZED):
@@ -282,6 +307,54 @@ class Registry:
                 raise ValueError(f"{where} needs num_buckets >= 2")
             if any(a >= b for a, b in zip(f.boundaries, f.boundaries[1:])):
                 raise ValueError(f"{where}: boundaries must be strictly ascending")
+
+    def _check_aggregate(self, f: Feature, by_name: Dict[str, Feature]) -> None:
+        """Point-in-time aggregates and target encodings."""
+        where = f"registry: {f.kind.value} feature {f.name}"
+        if (f.source == Source.AGGREGATE) != bool(f.aggregate_key):
+            raise ValueError(f"{where}: aggregates, and only they, set aggregate_key")
+        if f.source != Source.AGGREGATE and (f.window_days or f.ratio_to):
+            raise ValueError(f"{where}: window_days and ratio_to are for aggregates")
+        if f.source == Source.AGGREGATE:
+            key = list(f.aggregate_key)
+            attributes = key[1:] if key[0] == self.user_key else key
+            if (f.kind != Kind.NUMERIC or not f.event_type or len(attributes) > 1
+                    or not all(a == self.item_key
+                               or getattr(by_name.get(a), "source", None) == Source.ITEM
+                               for a in attributes)):
+                raise ValueError(f"{where}: an aggregate is numeric, counts one event_type "
+                                 "and is keyed by the user key, the item key or an item "
+                                 "feature, or the user key and one of those, not "
+                                 f"{key}")
+            if f.window_days < 0:
+                raise ValueError(f"{where} needs window_days >= 0 (0: all time)")
+            if f.ratio_to and f.smoothing <= 0:
+                raise ValueError(f"{where}: a ratio needs smoothing > 0")
+        if f.target is not None:
+            source = by_name.get(f.derived_from[0]) if len(f.derived_from) == 1 else None
+            label = by_name.get(f.target)
+            if (f.kind != Kind.NUMERIC or f.source != Source.DERIVED or source is None
+                    or source.kind not in CROSSABLE_KINDS or label is None
+                    or label.kind != Kind.LABEL):
+                raise ValueError(f"{where}: a target encoding is a derived numeric of one "
+                                 "ID / CATEGORICAL / HASHED feature and names a label")
+            if f.smoothing <= 0 or f.folds < 2:
+                raise ValueError(f"{where}: a target encoding needs smoothing > 0 and "
+                                 "folds >= 2")
+
+    def aggregates(self) -> Tuple[Feature, ...]:
+        return self.of_source(Source.AGGREGATE)
+
+    def user_aggregates(self) -> Tuple[Feature, ...]:
+        """Aggregates keyed by the user alone: served from the history table."""
+        return tuple(f for f in self.aggregates() if f.aggregate_key == (self.user_key,))
+
+    def item_aggregates(self) -> Tuple[Feature, ...]:
+        """Aggregates keyed by the item or an item feature: served from the item table."""
+        return tuple(f for f in self.aggregates() if self.user_key not in f.aggregate_key)
+
+    def target_encodings(self) -> Tuple[Feature, ...]:
+        return tuple(f for f in self.of_source(Source.DERIVED) if f.target)
 
     @property
     def by_name(self) -> Dict[str, Feature]:
@@ -336,7 +409,13 @@ class Registry:
         sets them per pair from these lists.
         """
         return [self.user_key] + [f.name for f in self.of_source(Source.HISTORY)
-                                  if f.kind == Kind.HISTORY or f.event_type]
+                                  if f.kind == Kind.HISTORY or f.event_type] + [
+            f.name for f in self.user_aggregates()]
+
+    def item_table_names(self) -> list:
+        """Names of ingest's item table: the item row, then each item aggregate's
+        state after the log's last event (what scoring reads)."""
+        return self.source_names(Source.ITEM) + [f.name for f in self.item_aggregates()]
 
     def raw_feature_spec(self, include_labels: bool = True) -> dict:
         """``tf.io.parse_example`` spec for raw examples written by ingest.
@@ -373,7 +452,8 @@ def feature_to_dict(feature: Feature) -> Dict[str, Any]:
     out = dataclasses.asdict(feature)
     out.update(source=feature.source.value, kind=feature.kind.value,
                positive_values=list(feature.positive_values),
-               derived_from=list(feature.derived_from), boundaries=list(feature.boundaries))
+               derived_from=list(feature.derived_from), boundaries=list(feature.boundaries),
+               aggregate_key=list(feature.aggregate_key))
     return out
 
 
@@ -386,7 +466,8 @@ def feature_from_dict(data: Dict[str, Any]) -> Feature:
     data = dict(data)
     data["source"] = Source(data["source"])
     data["kind"] = Kind(data["kind"])
-    types = {"positive_values": str, "derived_from": str, "boundaries": float}
+    types = {"positive_values": str, "derived_from": str, "boundaries": float,
+             "aggregate_key": str}
     for name, to in types.items():
         if name in data:
             data[name] = tuple(to(v) for v in data[name])

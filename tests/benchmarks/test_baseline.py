@@ -71,6 +71,14 @@ def test_kinds_it_does_not_implement_are_refused(extra):
         B.check_supported(F.Registry(REGISTRY.features + (extra,)))
 
 
+def test_target_encodings_are_refused():
+    extra = (F.Feature("y", S.EVENT, K.LABEL),
+             F.Feature("te", S.DERIVED, K.NUMERIC, derived_from=("category",), target="y",
+                       smoothing=1.0, folds=2))
+    with pytest.raises(NotImplementedError, match="'te'"):
+        B.check_supported(F.Registry(REGISTRY.features + extra))
+
+
 def test_baseline_equals_tft_on_the_default_registry(tmp_path):
     from pipelines import featurize
 

@@ -1,4 +1,5 @@
-"""Leak test: history features hold only strictly earlier events, and the future changes nothing.
+"""Leak test: history and aggregate features hold only strictly earlier events, and the
+future changes nothing.
 
 On a small generated shop with known event order, every history feature of
 every example is compared with a brute-force recomputation from the raw log
@@ -36,6 +37,14 @@ REGISTRY = F.Registry(tuple(
     F.Feature("hist_clicks", S.HISTORY, K.NUMERIC, event_type="click"),
     F.Feature("hist_purchases", S.HISTORY, K.NUMERIC, event_type="purchase"),
     F.Feature("hist_item_matches", S.HISTORY, K.NUMERIC, history_of="item_id"),
+    # Point-in-time aggregates (exhaustively checked in test_aggregates.py): the
+    # changed future below must not reach them either, nor their global prior.
+    F.Feature("agg_user_click_rate", S.AGGREGATE, K.NUMERIC, aggregate_key=("user_id",),
+              event_type="click", ratio_to="impression", smoothing=5.0),
+    F.Feature("agg_item_clicks_1d", S.AGGREGATE, K.NUMERIC, aggregate_key=("item_id",),
+              event_type="click", window_days=1),
+    F.Feature("agg_category_purchases", S.AGGREGATE, K.NUMERIC,
+              aggregate_key=("item_category",), event_type="purchase"),
 ))
 HISTORY = [f.name for f in REGISTRY.of_source(S.HISTORY)]
 LABELS = [f.name for f in REGISTRY.labels()]
@@ -161,3 +170,18 @@ def test_changing_the_future_changes_no_earlier_example(shop, tmp_path):
         assert before[key].keys() == after[key].keys()
         for name in before[key]:
             assert before[key][name] == after[key][name], (key, name)
+
+
+def test_scoring_tables_carry_the_aggregates_after_the_last_event(shop):
+    from pipelines import examples as ex
+    events = _events(shop.input_path(shop.inputs.events))
+    with open(shop.input_path(shop.inputs.items), newline="") as f:
+        category = {r["item_id"]: r["category"] for r in csv.DictReader(f)}
+    purchases = {c: sum(e[3] == "purchase" and category[e[2]] == c for e in events)
+                 for c in set(category.values())}
+    items = ex.read_table(shop.layout.items_table + "*", REGISTRY)
+    assert len(items) == len(category) and max(purchases.values()) > 0
+    for row in items:
+        assert row["agg_category_purchases"] == purchases[category[row["item_id"]]]
+    history = ex.read_table(shop.layout.history_table + "*", REGISTRY)
+    assert history and all(0.0 <= row["agg_user_click_rate"] <= 1.0 for row in history)

@@ -56,6 +56,15 @@ def test_minimal_description_parses_into_a_registry():
         {"name": "b", "source": "derived", "kind": "bucketized",
          "derived_from": ["item_category"], "num_buckets": 4}]},
      "must bucketize one NUMERIC"),
+    ({"features": MINIMAL["features"] + [
+        {"name": "a", "source": "aggregate", "kind": "numeric", "event_type": "glance",
+         "aggregate_key": ["item_id"]}]}, "aggregate a counts"),
+    ({"features": MINIMAL["features"] + [
+        {"name": "a", "source": "aggregate", "kind": "numeric", "event_type": "click",
+         "aggregate_key": ["user_id", "item_category"]}]}, "scoring has no table"),
+    ({"features": MINIMAL["features"] + [
+        {"name": "a", "source": "aggregate", "kind": "numeric", "event_type": "click",
+         "aggregate_key": ["user_id"]}]}, "needs history features"),
 ])
 def test_misfits_are_named(change, message):
     with pytest.raises(ValueError, match=message):

@@ -116,6 +116,33 @@ REGION = F.Feature("region", S.USER, K.CATEGORICAL)
     # Only crosses and bucketized numerics are derived, and they read nothing raw.
     ((F.Feature("c", S.DERIVED, K.CATEGORICAL),), "only they"),
     ((AGE, F.Feature("c", S.USER, K.CATEGORICAL, derived_from=("age",))), "not derived"),
+    # Point-in-time aggregates.
+    ((F.Feature("a", S.AGGREGATE, K.NUMERIC, event_type="click"),), "set aggregate_key"),
+    ((F.Feature("a", S.USER, K.NUMERIC, aggregate_key=("user_id",)),), "set aggregate_key"),
+    ((F.Feature("a", S.AGGREGATE, K.NUMERIC, aggregate_key=("user_id",)),), "one event_type"),
+    ((F.Feature("a", S.AGGREGATE, K.FLAG, aggregate_key=("user_id",), event_type="click"),),
+     "is numeric"),
+    ((REGION, F.Feature("a", S.AGGREGATE, K.NUMERIC, aggregate_key=("region",),
+                        event_type="click")), "item feature"),
+    ((F.Feature("a", S.AGGREGATE, K.NUMERIC, aggregate_key=("user_id", "item_id", "item_id"),
+                event_type="click"),), "item feature"),
+    ((F.Feature("a", S.AGGREGATE, K.NUMERIC, aggregate_key=("item_id",), event_type="click",
+                window_days=-1),), "window_days >= 0"),
+    ((F.Feature("a", S.AGGREGATE, K.NUMERIC, aggregate_key=("item_id",), event_type="click",
+                ratio_to="impression"),), "smoothing > 0"),
+    ((F.Feature("a", S.USER, K.NUMERIC, window_days=7),), "for aggregates"),
+    # Target encodings.
+    ((REGION, F.Feature("t", S.DERIVED, K.NUMERIC, derived_from=("region",), target="nope",
+                        smoothing=1.0, folds=2)), "names a label"),
+    ((AGE, F.Feature("y", S.EVENT, K.LABEL), F.Feature(
+        "t", S.DERIVED, K.NUMERIC, derived_from=("age",), target="y", smoothing=1.0,
+        folds=2)), "names a label"),
+    ((F.Feature("y", S.EVENT, K.LABEL), F.Feature(
+        "t", S.DERIVED, K.NUMERIC, derived_from=("item_id",), target="y", folds=2)),
+     "smoothing > 0"),
+    ((F.Feature("y", S.EVENT, K.LABEL), F.Feature(
+        "t", S.DERIVED, K.NUMERIC, derived_from=("item_id",), target="y", smoothing=1.0,
+        folds=1)), "folds >= 2"),
 ])
 def test_registry_rejects_inconsistent_features(extra, message):
     with pytest.raises(ValueError, match=message):
@@ -127,3 +154,28 @@ def test_keys_must_be_id_features():
         F.Registry((IDS[0],))
     with pytest.raises(ValueError, match="unknown|Source|valid"):
         F.feature_from_dict({"name": "x", "source": "basket", "kind": "id"})
+
+
+def test_aggregates_and_target_encodings_by_where_they_are_served():
+    registry = F.Registry(IDS + (
+        F.Feature("item_category", S.ITEM, K.CATEGORICAL),
+        F.Feature("buy", S.EVENT, K.LABEL, event_type="purchase"),
+        F.Feature("u_buys", S.AGGREGATE, K.NUMERIC, aggregate_key=("user_id",),
+                  event_type="purchase", window_days=7),
+        F.Feature("c_rate", S.AGGREGATE, K.NUMERIC, aggregate_key=("item_category",),
+                  event_type="purchase", ratio_to="click", smoothing=5.0),
+        F.Feature("uc_clicks", S.AGGREGATE, K.NUMERIC,
+                  aggregate_key=("user_id", "item_category"), event_type="click"),
+        F.Feature("te_item", S.DERIVED, K.NUMERIC, derived_from=("item_id",), target="buy",
+                  smoothing=10.0, folds=5),
+    ))
+    assert F.names(registry.aggregates()) == ("u_buys", "c_rate", "uc_clicks")
+    assert F.names(registry.user_aggregates()) == ("u_buys",)
+    assert F.names(registry.item_aggregates()) == ("c_rate",)
+    assert F.names(registry.target_encodings()) == ("te_item",)
+    assert registry.history_table_names() == ["user_id", "u_buys"]
+    assert registry.item_table_names() == ["item_id", "item_category", "c_rate"]
+    assert "u_buys" in registry.raw_feature_spec() and "te_item" not in registry.raw_feature_spec()
+    assert F.Registry.from_dict(registry.to_dict()) == registry
+    assert F.feature_from_dict(F.feature_to_dict(registry["uc_clicks"])).aggregate_key == (
+        "user_id", "item_category")
