@@ -205,8 +205,8 @@ def run(config: Config, strategy_name: Optional[str] = None,
         steps_per_epoch = max(1, item_ids.size // global_batch)
     sharding = None
     if multi_worker:
-        # What AUTO sharding (trainer.data) does: whole files per worker when
-        # there are enough files, else every worker reads all and keeps its share.
+        # Whole files per worker (AUTO, trainer.data) when there are enough
+        # files, else every worker reads all and keeps its share (DATA, below).
         workers = strategy_lib.cluster_worker_count(strategy_lib.tf_config())
         sharding = "file" if len(tf.io.gfile.glob(train_pattern)) >= workers else "data"
     train_ds = data.make_dataset(
