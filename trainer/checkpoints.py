@@ -72,13 +72,19 @@ def prepare_train_dir(layout: Layout, keep_backup: bool) -> bool:
 
 
 def backup_callback(layout: Layout) -> tf.keras.callbacks.BackupAndRestore:
-    """Per-epoch backup, deleted by Keras when ``fit`` returns normally."""
+    """Per-epoch backup, which :func:`remove_backup` deletes once ``fit`` has returned.
+
+    Keras' own deletion would race: the chief removes the folder as soon as
+    its ``fit`` ends, while another worker may still be writing its last
+    backup into ``workertemp_<i>`` inside it (and then fails on a vanished file).
+    """
     return tf.keras.callbacks.BackupAndRestore(layout.backup_dir, save_freq="epoch",
-                                               delete_checkpoint=True)
+                                               delete_checkpoint=False)
 
 
-def remove_backup(layout: Layout, chief: bool) -> None:
-    """Removes what Keras leaves of the backup (its emptied folder); chief only."""
+def remove_backup(layout: Layout, strategy: tf.distribute.Strategy, chief: bool) -> None:
+    """Deletes the backup once every worker is past its last save; the chief deletes."""
+    strategy_lib.barrier(strategy)
     if chief and tf.io.gfile.exists(layout.backup_dir):
         tf.io.gfile.rmtree(layout.backup_dir)
 

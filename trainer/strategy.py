@@ -123,6 +123,16 @@ def strategy_name(strategy: tf.distribute.Strategy) -> str:
     return "default"
 
 
+def barrier(strategy: tf.distribute.Strategy) -> None:
+    """Returns on each worker once every worker has called it.
+
+    A cross-replica sum of a constant: under MultiWorkerMirroredStrategy it
+    is a collective every worker must join; in one process it waits for nothing.
+    """
+    strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)),
+                    axis=None)
+
+
 def is_chief(config: Optional[Mapping[str, Any]] = None) -> bool:
     """Whether this process should write shared outputs (model, metrics, logs).
 

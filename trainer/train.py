@@ -205,14 +205,22 @@ def run(config: Config, strategy_name: Optional[str] = None,
         steps_per_epoch = max(1, item_ids.size // global_batch)
     sharding = None
     if multi_worker:
-        # What AUTO sharding (trainer.data) does: whole files per worker when
-        # there are enough files, else every worker reads all and keeps its share.
+        # Whole files per worker (AUTO, trainer.data) when there are enough
+        # files, else every worker reads all and keeps its share (DATA, below).
         workers = strategy_lib.cluster_worker_count(strategy_lib.tf_config())
         sharding = "file" if len(tf.io.gfile.glob(train_pattern)) >= workers else "data"
     train_ds = data.make_dataset(
         train_pattern, spec, tasks, global_batch, training=True,
         seed=training.seed, repeat=steps_per_epoch is not None,
         registry=registry, extra_labels=extra_labels, keep_if=training.train_filter)
+    if sharding == "data":
+        # AUTO does not fall back to DATA with fewer files than workers: it
+        # fails at the first step. Under DATA each worker reads every record
+        # and keeps its piece of each global batch.
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA)
+        train_ds = train_ds.with_options(options)
     # Evaluation runs after every epoch outside the distributed loop; big
     # batches make it cheap, and it keeps every example whatever the size.
     eval_batch = max(global_batch, EVAL_BATCH_SIZE)
@@ -286,7 +294,7 @@ def run(config: Config, strategy_name: Optional[str] = None,
     progress = (1 if sys.stdout.isatty() else 2) if chief else 0
     history = model.fit(train_ds, epochs=training.epochs, steps_per_epoch=steps_per_epoch,
                         callbacks=callbacks, verbose=progress)
-    checkpoints.remove_backup(layout, chief)
+    checkpoints.remove_backup(layout, strategy, chief)
 
     # The final metrics, and the report's curves and slices from the same arrays.
     category = _slice_feature(registry)
