@@ -240,9 +240,12 @@ class _JoinBucket(beam.DoFn):
         for begin, end in _chunks(np.bincount(user_index, minlength=len(wanted)),
                                   self._batch_size):
             # The chunk's users are consecutive codes: only theirs are passed on.
+            # Its ids are copied out of the bucket's arrays: a slice pickles
+            # (and Beam pickles a sample of elements to size them) with the
+            # whole bucket's buffers.
             first, last = int(user_index[begin]), int(user_index[end - 1])
-            yield ExampleChunk(user_ids.slice(begin, end - begin),
-                               item_ids.slice(begin, end - begin),
+            yield ExampleChunk(pa.concat_arrays([user_ids.slice(begin, end - begin)]),
+                               pa.concat_arrays([item_ids.slice(begin, end - begin)]),
                                self._assemble.examples(parts[first:last + 1],
                                                        user_index[begin:end] - first,
                                                        catalogue, item_index[begin:end]))

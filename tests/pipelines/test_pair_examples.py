@@ -88,3 +88,22 @@ def test_without_history_an_example_is_the_item_part_then_the_user_part():
         item_run + user_run) == examples.encode(
         raw_row({"user_id": "u1", "item_id": "i2"}, USERS["u1"], item, None, registry),
         registry.example_names(include_labels=False), registry)
+
+
+def test_users_first_two_runs_too():
+    # Every user name sorts before every item name here: the user run comes first.
+    registry = F.Registry(features=(
+        F.Feature("a_uid", S.EVENT, K.ID), F.Feature("y_iid", S.EVENT, K.ID),
+        F.Feature("b_age", S.USER, K.NUMERIC), F.Feature("z_price", S.ITEM, K.NUMERIC),
+        F.Feature("click", S.EVENT, K.LABEL)), user_key="a_uid", item_key="y_iid")
+    assemble = PairExamples(registry)
+    users = [assemble.user(u, {"a_uid": u, "b_age": age}, None)
+             for u, age in (("u1", 30.0), ("u22", 41.5))]
+    items = [(i, {"y_iid": i, "z_price": p}, assemble.item({"y_iid": i, "z_price": p}))
+             for i, p in (("i1", 1.0), ("i333", 2.5))]
+    user_index, item_index = [0, 1, 1, 0], [1, 0, 1, 0]
+    names = registry.example_names(include_labels=False)
+    assert assemble.examples(users, user_index, items, item_index) == [
+        examples.encode(raw_row({"user_id": users[u].user_id, "item_id": items[i][0]},
+                                users[u].user, items[i][1], None, registry), names, registry)
+        for u, i in zip(user_index, item_index)]
