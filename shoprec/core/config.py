@@ -47,6 +47,10 @@ class GenerateConfig:
     corrupt_fraction: float = 0.0
     duplicate_fraction: float = 0.0
     missing_image_fraction: float = 0.0
+    # Abusive / bot users (0: none, the default shop). Bots click at random,
+    # at night, some without an impression, and half of them in bursts; the
+    # users table then gains the ground-truth column ``is_bot``.
+    bot_fraction: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
