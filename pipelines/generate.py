@@ -14,8 +14,8 @@ With ``bot_fraction`` > 0 some users are bots (their own random stream, so the
 people's events stay those of a shop without bots): their sessions fall in
 the night (01:00-05:00 UTC), they click any item with probability
 :data:`BOT_CLICK_P` and never buy, some clicks come with no impression before
-them, and half of them ("fast" bots) crowd each week's sessions into one
-minute. The users table then carries the ground truth, ``is_bot``.
+them, and half of them ("fast" bots) crowd each three days' sessions into
+one minute and click within seconds. The users table then carries the ground truth, ``is_bot``.
 """
 
 from __future__ import annotations
@@ -219,13 +219,14 @@ def _bots(rng: np.random.Generator, gen: config_lib.GenerateConfig
     return is_bot, is_bot & (rng.random(pool) < 0.5)
 
 
-def _botify(rng, is_bot, fast_bot, sess_user, sess_t, k, start, num_items,
+def _botify(rng, is_bot, fast_bot, sess_user, sess_t, k, start, num_items, click_max,
             imp_t, click_t, click, buy, p_click, p_buy):
     """Rewrites the bot sessions of one chunk: night, bursts, random and viewless clicks.
 
     Args:
         sess_user, sess_t: Each session's user and start (people's as drawn).
         k: Impressions per session; the impression arrays are sessions x k, flat.
+        click_max: Longest impression-to-click delay (a slow bot's, as people's).
         imp_t, click_t, click, buy, p_click, p_buy: The chunk's impressions as
             drawn for people; bot sessions' entries are replaced.
 
@@ -237,10 +238,11 @@ def _botify(rng, is_bot, fast_bot, sess_user, sess_t, k, start, num_items,
     n = int(bot_sess.sum())
     day = (sess_t[bot_sess] - start) // 86400
     night = start + day * 86400 + rng.integers(3600, 5 * 3600, n)
-    # A fast bot starts all of a week's sessions within 40 seconds of each other.
+    # A fast bot starts all its sessions of three days within 40 seconds of
+    # each other, and clicks within seconds; a slow one clicks as people do.
     fast = fast_bot[sess_user[bot_sess]]
-    week = day - day % 7
-    burst = start + week * 86400 + 3600 + (sess_user[bot_sess] * 7919 + week * 104729) % (
+    period = day - day % 3
+    burst = start + period * 86400 + 3600 + (sess_user[bot_sess] * 7919 + period * 104729) % (
         4 * 3600)
     sess_t = sess_t.copy()
     sess_t[bot_sess] = np.where(fast, burst + rng.integers(0, 40, n), night)
@@ -249,7 +251,8 @@ def _botify(rng, is_bot, fast_bot, sess_user, sess_t, k, start, num_items,
     rows = np.repeat(bot_sess, k)
     imp_t, click_t, p_click, p_buy = imp_t.copy(), click_t.copy(), p_click.copy(), p_buy.copy()
     imp_t[rows] = times
-    click_t[rows] = times + rng.integers(1, 4, len(times))
+    delay = rng.integers(5, click_max + 1, len(times))
+    click_t[rows] = times + np.where(np.repeat(fast, k), rng.integers(1, 4, len(times)), delay)
     p_click[rows], p_buy[rows] = BOT_CLICK_P, 0.0
     click, buy = click.copy(), buy.copy()
     click[rows] = rng.random(len(times)) < BOT_CLICK_P
@@ -340,7 +343,7 @@ def run(config: config_lib.Config) -> dict:
         viewless = (np.zeros(0, int),) * 3
         if is_bot[chunk_users].any():
             imp_t, click_t, click, buy, p_click, p_buy, viewless = _botify(
-                bot_rng, is_bot, fast_bot, sess_user, sess_t, k, start, gen.num_items,
+                bot_rng, is_bot, fast_bot, sess_user, sess_t, k, start, gen.num_items, click_max,
                 imp_t, click_t, click, buy, p_click, p_buy)
             counts["bot_impressions"] += int(is_bot[user].sum())
             counts["viewless_clicks"] += len(viewless[0])
