@@ -15,7 +15,8 @@ people's events stay those of a shop without bots): their sessions fall in
 the night (01:00-05:00 UTC), they click any item with probability
 :data:`BOT_CLICK_P` and never buy, some clicks come with no impression before
 them, and half of them ("fast" bots) crowd each three days' sessions into
-one minute and click within seconds. The users table then carries the ground truth, ``is_bot``.
+one minute and click within seconds. The users table then carries the
+ground truth, ``is_bot``.
 """
 
 from __future__ import annotations
