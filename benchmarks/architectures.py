@@ -24,6 +24,15 @@ Usage (after ``shoprec demo --run_dir RUN``):
 
 ``--reuse`` scores variants already trained under ``--out`` (e.g. to report
 seeds trained by separate invocations together).
+
+``--shop_tasks CONFIG`` compares instead on the four-task shop
+(``configs/shop_tasks.yaml``: click, conversion, user interest, item
+attributes, anomaly) after ``generate`` to ``featurize`` of that config:
+shared-bottom, MMoE, PLE and soft sharing, each with fixed, uncertainty and
+DWA loss weighting, against one single-task model per task. Every figure is
+the exact eval metric of a variant's ``metrics.json``, as mean ± sd over
+``--seeds``; ingest's anomaly rule and the image encoder's held-out accuracy
+are printed beside them.
 """
 
 from __future__ import annotations
@@ -134,13 +143,20 @@ def cvr_figures(pcvr, pctr, ev) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run_dir", required=True, help="a `shoprec demo` run folder")
+    parser.add_argument("--run_dir", default=None, help="a `shoprec demo` run folder")
+    parser.add_argument("--shop_tasks", default=None, metavar="CONFIG",
+                        help="compare on this four-task shop config's featurized run instead")
     parser.add_argument("--out", default=None, help="where variants train (default RUN/compare)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--only", nargs="*", default=None, help="variant names to run")
     parser.add_argument("--reuse", action="store_true",
                         help="score variants already trained under --out instead of retraining")
     args = parser.parse_args()
+    if args.shop_tasks:
+        shop_main(args)
+        return
+    if not args.run_dir:
+        parser.error("--run_dir or --shop_tasks is required")
     out = args.out or os.path.join(args.run_dir, "compare")
     base = config_lib.load(run_dir=args.run_dir)
     ev = load_eval(args.run_dir, base.registry)
@@ -226,6 +242,138 @@ def report(results: Dict[str, list], ev: dict, out: str) -> None:
                for name, rows in results.items()}
     with open(os.path.join(out, "comparison.json"), "w") as f:
         json.dump({"variants": summary, "oracle": oracle, "cvr": cvr}, f, indent=2)
+
+
+SHOP_ARCHITECTURES = ("shared_bottom", "mmoe", "ple", "soft_sharing")
+SHOP_WEIGHTINGS = ("fixed", "uncertainty", "dwa")
+# The figure each task is judged by (more is better for all of them), then extras.
+SHOP_METRICS = (("click", "auc"), ("conversion", "auc"), ("interest", "accuracy"),
+                ("category", "accuracy"), ("colour", "accuracy"), ("anomaly", "auc"))
+SHOP_EXTRAS = (("interest", "top_3_accuracy"), ("interest", "ndcg_at_3"),
+               ("category", "macro_f1"), ("colour", "macro_f1"), ("anomaly", "precision"),
+               ("anomaly", "recall"))
+
+
+def shop_variants(base: config_lib.Config) -> Dict[str, config_lib.Config]:
+    """Architectures x loss weightings over every task, and one single-task model per task."""
+    def with_model(**changes):
+        return dataclasses.replace(base, model=dataclasses.replace(base.model, **changes))
+
+    out = {f"{a} / {w}": with_model(architecture=a, loss_weighting=w)
+           for a in SHOP_ARCHITECTURES for w in SHOP_WEIGHTINGS}
+    for task in base.model.tasks:
+        out[f"single {task.name}"] = with_model(architecture="shared_bottom",
+                                                loss_weighting="fixed", tasks=(task,))
+    return out
+
+
+def _stat(rows, task: str, metric: str):
+    """(mean, sd over seeds) of one task's metric; None where no row has it."""
+    values = [r["tasks"][task][metric] for r in rows
+              if task in r["tasks"] and r["tasks"][task].get(metric) is not None]
+    if not values:
+        return None
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def shop_main(args) -> None:
+    """Trains every shop variant per seed on the config's featurized run; prints the tables."""
+    base = config_lib.load(args.shop_tasks)
+    out = args.out or os.path.join(base.run_dir, "compare")
+    results: Dict[str, list] = {}
+    started = time.time()
+    for seed in args.seeds:
+        for name, config in shop_variants(base).items():
+            if args.only and name not in args.only:
+                continue
+            folder = name.replace(" / ", "-").replace(" ", "_")
+            run_dir = os.path.join(out, f"{folder}-s{seed}")
+            os.makedirs(run_dir, exist_ok=True)
+            # The variants share one ingest (the rule's baseline reads it) and featurize.
+            for stage in ("ingest", "featurize"):
+                link = os.path.join(run_dir, stage)
+                if not os.path.exists(link):
+                    os.symlink(os.path.abspath(os.path.join(base.run_dir, stage)), link)
+            config = dataclasses.replace(config, run_dir=run_dir, training=dataclasses.replace(
+                config.training, seed=seed))
+            start = time.time()
+            if args.reuse and os.path.exists(config.layout.metrics_file):
+                with open(config.layout.metrics_file) as f:
+                    trained = json.load(f)
+            else:
+                trained = train.run(config)
+            results.setdefault(name, []).append(
+                {"seed": seed, "tasks": trained["tasks"], "baselines": trained["baselines"]})
+            print(f"[compare] {name} seed {seed}: {time.time() - start:.0f}s", flush=True)
+    shop_report(results, base, out, time.time() - started)
+
+
+def _cell(stat, digits: int = 3) -> str:
+    return "—" if stat is None else f"{stat[0]:.{digits}f} ± {stat[1]:.{digits}f}"
+
+
+def _verdicts(table, single, best: str) -> List[str]:
+    """Per task: does ``best`` match (within the larger seed spread) or beat single-task?"""
+    out = []
+    for t, m in SHOP_METRICS:
+        got, alone = table[best][f"{t}/{m}"], single[t]
+        matches = got[0] >= alone[0] - max(got[1], alone[1])
+        out.append(f"{t} {'matches or beats' if matches else 'below'} "
+                   f"({got[0]:.3f} vs {alone[0]:.3f})")
+    return out
+
+
+def shop_report(results: Dict[str, list], base: config_lib.Config, out: str,
+                seconds: float) -> None:
+    """Prints the four-task tables (mean ± sd over seeds) and writes them as JSON."""
+    header = [f"{t} {m.replace('_', ' ')}" for t, m in SHOP_METRICS]
+    print("\n| model | " + " | ".join(header) + " |")
+    print("|---" * (len(header) + 1) + "|")
+    single = {t: _stat(results.get(f"single {t}", []), t, m) for t, m in SHOP_METRICS}
+    table = {name: {f"{t}/{m}": _stat(rows, t, m) for t, m in SHOP_METRICS}
+             for name, rows in results.items()}
+    multi = [n for n in results if not n.startswith("single")]
+    for name in multi:
+        print(f"| {name} | " + " | ".join(_cell(table[name][f"{t}/{m}"])
+                                          for t, m in SHOP_METRICS) + " |")
+    print("| single-task (one model per task) | "
+          + " | ".join(_cell(single[t]) for t, _ in SHOP_METRICS) + " |")
+
+    def ratio(name):
+        # The mean over tasks of the variant's figure over the single-task one.
+        return float(np.mean([table[name][f"{t}/{m}"][0] / single[t][0]
+                              for t, m in SHOP_METRICS]))
+
+    if multi and all(single.values()):
+        best = max(multi, key=ratio)
+        print(f"\nbest multi-task setting (mean ratio to single-task {ratio(best):.4f}): "
+              f"{best}: " + "; ".join(_verdicts(table, single, best)))
+    print("\n| model | " + " | ".join(f"{t} {m.replace('_', ' ')}" for t, m in SHOP_EXTRAS)
+          + " |")
+    print("|---" * (len(SHOP_EXTRAS) + 1) + "|")
+    for name, rows in results.items():
+        print(f"| {name} | " + " | ".join(_cell(_stat(rows, t, m)) for t, m in SHOP_EXTRAS)
+              + " |")
+    rule = next((r["baselines"]["anomaly"] for rows in results.values() for r in rows
+                 if (r.get("baselines") or {}).get("anomaly")), None)
+    if rule:
+        precision = rule["precision"] if rule["precision"] is not None else float("nan")
+        print(f"\nanomaly rule on the same eval impressions: AUC {rule['auc']:.3f} (its "
+              f"score), precision {precision:.3f} / recall {rule['recall']:.3f} (its "
+              f"decision), {rule['flagged_rate']:.2%} of impressions flagged")
+    embed_report = os.path.join(base.run_dir, "embed", "report.json")
+    if os.path.exists(embed_report):
+        with open(embed_report) as f:
+            heads = json.load(f).get("encoder", {}).get("heads", {})
+        print("image encoder, held-out items: " + ", ".join(
+            f"{name} accuracy {h['accuracy']:.3f}" for name, h in heads.items()))
+    g = base.generate
+    seeds = sorted({r["seed"] for rows in results.values() for r in rows})
+    print(f"\nshop: {g.num_users} users ({g.bot_fraction:.0%} bots), {g.num_items} items, "
+          f"{base.training.epochs} epochs; seeds {seeds}; {len(results)} variants in "
+          f"{seconds / 60:.1f} min")
+    with open(os.path.join(out, "shop_tasks_comparison.json"), "w") as f:
+        json.dump({"table": table, "rule": rule, "seeds": seeds}, f, indent=2)
 
 
 if __name__ == "__main__":

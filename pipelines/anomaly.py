@@ -12,6 +12,9 @@ events, the busiest bucket's count, the number of robotic buckets, when the
 user turned robotic, and ``score = busiest bucket / max_events`` (> 1 is
 robotic). Counting is a combine per (user, bucket), so no worker holds a
 user's whole log.
+
+With ``pass_flagged`` the rule still flags (and counts) robotic users, but
+their events stay: a model that learns to detect bots needs them as examples.
 """
 
 from __future__ import annotations
@@ -53,17 +56,20 @@ class FilterRobots(beam.PTransform):
         window_s: Bucket width in seconds (60: events per minute).
         max_events: Most events a person logs in one bucket; 0 disables the
             filter (rows are still scored against 1).
+        pass_flagged: Keep robotic users' events (counted under
+            ``anomaly/passed_events``) instead of dead-lettering them.
     """
 
-    def __init__(self, window_s: int, max_events: int):
+    def __init__(self, window_s: int, max_events: int, pass_flagged: bool = False):
         super().__init__()
         if window_s < 1 or max_events < 0:
             raise ValueError("window_s must be >= 1 and max_events >= 0")
         self._window_s = int(window_s)
         self._max_events = int(max_events)
+        self._pass_flagged = bool(pass_flagged)
 
     def expand(self, events) -> AnomalyOutputs:
-        window_s, max_events = self._window_s, self._max_events
+        window_s, max_events, pass_flagged = self._window_s, self._max_events, self._pass_flagged
         limit = max_events or 1
 
         per_bucket = (events
@@ -90,7 +96,10 @@ class FilterRobots(beam.PTransform):
 
         def check(event, robots):
             start = robots.get(event[F.USER_KEY])
-            if start is not None and event[F.TIMESTAMP_KEY] >= start:
+            if start is not None and event[F.TIMESTAMP_KEY] >= start and pass_flagged:
+                beam.metrics.Metrics.counter(dl.NAMESPACE, "anomaly/passed_events").inc()
+                yield event
+            elif start is not None and event[F.TIMESTAMP_KEY] >= start:
                 yield dl.tagged(EVENTS, "robot_user",
                                 f"user logged more than {max_events} events in {window_s}s "
                                 f"from {start}", event_record(event))

@@ -169,7 +169,7 @@ class BuildExamples(beam.PTransform):
         super().__init__()
         self._click_window_s = int(click_window_s)
         self._conversion_window_s = int(conversion_window_s)
-        by_event = {f.event_type: f.name for f in registry.labels()}
+        by_event = {f.event_type: f.name for f in registry.event_labels()}
         self._names = {CLICK: by_event.get("click"), CONVERSION: by_event.get("purchase")}
 
     def expand(self, events) -> Outputs:

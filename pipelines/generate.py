@@ -9,6 +9,14 @@ the true probabilities so evaluation can be compared with an oracle.
 Users are generated in chunks and their events written as they are made, so a
 large run never holds the whole event log in memory. Configurable fractions of
 rows and images are broken on purpose so ingest's dead letters have work to do.
+
+With ``bot_fraction`` > 0 some users are bots (their own random stream, so the
+people's events stay those of a shop without bots): their sessions fall in
+the night (01:00-05:00 UTC), they click any item with probability
+:data:`BOT_CLICK_P` and never buy, some clicks come with no impression before
+them, and half of them ("fast" bots) crowd each three days' sessions into
+one minute and click within seconds. The users table then carries the
+ground truth, ``is_bot``.
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ CORRUPT_KINDS = ("bad_timestamp", "unknown_item", "wrong_columns")
 IMAGE_FAULTS = ("missing", "random_bytes", "truncated", "empty")
 _DROP = object()  # a field left out of a row: omitted in CSV, null in Parquet
 _MAX_GUMBEL_ITEMS = 2048  # above this, sample impressions by rejection instead
+BOT_CLICK_P = 0.3  # a bot clicks whatever it is shown, with this probability
+BOT_VIEWLESS_CLICK_P = 0.5  # per bot session: one click on an item never shown
 
 
 class _TableWriter:
@@ -200,6 +210,61 @@ def _sample_items(rng, log_pop: np.ndarray, sessions: int, k: int) -> np.ndarray
     return out
 
 
+def _bots(rng: np.random.Generator, gen: config_lib.GenerateConfig
+          ) -> Tuple[np.ndarray, np.ndarray]:
+    """(is_bot, fast) per pool user; all False without bots (nothing drawn)."""
+    pool = _pool(gen)[0]
+    if gen.bot_fraction <= 0:
+        return np.zeros(pool, bool), np.zeros(pool, bool)
+    is_bot = rng.random(pool) < gen.bot_fraction
+    return is_bot, is_bot & (rng.random(pool) < 0.5)
+
+
+def _botify(rng, is_bot, fast_bot, sess_user, sess_t, k, start, num_items, click_max,
+            imp_t, click_t, click, buy, p_click, p_buy):
+    """Rewrites the bot sessions of one chunk: night, bursts, random and viewless clicks.
+
+    Args:
+        sess_user, sess_t: Each session's user and start (people's as drawn).
+        k: Impressions per session; the impression arrays are sessions x k, flat.
+        click_max: Longest impression-to-click delay (a slow bot's, as people's).
+        imp_t, click_t, click, buy, p_click, p_buy: The chunk's impressions as
+            drawn for people; bot sessions' entries are replaced.
+
+    Returns:
+        The same arrays (bots' entries rewritten) and the viewless clicks
+        ``(users, items, times)``.
+    """
+    bot_sess = is_bot[sess_user]
+    n = int(bot_sess.sum())
+    day = (sess_t[bot_sess] - start) // 86400
+    night = start + day * 86400 + rng.integers(3600, 5 * 3600, n)
+    # A fast bot starts all its sessions of three days within 40 seconds of
+    # each other, and clicks within seconds; a slow one clicks as people do.
+    fast = fast_bot[sess_user[bot_sess]]
+    period = day - day % 3
+    burst = start + period * 86400 + 3600 + (sess_user[bot_sess] * 7919 + period * 104729) % (
+        4 * 3600)
+    sess_t = sess_t.copy()
+    sess_t[bot_sess] = np.where(fast, burst + rng.integers(0, 40, n), night)
+    gaps = np.where(fast[:, None], 1, rng.integers(1, 6, (n, k)))
+    times = (sess_t[bot_sess][:, None] + np.cumsum(gaps, axis=1)).ravel()
+    rows = np.repeat(bot_sess, k)
+    imp_t, click_t, p_click, p_buy = imp_t.copy(), click_t.copy(), p_click.copy(), p_buy.copy()
+    imp_t[rows] = times
+    delay = rng.integers(5, click_max + 1, len(times))
+    click_t[rows] = times + np.where(np.repeat(fast, k), rng.integers(1, 4, len(times)), delay)
+    p_click[rows], p_buy[rows] = BOT_CLICK_P, 0.0
+    click, buy = click.copy(), buy.copy()
+    click[rows] = rng.random(len(times)) < BOT_CLICK_P
+    buy[rows] = False
+    with_viewless = rng.random(n) < BOT_VIEWLESS_CLICK_P
+    users = sess_user[bot_sess][with_viewless]
+    items = rng.integers(0, num_items, len(users))
+    at = sess_t[bot_sess][with_viewless] + rng.integers(0, 30, len(users))
+    return imp_t, click_t, click, buy, p_click, p_buy, (users, items, at)
+
+
 def run(config: config_lib.Config) -> dict:
     """Generates a synthetic shop into ``config.run_dir``.
 
@@ -210,7 +275,8 @@ def run(config: config_lib.Config) -> dict:
     Returns:
         Summary: counts of users, items, impressions, clicks, purchases (as
         generated), truth and event rows written, corrupt rows (total and per
-        kind), duplicate rows, faulty images per kind, and output paths.
+        kind), duplicate rows, bot impressions and viewless bot clicks,
+        faulty images per kind, and output paths.
     """
     gen, inp, fmt = config.generate, config.inputs, config.inputs.format
     # Independent streams, so changing e.g. a bad-data fraction leaves the clean data alone.
@@ -223,10 +289,16 @@ def run(config: config_lib.Config) -> dict:
 
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"generate writes csv or parquet, not {fmt!r}")
-    users = _TableWriter(config.input_path(inp.users), ("user_id", "age", "region", "membership"),
-                         fmt)
+    # Drawn for the whole pool from a fifth stream: the first four, and so the
+    # shop without bots, are unchanged (SeedSequence children are per index).
+    bot_rng = np.random.default_rng(np.random.SeedSequence(gen.seed).spawn(5)[4])
+    is_bot, fast_bot = _bots(bot_rng, gen)
+    user_columns = ("user_id", "age", "region", "membership") + (
+        ("is_bot",) if gen.bot_fraction > 0 else ())
+    users = _TableWriter(config.input_path(inp.users), user_columns, fmt)
     users.write([(user_ids[u], "" if world["age_missing"][u] else str(world["age"][u]),
                   REGIONS[world["region"][u]], MEMBERSHIPS[world["member"][u]])
+                 + ((str(int(is_bot[u])),) if gen.bot_fraction > 0 else ())
                  for u in range(gen.num_users)])
     users.close()
     items = _TableWriter(config.input_path(inp.items), ("item_id", "category", "brand", "colour",
@@ -252,7 +324,7 @@ def run(config: config_lib.Config) -> dict:
         truth_file = open(config.input_path(inp.truth), "w", newline="", buffering=1 << 20)
         truth_file.write(",".join(TRUTH_COLUMNS) + "\n")
     counts = dict.fromkeys(("impressions", "clicks", "purchases", "truth_rows", "event_rows",
-                            "duplicate_rows"), 0)
+                            "duplicate_rows", "bot_impressions", "viewless_clicks"), 0)
     corrupt = dict.fromkeys(CORRUPT_KINDS, 0)
     for lo in range(0, gen.num_users, chunk):
         chunk_users = np.arange(lo, min(lo + chunk, gen.num_users))
@@ -269,16 +341,24 @@ def run(config: config_lib.Config) -> dict:
         buy = click & (event_rng.random(len(user)) < p_buy)
         click_t = imp_t + event_rng.integers(5, click_max + 1, len(user))
         buy_t = click_t + event_rng.integers(min(60, buy_max), buy_max + 1, len(user))
+        viewless = (np.zeros(0, int),) * 3
+        if is_bot[chunk_users].any():
+            imp_t, click_t, click, buy, p_click, p_buy, viewless = _botify(
+                bot_rng, is_bot, fast_bot, sess_user, sess_t, k, start, gen.num_items, click_max,
+                imp_t, click_t, click, buy, p_click, p_buy)
+            counts["bot_impressions"] += int(is_bot[user].sum())
+            counts["viewless_clicks"] += len(viewless[0])
         # One row per event; an impression row remembers its impression for truth.
-        src = np.concatenate([np.arange(len(user)), -np.ones(click.sum() + buy.sum(), int)])
-        e_user = np.concatenate([user, user[click], user[buy]])
-        e_item = np.concatenate([item, item[click], item[buy]])
-        e_t = np.concatenate([imp_t, click_t[click], buy_t[buy]])
-        e_type = np.repeat([0, 1, 2], [len(user), click.sum(), buy.sum()])
+        n_extra = click.sum() + buy.sum() + len(viewless[0])
+        src = np.concatenate([np.arange(len(user)), -np.ones(n_extra, int)])
+        e_user = np.concatenate([user, user[click], user[buy], viewless[0]])
+        e_item = np.concatenate([item, item[click], item[buy], viewless[1]])
+        e_t = np.concatenate([imp_t, click_t[click], buy_t[buy], viewless[2]])
+        e_type = np.repeat([0, 1, 2, 1], [len(user), click.sum(), buy.sum(), len(viewless[0])])
         order = np.lexsort((e_type, e_t, e_user))  # per user, in time order
         src, e_user, e_item, e_t, e_type = (a[order] for a in (src, e_user, e_item, e_t, e_type))
         counts["impressions"] += len(user)
-        counts["clicks"] += int(click.sum())
+        counts["clicks"] += int(click.sum()) + len(viewless[0])
         counts["purchases"] += int(buy.sum())
 
         draw = bad_rng.random(len(order))

@@ -30,7 +30,7 @@ from pipelines.anomaly import ANOMALY_COLUMNS, FilterRobots
 from pipelines.events import BuildExamples, DedupEvents, DropUnknownItems
 from pipelines.history import AddHistory
 from pipelines.join import AttachEmbeddings, EMBEDDINGS, ItemsFromEvents, JoinFeatures
-from pipelines.labels import FunnelExamples, SampledPositives
+from pipelines.labels import FunnelExamples, NextEventLabels, SampledPositives
 from pipelines.negatives import SampleNegatives
 from pipelines.options import pipeline_options
 from pipelines.outputs import Outputs
@@ -73,7 +73,8 @@ class Ingest(beam.PTransform):
     Stages (stable labels): ParseEvents, ParseItems (or ItemsFromEvents),
     ParseUsers → AttachEmbeddings → DropUnknownItems → DedupEvents →
     FilterRobots → CountCleanLog → BuildExamples | FunnelExamples |
-    SampledPositives + SampleNegatives → AddAggregates → AddHistory → JoinFeatures →
+    SampledPositives + SampleNegatives → NextEventLabels (with next-event
+    targets) → AddAggregates → AddHistory → JoinFeatures →
     SplitByTime → Count<Split> → EvalPairs.
     """
 
@@ -123,10 +124,13 @@ class Ingest(beam.PTransform):
         events = keep(events | "DropUnknownItems" >> DropUnknownItems(items))
         events = keep(events | "DedupEvents" >> DedupEvents(data.dedup))
         anomalies = events | "FilterRobots" >> FilterRobots(data.anomaly.window_s,
-                                                            data.anomaly.max_events)
+                                                            data.anomaly.max_events,
+                                                            data.anomaly.pass_flagged)
         events = keep(anomalies) | "CountCleanLog" >> CountCleanLog()
 
         examples = self._examples(events, keep)
+        if registry.of_source(F.Source.NEXT):
+            examples = examples | "NextEventLabels" >> NextEventLabels(registry, events, items)
         user_history = at_eval = aggregates = None
         if registry.of_source(F.Source.HISTORY):
             # One probe per user at the eval start: the same point-in-time state

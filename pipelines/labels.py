@@ -12,12 +12,17 @@ Two ways to make examples where there is no impression to hang a label on:
 
 A label may also require a value of an event column (H&M's ``online`` label:
 a purchase whose ``sales_channel_id`` is 2).
+
+Next-event targets (:class:`NextEventLabels`, registry source ``next``) label
+any example with what the user did next: the category of their next click
+on another item (a multiclass target of user interest), and whether there
+is one (its mask).
 """
 
 from __future__ import annotations
 
 import bisect
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
 
@@ -84,7 +89,7 @@ class FunnelExamples(beam.PTransform):
     def __init__(self, registry: F.Registry, example_event: str,
                  split_starts: Sequence[Optional[int]]):
         super().__init__()
-        self._labels = registry.labels()
+        self._labels = registry.event_labels()
         self._example_event = example_event
         self._starts = tuple(split_starts)
         self._sampled_key = registry.sampled_key
@@ -114,7 +119,7 @@ class SampledPositives(beam.PTransform):
 
     def __init__(self, registry: F.Registry):
         super().__init__()
-        labels = registry.labels()
+        labels = registry.event_labels()
         stages = {f.event_type for f in labels}
         if len(stages) != 1:
             raise ValueError(f"sampled labels must share one funnel event, got {sorted(stages)}")
@@ -135,3 +140,83 @@ class SampledPositives(beam.PTransform):
         return (events
                 | "OfStage" >> beam.Filter(lambda e: e[EVENT_TYPE_KEY] == stage)
                 | "Positive" >> beam.Map(positive))
+
+
+def next_event_labels(examples: List[Dict[str, Any]], later: Sequence[Tuple[int, str, str]],
+                      targets: Sequence[F.Feature], items: Mapping[str, Mapping[str, Any]]
+                      ) -> List[Dict[str, Any]]:
+    """Sets each of one user's examples' next-event targets.
+
+    The next event of an example at time t on item i is the user's first
+    ``event_type`` event strictly after t on another item than i (its own
+    click would only repeat the example's item).
+
+    Args:
+        examples: The user's examples (any order), each with timestamp and item id.
+        later: The user's (timestamp, event_type, item_id) events, any order.
+        targets: The registry's NEXT features.
+        items: item_id -> item-table row (the CATEGORICAL targets' attributes).
+
+    Returns:
+        Copies of the examples with every target set, in time order.
+    """
+    events = sorted(later)
+    out = []
+    for example in sorted(examples, key=lambda e: (e[F.TIMESTAMP_KEY], e[F.ITEM_KEY])):
+        row = dict(example)
+        ts, own = example[F.TIMESTAMP_KEY], example[F.ITEM_KEY]
+        start = bisect.bisect_right(events, (ts, "\uffff"))
+        for f in targets:
+            found = next((item for t, kind, item in events[start:]
+                          if kind == f.event_type and item != own and t > ts), None)
+            if f.kind == F.Kind.LABEL:
+                row[f.name] = int(found is not None)
+            else:
+                value = (items.get(found) or {}).get(f.history_of) if found else None
+                row[f.name] = f.default if value is None else value
+        out.append(row)
+    return out
+
+
+class NextEventLabels(beam.PTransform):
+    """Examples → the same examples with the registry's NEXT targets set.
+
+    Examples and the target events are grouped per user, so a worker holds
+    one user's examples and their target events (clicks, for user interest);
+    the item table is a side input. Counted: ``next/<target>`` examples with
+    a next event.
+    """
+
+    def __init__(self, registry: F.Registry, events: beam.PCollection,
+                 items: beam.PCollection):
+        """Args:
+            registry: The run's registry; its ``next`` features are set.
+            events: Clean event dicts of every user.
+            items: (item_id, item-table row).
+        """
+        super().__init__()
+        self._targets = registry.of_source(F.Source.NEXT)
+        self._events = events
+        self._items = items
+
+    def expand(self, examples):
+        targets = self._targets
+        kinds = {f.event_type for f in targets}
+
+        def label(user_and_groups, items):
+            _, groups = user_and_groups
+            for row in next_event_labels(list(groups["examples"]), list(groups["events"]),
+                                         targets, items):
+                for f in targets:
+                    if f.kind == F.Kind.LABEL and row[f.name]:
+                        beam.metrics.Metrics.counter(dl.NAMESPACE, f"next/{f.name}").inc()
+                yield row
+
+        later = (self._events
+                 | "TargetEvents" >> beam.Filter(lambda e: e[EVENT_TYPE_KEY] in kinds)
+                 | "KeyEventsByUser" >> beam.Map(lambda e: (
+                     e[F.USER_KEY], (e[F.TIMESTAMP_KEY], e[EVENT_TYPE_KEY], e[F.ITEM_KEY]))))
+        keyed = examples | "KeyExamplesByUser" >> beam.Map(lambda r: (r[F.USER_KEY], r))
+        return ({"examples": keyed, "events": later}
+                | "GroupByUser" >> beam.CoGroupByKey()
+                | "Label" >> beam.FlatMap(label, items=beam.pvalue.AsDict(self._items)))

@@ -124,7 +124,8 @@ class SampleNegatives(beam.PTransform):
         self._k = int(per_positive)
         self._window = int(window_days)
         self._seed = int(seed)
-        self._labels = tuple(f.name for f in registry.labels())
+        # The negative's own event labels; a user-table label comes with the user's row.
+        self._labels = tuple(f.name for f in registry.event_labels())
         self._sampled_key = registry.sampled_key
 
     def expand(self, positives):

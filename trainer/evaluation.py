@@ -7,9 +7,11 @@ approximate (thresholded) and wrong under MultiWorkerMirroredStrategy
 Per task, by type:
 
 - binary: AUC, GAUC (per-user AUC weighted by the user's impressions),
-  log loss, calibration (mean prediction / positive rate);
+  log loss, calibration (mean prediction / positive rate); with a
+  ``threshold``, precision and recall at it;
 - regression: RMSE, calibration (mean prediction / mean label);
-- multiclass: accuracy and log loss.
+- multiclass: accuracy, top-3 accuracy, NDCG@3 over the classes, macro-F1
+  and log loss.
 
 A task with a ``condition`` is evaluated only where its condition label is 1.
 ESMM's CVR output is evaluated like a binary task on the clicked examples
@@ -129,10 +131,30 @@ def binary_metrics(labels, probabilities, users) -> Dict[str, float]:
     }
 
 
+def with_threshold(values: Dict[str, float], task: TaskConfig, labels, probabilities
+                   ) -> Dict[str, float]:
+    """``values`` plus precision and recall at the task's threshold, when it has one."""
+    if task.threshold is None:
+        return values
+    return dict(values, threshold=float(task.threshold),
+                **metrics.precision_recall(labels, probabilities, task.threshold))
+
+
+def multiclass_metrics(labels, probabilities) -> Dict[str, float]:
+    """Accuracy, top-3 accuracy, NDCG@3 over classes, macro-F1, log loss, examples."""
+    return {"accuracy": metrics.accuracy(labels, probabilities),
+            "top_3_accuracy": metrics.top_k_accuracy(labels, probabilities, 3),
+            "ndcg_at_3": metrics.class_ndcg_at_k(labels, probabilities, 3),
+            "macro_f1": metrics.macro_f1(labels, probabilities),
+            "log_loss": metrics.multiclass_log_loss(labels, probabilities),
+            "examples": int(np.asarray(labels).size)}
+
+
 def task_metrics(task: TaskConfig, labels, predictions, users) -> Dict[str, float]:
     """The metrics of one task's type (see the module docstring)."""
     if task.type == "binary":
-        return binary_metrics(labels, predictions, users)
+        return with_threshold(binary_metrics(labels, predictions, users), task, labels,
+                              predictions)
     if task.type == "regression":
         labels = np.asarray(labels, np.float64)
         mean_label = float(labels.mean()) if labels.size else math.nan
@@ -140,9 +162,7 @@ def task_metrics(task: TaskConfig, labels, predictions, users) -> Dict[str, floa
                 "calibration": (float(np.mean(predictions)) / mean_label
                                 if labels.size and mean_label else math.nan),
                 "mean_label": mean_label, "examples": int(labels.size)}
-    return {"accuracy": metrics.accuracy(labels, predictions),
-            "log_loss": metrics.multiclass_log_loss(labels, predictions),
-            "examples": int(np.asarray(labels).size)}
+    return multiclass_metrics(labels, predictions)
 
 
 def evaluate(model, dataset: tf.data.Dataset, model_config: ModelConfig, user_key: str,
@@ -197,7 +217,8 @@ def evaluate_collected(data: Mapping[str, Mapping[str, np.ndarray]],
     for task in model_config.tasks:
         if task.name in binary:
             got, probabilities, keep = binary[task.name]
-            tasks[task.name] = binary_metrics(got, probabilities, users[keep])
+            tasks[task.name] = with_threshold(binary_metrics(got, probabilities, users[keep]),
+                                              task, got, probabilities)
             continue
         keep = _where(labels, task.condition, n)
         tasks[task.name] = task_metrics(task, labels[task.name][keep],

@@ -80,7 +80,9 @@ class FeatureEncoder(tf.keras.layers.Layer):
     def __init__(self, registry: F.Registry, vocab_sizes: Mapping[str, int],
                  model_config: ModelConfig, **kwargs):
         super().__init__(**kwargs)
-        self._embedded = registry.of_kind(*_EMBEDDED, *_INDEXED)
+        # A NEXT target is categorical too, but is predicted, never read.
+        self._embedded = tuple(f for f in registry.of_kind(*_EMBEDDED, *_INDEXED)
+                               if not f.is_target)
         self._dense = tuple(f.name for f in registry.of_kind(F.Kind.NUMERIC, F.Kind.FLAG))
         owners = [f for f in self._embedded if f.vocabulary is None]
         sizes = dict(vocab_sizes, **{f.name: f.index_size for f in registry.of_kind(*_INDEXED)})

@@ -142,6 +142,69 @@ def accuracy(labels, probabilities) -> float:
     return float(np.mean(np.argmax(probabilities, axis=-1) == labels))
 
 
+def _label_ranks(labels, probabilities) -> np.ndarray:
+    """1-based rank of each label's class: 1 + classes scored strictly higher.
+
+    Ties go the label's way (a tied class does not push it down).
+    """
+    labels = np.asarray(labels, dtype=np.int64).ravel()
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    own = probabilities[np.arange(labels.size), labels]
+    return 1 + np.sum(probabilities > own[:, None], axis=1)
+
+
+def top_k_accuracy(labels, probabilities, k: int) -> float:
+    """Share of examples whose label is among the ``k`` most probable classes."""
+    if np.asarray(labels).size == 0:
+        return math.nan
+    return float(np.mean(_label_ranks(labels, probabilities) <= k))
+
+
+def class_ndcg_at_k(labels, probabilities, k: int) -> float:
+    """NDCG@k of the classes ranked by probability, one relevant class (the label).
+
+    With one relevant class the ideal DCG is 1, so an example scores
+    ``1 / log2(rank + 1)`` when its label ranks within k, else 0.
+    """
+    if np.asarray(labels).size == 0:
+        return math.nan
+    ranks = _label_ranks(labels, probabilities)
+    return float(np.mean(np.where(ranks <= k, 1.0 / np.log2(ranks + 1.0), 0.0)))
+
+
+def macro_f1(labels, probabilities) -> float:
+    """Unweighted mean over classes of F1 = 2 TP / (2 TP + FP + FN), predicting the argmax.
+
+    Over the classes that occur as a label or a prediction (a class neither
+    has nor gets has no F1), as scikit-learn's ``f1_score(average='macro')``.
+    """
+    labels = np.asarray(labels, dtype=np.int64).ravel()
+    if labels.size == 0:
+        return math.nan
+    predicted = np.argmax(probabilities, axis=-1).ravel()
+    scores = []
+    for c in np.union1d(labels, predicted):
+        tp = np.sum((predicted == c) & (labels == c))
+        fp = np.sum((predicted == c) & (labels != c))
+        fn = np.sum((predicted != c) & (labels == c))
+        scores.append(2.0 * tp / (2.0 * tp + fp + fn))
+    return float(np.mean(scores))
+
+
+def precision_recall(labels, scores, threshold: float) -> Dict[str, float]:
+    """Precision and recall of calling ``scores >= threshold`` positive.
+
+    Returns:
+        ``{precision, recall}``; precision is nan when nothing is called
+        positive, recall when there is no positive.
+    """
+    labels = np.asarray(labels, dtype=np.float64).ravel() > 0.5
+    called = np.asarray(scores, dtype=np.float64).ravel() >= threshold
+    tp = float(np.sum(called & labels))
+    return {"precision": tp / called.sum() if called.any() else math.nan,
+            "recall": tp / labels.sum() if labels.any() else math.nan}
+
+
 def rmse(labels, predictions) -> float:
     labels = np.asarray(labels, dtype=np.float64).ravel()
     if labels.size == 0:

@@ -7,7 +7,11 @@ gives each branch its representation; a tower and output layer per branch
 (``trainer.heads``) produce the raw outputs, and every task has its own TFRS
 task object and loss weight. ESMM forms
 pCTCVR = pCTR x pCVR and trains only the CTR and CTCVR losses, over every
-impression. An optional two-tower retrieval task (``trainer.retrieval``)
+impression. A task with its own ``inputs`` (an item attribute predicted
+from the other item features) is no branch of the architecture: it has a
+bottom of its own over just those inputs' encodings, and shares only the
+encodings (embedding tables, the photo projection) with the other tasks.
+An optional two-tower retrieval task (``trainer.retrieval``)
 shares the feature encodings and is trained in the same steps.
 
 Losses are computed per example and averaged over the *global* batch, which
@@ -78,7 +82,13 @@ class MultiTaskModel(tfrs.Model):
         if self._esmm is not None:
             del widths[self._esmm.ctcvr_task]
             widths[self._esmm.cvr_output] = 1
-        self.architecture = architectures.build(model_config, list(widths))
+        # Tasks reading inputs of their own sit beside the architecture.
+        self._own_inputs = {t.name: tuple(t.inputs) for t in self._tasks_config if t.inputs}
+        self.architecture = architectures.build(
+            model_config, [b for b in widths if b not in self._own_inputs])
+        self.own_bottoms = {name: architectures.mlp(model_config.bottom_units, f"{name}_bottom",
+                                                    model_config.dropout)
+                            for name in self._own_inputs}
         self.towers = {b: heads.Tower(b, model_config.tower_units, w) for b, w in widths.items()}
         self.objectives = {t.name: heads.Objective(t) for t in self._tasks_config}
         self.task_weighting = weighting.TaskWeighting(
@@ -135,7 +145,11 @@ class MultiTaskModel(tfrs.Model):
 
     def _forward(self, features: Mapping[str, tf.Tensor], training: bool):
         parts = self.encoder.parts(features, training=training)
-        hidden = self.architecture(tf.concat(list(parts.values()), axis=1), training=training)
+        hidden = dict(self.architecture(tf.concat(list(parts.values()), axis=1),
+                                        training=training))
+        for name, names in self._own_inputs.items():
+            hidden[name] = self.own_bottoms[name](
+                tf.concat([parts[n] for n in names], axis=1), training=training)
         raw = {b: tower(hidden[b], training=training) for b, tower in self.towers.items()}
         if self._esmm is not None:
             raw[self._esmm.ctcvr_task] = heads.ctcvr_logit(raw[self._esmm.ctr_task],

@@ -34,8 +34,8 @@ from shoprec.core.errors import StageOrderError
 from shoprec.core.layout import Layout
 from shoprec.io import models
 from shoprec.io.outputs import require_success, write_report, write_success
-from trainer import (callbacks as callbacks_lib, checkpoints, data, diagnostics, evaluation,
-                     export, model as model_lib, retrieval as retrieval_lib,
+from trainer import (baselines, callbacks as callbacks_lib, checkpoints, data, diagnostics,
+                     evaluation, export, model as model_lib, retrieval as retrieval_lib,
                      strategy as strategy_lib, warm_start, weighting)
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,8 @@ def run(config: Config, strategy_name: Optional[str] = None,
         ``{'tasks': {output: metrics by type (trainer.evaluation)},
         'retrieval': {'recall_at_<k>', ...} or None, 'eval_examples': n,
         'test': {'tasks', 'retrieval', 'examples'} on the test split (the
-        same metrics, after training) or None without one,
+        same metrics, after training) or None without one, 'baselines':
+        {task: its baseline's metrics on the eval examples} (trainer.baselines),
         'training': {strategy, replicas, batch sizes, epochs, steps,
         examples_per_second, loss per epoch, initial_epoch, epochs_run,
         early_stopping, warm_start (the version and what was copied, or
@@ -303,7 +304,9 @@ def run(config: Config, strategy_name: Optional[str] = None,
                                             registry.item_key, keep_keys), "test": None}
     evaluated = evaluation.evaluate_collected(collected["eval"], config.model)
     result = {"tasks": evaluated["tasks"], "retrieval": evaluated["retrieval"],
-              "eval_examples": evaluated["examples"], "test": None}
+              "eval_examples": evaluated["examples"], "test": None,
+              # A task's baseline (ingest's anomaly rule) on the same eval examples.
+              "baselines": baselines.evaluate(layout, registry, config.model.tasks)}
     if test_ds is not None:
         # The final (best-epoch) weights; the test split never steers training.
         collected["test"] = evaluation.collect(model, test_ds, registry.user_key,

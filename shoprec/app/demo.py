@@ -106,7 +106,8 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
             for name, h in embedded["encoder"]["heads"].items()))
 
     rows = [["task", "eval AUC", "oracle AUC", "ratio", "eval log loss"]]
-    for task in config.model.tasks:
+    # The oracle knows click and conversion; other tasks are in the run report.
+    for task in (t for t in config.model.tasks if t.name in oracle):
         got = metrics["tasks"][task.name]
         best = oracle[task.name]
         rows.append([task.name, f"{got['auc']:.4f}", f"{best:.4f}", f"{got['auc'] / best:.3f}",

@@ -47,6 +47,10 @@ class GenerateConfig:
     corrupt_fraction: float = 0.0
     duplicate_fraction: float = 0.0
     missing_image_fraction: float = 0.0
+    # Abusive / bot users (0: none, the default shop). Bots click at random,
+    # at night, some without an impression, and half of them in bursts; the
+    # users table then gains the ground-truth column ``is_bot``.
+    bot_fraction: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -351,6 +355,11 @@ def check(config: Config, where: str) -> None:
                 f"{where}: task {task.name!r} names label {task.label!r}; a {task.type} "
                 f"task's label must be a registry feature of kind {kinds} "
                 f"(registry labels are {sorted(label_names)})")
+        inputs = {f.name for f in config.registry.inputs()}
+        bad = [n for n in task.inputs if n not in inputs or n == task.label]
+        if bad:
+            raise ConfigError(f"{where}: task {task.name!r}: inputs {bad} must be model inputs "
+                              "other than the task's label")
     embed = config.embed
     if len(embed.image_shape) != 3 or embed.image_shape[2] != 3 or min(embed.image_shape) < 1:
         raise ConfigError(f"{where}: embed.image_shape must be [height, width, 3]")

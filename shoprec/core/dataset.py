@@ -114,10 +114,15 @@ class NegativesSpec:
 @dataclasses.dataclass(frozen=True)
 class AnomalySpec:
     """Robot filter: a user with more than ``max_events`` events in one
-    ``window_s`` bucket is robotic from that bucket on (0: no filter)."""
+    ``window_s`` bucket is robotic from that bucket on (0: no filter).
+
+    ``pass_flagged``: robotic users' events are kept (counted, not dropped),
+    so a model can learn bot detection from them as labelled examples.
+    """
 
     window_s: int = 60
     max_events: int = 0
+    pass_flagged: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +170,8 @@ class DatasetConfig:
 
     def event_columns_kept(self) -> Tuple[str, ...]:
         """Event columns parsed events carry: label conditions, item attributes."""
-        kept = [f.column for f in self.features if f.kind == F.Kind.LABEL and f.column]
+        kept = [f.column for f in self.features
+                if f.kind == F.Kind.LABEL and f.column and f.source == F.Source.EVENT]
         if self.items.from_events:
             kept += [f.source_column for f in self.features if f.source == F.Source.ITEM]
         return tuple(dict.fromkeys(kept))
@@ -220,7 +226,7 @@ def check(dataset: DatasetConfig, where: str = "dataset") -> None:
                              f"which its table's columns do not declare")
         if f.event_type and f.event_type not in FUNNEL:
             raise ConfigError(f"{where}: feature {f.name}: event_type {f.event_type!r}")
-    for f in registry.labels():
+    for f in registry.event_labels() + registry.of_source(F.Source.NEXT):
         if f.event_type not in stages:
             raise ConfigError(f"{where}: label {f.name} counts {f.event_type!r} events, which "
                              f"the events never map to ({sorted(stages)})")
@@ -230,7 +236,7 @@ def check(dataset: DatasetConfig, where: str = "dataset") -> None:
     if dataset.labels == "sampled":
         if dataset.negatives.per_positive < 1:
             raise ConfigError(f"{where}.negatives.per_positive must be >= 1")
-        if len({f.event_type for f in registry.labels()}) != 1:
+        if len({f.event_type for f in registry.event_labels()}) != 1:
             raise ConfigError(f"{where}: sampled labels must all count one funnel event")
     for f in registry.aggregates():
         counted = {f.event_type, f.ratio_to} - {None}

@@ -13,6 +13,8 @@ from typing import Any, Collection, Dict, Optional, Tuple
 from shoprec.core.sections import ConfigError, build
 
 TASK_TYPES = ("binary", "regression", "multiclass")
+# A task's baseline (trainer.baselines): ingest's anomaly rule, scored on the same examples.
+BASELINES = ("anomaly_rule",)
 LOSS_WEIGHTINGS = ("fixed", "uncertainty", "dwa")
 ARCHITECTURES = ("shared_bottom", "mmoe", "ple", "esmm", "soft_sharing")
 
@@ -31,6 +33,15 @@ class TaskConfig:
         condition: A 0/1 label column; the task is defined only where it is 1
             (e.g. CVR given click): other examples get zero loss weight and are
             left out of the task's evaluation.
+        inputs: When set, the only input features this task reads, through a
+            bottom of its own (``bottom_units``) beside the shared
+            architecture: an item attribute predicted from the other item
+            features must not see the attribute itself (it is also an input).
+            Empty: the task is a branch of the architecture.
+        threshold: binary: also report precision and recall of predictions
+            at or above it.
+        baseline: ``anomaly_rule``: also report ingest's rule score (the
+            user's busiest window / max_events) on the same eval examples.
     """
 
     name: str
@@ -39,6 +50,9 @@ class TaskConfig:
     type: str = "binary"
     num_classes: int = 0
     condition: Optional[str] = None
+    inputs: Tuple[str, ...] = ()
+    threshold: Optional[float] = None
+    baseline: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,6 +227,16 @@ def check(model: ModelConfig, training: TrainingConfig, label_names: Collection[
             raise ConfigError(f"{where}: task {task.name!r}: num_classes must be 0 or >= 2")
         if task.condition is not None and task.condition not in label_names:
             raise ConfigError(f"{where}: task {task.name!r}: condition must be a label column")
+        if task.baseline is not None and (task.baseline not in BASELINES
+                                          or task.type != "binary"):
+            raise ConfigError(f"{where}: task {task.name!r}: baseline must be one of "
+                              f"{BASELINES}, on a binary task")
+        if task.threshold is not None and (task.type != "binary"
+                                           or not 0.0 <= task.threshold <= 1.0):
+            raise ConfigError(f"{where}: task {task.name!r}: threshold is for a binary task, "
+                              "in [0, 1]")
+        if task.inputs and model.architecture == "esmm":
+            raise ConfigError(f"{where}: task {task.name!r}: inputs is not for esmm")
     if model.architecture == "esmm":
         esmm = model.esmm
         for role in ("ctr_task", "ctcvr_task"):

@@ -57,6 +57,12 @@ class Source(str, enum.Enum):
     # A point-in-time count or smoothed ratio per ``aggregate_key``, computed by
     # ingest from every user's events strictly before the example.
     AGGREGATE = "aggregate"
+    # Derived by ingest from the user's next ``event_type`` event after the
+    # example (on another item): a target only, never a model input. A
+    # CATEGORICAL holds that event's item's ``history_of`` attribute (in that
+    # feature's vocabulary; ``default`` when there is none), a LABEL is 1 when
+    # there is one (the mask of a task on the CATEGORICAL).
+    NEXT = "next"
 
 
 # Joins a cross's raw values before hashing: the ASCII unit separator, which no
@@ -187,6 +193,11 @@ class Feature:
         return None
 
     @property
+    def is_target(self) -> bool:
+        """Something the model predicts and never reads: a LABEL or a NEXT feature."""
+        return self.kind == Kind.LABEL or self.source == Source.NEXT
+
+    @property
     def is_list(self) -> bool:
         """Variable-length in raw examples (a list, possibly empty)."""
         return self.kind == Kind.HISTORY
@@ -271,6 +282,18 @@ class Registry:
                                  f"{f.history_of!r}, and there is none")
         elif f.kind == Kind.HISTORY:
             raise ValueError(f"registry: {f.name} is a history list but not from history")
+        if f.source == Source.NEXT:
+            attribute = by_name.get(f.history_of or "")
+            if f.event_type is None or f.kind not in (Kind.CATEGORICAL, Kind.LABEL):
+                raise ValueError(f"registry: next-event feature {f.name} must be categorical "
+                                 "or a label, with an event_type")
+            if f.kind == Kind.CATEGORICAL and (
+                    attribute is None or attribute.source != Source.ITEM
+                    or attribute.kind != Kind.CATEGORICAL or f.vocabulary != f.history_of
+                    or not isinstance(f.default, str)):
+                raise ValueError(f"registry: next-event feature {f.name} needs history_of and "
+                                 "vocabulary naming one categorical item feature, and a "
+                                 "string default")
 
     def _check_indexed(self, f: Feature, by_name: Dict[str, Feature]) -> None:
         """Hashed, text, cross and bucketized features, and what may be DERIVED."""
@@ -372,9 +395,13 @@ class Registry:
     def labels(self) -> Tuple[Feature, ...]:
         return self.of_kind(Kind.LABEL)
 
+    def event_labels(self) -> Tuple[Feature, ...]:
+        """Labels the example's own funnel events set (not a user table's, not NEXT ones)."""
+        return tuple(f for f in self.labels() if f.source == Source.EVENT)
+
     def inputs(self) -> Tuple[Feature, ...]:
-        """Features the model consumes (everything but labels)."""
-        return tuple(f for f in self.features if f.kind != Kind.LABEL)
+        """Features the model consumes (everything but labels and NEXT targets)."""
+        return tuple(f for f in self.features if not f.is_target)
 
     def embedding_feature(self) -> Optional[Feature]:
         """The item EMBEDDING feature, or None for a data set without photo embeddings."""
@@ -387,7 +414,7 @@ class Registry:
     def example_names(self, include_labels: bool = True) -> list:
         """Names a full raw example carries, in registry order (derived ones have no value)."""
         return [f.name for f in self.features if f.source != Source.DERIVED
-                and (include_labels or f.kind != Kind.LABEL)]
+                and (include_labels or not f.is_target)]
 
     def source_names(self, source: Source) -> list:
         """Names of one side table (items or users), key first."""
@@ -428,7 +455,7 @@ class Registry:
         dtypes = {"string": tf.string, "int64": tf.int64, "float32": tf.float32}
         spec = {}
         for f in self.features:
-            if (f.kind == Kind.LABEL and not include_labels) or f.source == Source.DERIVED:
+            if (f.is_target and not include_labels) or f.source == Source.DERIVED:
                 continue
             if f.is_list:
                 spec[f.name] = tf.io.VarLenFeature(dtypes[f.dtype])

@@ -45,3 +45,15 @@ def test_no_limit_keeps_everything_but_still_scores():
 def test_anomaly_row_of_a_user_with_two_bursts():
     row = anomaly_row("u", {1: 2, 5: 9, 7: 4}, 60, 3)
     assert (row["robotic_windows"], row["robotic_from"], row["score"]) == (2, 300, 3.0)
+
+
+def test_pass_flagged_keeps_the_robots_events_and_still_flags_them():
+    with test_pipeline.TestPipeline(options=pipeline_options([])) as p:
+        out = p | beam.Create(BOT + HUMAN) | FilterRobots(60, 3, pass_flagged=True)
+        assert_that(out.main, equal_to(BOT + HUMAN), label="Kept")
+        assert_that(out.dead_letter, equal_to([]), label="Dead")
+        assert_that(out.users | beam.Map(lambda r: (r["user_id"], r["robotic_from"])),
+                    equal_to([("bot", 600), ("human", None)]), label="Users")
+    # The bot's events from minute 10 on (5 + 1) passed instead of dying.
+    counters = p.result.metrics().query()["counters"]
+    assert {c.key.metric.name: c.committed for c in counters}["anomaly/passed_events"] == 6

@@ -226,3 +226,52 @@ def test_a_later_day_keeps_the_earlier_days_users_items_and_photos(tmp_path):
         assert filecmp.cmp(plain.path(f"raw/{name}"), same.path(f"raw/{name}"), shallow=False)
     with pytest.raises(ValueError, match="pool_users 40 .* must be at least num_users 50"):
         generate.run(_config(tmp_path / "bad", pool_users=40))
+
+
+def _events_by_user(cfg):
+    out = {}
+    for line in _lines(cfg.path(cfg.inputs.events)):
+        stamp, user, item, kind = line.split(",")
+        out.setdefault(user, []).append((parse_timestamp(stamp), item, kind))
+    return out
+
+
+def test_bots_act_at_night_in_bursts_and_click_without_views(tmp_path):
+    plain = _config(tmp_path / "people", num_users=200)
+    cfg = _config(tmp_path / "bots", num_users=200, bot_fraction=0.1)
+    generate.run(plain)
+    summary = generate.run(cfg)
+    with open(cfg.path(cfg.inputs.users), newline="") as f:
+        users = list(csv.DictReader(f))
+    bots = {u["user_id"] for u in users if u["is_bot"] == "1"}
+    # 0.1 of 200 users: 20 expected, sd sqrt(200 * 0.09) = 4.2; the seed draws 25.
+    assert len(bots) == 25 and {u["is_bot"] for u in users} == {"0", "1"}
+    # Without bots the users table keeps its columns.
+    assert _lines(plain.path(plain.inputs.users))[0].count(",") == 3
+    people, with_bots = _events_by_user(plain), _events_by_user(cfg)
+    # People's events are those of the shop without bots, row for row.
+    assert all(with_bots[u] == people[u] for u in people if u not in bots)
+    bot_events = [e for u in bots for e in with_bots.get(u, [])]
+    assert sum(kind == "impression" for _, _, kind in bot_events) == summary["bot_impressions"]
+    # Every bot event falls between 01:00 and 05:00 UTC (clicks a few seconds later).
+    assert {(ts % 86400) // 3600 for ts, _, _ in bot_events} <= {1, 2, 3, 4, 5}
+    # Viewless clicks: some bot clicks have no impression of their item in the
+    # click window before them (others land on an item shown shortly before).
+    window = cfg.ingest.click_window_s
+    unviewed = sum(
+        1 for u in bots for ts, item, kind in with_bots.get(u, []) if kind == "click"
+        and not any(k == "impression" and i == item and ts - window <= t <= ts
+                    for t, i, k in with_bots[u]))
+    assert 0 < unviewed <= summary["viewless_clicks"]
+    # Fast bots crowd a day's sessions into a minute: far more events per minute than people.
+    def busiest(events):
+        per_minute = {}
+        for ts, _, _ in events:
+            per_minute[ts // 60] = per_minute.get(ts // 60, 0) + 1
+        return max(per_minute.values())
+    bot_peaks = sorted(busiest(with_bots[u]) for u in bots if u in with_bots)
+    people_peak = max(busiest(e) for u, e in people.items())
+    # Fast bots (about half) peak far above any person; the slow ones do not,
+    # so a rule on events per minute cannot catch them.
+    caught = sum(p > 2 * people_peak for p in bot_peaks)
+    assert 0.25 * len(bot_peaks) < caught < 0.75 * len(bot_peaks)

@@ -4,7 +4,8 @@ import apache_beam as beam
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.labels import FunnelExamples, SampledPositives, funnel_examples, split_index
+from pipelines.labels import (FunnelExamples, NextEventLabels, SampledPositives,
+                              funnel_examples, next_event_labels, split_index)
 from pipelines.options import pipeline_options
 from shoprec.core import registry as F
 
@@ -73,3 +74,48 @@ def test_sampled_positives_check_the_label_column():
         out = p | beam.Create(events) | SampledPositives(registry)
         assert_that(out | beam.Map(lambda r: (r["timestamp"], r["buy"], r["online"], r["sampled"])),
                     equal_to([(10, 1, 0, 0), (20, 1, 1, 0)]))
+
+
+CATEGORY = F.Feature("item_category", S.ITEM, K.CATEGORICAL, column="category")
+NEXT_CATEGORY = F.Feature("next_click_category", S.NEXT, K.CATEGORICAL, history_of="item_category",
+                          vocabulary="item_category", event_type="click", required=False,
+                          default="")
+HAS_NEXT = F.Feature("has_next_click", S.NEXT, K.LABEL, event_type="click")
+ITEMS = {"i1": {"item_category": "shoes"}, "i2": {"item_category": "bags"},
+         "i3": {"item_category": "hats"}}
+
+
+def _example(ts, item, user="u1"):
+    return {"timestamp": ts, "user_id": user, "item_id": item}
+
+
+def test_next_click_is_the_first_later_click_on_another_item():
+    clicks = [(15, "click", "i1"), (30, "click", "i2"), (30, "impression", "i3"),
+              (50, "click", "i3")]
+    rows = next_event_labels([_example(40, "i3"), _example(10, "i1"), _example(30, "i1"),
+                              _example(50, "i2")], clicks, (NEXT_CATEGORY, HAS_NEXT), ITEMS)
+    # At 10 on i1: its own click at 15 is skipped, i2's at 30 is next (bags).
+    # At 30: the click at 30 is not strictly later; i3's at 50 is. At 40 on i3:
+    # the only later click is on i3 itself. At 50: nothing later.
+    assert [(r["timestamp"], r["next_click_category"], r["has_next_click"]) for r in rows] == [
+        (10, "bags", 1), (30, "hats", 1), (40, "", 0), (50, "", 0)]
+
+
+def test_next_event_labels_pipeline_groups_per_user():
+    registry = F.Registry(IDS + (CATEGORY, NEXT_CATEGORY, HAS_NEXT))
+    events = [_event(20, "click", item="i2"), _event(5, "click", user="u2", item="i1")]
+    with test_pipeline.TestPipeline(options=pipeline_options([])) as p:
+        out = (p | "Examples" >> beam.Create([_example(10, "i1"), _example(1, "i3", user="u2")])
+               | NextEventLabels(registry, p | "Events" >> beam.Create(events),
+                                 p | "Items" >> beam.Create(sorted(ITEMS.items()))))
+        assert_that(out | beam.Map(lambda r: (r["user_id"], r["next_click_category"],
+                                              r["has_next_click"])),
+                    equal_to([("u1", "bags", 1), ("u2", "shoes", 1)]))
+
+
+def test_next_features_are_targets_never_inputs():
+    registry = F.Registry(IDS + (CATEGORY, NEXT_CATEGORY, HAS_NEXT))
+    assert [f.name for f in registry.inputs()] == ["user_id", "item_id", "item_category"]
+    assert "next_click_category" not in registry.example_names(include_labels=False)
+    assert "next_click_category" in registry.example_names()
+    assert registry.event_labels() == ()

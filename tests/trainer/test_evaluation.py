@@ -94,3 +94,32 @@ def test_retrieval_recall_over_the_eval_catalogue():
     # (never the aligned one) has exactly one candidate strictly above it.
     assert result["retrieval"] == {"recall_at_1": 0.0, "recall_at_2": 1.0, "pairs": 3,
                                    "candidates": 3}
+
+
+def test_a_threshold_adds_precision_and_recall():
+    config = ModelConfig(tasks=(TaskConfig("click", "click", threshold=0.5),))
+    click = evaluation.evaluate(_Model(), _dataset(), config, "user_id", "item_id")["tasks"][
+        "click"]
+    # s(x) >= 0.5 for x = 1, 3, 0, 2; of those, x = 3 and 0 are clicks (of the 3 clicks).
+    assert (click["threshold"], click["precision"], click["recall"]) == pytest.approx(
+        (0.5, 2 / 4, 2 / 3))
+
+
+def test_a_masked_multiclass_task_reports_class_metrics_where_its_mask_holds():
+    task = TaskConfig("interest", "interest", type="multiclass", condition="click")
+    config = ModelConfig(tasks=(task,))
+    # Classes by one-hot-ish probabilities: rows 1, 3, 4 are clicked (the mask).
+    probs = np.array([[1, 0, 0], [0.7, 0.2, 0.1], [0, 1, 0], [0.1, 0.3, 0.6],
+                      [0.2, 0.5, 0.3], [0, 0, 1]])
+    labels = np.array([2, 1, 0, 2, 2, 0])
+    data = {"predictions": {"interest": probs}, "labels": {"interest": labels, "click": CLICK},
+            "keys": {"user": USERS, "item": ITEMS}, "embeddings": {}}
+    got = evaluation.evaluate_collected(data, config)["tasks"]["interest"]
+    # Kept rows: label 1 ranks 2nd of (0.7, 0.2, 0.1); label 2 ranks 1st; label 2
+    # ranks 2nd of (0.2, 0.5, 0.3). Accuracy 1/3, top-3 all, NDCG@3 (1 + 2/log2 3) / 3.
+    assert got["examples"] == 3
+    assert got["accuracy"] == pytest.approx(1 / 3)
+    assert got["top_3_accuracy"] == 1.0
+    assert got["ndcg_at_3"] == pytest.approx((1 + 2 / np.log2(3)) / 3)
+    # Predicted 0, 2, 1 against 1, 2, 2: class 2 TP 1, FN 1 -> 2/3; classes 0 and 1 -> 0.
+    assert got["macro_f1"] == pytest.approx((2 / 3) / 3)

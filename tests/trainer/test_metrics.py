@@ -120,3 +120,44 @@ def test_ranking_metrics_perfect_list_and_no_users():
     assert perfect == {"users": 1, "recall": 1.0, "hit_rate": 1.0, "ndcg": 1.0, "map": 1.0,
                        "coverage": 1.0}
     assert math.isnan(metrics.ranking_metrics({}, {}, k=3, catalogue_size=1)["ndcg"])
+
+
+# Three examples over four classes; labels 2, 0, 3.
+CLASS_PROBS = np.array([[0.1, 0.2, 0.6, 0.1],    # label 2 ranks 1st
+                        [0.3, 0.4, 0.2, 0.1],    # label 0 ranks 2nd
+                        [0.4, 0.3, 0.2, 0.1]])   # label 3 ranks 4th
+CLASS_LABELS = np.array([2, 0, 3])
+
+
+def test_top_k_accuracy_counts_labels_within_the_k_best_classes():
+    assert metrics.top_k_accuracy(CLASS_LABELS, CLASS_PROBS, 1) == pytest.approx(1 / 3)
+    assert metrics.top_k_accuracy(CLASS_LABELS, CLASS_PROBS, 3) == pytest.approx(2 / 3)
+    assert metrics.top_k_accuracy(CLASS_LABELS, CLASS_PROBS, 4) == 1.0
+    assert math.isnan(metrics.top_k_accuracy([], np.zeros((0, 4)), 3))
+
+
+def test_class_ndcg_at_3_discounts_the_label_rank():
+    # Ranks 1, 2, 4: gains 1, 1/log2(3), 0 (beyond 3).
+    expected = (1.0 + 1.0 / math.log2(3.0) + 0.0) / 3
+    assert metrics.class_ndcg_at_k(CLASS_LABELS, CLASS_PROBS, 3) == pytest.approx(expected)
+    # A tie with the label does not push it down: rank 1 of two tied classes.
+    assert metrics.class_ndcg_at_k([1], [[0.5, 0.5]], 3) == 1.0
+
+
+def test_macro_f1_averages_the_classes_that_occur():
+    # Predictions (argmax) 2, 1, 0 against labels 2, 0, 3. Class 2: TP 1 -> F1 1.
+    # Class 0: FP 1, FN 1 -> 0. Class 1: FP 1 -> 0. Class 3: FN 1 -> 0.
+    assert metrics.macro_f1(CLASS_LABELS, CLASS_PROBS) == pytest.approx(1 / 4)
+    # Two classes: predicted 0, 0, 1, 1 against 0, 1, 1, 1. Class 0: TP 1, FP 1
+    # -> 2/3; class 1: TP 2, FN 1 -> 4/5; mean 11/15.
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.1, 0.9]])
+    assert metrics.macro_f1([0, 1, 1, 1], probs) == pytest.approx((2 / 3 + 4 / 5) / 2)
+
+
+def test_precision_recall_at_a_threshold():
+    # Called positive at >= 0.5: 0.5, 0.7, 0.9 of which 0.7 and 0.9 are
+    # positives; positives are 0.2, 0.7 and 0.9.
+    got = metrics.precision_recall([0, 1, 0, 1, 1], [0.1, 0.2, 0.5, 0.7, 0.9], 0.5)
+    assert got == pytest.approx({"precision": 2 / 3, "recall": 2 / 3})
+    nothing = metrics.precision_recall([0, 1], [0.1, 0.2], 0.5)
+    assert math.isnan(nothing["precision"]) and nothing["recall"] == 0.0

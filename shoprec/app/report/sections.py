@@ -17,6 +17,8 @@ from typing import Any, Dict, Mapping, Optional
 from shoprec.app.report import plots
 
 BINARY_METRICS = ("auc", "gauc", "log_loss", "calibration", "positive_rate", "examples")
+CLASS_METRICS = ("accuracy", "top_3_accuracy", "ndcg_at_3", "macro_f1", "log_loss", "examples")
+THRESHOLD_METRICS = ("auc", "threshold", "precision", "recall", "examples")
 RANKING_METRICS = ("recall", "ndcg", "map", "hit_rate", "coverage")
 
 
@@ -104,13 +106,38 @@ def tasks_section(metrics: Mapping, diagnostics: Optional[Mapping]) -> Dict[str,
             images.append((f"score histograms {label}",
                            plots.score_histograms(d["histogram"], f"scores by label: {label}")))
     header = ["task", "split"] + list(BINARY_METRICS)
+    tables = [{"caption": "metrics per task (train/metrics.json)", "header": header,
+               "rows": rows, "id": "task-metrics"}]
+    tables += _class_and_threshold_tables(metrics)
     return {"id": "tasks", "title": "Per task",
             "look_for": "AUC says how well each task ranks; the reliability curve should hug "
                         "the diagonal (calibration near 1), and the two score histograms "
                         "should overlap as little as possible.",
-            "images": images,
-            "tables": [{"caption": "metrics per task (train/metrics.json)", "header": header,
-                        "rows": rows, "id": "task-metrics"}]}
+            "images": images, "tables": tables}
+
+
+def _class_and_threshold_tables(metrics: Mapping) -> list:
+    """Multiclass tasks' metrics; thresholded tasks beside their baseline (the anomaly rule)."""
+    tables = []
+    splits = (("eval", metrics["tasks"]), ("test", (metrics.get("test") or {}).get("tasks")))
+    rows = [[task, split] + [_fmt(values.get(m)) for m in CLASS_METRICS]
+            for split, tasks in splits for task, values in (tasks or {}).items()
+            if "accuracy" in values]
+    if rows:
+        tables.append({"caption": "class tasks: accuracy, top-3, NDCG@3 over classes, macro-F1",
+                       "header": ["task", "split"] + list(CLASS_METRICS), "rows": rows,
+                       "id": "class-metrics"})
+    rows = [[task, "model"] + [_fmt(values.get(m)) for m in THRESHOLD_METRICS]
+            for task, values in metrics["tasks"].items() if "precision" in values]
+    for task, values in (metrics.get("baselines") or {}).items():
+        rows.append([task, values.get("baseline", "baseline")]
+                    + [_fmt(values.get(m)) for m in THRESHOLD_METRICS])
+    if rows:
+        tables.append({"caption": "thresholded tasks (eval), next to their baseline on the same "
+                                  "examples (the rule: its decision as ingest applies it)",
+                       "header": ["task", "scored by"] + list(THRESHOLD_METRICS), "rows": rows,
+                       "id": "threshold-metrics"})
+    return tables
 
 
 def training_section(metrics: Mapping) -> Dict[str, Any]:

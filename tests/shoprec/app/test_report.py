@@ -205,3 +205,23 @@ def test_the_gate_section_shows_a_refused_verdict_over_the_last_published_one(tm
     # Refused: not published, so the staged verdict is this run's latest.
     write_report(staged, {"status": "not_blessed", "version": None})
     assert report_page.gate_verdict(layout)["status"] == "not_blessed"
+
+
+def test_class_and_thresholded_tasks_get_tables_of_their_own():
+    from shoprec.app.report import sections
+
+    metrics = {"tasks": {
+        "click": {"auc": 0.7, "examples": 10},
+        "interest": {"accuracy": 0.4, "top_3_accuracy": 0.8, "ndcg_at_3": 0.6, "macro_f1": 0.3,
+                     "log_loss": 1.5, "examples": 6},
+        "anomaly": {"auc": 0.99, "threshold": 0.5, "precision": 0.9, "recall": 0.8,
+                    "examples": 10}},
+        "baselines": {"anomaly": {"baseline": "anomaly_rule", "auc": 0.91, "precision": 1.0,
+                                  "recall": 0.05, "examples": 10}}}
+    tables = sections.tasks_section(metrics, None)["tables"]
+    assert [t["id"] for t in tables] == ["task-metrics", "class-metrics", "threshold-metrics"]
+    assert tables[1]["rows"] == [["interest", "eval", "0.4000", "0.8000", "0.6000", "0.3000",
+                                  "1.5000", "6"]]
+    assert tables[2]["rows"] == [
+        ["anomaly", "model", "0.9900", "0.5000", "0.9000", "0.8000", "10"],
+        ["anomaly", "anomaly_rule", "0.9100", "n/a", "1.0000", "0.0500", "10"]]

@@ -81,3 +81,28 @@ def test_a_dated_run_is_the_date_partition_of_the_run_root(tmp_path):
     with pytest.raises(ConfigError, match="unknown key"):
         path.write_text("layout_roots: []\n")  # set by the stage runner, never in a file
         config_lib.load(str(path))
+
+
+def test_the_shipped_shop_tasks_config_loads_with_its_targets_out_of_the_inputs():
+    config = config_lib.load("shoprec/configs/shop_tasks.yaml")
+    tasks = {t.name: t for t in config.model.tasks}
+    assert sorted(tasks) == ["anomaly", "category", "click", "colour", "conversion", "interest"]
+    assert tasks["interest"].condition == "has_next_click"
+    assert {f.name for f in config.registry.inputs()}.isdisjoint(
+        {"next_click_category", "has_next_click", "user_is_bot"})
+
+
+@pytest.mark.parametrize("task, message", [
+    ({"name": "category", "label": "item_category", "type": "multiclass",
+      "inputs": ["item_category"]}, r"inputs \['item_category'\] must be model inputs"),
+    ({"name": "category", "label": "item_category", "type": "multiclass",
+      "inputs": ["click"]}, r"inputs \['click'\] must be model inputs"),
+    ({"name": "bot", "label": "click", "baseline": "oracle"}, "baseline must be one of"),
+    ({"name": "bot", "label": "click", "threshold": 1.5}, "threshold is for a binary task"),
+])
+def test_bad_task_inputs_thresholds_and_baselines_are_refused(tmp_path, task, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"model": {"tasks": [
+        {"name": "click", "label": "click"}, task]}}))
+    with pytest.raises(ConfigError, match=message):
+        config_lib.load(str(path))

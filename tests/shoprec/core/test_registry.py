@@ -113,6 +113,14 @@ REGION = F.Feature("region", S.USER, K.CATEGORICAL)
                      boundaries=(30.0, 30.0))), "strictly ascending"),
     ((AGE, F.Feature("b", S.USER, K.BUCKETIZED, derived_from=("age",), num_buckets=4)),
      "only they"),
+    # Next-event targets: a categorical in its item attribute's vocabulary, or a label.
+    ((F.Feature("n", S.NEXT, K.NUMERIC, event_type="click"),), "categorical or a label"),
+    ((F.Feature("n", S.NEXT, K.LABEL),), "with an event_type"),
+    ((F.Feature("colour", S.ITEM, K.CATEGORICAL),
+      F.Feature("n", S.NEXT, K.CATEGORICAL, event_type="click", history_of="colour",
+                default="")), "vocabulary naming one categorical item feature"),
+    ((REGION, F.Feature("n", S.NEXT, K.CATEGORICAL, event_type="click", history_of="region",
+                        vocabulary="region", default="")), "one categorical item feature"),
     # Only crosses and bucketized numerics are derived, and they read nothing raw.
     ((F.Feature("c", S.DERIVED, K.CATEGORICAL),), "only they"),
     ((AGE, F.Feature("c", S.USER, K.CATEGORICAL, derived_from=("age",))), "not derived"),
