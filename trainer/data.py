@@ -21,6 +21,11 @@ from shoprec.core.model_config import TaskConfig
 _CYCLE_LENGTH = 4
 # Shuffle buffer in batches: enough to mix neighbouring shards' records.
 _SHUFFLE_BATCHES = 8
+# Training shards totalling at most this many (gzip) bytes are kept in memory
+# as serialized records once read, so later epochs skip reading and inflating
+# them: about 40% of the input's CPU per example (benchmarks/train_input.py).
+# Some 5-8x this in RAM; larger splits stream from the files every epoch.
+CACHE_MAX_BYTES = 64 << 20
 
 
 def parse_spec(transformed_spec: Mapping[str, tf.io.FixedLenFeature],
@@ -80,7 +85,8 @@ def make_dataset(file_pattern: str,
                  seed: Optional[int] = None,
                  repeat: bool = False,
                  extra_labels: Iterable[str] = (),
-                 keep_if: Optional[str] = None) -> tf.data.Dataset:
+                 keep_if: Optional[str] = None,
+                 cache: Optional[bool] = None) -> tf.data.Dataset:
     """Batched (features, labels) from gzip TFRecords of transformed tf.Examples.
 
     The batch size is the global one; under a strategy, Keras splits each batch
@@ -101,6 +107,9 @@ def make_dataset(file_pattern: str,
             keyed by column name.
         keep_if: A 0/1 label column: keep only examples where it is 1 (e.g.
             clicked impressions for a naive CVR model); batches stay full.
+        cache: Keep the serialized records in memory after the first pass
+            (the same examples in the same order, read once); None: when
+            training on shards of at most :data:`CACHE_MAX_BYTES`.
 
     Returns:
         A dataset of ``(features, labels)`` dicts with a leading batch axis.
@@ -108,13 +117,20 @@ def make_dataset(file_pattern: str,
     Raises:
         FileNotFoundError: nothing matches ``file_pattern``.
     """
-    if not tf.io.gfile.glob(file_pattern):
+    paths = tf.io.gfile.glob(file_pattern)
+    if not paths:
         raise FileNotFoundError(f"no transformed examples at {file_pattern}; run featurize first")
+    if cache is None:
+        cache = training and sum(tf.io.gfile.stat(p).length for p in paths) <= CACHE_MAX_BYTES
     tasks = tuple(tasks)
     extra_labels = tuple(sorted(set(extra_labels) | ({keep_if} if keep_if else set())))
     spec = parse_spec(transformed_spec, tasks, registry, extra_labels)
 
-    files = tf.data.Dataset.list_files(file_pattern, shuffle=training, seed=seed)
+    files = tf.data.Dataset.list_files(file_pattern, shuffle=False)
+    if training:
+        # One file order for every epoch (records are reshuffled each epoch
+        # below): a cached and a streamed pass then yield the same order.
+        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=False)
     # A sequential interleave (still mixing _CYCLE_LENGTH shards record by
     # record) costs less CPU per record than a parallel one, and the CPU it
     # saves goes to training on a CPU-bound host (benchmarks/train_input.py);
@@ -123,6 +139,8 @@ def make_dataset(file_pattern: str,
     dataset = files.interleave(
         lambda path: tf.data.TFRecordDataset(path, compression_type="GZIP"),
         cycle_length=_CYCLE_LENGTH)
+    if cache:
+        dataset = dataset.cache()
     if training:
         dataset = dataset.shuffle(_SHUFFLE_BATCHES * global_batch_size, seed=seed,
                                   reshuffle_each_iteration=True)

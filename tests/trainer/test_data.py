@@ -1,5 +1,9 @@
 """trainer.data over shards written by the real featurize job."""
 
+import glob
+import os
+import shutil
+
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -50,3 +54,27 @@ def test_missing_inputs_fail_clearly(tmp_path, featurized_dir):
                           registry=shop.REGISTRY)
     with pytest.raises(KeyError, match="item_image_embedding"):
         data.parse_spec({"click": None, "conversion": None}, TASKS, shop.REGISTRY)
+
+
+def test_the_cached_input_is_the_streamed_input_read_once(featurized_dir, tmp_path):
+    layout = Layout(featurized_dir)
+    spec = tft.TFTransformOutput(layout.transform_dir).transformed_feature_spec()
+    shards = tmp_path / "examples"
+    shutil.copytree(os.path.dirname(layout.transformed("train")), shards)
+    pattern = str(shards / "train-*")
+
+    def batches(cache):
+        return iter(data.make_dataset(pattern, spec, TASKS, 50, training=True, seed=3,
+                                      repeat=True, registry=shop.REGISTRY, cache=cache))
+
+    def prices(iterator, n):
+        return [next(iterator)[0]["item_price"].numpy().tolist() for _ in range(n)]
+
+    streamed = prices(batches(cache=False), 11)  # 550 of 3 x 192 examples
+    cached = batches(cache=True)
+    first = prices(cached, 4)  # past the first epoch: the cache is complete
+    for path in glob.glob(pattern):
+        os.remove(path)
+    # Later epochs come from memory, in the streamed order, reshuffled each epoch.
+    assert first + prices(cached, 7) == streamed
+    assert streamed[:3] != streamed[4:7]
