@@ -3,8 +3,9 @@
 The feeds run the same compiled train step of the same model in one
 process: ``tfrecord`` reads the featurize job's gzip TFRecord shards through
 ``trainer.data.make_dataset`` as the trainer does (a small train split is
-cached in memory as serialized records after the first pass), ``stream``
-the same with the cache off (every epoch read and inflated from the files),
+parsed once and held in memory as columns, batches gathered from them),
+``stream`` the same with the cache off (every epoch read, inflated, shuffled
+and parsed from the files),
 and ``memory`` replays the very batches the pipeline produced, held in
 memory. Each record feed first runs one untimed pass over the train split,
 so the figures are for the epochs after the first. Repeats rotate the order

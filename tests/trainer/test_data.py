@@ -56,25 +56,29 @@ def test_missing_inputs_fail_clearly(tmp_path, featurized_dir):
         data.parse_spec({"click": None, "conversion": None}, TASKS, shop.REGISTRY)
 
 
-def test_the_cached_input_is_the_streamed_input_read_once(featurized_dir, tmp_path):
+def test_the_in_memory_input_permutes_every_example_each_epoch(featurized_dir, tmp_path):
     layout = Layout(featurized_dir)
     spec = tft.TFTransformOutput(layout.transform_dir).transformed_feature_spec()
     shards = tmp_path / "examples"
     shutil.copytree(os.path.dirname(layout.transformed("train")), shards)
     pattern = str(shards / "train-*")
 
-    def batches(cache):
-        return iter(data.make_dataset(pattern, spec, TASKS, 50, training=True, seed=3,
+    def batches(cache, seed=3):
+        return iter(data.make_dataset(pattern, spec, TASKS, 64, training=True, seed=seed,
                                       repeat=True, registry=shop.REGISTRY, cache=cache))
 
-    def prices(iterator, n):
-        return [next(iterator)[0]["item_price"].numpy().tolist() for _ in range(n)]
+    def epochs(iterator, n):
+        # 192 examples: three batches of 64 an epoch, nothing dropped at the seams.
+        values = [v for _ in range(3 * n) for v in next(iterator)[0]["item_price"].numpy()]
+        return [values[i * 192:(i + 1) * 192] for i in range(n)]
 
-    streamed = prices(batches(cache=False), 11)  # 550 of 3 x 192 examples
-    cached = batches(cache=True)
-    first = prices(cached, 4)  # past the first epoch: the cache is complete
+    streamed = epochs(batches(cache=False), 1)[0]
+    cached, again, other = batches(True), batches(True), batches(True, seed=4)
+    # Parsed when built: the files are not read again.
     for path in glob.glob(pattern):
         os.remove(path)
-    # Later epochs come from memory, in the streamed order, reshuffled each epoch.
-    assert first + prices(cached, 7) == streamed
-    assert streamed[:3] != streamed[4:7]
+    first, second = epochs(cached, 2)
+    assert sorted(first) == sorted(second) == sorted(streamed)  # every example once an epoch
+    assert first != second  # a fresh permutation each epoch
+    assert epochs(again, 2) == [first, second]  # the same order under the same seed
+    assert epochs(other, 1)[0] != first
