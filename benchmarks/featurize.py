@@ -11,8 +11,9 @@ same features (``benchmarks.checks``). Medians over repeats.
 
 A variant is ``+``-joined knobs applied to the TFT path without changing what
 it computes: ``default`` (as committed), ``mp2`` / ``mt2`` / ``mem2`` (two
-FnApiRunner workers: multi_processing / multi_threading / in_memory),
-``batchN`` (TFXIO record batches of exactly N rows), ``shardsN`` (N >= 1
+FnApiRunner workers: multi_processing / multi_threading / in_memory), ``before``
+(the job of the checkout given by ``--before_repo``),
+``batchN`` (record batches of N rows read from the raw shards), ``shardsN`` (N >= 1
 output shard sets per split), ``dbsN`` (``tft_beam.Context(desired_batch_size=N)``).
 """
 
@@ -86,7 +87,7 @@ def _apply_knobs(config, knobs: Sequence[str]):
             mode = {"mp2": "multi_processing", "mt2": "multi_threading", "mem2": "in_memory"}[knob]
             beam_args += ["--direct_num_workers=2", f"--direct_running_mode={mode}"]
         elif knob.startswith("batch"):
-            _fix_tfxio_batch(featurize, int(knob[len("batch"):]))
+            featurize.BATCH_ROWS = int(knob[len("batch"):])
         elif knob.startswith("shards"):
             ingest = dataclasses.replace(config.ingest, num_shards=int(knob[len("shards"):]))
             config = dataclasses.replace(config, ingest=ingest)
@@ -95,18 +96,6 @@ def _apply_knobs(config, knobs: Sequence[str]):
         else:
             raise ValueError(f"unknown knob {knob!r}")
     return config, beam_args, context
-
-
-def _fix_tfxio_batch(featurize, batch_size: int) -> None:
-    original = featurize.raw_tfxio
-
-    def raw_tfxio(*args, **kwargs):
-        source = original(*args, **kwargs)
-        beam_source = source.BeamSource
-        source.BeamSource = lambda batch_size_=None: beam_source(batch_size=batch_size)
-        return source
-
-    featurize.raw_tfxio = raw_tfxio
 
 
 def _child_tft(config, variant: str) -> dict:
@@ -285,6 +274,10 @@ def main(argv=None) -> int:
     parser.add_argument("--ingest_beam_args", default="",
                         help="Beam flags for the (untimed) ingest, space-separated")
     parser.add_argument("--baseline_batch", type=int, default=8192)
+    parser.add_argument("--before_repo", default=None,
+                        help="another checkout (e.g. `git worktree add DIR COMMIT`): the "
+                             "variant `before` runs its featurize job, for before/after "
+                             "figures from one run")
     # Internal: one measurement in this process.
     parser.add_argument("--child", choices=("prepare", "tft", "baseline"), help=argparse.SUPPRESS)
     parser.add_argument("--run_dir", help=argparse.SUPPRESS)
@@ -304,6 +297,8 @@ def main(argv=None) -> int:
     base_users = args.base_users
     sizes = [int(s) for s in args.sizes.split(",")]
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if "before" in variants and not args.before_repo:
+        parser.error("the variant `before` needs --before_repo")
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="shoprec-bench-")
     started = time.perf_counter()
     print(f"featurize benchmark: sizes {sizes} x {base_users} users, variants {variants}, "
@@ -322,8 +317,11 @@ def main(argv=None) -> int:
                     _child_args(args, "baseline", run_dir, users), REPO_ROOT,
                     os.path.join(run_dir, f"baseline-{repeat}.log")))
                 for variant in variants:
+                    # "before": the committed job of another checkout, in the same run.
+                    repo, knobs = ((args.before_repo, "default") if variant == "before"
+                                   else (REPO_ROOT, variant))
                     runs[f"tft {variant}"].append(measure.run_child(
-                        _child_args(args, "tft", run_dir, users, variant), REPO_ROOT,
+                        _child_args(args, "tft", run_dir, users, knobs), repo,
                         os.path.join(run_dir, f"tft-{variant}-{repeat}.log")))
                     if repeat == 0:
                         checked[f"{size}x {variant}"] = _check(config, variant,

@@ -1,26 +1,35 @@
 """Featurize job: analyse the train split with TFT, transform every split.
 
-Reads ingest's raw example shards through TFXIO (record batches, not instance
-dicts), analyses ``preprocessing_fn`` on train only, writes the transform graph
+Reads ingest's raw example shards as Arrow record batches (typed by TFXIO's
+schema), analyses ``preprocessing_fn`` on train only, writes the transform graph
 and transformed schema, and writes transformed train/eval (and test) shards as
 gzip TFRecords with that schema beside them (``examples/schema.pbtxt``).
+
+Records travel in batches from the read to the write: no stage handles one
+record as one Beam element, since per-element work was most of the job's
+per-row cost (benchmarks/featurize.py, docs/featurize.md).
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import os
 import tempfile
 import time
 import zlib
-from typing import Any, Dict, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
+import pyarrow as pa
 import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
+from apache_beam.io import fileio, filebasedsink, tfrecordio
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 from tensorflow_transform.tf_metadata import schema_utils
+from tfx_bsl.coders import example_coder
 from tfx_bsl.public import tfxio
 
 from pipelines import dead_letter, options as beam_options
@@ -32,11 +41,16 @@ from shoprec.io.outputs import clear, require_success, write_report, write_succe
 from transforms.preprocessing import preprocessing_fn
 
 
+def raw_schema(registry: F.Registry):
+    """The registry's raw feature spec as a TFMD schema (what the decoder and TFT type by)."""
+    return schema_utils.schema_from_feature_spec(registry.raw_feature_spec())
+
+
 def raw_tfxio(file_pattern: str, registry: F.Registry) -> tfxio.TFExampleRecord:
     """TFXIO over raw example shards, typed by the registry's raw schema."""
-    schema = schema_utils.schema_from_feature_spec(registry.raw_feature_spec())
     return tfxio.TFExampleRecord(
-        file_pattern=file_pattern, schema=schema, telemetry_descriptors=["shoprec"])
+        file_pattern=file_pattern, schema=raw_schema(registry),
+        telemetry_descriptors=["shoprec"])
 
 
 class _CountRows(beam.DoFn):
@@ -52,8 +66,102 @@ class _CountRows(beam.DoFn):
         yield batch_and_passthrough
 
 
+# Rows per record batch read from the raw shards. TFT runs its graph once a
+# batch, and its analysers sum each batch in float32: at 4,096 rows the
+# embedding's z-scores were 1.1e-5 off a float64 computation, at 1,024 1.4e-6
+# (benchmarks/featurize.py's check; TFXIO's own batches top out at 1,000).
+BATCH_ROWS = 1024
+
+
+class _ReadFile(beam.DoFn):
+    """A gzip TFRecord file of tf.Examples → record batches of ``batch_rows`` rows.
+
+    tf.data's reader (C++: inflate, framing, checksums) yields the serialized
+    records a batch at a time and tfx_bsl's decoder, the one TFXIO uses,
+    turns each batch into Arrow columns.
+    """
+
+    def __init__(self, schema, batch_rows: int):
+        self._schema = schema.SerializeToString()
+        self._batch_rows = batch_rows
+        self._decoder = None
+
+    def setup(self):
+        self._decoder = example_coder.ExamplesToRecordBatchDecoder(self._schema)
+
+    def process(self, path: str) -> Iterator[pa.RecordBatch]:
+        compression = "GZIP" if path.endswith(".gz") else ""
+        records = tf.data.TFRecordDataset(path, compression_type=compression,
+                                          buffer_size=1 << 22)
+        for serialized in records.batch(self._batch_rows).as_numpy_iterator():
+            yield self._decoder.DecodeBatch(list(serialized))
+
+
+class ReadRecordBatches(beam.PTransform):
+    """Raw example shards matching a pattern → Arrow record batches, as TFXIO types them.
+
+    Replaces ``source.BeamSource()``, which reads each record as one Beam
+    element and batches them again. Files are matched when the job runs and
+    spread over workers by a reshuffle; each file is read whole by one
+    worker, so a split has as many parallel readers as shards.
+
+    Args:
+        file_pattern: Glob of the raw shards.
+        registry: The run's registry (:func:`raw_schema`).
+        batch_rows: Rows per record batch (the last of a file may be shorter);
+            default :data:`BATCH_ROWS`.
+    """
+
+    def __init__(self, file_pattern: str, registry: F.Registry,
+                 batch_rows: Optional[int] = None):
+        super().__init__()
+        self._pattern = file_pattern
+        self._schema = raw_schema(registry)
+        self._batch_rows = batch_rows or BATCH_ROWS
+
+    def expand(self, pbegin):
+        return (pbegin
+                | "Pattern" >> beam.Create([self._pattern])
+                | "Match" >> fileio.MatchAll()
+                | "Paths" >> beam.Map(lambda metadata: metadata.path)
+                | "Spread" >> beam.Reshuffle()
+                | "ReadFiles" >> beam.ParDo(_ReadFile(self._schema, self._batch_rows)))
+
+
+class _TFRecordBatchSink(filebasedsink.FileBasedSink):
+    """A gzip TFRecord sink whose elements are lists of records: one write per list."""
+
+    def __init__(self, file_path_prefix: str, file_name_suffix: str):
+        super().__init__(file_path_prefix, coder=beam.coders.BytesCoder(),
+                         file_name_suffix=file_name_suffix, num_shards=0,
+                         compression_type=CompressionTypes.GZIP)
+
+    def write_record(self, file_handle, value: List[bytes]) -> None:
+        # The framing is Beam's own; one write a batch keeps the gzip stream's
+        # per-call overhead off every record.
+        buffer = io.BytesIO()
+        for record in value:
+            tfrecordio._TFRecordUtil.write_record(buffer, record)  # pylint: disable=protected-access
+        file_handle.write(buffer.getvalue())
+
+
+class _PartitionBatch(beam.DoFn):
+    """A list of records → one list per CRC-32 partition (tagged by its index)."""
+
+    def __init__(self, num_shards: int):
+        self._num_shards = num_shards
+
+    def process(self, records: List[bytes]):
+        parts: List[List[bytes]] = [[] for _ in range(self._num_shards)]
+        for record in records:
+            parts[zlib.crc32(record) % self._num_shards].append(record)
+        for i, part in enumerate(parts):
+            if part:
+                yield beam.pvalue.TaggedOutput(str(i), part)
+
+
 class WriteShards(beam.PTransform):
-    """Writes serialized records into ``num_shards`` gzip TFRecord shard sets, streaming.
+    """Writes lists of serialized records into ``num_shards`` gzip TFRecord shard sets.
 
     A fixed ``num_shards`` in ``WriteToTFRecord`` groups every record by a
     random shard key first, and an in-process runner holds that whole
@@ -63,6 +171,8 @@ class WriteShards(beam.PTransform):
     ``<prefix>-pPPPPP-SSSSS-of-NNNNN.tfrecord.gz``: one per partition on the
     in-process runner, one or more per partition elsewhere; the same records
     always land in the same partition, so a re-run writes the same sets.
+    Elements are lists (a record batch's records), partitioned and written a
+    list at a time.
     """
 
     def __init__(self, prefix: str, num_shards: int):
@@ -72,39 +182,53 @@ class WriteShards(beam.PTransform):
         self._prefix = prefix
         self._num_shards = num_shards
 
-    def expand(self, records):
+    def expand(self, batches):
         n = self._num_shards
-        parts = records | "Partition" >> beam.Partition(lambda r, k: zlib.crc32(r) % k, n)
-        for i, part in enumerate(parts):
-            _ = part | f"Write{i:05d}" >> beam.io.WriteToTFRecord(
-                f"{self._prefix}-p{i:05d}", file_name_suffix=TFRECORD_SUFFIX, num_shards=0)
-        return records.pipeline
+        tags = [str(i) for i in range(n)]
+        parts = batches | "Partition" >> beam.ParDo(_PartitionBatch(n)).with_outputs(*tags)
+        for i, tag in enumerate(tags):
+            _ = parts[tag] | f"Write{i:05d}" >> beam.io.Write(_TFRecordBatchSink(
+                f"{self._prefix}-p{i:05d}", TFRECORD_SUFFIX))
+        return batches.pipeline
+
+
+class _EncodeBatch(beam.DoFn):
+    """A transformed record batch → the list of its rows as canonical tf.Examples."""
+
+    def process(self, batch_and_passthrough, encoder):
+        yield [canonical_example(r) for r in encoder.encode(batch_and_passthrough[0])]
 
 
 class TransformSplit(beam.PTransform):
-    """Reads one split and applies a transform_fn: serialized transformed tf.Examples.
+    """Reads one split and applies a transform_fn: lists of serialized transformed tf.Examples.
 
     The split is read here rather than handed over: train's analysed
     PCollection, reused, would be held whole in memory until the transform
     function is ready, so train is read twice instead (measured: peak RSS
-    1.37x at 10x the data reused, 1.04x read twice).
+    1.37x at 10x the data reused, 1.04x read twice). Each element of the
+    output is one record batch's records.
     """
 
-    def __init__(self, split: str, source: tfxio.TFExampleRecord, transform_fn):
+    def __init__(self, split: str, file_pattern: str, registry: F.Registry, transform_fn):
         super().__init__()
         self._split = split
-        self._source = source
+        self._pattern = file_pattern
+        self._registry = registry
         self._transform_fn = transform_fn
 
     def expand(self, pbegin):
-        raw_batches = pbegin | "Read" >> self._source.BeamSource()
+        raw_batches = pbegin | "Read" >> ReadRecordBatches(self._pattern, self._registry)
+        adapter = raw_tfxio(self._pattern, self._registry).TensorAdapterConfig()
         transformed_data, transformed_metadata = (
-            ((raw_batches, self._source.TensorAdapterConfig()), self._transform_fn)
+            ((raw_batches, adapter), self._transform_fn)
             | "Transform" >> tft_beam.TransformDataset(output_record_batches=True))
         counted = transformed_data | "Count" >> beam.ParDo(_CountRows(self._split))
-        return ((counted, transformed_metadata)
-                | "Encode" >> tft_beam.EncodeTransformedDataset()
-                | "Canonical" >> beam.Map(canonical_example))
+        encoder = (transformed_metadata.deferred_metadata
+                   | "Encoder" >> beam.Map(
+                       lambda metadata: example_coder.RecordBatchToExamplesEncoder(
+                           metadata.schema)))
+        return counted | "Encode" >> beam.ParDo(_EncodeBatch(),
+                                                beam.pvalue.AsSingleton(encoder))
 
 
 def canonical_example(record: bytes) -> bytes:
@@ -119,7 +243,8 @@ def canonical_example(record: bytes) -> bytes:
 
 
 class FeaturizeOutputs(NamedTuple):
-    """The analysed transform function and each split's serialized transformed records."""
+    """The analysed transform function and each split's serialized transformed records
+    (in lists, one a record batch)."""
 
     transform_fn: Any
     records: Dict[str, beam.PCollection]
@@ -129,29 +254,30 @@ class Featurize(beam.PTransform):
     """Raw example shards → the transform function (analysed on train only) and every
     split transformed by it.
 
-    Applied to the pipeline: TFT reads its inputs through TFXIO sources (record
-    batches), so each split's source is handed over rather than a PCollection.
-    Must be built inside a ``tft_beam.Context``.
+    Applied to the pipeline: each split is read where it is used (record
+    batches, :class:`ReadRecordBatches`), so its file pattern is handed over
+    rather than a PCollection. Must be built inside a ``tft_beam.Context``.
 
     Args:
-        sources: {split: TFXIO over its raw shards} (:func:`raw_tfxio`); must hold train.
-        registry: The run's registry (``preprocessing_fn``'s features).
+        patterns: {split: glob of its raw shards}; must hold train.
+        registry: The run's registry (``preprocessing_fn``'s features, the raw schema).
     """
 
-    def __init__(self, sources: Mapping[str, tfxio.TFExampleRecord], registry: F.Registry):
+    def __init__(self, patterns: Mapping[str, str], registry: F.Registry):
         super().__init__()
-        self._sources = dict(sources)
+        self._patterns = dict(patterns)
         self._registry = registry
 
     def expand(self, pbegin) -> FeaturizeOutputs:
-        train = self._sources["train"]
-        raw = pbegin | "ReadTrain" >> train.BeamSource()
+        registry, train = self._registry, self._patterns["train"]
+        raw = pbegin | "ReadTrain" >> ReadRecordBatches(train, registry)
         # Analysers see the train split only: eval statistics never leak in.
-        transform_fn = ((raw, train.TensorAdapterConfig())
+        transform_fn = ((raw, raw_tfxio(train, registry).TensorAdapterConfig())
                         | "Analyze" >> tft_beam.AnalyzeDataset(
-                            functools.partial(preprocessing_fn, registry=self._registry)))
+                            functools.partial(preprocessing_fn, registry=registry)))
         records = {split: pbegin | f"Transform{split.title()}" >> TransformSplit(
-            split, source, transform_fn) for split, source in self._sources.items()}
+            split, pattern, registry, transform_fn)
+            for split, pattern in self._patterns.items()}
         return FeaturizeOutputs(transform_fn, records)
 
 
@@ -187,9 +313,9 @@ def build(pipeline: beam.Pipeline, config: Config, temp_dir: str) -> None:
         temp_dir: TFT's temp folder (see :func:`tft_temp_dir`).
     """
     layout, registry = config.layout, config.registry
-    sources = {s: raw_tfxio(layout.examples(s) + "-*", registry) for s in config.splits}
+    patterns = {s: layout.examples(s) + "-*" for s in config.splits}
     with tft_beam.Context(temp_dir=temp_dir):
-        featurized = pipeline | "Featurize" >> Featurize(sources, registry)
+        featurized = pipeline | "Featurize" >> Featurize(patterns, registry)
         _ = featurized.transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(
             layout.transform_dir)
         for split, records in featurized.records.items():

@@ -21,6 +21,18 @@ from shoprec.core.model_config import TaskConfig
 _CYCLE_LENGTH = 4
 # Shuffle buffer in batches: enough to mix neighbouring shards' records.
 _SHUFFLE_BATCHES = 8
+# Training shards totalling at most this many (gzip) bytes are parsed once and
+# held in memory as columns: a batch is then one gather per column, where
+# streaming pays inflating, shuffling and parsing every example every epoch
+# (benchmarks/train_input.py). Some 5-10x this in RAM; larger splits stream.
+CACHE_MAX_BYTES = 64 << 20
+# Batches parsed at once, and batches kept ready ahead of the train step. Fixed,
+# with tf.data's autotuner off: the autotuner's own bookkeeping and the threads
+# it adds cost 24% of the input's CPU per example on a 2-core host, where that
+# CPU is taken from training (benchmarks/train_input.py). Two parses at once
+# still feed ~700k examples/s.
+_PARSE_CALLS = 2
+_PREFETCH_BATCHES = 2
 
 
 def parse_spec(transformed_spec: Mapping[str, tf.io.FixedLenFeature],
@@ -70,6 +82,50 @@ def split_labels(parsed: Dict[str, tf.Tensor], tasks: Iterable[TaskConfig],
     return inputs, labels
 
 
+def _streamed(file_pattern: str, spec, batch_size: int, training: bool,
+              seed: Optional[int], repeat: bool, drop_remainder: bool) -> tf.data.Dataset:
+    """Parsed batches read from the shards every epoch: records shuffled in a buffer."""
+    files = tf.data.Dataset.list_files(file_pattern, shuffle=training, seed=seed)
+    # A sequential interleave (still mixing _CYCLE_LENGTH shards record by
+    # record) costs less CPU per record than a parallel one, and the CPU it
+    # saves goes to training on a CPU-bound host (benchmarks/train_input.py);
+    # the batched parse runs in parallel with training either way.
+    # The fixed order also keeps runs with the same seed reproducible.
+    dataset = files.interleave(
+        lambda path: tf.data.TFRecordDataset(path, compression_type="GZIP"),
+        cycle_length=_CYCLE_LENGTH)
+    if training:
+        dataset = dataset.shuffle(_SHUFFLE_BATCHES * batch_size, seed=seed,
+                                  reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    return dataset.batch(batch_size, drop_remainder=drop_remainder).map(
+        lambda serialized: tf.io.parse_example(serialized, spec),
+        num_parallel_calls=_PARSE_CALLS)
+
+
+def _from_memory(paths, spec, batch_size: int, training: bool, seed: Optional[int],
+                 repeat: bool, drop_remainder: bool) -> tf.data.Dataset:
+    """Parsed batches gathered from the whole split, parsed once and held as columns.
+
+    Each epoch is a fresh permutation of every example (training), not a
+    buffer's worth of mixing; a batch is one gather per column, so an epoch
+    after the first costs about what replaying batches from memory does.
+    """
+    parsed = tf.data.TFRecordDataset(paths, compression_type="GZIP").batch(4096).map(
+        lambda serialized: tf.io.parse_example(serialized, spec))
+    parts = list(parsed)
+    columns = {name: tf.concat([p[name] for p in parts], axis=0) for name in spec}
+    rows = int(next(iter(columns.values())).shape[0])
+    dataset = tf.data.Dataset.range(rows)
+    if training:
+        dataset = dataset.shuffle(rows, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    return dataset.batch(batch_size, drop_remainder=drop_remainder).map(
+        lambda index: {name: tf.gather(values, index) for name, values in columns.items()})
+
+
 def make_dataset(file_pattern: str,
                  transformed_spec: Mapping[str, tf.io.FixedLenFeature],
                  tasks: Iterable[TaskConfig],
@@ -80,7 +136,8 @@ def make_dataset(file_pattern: str,
                  seed: Optional[int] = None,
                  repeat: bool = False,
                  extra_labels: Iterable[str] = (),
-                 keep_if: Optional[str] = None) -> tf.data.Dataset:
+                 keep_if: Optional[str] = None,
+                 cache: Optional[bool] = None) -> tf.data.Dataset:
     """Batched (features, labels) from gzip TFRecords of transformed tf.Examples.
 
     The batch size is the global one; under a strategy, Keras splits each batch
@@ -101,6 +158,11 @@ def make_dataset(file_pattern: str,
             keyed by column name.
         keep_if: A 0/1 label column: keep only examples where it is 1 (e.g.
             clicked impressions for a naive CVR model); batches stay full.
+        cache: Parse the split once and hold it in memory as columns, each
+            training epoch a fresh permutation of every example (seeded);
+            False: stream the shards every epoch, records mixed in a shuffle
+            buffer; None: cache when training on shards of at most
+            :data:`CACHE_MAX_BYTES`.
 
     Returns:
         A dataset of ``(features, labels)`` dicts with a leading batch axis.
@@ -108,43 +170,39 @@ def make_dataset(file_pattern: str,
     Raises:
         FileNotFoundError: nothing matches ``file_pattern``.
     """
-    if not tf.io.gfile.glob(file_pattern):
+    paths = tf.io.gfile.glob(file_pattern)
+    if not paths:
         raise FileNotFoundError(f"no transformed examples at {file_pattern}; run featurize first")
+    if cache is None:
+        cache = training and sum(tf.io.gfile.stat(p).length for p in paths) <= CACHE_MAX_BYTES
     tasks = tuple(tasks)
     extra_labels = tuple(sorted(set(extra_labels) | ({keep_if} if keep_if else set())))
     spec = parse_spec(transformed_spec, tasks, registry, extra_labels)
 
-    files = tf.data.Dataset.list_files(file_pattern, shuffle=training, seed=seed)
-    # A sequential interleave (still mixing _CYCLE_LENGTH shards record by
-    # record) costs less CPU per record than a parallel one, and the CPU it
-    # saves goes to training on a CPU-bound host (benchmarks/train_input.py);
-    # the batched parse below runs in parallel with training either way.
-    # The fixed order also keeps runs with the same seed reproducible.
-    dataset = files.interleave(
-        lambda path: tf.data.TFRecordDataset(path, compression_type="GZIP"),
-        cycle_length=_CYCLE_LENGTH)
-    if training:
-        dataset = dataset.shuffle(_SHUFFLE_BATCHES * global_batch_size, seed=seed,
-                                  reshuffle_each_iteration=True)
-    if repeat:
-        dataset = dataset.repeat()
-    dataset = dataset.batch(global_batch_size, drop_remainder=training and not keep_if)
-    dataset = dataset.map(
-        lambda serialized: split_labels(tf.io.parse_example(serialized, spec), tasks, registry,
-                                        extra_labels),
-        num_parallel_calls=tf.data.AUTOTUNE)
+    def labelled(parsed):
+        return split_labels(parsed, tasks, registry, extra_labels)
+
+    drop = training and not keep_if
+    if cache:
+        dataset = _from_memory(sorted(paths), spec, global_batch_size, training, seed,
+                               repeat, drop).map(labelled)
+    else:
+        dataset = _streamed(file_pattern, spec, global_batch_size, training, seed, repeat,
+                            drop).map(labelled)
     if keep_if:
         # Filtering parsed batches and re-batching keeps the one-parse-per-batch
         # cost; the filter leaves ragged batches that unbatch/batch evens out.
         dataset = dataset.unbatch().filter(
             lambda features, labels: labels[keep_if] > 0.5).batch(
                 global_batch_size, drop_remainder=training)
-    dataset = dataset.prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.prefetch(_PREFETCH_BATCHES)
 
     options = tf.data.Options()
+    options.autotune.enabled = False
     # Multi-worker: each worker reads whole shards (FILE) when there are at
-    # least as many shards as workers, else every worker reads all records
-    # and keeps its share (DATA). Ignored by single-worker strategies.
+    # least as many shards as workers, else (and for a split held in memory)
+    # every worker reads all examples and keeps its share (DATA). Ignored by
+    # single-worker strategies.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.AUTO
     return dataset.with_options(options)
 

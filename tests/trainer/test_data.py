@@ -1,5 +1,9 @@
 """trainer.data over shards written by the real featurize job."""
 
+import glob
+import os
+import shutil
+
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -50,3 +54,31 @@ def test_missing_inputs_fail_clearly(tmp_path, featurized_dir):
                           registry=shop.REGISTRY)
     with pytest.raises(KeyError, match="item_image_embedding"):
         data.parse_spec({"click": None, "conversion": None}, TASKS, shop.REGISTRY)
+
+
+def test_the_in_memory_input_permutes_every_example_each_epoch(featurized_dir, tmp_path):
+    layout = Layout(featurized_dir)
+    spec = tft.TFTransformOutput(layout.transform_dir).transformed_feature_spec()
+    shards = tmp_path / "examples"
+    shutil.copytree(os.path.dirname(layout.transformed("train")), shards)
+    pattern = str(shards / "train-*")
+
+    def batches(cache, seed=3):
+        return iter(data.make_dataset(pattern, spec, TASKS, 64, training=True, seed=seed,
+                                      repeat=True, registry=shop.REGISTRY, cache=cache))
+
+    def epochs(iterator, n):
+        # 192 examples: three batches of 64 an epoch, nothing dropped at the seams.
+        values = [v for _ in range(3 * n) for v in next(iterator)[0]["item_price"].numpy()]
+        return [values[i * 192:(i + 1) * 192] for i in range(n)]
+
+    streamed = epochs(batches(cache=False), 1)[0]
+    cached, again, other = batches(True), batches(True), batches(True, seed=4)
+    # Parsed when built: the files are not read again.
+    for path in glob.glob(pattern):
+        os.remove(path)
+    first, second = epochs(cached, 2)
+    assert sorted(first) == sorted(second) == sorted(streamed)  # every example once an epoch
+    assert first != second  # a fresh permutation each epoch
+    assert epochs(again, 2) == [first, second]  # the same order under the same seed
+    assert epochs(other, 1)[0] != first
