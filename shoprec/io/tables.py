@@ -177,7 +177,8 @@ def csv_records(lines: Iterable[str]) -> Iterator[Tuple[str, Union[List[str], Ba
             cells = None
         except csv.Error as err:
             record = "".join(source.taken).rstrip("\r\n")
-            yield record, BadRow("malformed_row", str(err), record)
+            # The dead letter's record must be text JSON can hold, whatever the bytes.
+            yield record, BadRow("malformed_row", str(err), _printable(record))
             reader = csv.reader(source)
             continue
         taken = list(source.taken)
@@ -192,7 +193,7 @@ def csv_records(lines: Iterable[str]) -> Iterator[Tuple[str, Union[List[str], Ba
         reader = csv.reader(source)
         yield first, BadRow("unclosed_quote", f"a quoted field opens and does not close "
                                               f"within {MAX_RECORD_LINES} lines or the file",
-                            first)
+                            _printable(first))
 
 
 def _to_row(record: str, cells: Union[List[str], BadRow], header: Sequence[str]) -> Row:

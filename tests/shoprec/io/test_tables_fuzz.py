@@ -36,6 +36,7 @@ def test_one_record_parses_or_has_a_reason(text):
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
 @example(b"item_id,colour,image_path\n\xff\xfe,x,y\n")
+@example(b"\n\r\x80")  # a malformed record holding a byte that is not UTF-8
 @example(b'item_id,colour,image_path\ni1,"' + b"x\n" * (tables.MAX_RECORD_LINES + 5))
 def test_any_bytes_as_a_file_give_rows_blanks_or_reasons(data):
     for row in tables.csv_file_rows(io.BytesIO(data), HEADER):
