@@ -9,6 +9,7 @@ items, and the ranker reverses them.
 
 import dataclasses
 import math
+import os
 
 import apache_beam as beam
 import numpy as np
@@ -22,6 +23,7 @@ from pipelines.candidates import Catalogue
 from pipelines.options import pipeline_options
 from shoprec.core import config as config_lib
 from shoprec.core import generated_shop as shop
+from shoprec.core.errors import ConfigError
 
 R = shop.REGISTRY
 WIDTH = R.embedding_feature().width
@@ -145,3 +147,14 @@ def test_user_contexts_keep_known_users_only():
         recommend.UserContext("u1", U1, None, ("i1", "i2"))]
     assert list(recommend.user_contexts(("u9", {"user": [], "history": [],
                                                 "excluded": ["i1"]}))) == []
+
+
+def test_item_aggregates_judged_as_of_the_eval_start_are_refused(tmp_path):
+    # taobao.yaml's items carry aggregates, stored as of the log's end: lists
+    # judged at the eval start would see the eval window through them.
+    taobao = os.path.join(os.path.dirname(config_lib.__file__), "..", "configs", "taobao.yaml")
+    config = config_lib.load(taobao, run_dir=str(tmp_path))
+    assert {"agg_item_buys", "agg_category_buy_rate"} <= {
+        f.name for f in config.registry.item_aggregates()}
+    with pytest.raises(ConfigError, match=r"as_of: eval with item aggregates .*agg_item_buys"):
+        recommend.run(config, [])
