@@ -33,6 +33,15 @@ DWA loss weighting, against one single-task model per task. Every figure is
 the exact eval metric of a variant's ``metrics.json``, as mean ± sd over
 ``--seeds``; ingest's anomaly rule and the image encoder's held-out accuracy
 are printed beside them.
+
+``--config CONFIG --data DIR`` makes the same comparison on a real data set
+(e.g. ``shoprec/configs/taobao.yaml``: cart, buy): one ingest and featurize of
+it under ``--out`` (kept with ``--reuse``), then the same variants, judged by
+each task's metric (binary: AUC) on the test split (eval where the config has
+none)::
+
+    python -m benchmarks.architectures --config shoprec/configs/taobao.yaml \
+        --data ../shared/data/taobao --out /tmp/taobao_cmp --seeds 42
 """
 
 from __future__ import annotations
@@ -146,6 +155,9 @@ def main() -> None:
     parser.add_argument("--run_dir", default=None, help="a `shoprec demo` run folder")
     parser.add_argument("--shop_tasks", default=None, metavar="CONFIG",
                         help="compare on this four-task shop config's featurized run instead")
+    parser.add_argument("--config", default=None,
+                        help="compare on this real data set's config instead (with --data)")
+    parser.add_argument("--data", default=None, help="the folder of --config's data set")
     parser.add_argument("--out", default=None, help="where variants train (default RUN/compare)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--only", nargs="*", default=None, help="variant names to run")
@@ -155,8 +167,13 @@ def main() -> None:
     if args.shop_tasks:
         shop_main(args)
         return
+    if args.config:
+        if not (args.data and args.out):
+            parser.error("--config needs --data and --out")
+        real_main(args)
+        return
     if not args.run_dir:
-        parser.error("--run_dir or --shop_tasks is required")
+        parser.error("--run_dir, --shop_tasks or --config is required")
     out = args.out or os.path.join(args.run_dir, "compare")
     base = config_lib.load(run_dir=args.run_dir)
     ev = load_eval(args.run_dir, base.registry)
@@ -246,9 +263,7 @@ def report(results: Dict[str, list], ev: dict, out: str) -> None:
 
 SHOP_ARCHITECTURES = ("shared_bottom", "mmoe", "ple", "soft_sharing")
 SHOP_WEIGHTINGS = ("fixed", "uncertainty", "dwa")
-# The figure each task is judged by (more is better for all of them), then extras.
-SHOP_METRICS = (("click", "auc"), ("conversion", "auc"), ("interest", "accuracy"),
-                ("category", "accuracy"), ("colour", "accuracy"), ("anomaly", "auc"))
+# The shop's figures beside those each task is judged by (``judged_metrics``).
 SHOP_EXTRAS = (("interest", "top_3_accuracy"), ("interest", "ndcg_at_3"),
                ("category", "macro_f1"), ("colour", "macro_f1"), ("anomaly", "precision"),
                ("anomaly", "recall"))
@@ -276,12 +291,14 @@ def _stat(rows, task: str, metric: str):
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
-def shop_main(args) -> None:
-    """Trains every shop variant per seed on the config's featurized run; prints the tables."""
-    base = config_lib.load(args.shop_tasks)
-    out = args.out or os.path.join(base.run_dir, "compare")
+def train_variants(base: config_lib.Config, args, out: str, split: str) -> Dict[str, list]:
+    """Trains every ``shop_variants`` model per seed on ``base``'s featurized run.
+
+    Returns:
+        {variant: [{"seed", "tasks": the ``split`` ("eval" or "test") task
+        metrics of its ``metrics.json``, "baselines"} per seed]}.
+    """
     results: Dict[str, list] = {}
-    started = time.time()
     for seed in args.seeds:
         for name, config in shop_variants(base).items():
             if args.only and name not in args.only:
@@ -302,20 +319,107 @@ def shop_main(args) -> None:
                     trained = json.load(f)
             else:
                 trained = train.run(config)
+            tasks = trained["tasks"] if split == "eval" else trained["test"]["tasks"]
             results.setdefault(name, []).append(
-                {"seed": seed, "tasks": trained["tasks"], "baselines": trained["baselines"]})
+                {"seed": seed, "tasks": tasks, "baselines": trained["baselines"]})
             print(f"[compare] {name} seed {seed}: {time.time() - start:.0f}s", flush=True)
+    return results
+
+
+def shop_main(args) -> None:
+    """Trains every shop variant per seed on the config's featurized run; prints the tables."""
+    base = config_lib.load(args.shop_tasks)
+    out = args.out or os.path.join(base.run_dir, "compare")
+    started = time.time()
+    results = train_variants(base, args, out, "eval")
     shop_report(results, base, out, time.time() - started)
+
+
+# The figure a task is judged by, by task type (more is better for both).
+JUDGED_BY_TYPE = {"binary": "auc", "multiclass": "accuracy"}
+
+
+def judged_metrics(base: config_lib.Config):
+    """((task, metric), ...) the comparison judges the variants by, in task order.
+
+    Raises:
+        ValueError: a task's type has no judged metric (regression).
+    """
+    out = []
+    for task in base.model.tasks:
+        if task.type not in JUDGED_BY_TYPE:
+            raise ValueError(f"task {task.name}: no comparison metric for type {task.type}")
+        out.append((task.name, JUDGED_BY_TYPE[task.type]))
+    return tuple(out)
+
+
+def real_main(args) -> None:
+    """Ingests and featurizes a real data set once, trains every variant, prints the table."""
+    import yaml
+
+    # Imported here: ``python benchmarks/architectures.py`` (the other modes)
+    # has no ``benchmarks`` package on its path; ``python -m`` from the repo has.
+    from benchmarks import real_data
+
+    os.makedirs(args.out, exist_ok=True)
+    base_dir = os.path.join(args.out, "base")
+    with open(args.config) as f:
+        raw = yaml.safe_load(f)
+    base_cfg = real_data._write_config(raw, base_dir, os.path.join(args.out, "base.yaml"))
+    if not (args.reuse and os.path.exists(os.path.join(base_dir, "featurize"))):
+        for stage in ("ingest", "featurize"):
+            real_data._cli(stage, base_cfg, args.data, os.path.join(args.out, "stages.log"))
+    base = config_lib.load(base_cfg)
+    split = "test" if base.ingest.test_start else "eval"
+    started = time.time()
+    results = train_variants(base, args, args.out, split)
+    judged = judged_metrics(base)
+    table, _ = task_table(results, judged)
+    seeds = sorted({r["seed"] for rows in results.values() for r in rows})
+    print(f"\n{base.data.name}: {split} split, {base.training.epochs} epochs; seeds {seeds}; "
+          f"{len(results)} variants in {(time.time() - started) / 60:.1f} min")
+    with open(os.path.join(args.out, f"{base.data.name}_comparison.json"), "w") as f:
+        json.dump({"split": split, "table": table, "seeds": seeds}, f, indent=2)
+
+
+def task_table(results: Dict[str, list], judged) -> tuple:
+    """Prints each variant's judged figures, single-task below, and the best multi-task one.
+
+    Returns:
+        ({variant: {"task/metric": (mean, sd)}}, {task: single-task (mean, sd)}).
+    """
+    header = [f"{t} {m.replace('_', ' ')}" for t, m in judged]
+    print("\n| model | " + " | ".join(header) + " |")
+    print("|---" * (len(header) + 1) + "|")
+    single = {t: _stat(results.get(f"single {t}", []), t, m) for t, m in judged}
+    table = {name: {f"{t}/{m}": _stat(rows, t, m) for t, m in judged}
+             for name, rows in results.items()}
+    multi = [n for n in results if not n.startswith("single")]
+    for name in multi:
+        print(f"| {name} | " + " | ".join(_cell(table[name][f"{t}/{m}"])
+                                          for t, m in judged) + " |")
+    print("| single-task (one model per task) | "
+          + " | ".join(_cell(single[t]) for t, _ in judged) + " |")
+
+    def ratio(name):
+        # The mean over tasks of the variant's figure over the single-task one.
+        return float(np.mean([table[name][f"{t}/{m}"][0] / single[t][0] for t, m in judged]))
+
+    if multi and all(single.values()):
+        best = max(multi, key=ratio)
+        print(f"\nbest multi-task setting (mean ratio to single-task {ratio(best):.4f}): "
+              f"{best}: " + "; ".join(_verdicts(table, single, best, judged)))
+    return table, single
 
 
 def _cell(stat, digits: int = 3) -> str:
     return "—" if stat is None else f"{stat[0]:.{digits}f} ± {stat[1]:.{digits}f}"
 
 
-def _verdicts(table, single, best: str) -> List[str]:
+def _verdicts(table, single, best: str, judged) -> List[str]:
     """Per task: does ``best`` match (within the larger seed spread) or beat single-task?"""
     out = []
-    for t, m in SHOP_METRICS:
+    for t, m in judged:
         got, alone = table[best][f"{t}/{m}"], single[t]
         matches = got[0] >= alone[0] - max(got[1], alone[1])
         out.append(f"{t} {'matches or beats' if matches else 'below'} "
@@ -326,28 +430,7 @@ def _verdicts(table, single, best: str) -> List[str]:
 def shop_report(results: Dict[str, list], base: config_lib.Config, out: str,
                 seconds: float) -> None:
     """Prints the four-task tables (mean ± sd over seeds) and writes them as JSON."""
-    header = [f"{t} {m.replace('_', ' ')}" for t, m in SHOP_METRICS]
-    print("\n| model | " + " | ".join(header) + " |")
-    print("|---" * (len(header) + 1) + "|")
-    single = {t: _stat(results.get(f"single {t}", []), t, m) for t, m in SHOP_METRICS}
-    table = {name: {f"{t}/{m}": _stat(rows, t, m) for t, m in SHOP_METRICS}
-             for name, rows in results.items()}
-    multi = [n for n in results if not n.startswith("single")]
-    for name in multi:
-        print(f"| {name} | " + " | ".join(_cell(table[name][f"{t}/{m}"])
-                                          for t, m in SHOP_METRICS) + " |")
-    print("| single-task (one model per task) | "
-          + " | ".join(_cell(single[t]) for t, _ in SHOP_METRICS) + " |")
-
-    def ratio(name):
-        # The mean over tasks of the variant's figure over the single-task one.
-        return float(np.mean([table[name][f"{t}/{m}"][0] / single[t][0]
-                              for t, m in SHOP_METRICS]))
-
-    if multi and all(single.values()):
-        best = max(multi, key=ratio)
-        print(f"\nbest multi-task setting (mean ratio to single-task {ratio(best):.4f}): "
-              f"{best}: " + "; ".join(_verdicts(table, single, best)))
+    table, _ = task_table(results, judged_metrics(base))
     print("\n| model | " + " | ".join(f"{t} {m.replace('_', ' ')}" for t, m in SHOP_EXTRAS)
           + " |")
     print("|---" * (len(SHOP_EXTRAS) + 1) + "|")
