@@ -150,6 +150,19 @@ def cvr_figures(pcvr, pctr, ev) -> dict:
             "ctcvr_auc": metrics.auc(ev["conversion"], pctr * pcvr)}
 
 
+def _trained(config: config_lib.Config, run_dir: str, seed: int, reuse: bool):
+    """``config`` trained in ``run_dir`` with ``seed``: (that config, its metrics.json).
+
+    With ``reuse``, a variant whose metrics.json exists is read, not trained again.
+    """
+    config = dataclasses.replace(config, run_dir=run_dir, training=dataclasses.replace(
+        config.training, seed=seed))
+    if reuse and os.path.exists(config.layout.metrics_file):
+        with open(config.layout.metrics_file) as f:
+            return config, json.load(f)
+    return config, train.run(config)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run_dir", default=None, help="a `shoprec demo` run folder")
@@ -176,6 +189,9 @@ def main() -> None:
         parser.error("--run_dir, --shop_tasks or --config is required")
     out = args.out or os.path.join(args.run_dir, "compare")
     base = config_lib.load(run_dir=args.run_dir)
+    unknown = sorted(set(args.only or ()) - set(variants(base)))
+    if unknown:
+        parser.error(f"--only: no variant {unknown}; the variants are {sorted(variants(base))}")
     ev = load_eval(args.run_dir, base.registry)
     results: Dict[str, list] = {}
     for seed in args.seeds:
@@ -187,14 +203,8 @@ def main() -> None:
             link = os.path.join(run_dir, "featurize")
             if not os.path.exists(link):
                 os.symlink(os.path.abspath(os.path.join(args.run_dir, "featurize")), link)
-            config = dataclasses.replace(config, run_dir=run_dir, training=dataclasses.replace(
-                config.training, seed=seed))
             start = time.time()
-            if args.reuse and os.path.exists(config.layout.metrics_file):
-                with open(config.layout.metrics_file) as f:
-                    trained = json.load(f)
-            else:
-                trained = train.run(config)
+            config, trained = _trained(config, run_dir, seed, args.reuse)
             p = score(config.layout.model_dir, ev["examples"])
             row = {"seed": seed, "train_s": trained["training"].get("seconds"),
                    "retrieval": trained.get("retrieval")}
@@ -311,14 +321,8 @@ def train_variants(base: config_lib.Config, args, out: str, split: str) -> Dict[
                 link = os.path.join(run_dir, stage)
                 if not os.path.exists(link):
                     os.symlink(os.path.abspath(os.path.join(base.run_dir, stage)), link)
-            config = dataclasses.replace(config, run_dir=run_dir, training=dataclasses.replace(
-                config.training, seed=seed))
             start = time.time()
-            if args.reuse and os.path.exists(config.layout.metrics_file):
-                with open(config.layout.metrics_file) as f:
-                    trained = json.load(f)
-            else:
-                trained = train.run(config)
+            config, trained = _trained(config, run_dir, seed, args.reuse)
             tasks = trained["tasks"] if split == "eval" else trained["test"]["tasks"]
             results.setdefault(name, []).append(
                 {"seed": seed, "tasks": tasks, "baselines": trained["baselines"]})
