@@ -244,13 +244,15 @@ def write_outputs(outputs: IngestOutputs, read_dead: beam.PCollection, config, l
     names = registry.example_names()
     for split, rows in outputs.examples.items():
         _ = rows | f"Write{split.title()}Examples" >> WriteTFRecords(
-            layout.examples(split), names, config.ingest.num_shards, TFRECORD_SUFFIX, registry)
+            layout.examples(split), names, config.ingest.num_shards, TFRECORD_SUFFIX, registry,
+            one_file=False)
     for label, table, prefix, names in (
             ("Items", outputs.items, layout.items_table, registry.item_table_names()),
             ("Users", outputs.users, layout.users_table, registry.source_names(F.Source.USER))):
         (table
          | f"{label}Rows" >> beam.Values()
-         | f"Write{label}Table" >> WriteTFRecords(prefix, names, 1, TFRECORD_SUFFIX, registry))
+         | f"Write{label}Table" >> WriteTFRecords(prefix, names, 1, TFRECORD_SUFFIX, registry,
+                                                            one_file=True))
     for label, table, prefix in (("History", outputs.history, layout.history_table),
                                  ("HistoryAtEval", outputs.history_at_eval,
                                   layout.history_at_eval_table)):
@@ -259,7 +261,7 @@ def write_outputs(outputs: IngestOutputs, read_dead: beam.PCollection, config, l
         (table
          | f"{label}Rows" >> beam.MapTuple(lambda user, h: dict(h, **{registry.user_key: user}))
          | f"Write{label}Table" >> WriteTFRecords(prefix, registry.history_table_names(), 1,
-                                                  TFRECORD_SUFFIX, registry))
+                                                  TFRECORD_SUFFIX, registry, one_file=True))
     (outputs.anomalies
      | "AnomalyLines" >> beam.Map(lambda r: csv_line(
          ["" if r[c] is None else r[c] for c in ANOMALY_COLUMNS]))

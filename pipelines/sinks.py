@@ -15,16 +15,20 @@ from shoprec.core import registry as F
 class WriteTFRecords(beam.PTransform):
     """Rows → gzip TFRecord files of raw examples carrying ``names`` (+ metadata).
 
-    With ``num_shards == 1`` the single file is named exactly ``prefix + suffix``;
-    otherwise ``prefix-SSSSS-of-NNNNN + suffix``, and each record goes to the
-    shard the CRC-32 of its bytes picks. Beam's own fixed sharding starts each
-    bundle at a random shard, so the same rows landed in other files on every
-    run; this way a re-run on the same inputs writes the same files.
+    Files are named ``prefix-SSSSS-of-NNNNN + suffix``, and each record goes to
+    the shard the CRC-32 of its bytes picks; with ``one_file`` (a side table,
+    always one shard) the single file is named exactly ``prefix + suffix``.
+    Beam's own fixed sharding starts each bundle at a random shard, so the
+    same rows landed in other files on every run; this way a re-run on the
+    same inputs writes the same files.
     """
 
     def __init__(self, prefix: str, names: Sequence[str], num_shards: int, suffix: str,
-                 registry: F.Registry):
+                 registry: F.Registry, one_file: bool):
         super().__init__()
+        if one_file and num_shards != 1:
+            raise ValueError(f"one_file needs num_shards 1, got {num_shards}")
+        self._one_file = one_file
         self._prefix = prefix
         self._names = list(names)
         self._num_shards = int(num_shards)
@@ -34,7 +38,7 @@ class WriteTFRecords(beam.PTransform):
     def expand(self, rows):
         encoded = rows | "Encode" >> beam.ParDo(_Encode(self._names, self._registry))
         n = self._num_shards
-        if n == 1:
+        if self._one_file:
             return encoded | "Write" >> _one_file(self._prefix + self._suffix)
         shards = encoded | "Shard" >> beam.Partition(lambda r, k: zlib.crc32(r) % k, n)
         for i, shard in enumerate(shards):
