@@ -8,7 +8,22 @@ import yaml
 
 from pipelines import examples
 from shoprec.core import config as config_lib
+from shoprec.core import generated_shop
+from shoprec.core import registry as F
 from shoprec.io.outputs import write_success
+
+def history_registry(*extra: F.Feature) -> F.Registry:
+    """The generated shop's registry plus short history lists, a click count and an item match."""
+    S, K = F.Source, F.Kind
+    return F.Registry(generated_shop.REGISTRY.features + (
+        F.Feature("hist_items", S.HISTORY, K.HISTORY, history_of="item_id", max_length=3,
+                  vocabulary="item_id"),
+        F.Feature("hist_categories", S.HISTORY, K.HISTORY, history_of="item_category",
+                  max_length=2, vocabulary="item_category"),
+        F.Feature("hist_clicks", S.HISTORY, K.NUMERIC, event_type="click"),
+        F.Feature("hist_item_matches", S.HISTORY, K.NUMERIC, history_of="item_id"),
+    ) + extra)
+
 
 # A shop small enough to generate and ingest in seconds.
 TINY_SHOP = {"generate": {"num_users": 20, "num_items": 8, "days": 3, "sessions_per_user": 2.0},

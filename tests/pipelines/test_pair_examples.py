@@ -15,17 +15,11 @@ from pipelines.pair_examples import PairExamples
 from pipelines.rows import raw_row
 from shoprec.core import generated_shop
 from shoprec.core import registry as F
+from tests.pipelines.fixtures import history_registry
 
 S, K = F.Source, F.Kind
-REGISTRY = F.Registry(generated_shop.REGISTRY.features + (
-    F.Feature("hist_items", S.HISTORY, K.HISTORY, history_of="item_id", max_length=3,
-              vocabulary="item_id"),
-    F.Feature("hist_categories", S.HISTORY, K.HISTORY, history_of="item_category",
-              max_length=2, vocabulary="item_category"),
-    F.Feature("hist_clicks", S.HISTORY, K.NUMERIC, event_type="click"),
-    F.Feature("hist_item_matches", S.HISTORY, K.NUMERIC, history_of="item_id"),
-    F.Feature("hist_category_matches", S.HISTORY, K.NUMERIC, history_of="item_category"),
-))
+REGISTRY = history_registry(F.Feature("hist_category_matches", S.HISTORY, K.NUMERIC,
+                                      history_of="item_category"))
 NAMES = REGISTRY.example_names(include_labels=False)
 WIDTH = REGISTRY.embedding_feature().width
 

@@ -22,19 +22,14 @@ from pipelines.rows import raw_row
 from shoprec.core import config as config_lib
 from shoprec.core import generated_shop
 from shoprec.core import registry as F
+from tests.pipelines.fixtures import history_registry
 
-S, K = F.Source, F.Kind
+S = F.Source
 # The generated shop's features plus history. No impression count: the
 # scored impression is the user's last event, and it must not change the
 # history scoring reads (impressions are not interactions, so the lists keep).
-REGISTRY = F.Registry(generated_shop.REGISTRY.features + (
-    F.Feature("hist_items", S.HISTORY, K.HISTORY, history_of="item_id", max_length=3,
-              vocabulary="item_id"),
-    F.Feature("hist_categories", S.HISTORY, K.HISTORY, history_of="item_category",
-              max_length=2, vocabulary="item_category"),
-    F.Feature("hist_clicks", S.HISTORY, K.NUMERIC, event_type="click"),
-    F.Feature("hist_item_matches", S.HISTORY, K.NUMERIC, history_of="item_id"),
-))
+REGISTRY = history_registry()
+
 CONFIG = dataclasses.replace(config_lib.load(),
                              dataset=generated_shop.dataset(REGISTRY))
 WIDTH = REGISTRY.embedding_feature().width
