@@ -15,7 +15,11 @@ On one trained run (a demo run folder with the two towers), in one go:
   against the same direct rates: at the demo's size a job's fixed start-up
   (pipeline construction, the model load, the first bundles) is most of its
   time. The score job's marginal cost per row, from its two largest sizes,
-  against the signature's cost per row is what a large job approaches.
+  against the signature's cost per row is what a large job approaches;
+- the *floor*: the least Beam job around the same signature and handler, fed
+  the same examples (copied as many times) already built, in lists of
+  1,024, with nothing read, joined or written. Its ratio bounds what any
+  score job on this runner can reach.
 
 Each measurement runs in a fresh process (``benchmarks/measure.py``)::
 
@@ -112,12 +116,9 @@ def _child_score_beam(config) -> dict:
             "cpu_seconds": time.process_time() - cpu}
 
 
-def _child_score_direct(config) -> dict:
-    """The serving signature on batches of 1,024 of the raw examples the job builds."""
+def _raw_examples(config) -> list:
+    """The raw examples of the run's eval pairs, built one by one as ingest builds rows."""
     import csv
-
-    import numpy as np
-    import tensorflow as tf
 
     from pipelines import examples
     from pipelines.rows import raw_row
@@ -130,10 +131,18 @@ def _child_score_direct(config) -> dict:
     names = registry.example_names(include_labels=False)
     with open(layout.eval_pairs + ".csv") as f:
         pairs = [(r["user_id"], r["item_id"]) for r in csv.DictReader(f)]
-    raw = [examples.encode(raw_row({F.USER_KEY: u, F.ITEM_KEY: i}, users.get(u), items[i],
-                                   history.get(u), registry), names, registry)
-           for u, i in pairs if i in items]
-    serve = tf.saved_model.load(layout.model_dir).signatures["serving_default"]
+    return [examples.encode(raw_row({F.USER_KEY: u, F.ITEM_KEY: i}, users.get(u), items[i],
+                                    history.get(u), registry), names, registry)
+            for u, i in pairs if i in items]
+
+
+def _child_score_direct(config) -> dict:
+    """The serving signature on batches of 1,024 of the raw examples the job builds."""
+    import numpy as np
+    import tensorflow as tf
+
+    raw = _raw_examples(config)
+    serve = tf.saved_model.load(config.layout.model_dir).signatures["serving_default"]
     serve(examples=tf.constant(raw[:1024]))  # traced once, outside the timing
     # One pass takes a tenth of a second here, as long as a neighbour's burst
     # on a shared machine: passes are repeated for 2 s and the median kept.
@@ -146,6 +155,56 @@ def _child_score_direct(config) -> dict:
         cpu_passes.append(time.process_time() - cpu)
     return {"rows": len(raw), "seconds": float(np.median(passes)), "passes": len(passes),
             "cpu_seconds": float(np.median(cpu_passes))}
+
+
+def _child_score_floor(config, copies: int) -> dict:
+    """The least a Beam job around the signature does, on ``copies`` times the raw examples.
+
+    The examples are built before the pipeline, outside the timing. The job
+    only hands them to RunInference in lists of 1,024 (no per-row elements:
+    a Create of one element, a FlatMap yielding the lists), calls the same
+    serving signature through the same handler as ``shoprec score`` and
+    counts the rows: no pairs read, no join, no example assembly, no ranking,
+    nothing written. What this job costs above the signature is the runner's
+    and RunInference's share, which no score job can avoid.
+    """
+    import apache_beam as beam
+    from apache_beam.ml.inference.base import RunInference
+
+    from pipelines import options as beam_options
+    from pipelines.inference import ChunkHandler
+    from pipelines.pair_join import ExampleChunk
+    from pipelines.score import _example_bytes, _serialized
+    from shoprec.io import models
+
+    raw = _raw_examples(config)
+    _, model_dir = models.require_current(config.layout)
+    chunks = [raw[s:s + 1024] for s in range(0, len(raw), 1024)]
+
+    class _Chunks(beam.DoFn):
+        def process(self, _):
+            for _ in range(copies):
+                for chunk in chunks:
+                    # As BatchElements hands the score job's chunks on: a list of them.
+                    yield [ExampleChunk(None, None, chunk)]
+
+    def count(result):
+        beam.metrics.Metrics.counter("floor", "rows").inc(len(_serialized(result.example)
+                                                              ["examples"]))
+
+    cpu, start = time.process_time(), time.perf_counter()
+    pipeline = beam.Pipeline(options=beam_options.pipeline_options([]))
+    _ = (pipeline
+         | "One" >> beam.Create([None])
+         | "Chunks" >> beam.ParDo(_Chunks())
+         | "RunInference" >> RunInference(ChunkHandler(model_dir, "serving_default",
+                                                       _serialized, _example_bytes))
+         | "Count" >> beam.Map(count))
+    result = pipeline.run()
+    result.wait_until_finish()
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    rows = result.metrics().query(beam.metrics.MetricsFilter().with_name("rows"))["counters"]
+    return {"rows": rows[0].committed, "seconds": seconds, "cpu_seconds": cpu_seconds}
 
 
 def _scaled_run(config, scale: int, work_dir: str) -> str:
@@ -201,36 +260,41 @@ def child_main(args) -> None:
     from shoprec.core import config as config_lib
 
     config = config_lib.load(args.config, run_dir=args.run_dir)
-    result = {"recommend_beam": _child_recommend_beam,
-              "recommend_direct": _child_recommend_direct,
-              "score_beam": _child_score_beam,
-              "score_direct": _child_score_direct}[args.child](config)
+    if args.child == "score_floor":
+        result = _child_score_floor(config, args.copies)
+    else:
+        result = {"recommend_beam": _child_recommend_beam,
+                  "recommend_direct": _child_recommend_direct,
+                  "score_beam": _child_score_beam,
+                  "score_direct": _child_score_direct}[args.child](config)
     measure.emit(result)
 
 
 def _score_lines(results, scales) -> list:
-    """The score job at each size against the signature, and its marginal cost per row."""
+    """The score job and the floor job at each size against the signature, and their marginal cost."""
     direct = results["score_direct"]
     signature_us = 1e6 * direct["seconds"] / direct["rows"]
-    sizes = [("1x", results["score_beam"])] + [(f"{k}x", results[f"score_beam_x{k}"])
-                                               for k in scales]
     lines = []
-    for label, r in sizes:
-        rate = r["rows"] / r["seconds"]
-        lines.append(f"score:     {label} pairs: Beam job {rate:,.0f} rows/s ({r['rows']} rows in "
-                     f"{r['seconds']:.1f} s); signature on batches of 1,024 "
-                     f"{1e6 / signature_us:,.0f} rows/s; ratio {rate * signature_us / 1e6:.2f}")
-    (_, small), (_, large) = sizes[-2], sizes[-1]
-    for clock, key, direct_s in (("wall", "seconds", direct["seconds"]),
-                                 ("CPU", "cpu_seconds", direct["cpu_seconds"])):
-        # CPU seconds (the process's, TensorFlow's threads included) depend far
-        # less than wall seconds on what else runs on a shared machine.
-        marginal_us = 1e6 * (large[key] - small[key]) / (large["rows"] - small["rows"])
-        fixed_s = small[key] - small["rows"] * marginal_us / 1e6
-        sig_us = 1e6 * direct_s / direct["rows"]
-        lines.append(f"           marginal {clock} cost (from {sizes[-2][0]} and {sizes[-1][0]}): "
-                     f"job {marginal_us:.2f} us/row, fixed {fixed_s:.1f} s; signature "
-                     f"{sig_us:.2f} us/row; marginal ratio {sig_us / marginal_us:.2f}")
+    for job, prefix in (("Beam job", "score_beam"), ("floor job", "score_floor")):
+        sizes = [("1x", results[prefix])] + [(f"{k}x", results[f"{prefix}_x{k}"])
+                                             for k in scales]
+        for label, r in sizes:
+            rate = r["rows"] / r["seconds"]
+            lines.append(f"score:     {label} pairs: {job} {rate:,.0f} rows/s ({r['rows']} rows "
+                         f"in {r['seconds']:.1f} s); signature on batches of 1,024 "
+                         f"{1e6 / signature_us:,.0f} rows/s; ratio {rate * signature_us / 1e6:.2f}")
+        (_, small), (_, large) = sizes[-2], sizes[-1]
+        for clock, key, direct_s in (("wall", "seconds", direct["seconds"]),
+                                     ("CPU", "cpu_seconds", direct["cpu_seconds"])):
+            # CPU seconds (the process's, TensorFlow's threads included) depend
+            # far less than wall seconds on what else runs on a shared machine.
+            marginal_us = 1e6 * (large[key] - small[key]) / (large["rows"] - small["rows"])
+            fixed_s = small[key] - small["rows"] * marginal_us / 1e6
+            sig_us = 1e6 * direct_s / direct["rows"]
+            lines.append(f"           {job} marginal {clock} cost (from {sizes[-2][0]} and "
+                         f"{sizes[-1][0]}): {marginal_us:.2f} us/row, fixed {fixed_s:.1f} s; "
+                         f"signature {sig_us:.2f} us/row; marginal ratio "
+                         f"{sig_us / marginal_us:.2f}")
     return lines
 
 
@@ -244,6 +308,7 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", default="recommend,score", help="which jobs to measure")
     parser.add_argument("--work_dir", default=None)
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--copies", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child_main(args)
@@ -258,10 +323,10 @@ def main(argv=None) -> int:
     jobs = set(args.jobs.split(","))
     score_scales = [int(k) for k in args.score_scales.split(",") if k]
 
-    def child(kind, run_dir=None):
+    def child(kind, run_dir=None, copies=1):
         extra = ["--run_dir", run_dir] + base[2:] if run_dir else base
-        return measure.run_child(["--child", kind] + extra, REPO_ROOT,
-                                 os.path.join(work_dir, f"{kind}.log"), script="recommend.py")
+        return measure.run_child(["--child", kind, "--copies", str(copies)] + extra, REPO_ROOT,
+                                 os.path.join(work_dir, f"{kind}_x{copies}.log"), script="recommend.py")
 
     scaled = {}
 
@@ -276,8 +341,10 @@ def main(argv=None) -> int:
         results[f"recommend_beam_x{args.scale}"] = child("recommend_beam", scaled_run(args.scale))
     if "score" in jobs:
         results.update({kind: child(kind) for kind in ("score_beam", "score_direct")})
+        results["score_floor"] = child("score_floor")
         for k in score_scales:
             results[f"score_beam_x{k}"] = child("score_beam", scaled_run(k))
+            results[f"score_floor_x{k}"] = child("score_floor", copies=k)
 
     def rate(r, unit):
         return r[unit] / r["seconds"]
