@@ -20,12 +20,19 @@ day of one key's events, or one summary per active day of one key.
 Scoring reads each key's state after the log's last event: user-keyed
 aggregates ride in the history table (and, at the eval start, in the
 at-eval history table), item- and attribute-keyed ones in the item table.
+A pair aggregate (the user and an item attribute) rides in the user's
+history row as its state: the value after the last event for every
+attribute value the user has events of, and the value of one without
+(:func:`pair_state`); the row assembler looks the candidate's attribute
+value up in it (:func:`pair_value`), so scoring gives a pair what an example
+just after the log's last event would get.
 """
 
 from __future__ import annotations
 
 import bisect
 import collections
+import json
 from typing import Any, Dict, Iterable, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
@@ -159,9 +166,44 @@ def key_of(names: Sequence[str], user_id: Optional[str], item_id: Optional[str],
     return tuple(out)
 
 
+def pair_state(by_value: Mapping[str, float], unseen: float) -> str:
+    """A pair aggregate's state for one user, as its history-table column holds it.
+
+    Args:
+        by_value: The value after the user's last event per attribute value
+            the user has events of.
+        unseen: The value of any other attribute value (no event: a count of
+            0, a ratio's smoothed prior).
+    """
+    # JSON floats are Python reprs: the values come back exactly.
+    return json.dumps({"by_value": dict(by_value), "unseen": float(unseen)}, sort_keys=True)
+
+
+def read_pair_state(text: Optional[str]) -> Optional[Dict[str, Any]]:
+    """Inverse of :func:`pair_state`; None (no state: a user the log lacks) stays None."""
+    return None if text is None else json.loads(text)
+
+
+def pair_value(feature: F.Feature, state: Optional[Mapping[str, Any]], item_id: str,
+               item: Mapping[str, Any], registry: F.Registry) -> float:
+    """A pair aggregate's value for a candidate, from the user's state (:func:`read_pair_state`).
+
+    The candidate's attribute value is found as ingest keys an event
+    (:func:`key_of`); no state (a user the log lacks) gives 0, as the user
+    aggregates of such a user are.
+    """
+    if state is None:
+        return 0.0
+    (attribute,) = [n for n in feature.aggregate_key if n != registry.user_key]
+    value = item_id if attribute == registry.item_key else item.get(attribute, "")
+    return float(state["by_value"].get(str(value), state["unseen"]))
+
+
 class AggregateOutputs(NamedTuple):
     main: beam.PCollection  # examples, each with its aggregate features
-    users: beam.PCollection  # (user_id, {user aggregate: value after the last event})
+    # (user_id, {user aggregate: value, pair aggregate state column: state}) after
+    # the last event
+    users: beam.PCollection
     items: beam.PCollection  # (item_id, item row with its item aggregates after the last event)
 
 
@@ -286,16 +328,48 @@ class AddAggregates(beam.PTransform):
             label = "By" + "X".join(n.title().replace("_", "") for n in names)
             examples, finals[names] = examples | label >> _AddKeyGroup(
                 names, features, registry, events, self._items, prior, end_day)
-        users = self._users(finals)
+        users = self._users(finals, prior, end_day)
         items = self._with_item_aggregates(finals, prior, end_day)
         return AggregateOutputs(examples, users, items)
 
-    def _users(self, finals) -> beam.PCollection:
+    def _users(self, finals, prior, end_day) -> beam.PCollection:
+        """Each user's aggregates and pair aggregate states after the last event."""
         registry = self._registry
+        parts = {}
         key = (registry.user_key,)
-        if key not in finals:
+        if key in finals:
+            parts["user"] = finals[key] | "UserFinal" >> beam.MapTuple(lambda k, v: (k[0], v))
+        for names, features in key_groups(registry.pair_aggregates()).items():
+            label = "Pairs" + "X".join(n.title().replace("_", "") for n in names)
+            at = names.index(registry.user_key)
+
+            def states(user_and_values, prior, end_day, features=features):
+                user, per_value = user_and_values
+                unseen = values(features, end_day, Entering(), {}, prior)
+                per_value = sorted(per_value)
+                yield user, {registry.pair_state_name(f): pair_state(
+                    {v: vals[f.name] for v, vals in per_value}, unseen[f.name])
+                    for f in features}
+
+            parts[label] = (finals[names]
+                            | f"{label}ByUser" >> beam.MapTuple(
+                                lambda k, v, at=at: (k[at], (k[1 - at], v)))
+                            | f"{label}GroupByUser" >> beam.GroupByKey()
+                            | f"{label}State" >> beam.FlatMap(
+                                states, prior=beam.pvalue.AsSingleton(prior),
+                                end_day=beam.pvalue.AsSingleton(end_day)))
+        if not parts:
             return self._events.pipeline | "NoUserAggregates" >> beam.Create([])
-        return finals[key] | "UserFinal" >> beam.MapTuple(lambda k, v: (k[0], v))
+
+        def merged(user_and_groups):
+            user, groups = user_and_groups
+            out: Dict[str, Any] = {}
+            for rows in groups.values():
+                for row in rows:
+                    out.update(row)
+            return user, out
+
+        return parts | "JoinUserFinals" >> beam.CoGroupByKey() | "UserFinals" >> beam.Map(merged)
 
     def _with_item_aggregates(self, finals, prior, end_day) -> beam.PCollection:
         """Item rows, each with every item and attribute aggregate after the last event."""
@@ -323,10 +397,16 @@ class AddAggregates(beam.PTransform):
 
 
 def with_user_aggregates(history: Mapping[str, Any], user_final: Optional[Mapping[str, Any]],
-                         features: Sequence[F.Feature]) -> Dict[str, Any]:
-    """A history-table row with the user's aggregates (0 for a user the log lacks)."""
+                         registry: F.Registry) -> Dict[str, Any]:
+    """A history-table row with the user's aggregates and pair aggregate states.
+
+    A user without them gets 0 for each, and states of no attribute value
+    whose unseen value is 0.
+    """
     out = dict(history)
-    out.update({f.name: 0.0 for f in features})
+    out.update({f.name: 0.0 for f in registry.user_aggregates()})
+    out.update({registry.pair_state_name(f): pair_state({}, 0.0)
+                for f in registry.pair_aggregates()})
     out.update(user_final or {})
     return out
 

@@ -55,7 +55,7 @@ def encode(row: Mapping[str, Any], names: Iterable[str], registry: F.Registry) -
     """
     feats: Dict[str, tf.train.Feature] = {}
     for name in names:
-        feature = registry.by_name[name]
+        feature = registry.column(name)
         value = row[name]
         feats[name] = (_list_feature(feature.dtype, value) if feature.is_list or feature.shape
                        else _value_feature(feature.dtype, value))
@@ -102,14 +102,14 @@ class Encoder:
         self._max = int(max_entries)
 
     def _entry(self, name: str, meta: bool, value: Any) -> bytes:
-        spec = None if meta else self._registry.by_name[name]
+        spec = None if meta else self._registry.column(name)
         if spec is not None and spec.dtype == "string" and not (spec.is_list or spec.shape) \
                 and isinstance(value, str):
             return _string_entry(name, value)
         if meta:
             feature = _value_feature("int64", value)
         else:
-            spec = self._registry.by_name[name]
+            spec = self._registry.column(name)
             feature = (_list_feature(spec.dtype, value) if spec.is_list or spec.shape
                        else _value_feature(spec.dtype, value))
         return tf.train.Features(feature={name: feature}).SerializeToString(deterministic=True)
@@ -205,7 +205,7 @@ def decode(serialized: bytes, registry: F.Registry,
              else [(n, features[n]) for n in names if n in features])
     for name, feat in pairs:
         kind = feat.WhichOneof("kind")
-        feature = registry.by_name.get(name)
+        feature = registry.by_name.get(name)  # a state column: a string, like an unknown
         values = list(getattr(feat, kind).value) if kind else []
         if kind == "bytes_list":
             values = [v.decode("utf-8") for v in values]
@@ -227,11 +227,10 @@ def decode_many(serialized: Sequence[bytes], registry: F.Registry,
     names = list(names)
     if not serialized:
         return []
-    spec = registry.raw_feature_spec()
-    parsed = tf.io.parse_example(tf.constant(list(serialized)), {n: spec[n] for n in names})
+    parsed = tf.io.parse_example(tf.constant(list(serialized)), registry.table_spec(names))
     columns = []
     for name in names:
-        feature, value = registry.by_name[name], parsed[name]
+        feature, value = registry.column(name), parsed[name]
         if isinstance(value, tf.SparseTensor):
             value = tf.RaggedTensor.from_sparse(value).to_list()
         else:

@@ -161,7 +161,7 @@ class Ingest(beam.PTransform):
                     | "JoinUserAggregates" >> beam.CoGroupByKey()
                     | "WithUserAggregates" >> beam.FlatMap(
                         lambda kv: [(kv[0], with_user_aggregates(
-                            h, next(iter(kv[1]["aggregates"]), None), user_aggregates))
+                            h, next(iter(kv[1]["aggregates"]), None), registry))
                             for h in kv[1]["history"]]))
         else:
             examples = examples | "NoHistory" >> beam.Map(lambda example: (example, None))
@@ -253,14 +253,15 @@ def write_outputs(outputs: IngestOutputs, read_dead: beam.PCollection, config, l
          | f"{label}Rows" >> beam.Values()
          | f"Write{label}Table" >> WriteTFRecords(prefix, names, 1, TFRECORD_SUFFIX, registry,
                                                             one_file=True))
-    for label, table, prefix in (("History", outputs.history, layout.history_table),
-                                 ("HistoryAtEval", outputs.history_at_eval,
-                                  layout.history_at_eval_table)):
+    for label, table, prefix, names in (
+            ("History", outputs.history, layout.history_table, registry.history_table_names()),
+            ("HistoryAtEval", outputs.history_at_eval, layout.history_at_eval_table,
+             registry.at_eval_history_names())):
         if table is None:
             continue
         (table
          | f"{label}Rows" >> beam.MapTuple(lambda user, h: dict(h, **{registry.user_key: user}))
-         | f"Write{label}Table" >> WriteTFRecords(prefix, registry.history_table_names(), 1,
+         | f"Write{label}Table" >> WriteTFRecords(prefix, names, 1,
                                                   TFRECORD_SUFFIX, registry, one_file=True))
     (outputs.anomalies
      | "AnomalyLines" >> beam.Map(lambda r: csv_line(

@@ -12,8 +12,9 @@ consecutive names (in key order) that come from one part of the row:
   row or its defaults, the history, the user key), built once per user;
 - the item's part: the item row (the registry's candidate names, item key
   first), built once per item and worker;
-- the pair's part: the history match counts, the only values that depend on
-  both, taken from ``raw_row`` itself for each pair (none without history).
+- the pair's part: the history match counts and the pair aggregates (user x
+  item attribute), the only values that depend on both, taken from
+  ``raw_row`` itself for each pair (none without them).
 
 An example is the runs' cached bytes joined in key order: byte for byte
 :func:`examples.encode` of ``raw_row``, which stays the one definition of the
@@ -57,7 +58,8 @@ class PairExamples:
         names = sorted(set(registry.example_names(include_labels=False)))
         items = set(registry.candidate_names())
         matches = {f.name for f in registry.of_source(F.Source.HISTORY)
-                   if f.kind == F.Kind.NUMERIC and f.history_of}
+                   if f.kind == F.Kind.NUMERIC and f.history_of} | {
+            f.name for f in registry.pair_aggregates()}
         runs: List[Tuple[int, List[str]]] = []
         for name in names:
             part = ITEM if name in items else PAIR if name in matches else USER

@@ -298,6 +298,14 @@ def _check_inputs(config: Config, limit: int) -> Tuple[str, str]:
                           f"{[f.name for f in item_aggregates]} would leak the eval window "
                           f"(the items table holds their state at the log's end); use "
                           f"as_of: end, or a config without them")
+    pair_aggregates = config.registry.pair_aggregates()
+    if pair_aggregates and recommend_settings(config).as_of == "eval":
+        # Their per-attribute-value state is computed after the log's last
+        # event only: the history at the eval start has none.
+        raise ConfigError(f"recommend: as_of: eval with user x item-attribute aggregates "
+                          f"{[f.name for f in pair_aggregates]}: their state is served "
+                          f"after the log's last event only; use as_of: end, or a config "
+                          f"without them")
     layout = config.layout
     require_success(layout.ingest_dir, "ingest")
     version, model_dir = models.require_current(layout)

@@ -243,13 +243,11 @@ def check(dataset: DatasetConfig, where: str = "dataset") -> None:
         if not counted <= set(FUNNEL):
             raise ConfigError(f"{where}: aggregate {f.name} counts {sorted(counted)}; "
                              f"known: {FUNNEL}")
-        if f not in registry.user_aggregates() + registry.item_aggregates():
-            raise ConfigError(f"{where}: aggregate {f.name} is keyed by the user and an item "
-                             "attribute, which scoring has no table for; use a history "
-                             "match count or key it by one of the two")
-        if f in registry.user_aggregates() and not registry.of_source(F.Source.HISTORY):
-            raise ConfigError(f"{where}: user aggregate {f.name} is served from the history "
-                             "table: the registry needs history features")
+        if (f not in registry.item_aggregates()
+                and not registry.of_source(F.Source.HISTORY)):
+            raise ConfigError(f"{where}: aggregate {f.name} is keyed by the user, so it is "
+                             "served from the history table: the registry needs history "
+                             "features")
     unknown = set(dataset.history.event_types) - set(FUNNEL)
     if unknown:
         raise ConfigError(f"{where}.history.event_types: unknown {sorted(unknown)}")

@@ -203,6 +203,11 @@ class Feature:
         return self.kind == Kind.HISTORY
 
 
+# Suffix of the history-table column that holds one user x item-attribute
+# aggregate's state after the user's last event: every attribute value's value
+# (pipelines.aggregates.pair_state). Not a model input.
+PAIR_STATE_SUFFIX = "__by_value"
+
 # Canonical keys of the rows ingest passes between stages.
 USER_KEY = "user_id"
 ITEM_KEY = "item_id"
@@ -242,6 +247,16 @@ class Registry:
         for f in self.features:
             by_source[f.source] = by_source.get(f.source, ()) + (f,)
         object.__setattr__(self, "_by_source", by_source)
+        # Side-table columns that are no feature: each pair aggregate's state.
+        states: Dict[str, Feature] = {}
+        for f in self.features:
+            if len(f.aggregate_key) > 1 and self.user_key in f.aggregate_key:
+                name = f.name + PAIR_STATE_SUFFIX
+                if name in by_name:
+                    raise ValueError(f"registry: feature {name!r} is the state column of "
+                                     f"aggregate {f.name}")
+                states[name] = Feature(name, Source.HISTORY, Kind.CATEGORICAL)
+        object.__setattr__(self, "_states", states)
         for key in (self.user_key, self.item_key):
             if key not in by_name or by_name[key].kind != Kind.ID:
                 raise ValueError(f"registry: key {key!r} must be an ID feature")
@@ -376,6 +391,25 @@ class Registry:
         """Aggregates keyed by the item or an item feature: served from the item table."""
         return tuple(f for f in self.aggregates() if self.user_key not in f.aggregate_key)
 
+    def pair_aggregates(self) -> Tuple[Feature, ...]:
+        """Aggregates keyed by the user and an item attribute: served from the user's
+        history row (a state per attribute value), looked up per candidate."""
+        return tuple(f for f in self.aggregates()
+                     if len(f.aggregate_key) > 1 and self.user_key in f.aggregate_key)
+
+    def pair_state_name(self, feature: Feature) -> str:
+        """The history-table column of a pair aggregate's state."""
+        return feature.name + PAIR_STATE_SUFFIX
+
+    def column(self, name: str) -> Feature:
+        """The feature, or side-table state column, of a name (what encoders look up).
+
+        Raises:
+            KeyError: neither.
+        """
+        found = self._by_name.get(name)  # type: ignore[attr-defined]
+        return found if found is not None else self._states[name]  # type: ignore[attr-defined]
+
     def target_encodings(self) -> Tuple[Feature, ...]:
         return tuple(f for f in self.of_source(Source.DERIVED) if f.target)
 
@@ -437,12 +471,35 @@ class Registry:
         """
         return [self.user_key] + [f.name for f in self.of_source(Source.HISTORY)
                                   if f.kind == Kind.HISTORY or f.event_type] + [
-            f.name for f in self.user_aggregates()]
+            f.name for f in self.user_aggregates()] + [
+            self.pair_state_name(f) for f in self.pair_aggregates()]
 
     def item_table_names(self) -> list:
         """Names of ingest's item table: the item row, then each item aggregate's
         state after the log's last event (what scoring reads)."""
         return self.source_names(Source.ITEM) + [f.name for f in self.item_aggregates()]
+
+    def at_eval_history_names(self) -> list:
+        """Names of the history table at the eval start: no pair aggregate state
+        (ingest computes it after the last event only)."""
+        states = {self.pair_state_name(f) for f in self.pair_aggregates()}
+        return [n for n in self.history_table_names() if n not in states]
+
+    def table_spec(self, names: Iterable[str]) -> dict:
+        """``tf.io.parse_example`` spec of columns of ingest's tables (:meth:`column`).
+
+        Raises:
+            KeyError: a name is neither a raw feature nor a state column.
+        """
+        import tensorflow as tf
+
+        raw = self.raw_feature_spec()
+        spec = {}
+        for name in names:
+            if name not in raw:
+                self._states[name]  # type: ignore[attr-defined]  # KeyError: unknown
+            spec[name] = raw.get(name, tf.io.FixedLenFeature([], tf.string))
+        return spec
 
     def raw_feature_spec(self, include_labels: bool = True) -> dict:
         """``tf.io.parse_example`` spec for raw examples written by ingest.

@@ -15,6 +15,7 @@ import os
 import pytest
 import tensorflow as tf
 
+from pipelines import aggregates as A
 from pipelines import generate, ingest
 from shoprec.core import config as config_lib
 from shoprec.core import dataset as ds
@@ -45,6 +46,9 @@ REGISTRY = F.Registry(tuple(
               event_type="click", window_days=1),
     F.Feature("agg_category_purchases", S.AGGREGATE, K.NUMERIC,
               aggregate_key=("item_category",), event_type="purchase"),
+    F.Feature("agg_user_category_click_rate", S.AGGREGATE, K.NUMERIC,
+              aggregate_key=("user_id", "item_category"), event_type="click",
+              ratio_to="impression", smoothing=5.0),
 ))
 HISTORY = [f.name for f in REGISTRY.of_source(S.HISTORY)]
 LABELS = [f.name for f in REGISTRY.labels()]
@@ -185,3 +189,18 @@ def test_scoring_tables_carry_the_aggregates_after_the_last_event(shop):
         assert row["agg_category_purchases"] == purchases[category[row["item_id"]]]
     history = ex.read_table(shop.layout.history_table + "*", REGISTRY)
     assert history and all(0.0 <= row["agg_user_click_rate"] <= 1.0 for row in history)
+    # The user x category click rate's state: per category the user has events in,
+    # the definition's value a second after the log's last event; others the prior.
+    feature = REGISTRY["agg_user_category_click_rate"]
+    after = max(e[0] for e in events) + 1
+    typed = [(e[0], e[3]) for e in events]
+    unseen = A.brute_force([feature], after, [], typed)[feature.name]
+    for row in history:
+        state = A.read_pair_state(row[REGISTRY.pair_state_name(feature)])
+        mine = [e for e in events if e[1] == row["user_id"]]
+        assert state["unseen"] == pytest.approx(unseen) and 0.0 < unseen < 1.0
+        assert state["by_value"].keys() == {category[e[2]] for e in mine}
+        for value, got in state["by_value"].items():
+            want = A.brute_force([feature], after, [(e[0], e[3]) for e in mine
+                                                    if category[e[2]] == value], typed)
+            assert got == pytest.approx(want[feature.name]), (row["user_id"], value)

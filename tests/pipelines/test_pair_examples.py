@@ -1,7 +1,8 @@
 """Examples assembled from user and item parts are the bytes of the row assembler's rows.
 
 For every pair of a small shop with history (lists, counts and match counts,
-known and unknown users, with and without a history), the assembled example
+a user x category aggregate, known and unknown users, with and without a
+history), the assembled example
 must be ``examples.encode(raw_row(...))`` byte for byte: ``raw_row`` stays the
 one definition of a scoring row.
 """
@@ -11,6 +12,7 @@ import itertools
 import tensorflow as tf
 
 from pipelines import examples
+from pipelines.aggregates import pair_state
 from pipelines.pair_examples import PairExamples
 from pipelines.rows import raw_row
 from shoprec.core import generated_shop
@@ -18,8 +20,13 @@ from shoprec.core import registry as F
 from tests.pipelines.fixtures import history_registry
 
 S, K = F.Source, F.Kind
-REGISTRY = history_registry(F.Feature("hist_category_matches", S.HISTORY, K.NUMERIC,
-                                      history_of="item_category"))
+REGISTRY = history_registry(
+    F.Feature("hist_category_matches", S.HISTORY, K.NUMERIC, history_of="item_category"),
+    # A user x category aggregate: its value depends on both parts, like a match count.
+    F.Feature("agg_user_category_buy_rate", S.AGGREGATE, K.NUMERIC,
+              aggregate_key=("user_id", "item_category"), event_type="purchase",
+              ratio_to="click", smoothing=2.0))
+STATE = REGISTRY.pair_state_name(REGISTRY["agg_user_category_buy_rate"])
 NAMES = REGISTRY.example_names(include_labels=False)
 WIDTH = REGISTRY.embedding_feature().width
 
@@ -36,14 +43,16 @@ USERS = {"u1": {"user_id": "u1", "user_age": 30.0, "user_region": "north",
          "u3": {"user_id": "u3", "user_age": 61.0, "user_region": "south",
                 "user_membership": "none"}}
 # u1 and u2 have a history (u2 is not in the users table: defaults), u3 none.
+# Their buy rates per category: u1 has events in c1 only, u2 in c2 only.
 HISTORY = {"u1": {"hist_items": ["i1", "i3", "i1"], "hist_categories": ["c1", "c1"],
-                  "hist_clicks": 3.0},
-           "u2": {"hist_items": ["i2"], "hist_categories": ["c2"], "hist_clicks": 1.0}}
+                  "hist_clicks": 3.0, STATE: pair_state({"c1": 0.25}, 0.125)},
+           "u2": {"hist_items": ["i2"], "hist_categories": ["c2"], "hist_clicks": 1.0,
+                  STATE: pair_state({"c2": 0.5}, 0.125)}}
 
 
 def test_every_pair_is_the_bytes_of_its_raw_row():
     assemble = PairExamples(REGISTRY)
-    seen = set()
+    seen, rates = set(), {}
     for user_id, item in itertools.product(["u1", "u2", "u3", "u4"], ITEMS):
         user, history = USERS.get(user_id), HISTORY.get(user_id)
         part = assemble.user(user_id, user, history)
@@ -51,11 +60,18 @@ def test_every_pair_is_the_bytes_of_its_raw_row():
         row = raw_row({"user_id": user_id, "item_id": item["item_id"]}, user, item, history,
                       REGISTRY)
         assert got == examples.encode(row, NAMES, REGISTRY), (user_id, item["item_id"])
-        seen.add(tf.io.parse_single_example(got, REGISTRY.raw_feature_spec(
-            include_labels=False))["hist_item_matches"].numpy().item())
+        parsed = tf.io.parse_single_example(got, REGISTRY.raw_feature_spec(
+            include_labels=False))
+        seen.add(parsed["hist_item_matches"].numpy().item())
+        rates[user_id, item["item_id"]] = parsed["agg_user_category_buy_rate"].numpy().item()
     # u1's history holds i1 twice and i3 once; u2's i2 once: the match
     # counts vary per pair, so the pair part was really assembled per pair.
     assert seen == {0.0, 1.0, 2.0}
+    # The buy rate is the state's for the item's category, the unseen value for
+    # another, 0 without a history (u3, u4).
+    assert rates == {("u1", "i1"): 0.25, ("u1", "i2"): 0.125, ("u1", "i3"): 0.25,
+                     ("u2", "i1"): 0.125, ("u2", "i2"): 0.5, ("u2", "i3"): 0.125,
+                     **{(u, i["item_id"]): 0.0 for u in ("u3", "u4") for i in ITEMS}}
 
 
 def test_many_pairs_at_once_are_each_pairs_example():

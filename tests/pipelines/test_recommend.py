@@ -23,7 +23,9 @@ from pipelines.candidates import Catalogue
 from pipelines.options import pipeline_options
 from shoprec.core import config as config_lib
 from shoprec.core import generated_shop as shop
+from shoprec.core import registry as F
 from shoprec.core.errors import ConfigError
+from tests.pipelines.fixtures import history_registry
 
 R = shop.REGISTRY
 WIDTH = R.embedding_feature().width
@@ -157,4 +159,18 @@ def test_item_aggregates_judged_as_of_the_eval_start_are_refused(tmp_path):
     assert {"agg_item_buys", "agg_category_buy_rate"} <= {
         f.name for f in config.registry.item_aggregates()}
     with pytest.raises(ConfigError, match=r"as_of: eval with item aggregates .*agg_item_buys"):
+        recommend.run(config, [])
+
+
+def test_user_attribute_aggregates_judged_as_of_the_eval_start_are_refused(tmp_path):
+    # Their state is computed after the log's last event only: the history at the
+    # eval start has none. The demo's recommend settings judge as of the eval start.
+    registry = history_registry(F.Feature(
+        "agg_user_category_clicks", F.Source.AGGREGATE, F.Kind.NUMERIC,
+        aggregate_key=("user_id", "item_category"), event_type="click"))
+    config = dataclasses.replace(config_lib.load(run_dir=str(tmp_path)),
+                                 dataset=shop.dataset(registry))
+    assert recommend.recommend_settings(config).as_of == "eval"
+    with pytest.raises(ConfigError, match=r"as_of: eval with user x item-attribute "
+                                          r"aggregates \['agg_user_category_clicks'\]"):
         recommend.run(config, [])

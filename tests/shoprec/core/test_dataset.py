@@ -61,7 +61,7 @@ def test_minimal_description_parses_into_a_registry():
          "aggregate_key": ["item_id"]}]}, "aggregate a counts"),
     ({"features": MINIMAL["features"] + [
         {"name": "a", "source": "aggregate", "kind": "numeric", "event_type": "click",
-         "aggregate_key": ["user_id", "item_category"]}]}, "scoring has no table"),
+         "aggregate_key": ["user_id", "item_category"]}]}, "served from the history table"),
     ({"features": MINIMAL["features"] + [
         {"name": "a", "source": "aggregate", "kind": "numeric", "event_type": "click",
          "aggregate_key": ["user_id"]}]}, "needs history features"),

@@ -181,9 +181,21 @@ def test_aggregates_and_target_encodings_by_where_they_are_served():
     assert F.names(registry.user_aggregates()) == ("u_buys",)
     assert F.names(registry.item_aggregates()) == ("c_rate",)
     assert F.names(registry.target_encodings()) == ("te_item",)
-    assert registry.history_table_names() == ["user_id", "u_buys"]
+    assert F.names(registry.pair_aggregates()) == ("uc_clicks",)
+    # The pair aggregate rides in the user's history row as its state (no model input).
+    assert registry.history_table_names() == ["user_id", "u_buys", "uc_clicks__by_value"]
+    assert registry.at_eval_history_names() == ["user_id", "u_buys"]
     assert registry.item_table_names() == ["item_id", "item_category", "c_rate"]
     assert "u_buys" in registry.raw_feature_spec() and "te_item" not in registry.raw_feature_spec()
+    assert "uc_clicks__by_value" not in registry.raw_feature_spec()
+    assert registry.column("uc_clicks__by_value").dtype == "string"
+    assert registry.column("u_buys") is registry["u_buys"]
+    assert set(registry.table_spec(["u_buys", "uc_clicks__by_value"])) == {
+        "u_buys", "uc_clicks__by_value"}
+    with pytest.raises(KeyError):
+        registry.column("nope")
+    with pytest.raises(ValueError, match="state column"):
+        F.Registry(registry.features + (F.Feature("uc_clicks__by_value", S.USER, K.NUMERIC),))
     assert F.Registry.from_dict(registry.to_dict()) == registry
     assert F.feature_from_dict(F.feature_to_dict(registry["uc_clicks"])).aggregate_key == (
         "user_id", "item_category")
