@@ -31,8 +31,9 @@ attributes, anomaly) after ``generate`` to ``featurize`` of that config:
 shared-bottom, MMoE, PLE and soft sharing, each with fixed, uncertainty and
 DWA loss weighting, against one single-task model per task. Every figure is
 the exact eval metric of a variant's ``metrics.json``, as mean ± sd over
-``--seeds``; ingest's anomaly rule and the image encoder's held-out accuracy
-are printed beside them.
+``--seeds`` (a task with a ``holdout``: over its held-out items' or users'
+eval rows); ingest's anomaly rule on the anomaly task's eval rows and the image
+encoder's held-out accuracy are printed beside them.
 
 ``--config CONFIG --data DIR`` makes the same comparison on a real data set
 (e.g. ``shoprec/configs/taobao.yaml``: cart, buy): one ingest and featurize of
@@ -445,14 +446,16 @@ def shop_report(results: Dict[str, list], base: config_lib.Config, out: str,
                  if (r.get("baselines") or {}).get("anomaly")), None)
     if rule:
         precision = rule["precision"] if rule["precision"] is not None else float("nan")
-        print(f"\nanomaly rule on the same eval impressions: AUC {rule['auc']:.3f} (its "
+        print(f"\nanomaly rule on the same {rule['examples']} eval impressions (the anomaly "
+              f"task's held-out users' where it has a holdout): AUC {rule['auc']:.3f} (its "
               f"score), precision {precision:.3f} / recall {rule['recall']:.3f} (its "
               f"decision), {rule['flagged_rate']:.2%} of impressions flagged")
     embed_report = os.path.join(base.run_dir, "embed", "report.json")
     if os.path.exists(embed_report):
         with open(embed_report) as f:
             heads = json.load(f).get("encoder", {}).get("heads", {})
-        print("image encoder, held-out items: " + ", ".join(
+        print("image encoder, its held-out items (a task's held-out items where one holds "
+              "items out): " + ", ".join(
             f"{name} accuracy {h['accuracy']:.3f}" for name, h in heads.items()))
     g = base.generate
     seeds = sorted({r["seed"] for rows in results.values() for r in rows})

@@ -6,7 +6,8 @@ max_events, over the user's whole log: the rule at its most informed), which
 gives the AUC; its decision is the one ingest applies, robotic from the
 first window over the limit on (``robotic_from`` <= the example's time),
 which gives precision and recall. Both are read from ingest's outputs and
-the raw eval examples, the examples the model's eval metrics are over.
+the raw eval examples, the examples the model's eval metrics are over (a
+task with a ``holdout``: its held-out users' examples only).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from shoprec.core.errors import InputEmptyError
 from shoprec.core.layout import CSV_SUFFIX, Layout
 from shoprec.core.model_config import TaskConfig
 from trainer import metrics
+from transforms import holdout as holdout_lib
 
 
 def read_anomaly_table(path: str) -> Dict[str, Tuple[float, float]]:
@@ -64,16 +66,28 @@ def evaluate(layout: Layout, registry: F.Registry, tasks: Iterable[TaskConfig],
     spec = {registry.user_key: tf.io.FixedLenFeature([], tf.string),
             registry.timestamp_key: tf.io.FixedLenFeature([], tf.int64)}
     spec.update({t.label: tf.io.FixedLenFeature([], tf.int64) for t in tasks})
+    holdouts = {registry[t.holdout] for t in tasks if t.holdout}
+    spec.update({h.derived_from[0]: tf.io.FixedLenFeature([], tf.string) for h in holdouts})
     files = sorted(tf.io.gfile.glob(layout.examples(split) + "-*"))
     parts: Dict[str, list] = {name: [] for name in spec}
     for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096):
-        for name, value in tf.io.parse_example(batch, spec).items():
+        parsed = tf.io.parse_example(batch, spec)
+        for name, value in parsed.items():
             parts[name].append(value.numpy())
+        for h in holdouts:
+            parts.setdefault(h.name, []).append(
+                holdout_lib.held_out(parsed[h.derived_from[0]], h.fraction).numpy())
     if not files or not parts[registry.user_key]:
         raise InputEmptyError(f"no {split} examples at {layout.examples(split)}-*")
     data = {k: np.concatenate(v) for k, v in parts.items()}
     # A user the table lacks logged nothing the rule saw: score 0, never flagged.
     looked_up = [table.get(u.decode(), (0.0, np.inf)) for u in data[registry.user_key]]
     rule = (np.array([s for s, _ in looked_up]), np.array([r for _, r in looked_up]))
-    return {t.name: dict(rule_metrics(data[t.label], data[registry.timestamp_key], rule),
-                         baseline=t.baseline) for t in tasks}
+    out = {}
+    for t in tasks:
+        # The task's own eval rows: its held-out keys when it has a holdout.
+        keep = (data[t.holdout] > 0.5 if t.holdout
+                else np.ones(data[registry.user_key].size, bool))
+        out[t.name] = dict(rule_metrics(data[t.label][keep], data[registry.timestamp_key][keep],
+                                        (rule[0][keep], rule[1][keep])), baseline=t.baseline)
+    return out

@@ -13,7 +13,9 @@ Per task, by type:
 - multiclass: accuracy, top-3 accuracy, NDCG@3 over the classes, macro-F1
   and log loss.
 
-A task with a ``condition`` is evaluated only where its condition label is 1.
+A task with a ``condition`` is evaluated only where its condition label is 1;
+a task with a ``holdout`` only on its held-out rows (the keys whose labels it
+never trained on).
 ESMM's CVR output is evaluated like a binary task on the clicked examples
 against the CTCVR label (conversion given click). Retrieval reports Recall@K
 of every positive eval pair against the catalogue of distinct eval items.
@@ -40,11 +42,14 @@ from shoprec.core import registry as F
 from shoprec.core.errors import InputEmptyError
 from shoprec.core.model_config import ModelConfig, TaskConfig
 from trainer import export, metrics, retrieval as retrieval_lib
+from transforms import holdout as holdout_lib
 
 
 def label_columns(model_config: ModelConfig) -> tuple:
-    """0/1 label columns evaluation and training need beside the task labels."""
+    """0/1 label columns evaluation and training need beside the task labels:
+    conditions, hold-out masks, retrieval positives."""
     extra = {t.condition for t in model_config.tasks if t.condition}
+    extra |= {t.holdout for t in model_config.tasks if t.holdout}
     if model_config.retrieval.enabled:
         extra.add(model_config.retrieval.positive_label)
     return tuple(sorted(extra))
@@ -197,7 +202,7 @@ def binary_outputs(data: Mapping[str, Mapping[str, np.ndarray]], model_config: M
     out = {}
     for task in model_config.tasks:
         if task.type == "binary":
-            keep = _where(labels, task.condition, n)
+            keep = rows(labels, task, n)
             out[task.name] = (labels[task.name][keep], predictions[task.name][keep], keep)
     if model_config.architecture == "esmm":
         esmm = model_config.esmm
@@ -220,7 +225,7 @@ def evaluate_collected(data: Mapping[str, Mapping[str, np.ndarray]],
             tasks[task.name] = with_threshold(binary_metrics(got, probabilities, users[keep]),
                                               task, got, probabilities)
             continue
-        keep = _where(labels, task.condition, n)
+        keep = rows(labels, task, n)
         tasks[task.name] = task_metrics(task, labels[task.name][keep],
                                         predictions[task.name][keep], users[keep])
     for name in set(binary) - set(tasks):
@@ -244,7 +249,8 @@ def evaluate_export(model_dir: str, pattern: str, tasks: Iterable[TaskConfig],
         tasks: The tasks to evaluate; only binary ones are (their labels are
             raw 0/1 columns), and only those the model has an output for (an
             older model may lack a task added since); a task with a
-            ``condition`` only where it is 1.
+            ``condition`` only where it is 1, one with a ``holdout`` on its
+            held-out keys only.
         registry: The run's feature registry (user key, label columns).
         batch_size: Examples per serving call.
 
@@ -260,6 +266,10 @@ def evaluate_export(model_dir: str, pattern: str, tasks: Iterable[TaskConfig],
     spec = {registry.user_key: tf.io.FixedLenFeature([], tf.string)}
     for column in {t.label for t in tasks} | {t.condition for t in tasks if t.condition}:
         spec[column] = tf.io.FixedLenFeature([], tf.int64)
+    # A hold-out mask is no raw column: it is recomputed from its raw key.
+    holdouts = {registry[t.holdout] for t in tasks if t.holdout}
+    for key in {h.derived_from[0] for h in holdouts}:
+        spec[key] = tf.io.FixedLenFeature([], tf.string)
     files = sorted(tf.io.gfile.glob(pattern))
     parts: Dict[str, list] = {}
     for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size):
@@ -270,13 +280,16 @@ def evaluate_export(model_dir: str, pattern: str, tasks: Iterable[TaskConfig],
                 served[export.output_name(task.name)].numpy())
         for column, value in parsed.items():
             parts.setdefault(column, []).append(value.numpy())
+        for h in holdouts:
+            parts.setdefault(h.name, []).append(
+                holdout_lib.held_out(parsed[h.derived_from[0]], h.fraction).numpy())
     if not parts:
         raise InputEmptyError(f"no eval examples at {pattern}; run `shoprec ingest` again")
     data = {k: np.concatenate(v) for k, v in parts.items()}
     users = np.unique(data[registry.user_key], return_inverse=True)[1]
     out = {}
     for task in tasks:
-        keep = _where(data, task.condition, users.size)
+        keep = rows(data, task, users.size)
         out[task.name] = binary_metrics(data[task.label][keep], data[f"p/{task.name}"][keep],
                                         users[keep])
     return out
@@ -292,6 +305,15 @@ def recall(data: Mapping[str, Mapping[str, np.ndarray]], positive_label: str,
     out = metrics.recall_at_k(data["embeddings"]["query"][positive], candidates, true_rows, ks)
     out.update(pairs=int(positive.sum()), candidates=int(ids.size))
     return out
+
+
+def rows(labels: Mapping[str, np.ndarray], task: TaskConfig, n: int) -> np.ndarray:
+    """Boolean [n]: the examples ``task`` is judged on (its condition holds, and
+    they are held out when the task has a ``holdout``)."""
+    keep = _where(labels, task.condition, n)
+    if task.holdout:
+        keep &= labels[task.holdout] > 0.5
+    return keep
 
 
 def _where(labels: Mapping[str, np.ndarray], condition: Optional[str], n: int) -> np.ndarray:

@@ -196,7 +196,8 @@ def embedder(model: tf.keras.Model) -> tf.keras.Model:
 
 def train_encoder(images: np.ndarray, labels: Mapping[str, np.ndarray],
                   config: EncoderConfig = EncoderConfig(),
-                  num_classes: Optional[Mapping[str, int]] = None
+                  num_classes: Optional[Mapping[str, int]] = None,
+                  held_out: Optional[np.ndarray] = None
                   ) -> Tuple[tf.keras.Model, dict]:
     """Trains on a split of the items and reports accuracy on the held-out rest.
 
@@ -205,6 +206,9 @@ def train_encoder(images: np.ndarray, labels: Mapping[str, np.ndarray],
         labels: {attribute: int class index [N]}.
         config: Architecture and training settings.
         num_classes: {attribute: K}; default: max label + 1.
+        held_out: bool [N]: the items to hold out (never trained on, the
+            accuracy's items), e.g. those a model task holds out; default: a
+            seeded ``holdout_fraction`` of the items.
 
     Returns:
         (model, report): the report has, per attribute, held-out ``accuracy``
@@ -213,7 +217,13 @@ def train_encoder(images: np.ndarray, labels: Mapping[str, np.ndarray],
     """
     tf.keras.utils.set_random_seed(config.seed)
     num_classes = dict(num_classes or {k: int(v.max()) + 1 for k, v in labels.items()})
-    train, held_out = split_items(len(images), config.holdout_fraction, config.seed)
+    if held_out is None:
+        train, held_out = split_items(len(images), config.holdout_fraction, config.seed)
+    else:
+        mask = np.asarray(held_out, bool)
+        if mask.shape != (len(images),) or mask.all() or not mask.any():
+            raise ValueError(f"held_out must mark some but not all of the {len(images)} items")
+        train, held_out = np.flatnonzero(~mask), np.flatnonzero(mask)
     model = build_model(images.shape[1:], num_classes, config)
     model.compile(
         optimizer=tf.keras.optimizers.Adam(config.learning_rate),

@@ -33,13 +33,28 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from shoprec.core import registry as F
-from shoprec.core.model_config import ModelConfig, model_config_from_dict
+from shoprec.core.model_config import ModelConfig, TaskConfig, model_config_from_dict
 from trainer import architectures, heads, inputs as inputs_lib, retrieval as retrieval_lib
 from trainer import weighting
 
 
 # Keys that sit beside task names in training logs and in evaluation results.
 RESERVED_TASK_NAMES = frozenset({"loss", "examples", "retrieval"})
+
+
+def train_weight(task: TaskConfig, labels: Mapping[str, tf.Tensor]):
+    """Per-example loss weight of ``task`` ([batch] float32), or None for all 1.
+
+    0 outside the task's ``condition`` and on its ``holdout`` rows (those
+    rows' labels are for evaluation only), 1 elsewhere.
+    """
+    weight = None
+    if task.condition:
+        weight = tf.cast(labels[task.condition], tf.float32)
+    if task.holdout:
+        kept = 1.0 - tf.cast(labels[task.holdout], tf.float32)
+        weight = kept if weight is None else weight * kept
+    return weight
 
 
 class MultiTaskModel(tfrs.Model):
@@ -206,15 +221,15 @@ class MultiTaskModel(tfrs.Model):
         size, so summing gradients over replicas yields the global mean; the
         task losses are combined by ``model.loss_weighting``
         (``trainer.weighting``). A conditioned task's examples outside its
-        condition weigh 0. The ``loss`` tracker reports the fixed-weight sum.
+        condition, and a task's held-out examples, weigh 0 (:func:`train_weight`).
+        The ``loss`` tracker reports the fixed-weight sum.
         """
         features, labels = inputs
         raw, parts = self._forward(features, training)
         task_losses = {}
         weighted_per_example = 0.0
         for task in self._tasks_config:
-            weight = (tf.cast(labels[task.condition], tf.float32)
-                      if task.condition else None)
+            weight = train_weight(task, labels)
             per_example = self.objectives[task.name].per_example_loss(
                 labels[task.name], raw[task.name], sample_weight=weight)
             task_losses[task.name] = tf.nn.compute_average_loss(

@@ -12,6 +12,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from shoprec.core import registry as F
+from transforms.holdout import held_out
 from transforms.target_encoding import target_encoding
 
 
@@ -76,7 +77,10 @@ def _text(feature: F.Feature, x: tf.Tensor) -> tf.Tensor:
 
 
 def _derived(feature: F.Feature, inputs) -> tf.Tensor:
-    """A cross's or a bucketized numeric's int64 index, from its inputs' raw values."""
+    """A cross's or a bucketized numeric's int64 index, or a hold-out's float 0/1 mask,
+    from its inputs' raw values."""
+    if feature.kind == F.Kind.HOLDOUT:
+        return held_out(inputs[feature.derived_from[0]], feature.fraction)
     if feature.kind == F.Kind.CROSS:
         joined = tf.strings.join([inputs[n] for n in feature.derived_from],
                                  separator=F.CROSS_SEPARATOR)
@@ -108,7 +112,7 @@ def preprocessing_fn(inputs, registry: F.Registry):
         indices for hashed, crossed and bucketized features, float32 z-scores
         for numerics and target encodings, float32 [batch, width] per-dimension z-scores for the
         item embedding,
-        float32 0/1 for flags and labels.
+        float32 0/1 for flags, labels and hold-out masks.
     """
     vocabularies = {}
     for feature in registry.of_kind(F.Kind.ID, F.Kind.CATEGORICAL, F.Kind.HISTORY):

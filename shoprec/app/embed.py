@@ -5,7 +5,9 @@ into a compact vector once, and ingest joins it by item id, so event examples
 never carry pixels. Unless ``embed.encoder`` names a SavedModel embedder, it
 first trains the packaged image encoder (``trainer.image_encoder``) on the
 catalogue: a CNN that predicts ``embed.attributes`` from the photo, with its
-accuracy measured on held-out items next to the majority-class rate. Then the
+accuracy measured on held-out items next to the majority-class rate (the items
+a HOLDOUT feature of the item key holds out, when the registry has one: the
+encoder must not learn the attributes the model's tasks are judged on). Then the
 Beam embed job (``pipelines.embed_images``) embeds every catalogue item.
 
 Writes ``embed/encoder/`` (the trained encoder), ``embed/items/`` (embedding
@@ -21,13 +23,33 @@ import dataclasses
 import time
 from typing import Any, Dict, Optional, Sequence
 
+import numpy as np
+import tensorflow as tf
+
 from pipelines import embed_images, report as report_lib
 from shoprec.core.errors import ConfigError
 from shoprec.io.outputs import clear, write_report, write_success
 from trainer import image_encoder as E
+from transforms import holdout as holdout_lib
 
 # Inputs whose dead letters the embed job counts (see pipelines.images).
 _INPUTS = ("items", "images")
+
+
+def _held_out_items(registry, ids) -> Optional[np.ndarray]:
+    """bool per catalogue item: held out by a HOLDOUT feature of the item key; None if none.
+
+    The photo embedding is an input of the model's attribute tasks: an encoder
+    trained on a held-out item's category and colour would hand them to the
+    model through the embedding, so those items are the encoder's held-out
+    items too (and its accuracy is measured on the same items as the tasks').
+    """
+    holdouts = [h for h in registry.holdouts() if h.derived_from[0] == registry.item_key]
+    if not holdouts:
+        return None
+    keys = tf.constant([str(i) for i in ids])
+    return np.any([holdout_lib.held_out(keys, h.fraction).numpy() > 0.5 for h in holdouts],
+                  axis=0)
 
 
 def _train_encoder(config, width: int) -> Dict[str, Any]:
@@ -42,9 +64,12 @@ def _train_encoder(config, width: int) -> Dict[str, Any]:
     encoder_config = dataclasses.replace(
         E.EncoderConfig(), embedding_dim=width, epochs=embed.epochs, min_steps=embed.min_steps,
         seed=embed.seed)
+    held_out = _held_out_items(config.registry, catalogue.ids)
     model, report = E.train_encoder(catalogue.images, catalogue.labels, encoder_config,
-                                    {k: len(v) for k, v in catalogue.classes.items()})
-    report.update(items=int(len(catalogue.ids)), skipped=len(catalogue.skipped))
+                                    {k: len(v) for k, v in catalogue.classes.items()},
+                                    held_out=held_out)
+    report.update(items=int(len(catalogue.ids)), skipped=len(catalogue.skipped),
+                  held_out_by=("task holdout" if held_out is not None else "seeded split"))
     E.export(model, config.layout.encoder_dir, catalogue.classes, report)
     return report
 

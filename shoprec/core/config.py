@@ -360,6 +360,17 @@ def check(config: Config, where: str) -> None:
         if bad:
             raise ConfigError(f"{where}: task {task.name!r}: inputs {bad} must be model inputs "
                               "other than the task's label")
+        holdout = config.registry.by_name.get(task.holdout or "")
+        if holdout is not None and holdout.kind == F.Kind.HOLDOUT:
+            key = holdout.derived_from[0]
+            # Any input built from the held-out key would let the task
+            # memorise its label per key: held-out keys would then not be unseen.
+            carries = [n for n in task.inputs if n == key
+                       or key in config.registry.by_name[n].derived_from]
+            if not task.inputs or carries:
+                raise ConfigError(
+                    f"{where}: task {task.name!r} holds out {key!r} values, so it needs "
+                    f"inputs, none of them {key!r} or derived from it (found {carries})")
     embed = config.embed
     if len(embed.image_shape) != 3 or embed.image_shape[2] != 3 or min(embed.image_shape) < 1:
         raise ConfigError(f"{where}: embed.image_shape must be [height, width, 3]")
@@ -374,7 +385,8 @@ def check(config: Config, where: str) -> None:
     if config.scoring.rank_by not in rankable:
         raise ConfigError(f"{where}: scoring.rank_by must be p_<task name> of a binary or "
                           f"regression task, one of {sorted(rankable)}")
-    model_config.check(config.model, config.training, label_names, where)
+    model_config.check(config.model, config.training, label_names, where,
+                       {f.name for f in config.registry.holdouts()})
     model_config.check_gate(config.gate, config.model, where)
     check_recommend(config, where, label_names)
 

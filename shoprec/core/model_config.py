@@ -42,6 +42,11 @@ class TaskConfig:
             at or above it.
         baseline: ``anomaly_rule``: also report ingest's rule score (the
             user's busiest window / max_events) on the same eval examples.
+        holdout: A HOLDOUT feature of the registry (a hashed share of the
+            item or user keys): examples of held-out keys get zero loss
+            weight for this task, and its evaluation (and baseline) is over
+            held-out keys only, so an attribute or a user flag the model could
+            memorise per key is judged on keys it never saw labelled.
     """
 
     name: str
@@ -53,6 +58,7 @@ class TaskConfig:
     inputs: Tuple[str, ...] = ()
     threshold: Optional[float] = None
     baseline: Optional[str] = None
+    holdout: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,7 +207,7 @@ def gate_from_dict(data: Any, where: str) -> GateConfig:
 
 
 def check(model: ModelConfig, training: TrainingConfig, label_names: Collection[str],
-          where: str) -> None:
+          where: str, holdout_names: Collection[str] = ()) -> None:
     """Checks the model's architecture, tasks and training settings against each other.
 
     Args:
@@ -210,6 +216,8 @@ def check(model: ModelConfig, training: TrainingConfig, label_names: Collection[
         label_names: 0/1 label columns of the registry; conditions, filters and
             retrieval positives must be one of them.
         where: Prefix of error messages (the config file).
+        holdout_names: HOLDOUT features of the registry; a task's ``holdout``
+            must be one of them.
 
     Raises:
         ConfigError: an inconsistent setting.
@@ -235,6 +243,9 @@ def check(model: ModelConfig, training: TrainingConfig, label_names: Collection[
                                            or not 0.0 <= task.threshold <= 1.0):
             raise ConfigError(f"{where}: task {task.name!r}: threshold is for a binary task, "
                               "in [0, 1]")
+        if task.holdout is not None and task.holdout not in holdout_names:
+            raise ConfigError(f"{where}: task {task.name!r}: holdout must name a hold-out "
+                              f"feature, one of {sorted(holdout_names)}")
         if task.inputs and model.architecture == "esmm":
             raise ConfigError(f"{where}: task {task.name!r}: inputs is not for esmm")
     if model.architecture == "esmm":

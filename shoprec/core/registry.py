@@ -42,6 +42,11 @@ class Kind(str, enum.Enum):
     # Free text: lower-cased tokens split on non-alphanumerics, vocabulary
     # (``top_k`` + OOV) indices padded to ``max_length`` with -1, mean-pooled.
     TEXT = "text"
+    # 1.0 when the raw value of the one ID feature it is derived from (an item
+    # or user key) falls in the held-out ``fraction`` of a fixed hash
+    # (``transforms.holdout``); DERIVED, never a model input. A task naming it
+    # as ``holdout`` trains only on the other keys and is evaluated on these.
+    HOLDOUT = "holdout"
 
 
 class Source(str, enum.Enum):
@@ -109,7 +114,8 @@ class Feature:
         hash_buckets: HASHED / CROSS: number of hash buckets (the embedding
             table's rows).
         derived_from: DERIVED: the features whose raw values it is computed
-            from: two or more to CROSS, one NUMERIC to BUCKETIZE.
+            from: two or more to CROSS, one NUMERIC to BUCKETIZE, one ID to
+            HOLDOUT.
         boundaries: BUCKETIZED: ascending bucket edges; the index is the number
             of edges <= the value (``tft.apply_buckets``).
         num_buckets: BUCKETIZED without boundaries: quantile buckets of the
@@ -128,6 +134,7 @@ class Feature:
             one ``derived_from`` feature it encodes (target encoding).
         folds: Target encoding: rows are split by user into this many folds
             and a row's rate leaves out its own fold's rows.
+        fraction: HOLDOUT: the share of the key's values held out, in (0, 1).
     """
 
     name: str
@@ -158,6 +165,7 @@ class Feature:
     smoothing: float = 0.0
     target: Optional[str] = None
     folds: int = 0
+    fraction: float = 0.0
 
     @property
     def source_column(self) -> str:
@@ -168,7 +176,7 @@ class Feature:
         """Raw tf.Example dtype: 'string', 'int64' or 'float32'."""
         if self.kind in (Kind.ID, Kind.CATEGORICAL, Kind.HISTORY, Kind.HASHED, Kind.TEXT):
             return "string"
-        if self.kind in (Kind.FLAG, Kind.LABEL, Kind.CROSS, Kind.BUCKETIZED):
+        if self.kind in (Kind.FLAG, Kind.LABEL, Kind.CROSS, Kind.BUCKETIZED, Kind.HOLDOUT):
             # CROSS and BUCKETIZED have no raw value: int64 is their bucket index.
             return "int64"
         return "float32"
@@ -194,8 +202,8 @@ class Feature:
 
     @property
     def is_target(self) -> bool:
-        """Something the model predicts and never reads: a LABEL or a NEXT feature."""
-        return self.kind == Kind.LABEL or self.source == Source.NEXT
+        """Something the model never reads: a LABEL, a NEXT feature or a HOLDOUT mask."""
+        return self.kind in (Kind.LABEL, Kind.HOLDOUT) or self.source == Source.NEXT
 
     @property
     def is_list(self) -> bool:
@@ -313,10 +321,10 @@ class Registry:
     def _check_indexed(self, f: Feature, by_name: Dict[str, Feature]) -> None:
         """Hashed, text, cross and bucketized features, and what may be DERIVED."""
         where = f"registry: {f.kind.value} feature {f.name}"
-        if (f.source == Source.DERIVED) != (f.kind in (Kind.CROSS, Kind.BUCKETIZED)
-                                            or f.target is not None):
-            raise ValueError(f"{where}: cross, bucketized and target-encoded features, and "
-                             "only they, are from source 'derived'")
+        derived_kinds = (Kind.CROSS, Kind.BUCKETIZED, Kind.HOLDOUT)
+        if (f.source == Source.DERIVED) != (f.kind in derived_kinds or f.target is not None):
+            raise ValueError(f"{where}: cross, bucketized, hold-out and target-encoded "
+                             "features, and only they, are from source 'derived'")
         if f.derived_from and f.source != Source.DERIVED:
             raise ValueError(f"{where} sets derived_from but is not derived")
         if f.vocabulary and f.kind in (Kind.HASHED, Kind.TEXT, Kind.CROSS, Kind.BUCKETIZED):
@@ -330,6 +338,14 @@ class Registry:
         if f.kind == Kind.TEXT and (f.max_length < 1 or not f.top_k or f.top_k < 1):
             raise ValueError(f"{where} needs max_length >= 1 and a top_k vocabulary cap")
         inputs = [by_name.get(n) for n in f.derived_from]
+        if (f.kind == Kind.HOLDOUT) != (f.fraction != 0.0):
+            raise ValueError(f"{where}: hold-out features, and only they, set fraction")
+        if f.kind == Kind.HOLDOUT and (
+                len(inputs) != 1 or inputs[0] is None or inputs[0].kind != Kind.ID
+                or isinstance(f.fraction, bool) or not isinstance(f.fraction, (int, float))
+                or not 0.0 < f.fraction < 1.0):
+            raise ValueError(f"{where} must hold out a fraction in (0, 1) of one ID "
+                             f"feature's values, not {f.fraction!r} of {list(f.derived_from)}")
         if f.kind == Kind.CROSS and (
                 len(inputs) < 2 or len(set(f.derived_from)) != len(inputs)
                 or any(g is None or g.kind not in CROSSABLE_KINDS for g in inputs)):
@@ -428,6 +444,9 @@ class Registry:
 
     def labels(self) -> Tuple[Feature, ...]:
         return self.of_kind(Kind.LABEL)
+
+    def holdouts(self) -> Tuple[Feature, ...]:
+        return self.of_kind(Kind.HOLDOUT)
 
     def event_labels(self) -> Tuple[Feature, ...]:
         """Labels the example's own funnel events set (not a user table's, not NEXT ones)."""

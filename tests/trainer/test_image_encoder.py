@@ -152,3 +152,19 @@ def test_hm_catalogue_reads_photos_by_article_id():
     assert set(cat.labels) == {"product_type_name", "colour_group_name"}
     for name, index in cat.labels.items():
         assert [cat.classes[name][i] for i in index] == [a[name] for a in articles], name
+
+
+def test_given_held_out_items_are_never_trained_on():
+    images, labels = colour_images(120, seed=4)
+    # Hold out every item of colour 2: trained on colours 0 and 1 only, the
+    # encoder has never seen class 2 as a label, so it predicts it for no item
+    # and its held-out accuracy is exactly 0 (the majority rate too: class 2 is
+    # no training class).
+    held_out = labels == 2
+    _, report = E.train_encoder(images, {"colour": labels}, SMALL, num_classes={"colour": 3},
+                                held_out=held_out)
+    assert report["held_out_items"] == int(held_out.sum())
+    assert report["train_items"] == 120 - int(held_out.sum())
+    assert report["heads"]["colour"] == {"accuracy": 0.0, "majority_rate": 0.0, "classes": 3}
+    with pytest.raises(ValueError, match="some but not all"):
+        E.train_encoder(images, {"colour": labels}, SMALL, held_out=np.zeros(120, bool))

@@ -102,3 +102,19 @@ def test_a_registry_without_photos_has_nothing_to_embed(tmp_path):
     config = dataclasses.replace(config, dataset=dataclasses.replace(config.data, features=blind))
     with pytest.raises(ValueError, match="no EMBEDDING feature"):
         embed.run(config)
+
+
+def test_the_encoder_holds_out_the_items_a_task_holds_out():
+    from transforms import holdout
+    ids = np.array([f"item-{i}" for i in range(30)])
+    held = holdout.held_out(ids, 0.3).numpy() > 0.5
+    registry = F.Registry(shop.REGISTRY.features + (
+        F.Feature("item_held_out", F.Source.DERIVED, F.Kind.HOLDOUT,
+                  derived_from=(shop.REGISTRY.item_key,), fraction=0.3),
+        # A user hold-out says nothing about items.
+        F.Feature("user_held_out", F.Source.DERIVED, F.Kind.HOLDOUT,
+                  derived_from=(shop.REGISTRY.user_key,), fraction=0.9),
+    ))
+    np.testing.assert_array_equal(embed._held_out_items(registry, ids), held)
+    assert 0 < held.sum() < 30
+    assert embed._held_out_items(shop.REGISTRY, ids) is None

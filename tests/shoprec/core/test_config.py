@@ -106,3 +106,41 @@ def test_bad_task_inputs_thresholds_and_baselines_are_refused(tmp_path, task, me
         {"name": "click", "label": "click"}, task]}}))
     with pytest.raises(ConfigError, match=message):
         config_lib.load(str(path))
+
+
+def test_the_shop_tasks_hold_out_items_for_the_attributes_and_users_for_anomaly():
+    config = config_lib.load("shoprec/configs/shop_tasks.yaml")
+    tasks = {t.name: t for t in config.model.tasks}
+    holdouts = {t.name: t.holdout for t in config.model.tasks if t.holdout}
+    assert holdouts == {"category": "item_held_out", "colour": "item_held_out",
+                        "anomaly": "user_held_out"}
+    assert config.registry["item_held_out"].derived_from == ("item_id",)
+    assert config.registry["user_held_out"].derived_from == ("user_id",)
+    # Anomaly reads behaviour, never who the user is.
+    assert not {"user_id", "user_age", "user_region", "user_membership"} & set(
+        tasks["anomaly"].inputs)
+
+
+def _shop_with_task(tmp_path, **changes):
+    with open("shoprec/configs/shop_tasks.yaml") as f:
+        raw = yaml.safe_load(f)
+    anomaly = next(t for t in raw["model"]["tasks"] if t["name"] == "anomaly")
+    anomaly.update(changes)
+    for key in [k for k, v in changes.items() if v is None]:
+        del anomaly[key]
+    path = tmp_path / "shop.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"holdout": "user_is_bot"}, "holdout must name a hold-out feature"),
+    ({"holdout": "nothing"}, "holdout must name a hold-out feature"),
+    # Held-out users' ids (or anything built from them) would carry the flag.
+    ({"inputs": ["hist_clicks", "user_id"]}, r"holds out 'user_id' values.*\['user_id'\]"),
+    ({"inputs": None}, r"holds out 'user_id' values, so it needs inputs"),
+])
+def test_a_holdout_must_be_a_holdout_feature_the_task_cannot_read_around(
+        tmp_path, changes, message):
+    with pytest.raises(ConfigError, match=message):
+        config_lib.load(_shop_with_task(tmp_path, **changes))
