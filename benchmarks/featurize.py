@@ -39,15 +39,6 @@ import shoprec  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
 
 from benchmarks import measure  # noqa: E402
 
-def build_config(run_dir: str, users: int):
-    """The demo config with ``users`` users, writing into ``run_dir``."""
-    from shoprec.core import config as config_lib
-
-    config = config_lib.load(None, run_dir=run_dir)
-    return dataclasses.replace(
-        config, generate=dataclasses.replace(config.generate, num_users=users))
-
-
 def _raw_prefixes(config) -> Dict[str, str]:
     return {s: config.layout.examples(s) for s in config.splits}
 
@@ -128,15 +119,11 @@ def _child_baseline(config, batch_size: int) -> dict:
             "out_files": len(glob.glob(os.path.join(out_dir, "*" + baseline.SUFFIX)))}
 
 
-def child_main(args) -> None:
-    config = build_config(args.run_dir, args.users)
-    if args.child == "prepare":
-        result = _child_prepare(config, args.ingest_beam_args.split())
-    elif args.child == "tft":
-        result = _child_tft(config, args.variant)
-    else:
-        result = _child_baseline(config, args.baseline_batch)
-    measure.emit(result)
+CHILDREN = {
+    "prepare": lambda config, args: _child_prepare(config, args.ingest_beam_args.split()),
+    "tft": lambda config, args: _child_tft(config, args.variant),
+    "baseline": lambda config, args: _child_baseline(config, args.baseline_batch),
+}
 
 
 # ---- driver ---------------------------------------------------------------------------
@@ -260,9 +247,7 @@ def _print_table(by_size: Dict[int, dict], variants: Sequence[str]) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="1,4,10", help="multiples of --base_users")
-    parser.add_argument("--base_users", type=int, default=None,
-                        help="users at 1x (default: the demo config's)")
+    measure.add_size_args(parser, "1,4,10", CHILDREN)
     parser.add_argument("--variants", default="default", help="comma-separated TFT variants")
     parser.add_argument("--repeats", type=int, default=3, help="repeats at the smallest size")
     parser.add_argument("--repeats_large", type=int, default=1, help="repeats at larger sizes")
@@ -278,22 +263,10 @@ def main(argv=None) -> int:
                         help="another checkout (e.g. `git worktree add DIR COMMIT`): the "
                              "variant `before` runs its featurize job, for before/after "
                              "figures from one run")
-    # Internal: one measurement in this process.
-    parser.add_argument("--child", choices=("prepare", "tft", "baseline"), help=argparse.SUPPRESS)
-    parser.add_argument("--run_dir", help=argparse.SUPPRESS)
-    parser.add_argument("--users", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="default", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        child_main(args)
+    args = measure.parse_args(parser, argv, CHILDREN)
+    if args is None:  # a child measurement ran
         return 0
-    # The driver's checks load TensorFlow; its C++ start-up chatter would bury the tables.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-    if args.base_users is None:
-        from shoprec.core import config as config_lib
-
-        args.base_users = config_lib.load(None).generate.num_users
     base_users = args.base_users
     sizes = [int(s) for s in args.sizes.split(",")]
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -309,7 +282,7 @@ def main(argv=None) -> int:
         for size in sizes:
             users, run_dir = size * base_users, os.path.join(work_dir, f"x{size}")
             prepared = _prepare(args, run_dir, users)
-            config = build_config(run_dir, users)
+            config = measure.build_config(run_dir, users)
             runs: Dict[str, List[dict]] = {"baseline": []}
             runs.update({f"tft {v}": [] for v in variants})
             for repeat in range(args.repeats if size == sizes[0] else args.repeats_large):

@@ -33,7 +33,6 @@ if REPO_ROOT not in sys.path:  # run as a script: make the benchmarks package im
 import shoprec  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
 
 from benchmarks import measure  # noqa: E402
-from benchmarks.featurize import build_config  # noqa: E402
 
 BASELINE_DIR = "ingest_baseline"
 
@@ -74,11 +73,9 @@ def _child_baseline(config) -> dict:
                              if k.startswith("dead_letter/events/") and v}}
 
 
-def child_main(args) -> None:
-    config = build_config(args.run_dir, args.users)
-    child = {"prepare": _child_prepare, "ingest": _child_ingest,
-             "baseline": _child_baseline}[args.child]
-    measure.emit(child(config))
+CHILDREN = {"prepare": lambda config, args: _child_prepare(config),
+            "ingest": lambda config, args: _child_ingest(config),
+            "baseline": lambda config, args: _child_baseline(config)}
 
 
 def _rows(paths: List[str], spec) -> collections.Counter:
@@ -131,9 +128,7 @@ def _summary(runs: List[dict]) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1,10", help="comma-separated multiples of base_users")
-    parser.add_argument("--base_users", type=int, default=None,
-                        help="users at 1x (default: the demo config's)")
+    measure.add_size_args(parser, "1,10", CHILDREN)
     parser.add_argument("--repeats", type=int, default=3, help="repeats at the smallest size")
     parser.add_argument("--repeats_large", type=int, default=1, help="repeats at larger sizes")
     parser.add_argument("--work_dir", default=None,
@@ -142,20 +137,9 @@ def main(argv=None) -> int:
     parser.add_argument("--before_repo", default=None,
                         help="another checkout whose ingest job also runs (row `before`), "
                              "for before/after figures from one run; it needs this script")
-    # Internal: one measurement in this process.
-    parser.add_argument("--child", choices=("prepare", "ingest", "baseline"),
-                        help=argparse.SUPPRESS)
-    parser.add_argument("--run_dir", help=argparse.SUPPRESS)
-    parser.add_argument("--users", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        child_main(args)
+    args = measure.parse_args(parser, argv, CHILDREN)
+    if args is None:  # a child measurement ran
         return 0
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if args.base_users is None:
-        from shoprec.core import config as config_lib
-
-        args.base_users = config_lib.load(None).generate.num_users
     sizes = [int(s) for s in args.sizes.split(",")]
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="shoprec-ingest-bench-")
     started = time.perf_counter()
@@ -186,7 +170,7 @@ def main(argv=None) -> int:
                     runs[kind].append(measure.run_child(
                         ["--child", "ingest" if kind == "before" else kind] + child, repo,
                         os.path.join(run_dir, f"{kind}-{repeat}.log"), script="ingest.py"))
-            config = build_config(run_dir, users)
+            config = measure.build_config(run_dir, users)
             rows = check_same_examples(config)
             dead = (runs["ingest"][0]["dead_letters"], runs["baseline"][0]["dead_letters"])
             if dead[0] != dead[1]:

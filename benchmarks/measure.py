@@ -14,6 +14,8 @@ runner starts worker processes (``--direct_running_mode=multi_processing``).
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -21,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 RESULT_PREFIX = "BENCHMARK_RESULT "
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -151,3 +153,57 @@ def run_child(args: Sequence[str], repo_root: str, log_path: str,
     # Other work on a shared machine skews timings: keep the 1-minute load with them.
     result["loadavg_after"] = os.getloadavg()[0]
     return result
+
+
+# ---- the scripts' shared command line: sizes of the demo shop, one child per process ----
+
+def build_config(run_dir: str, users: int):
+    """The demo config with ``users`` users, writing into ``run_dir``."""
+    from shoprec.core import config as config_lib
+
+    config = config_lib.load(None, run_dir=run_dir)
+    return dataclasses.replace(
+        config, generate=dataclasses.replace(config.generate, num_users=users))
+
+
+def add_size_args(parser: argparse.ArgumentParser, sizes: str, children: Sequence[str]) -> None:
+    """Adds ``--sizes`` and ``--base_users``, and the internal flags of one child run.
+
+    Args:
+        parser: The benchmark's parser.
+        sizes: Default ``--sizes`` (comma-separated multiples of ``--base_users``).
+        children: The kinds of measurement ``--child`` may name.
+    """
+    parser.add_argument("--sizes", default=sizes, help="comma-separated multiples of --base_users")
+    parser.add_argument("--base_users", type=int, default=None,
+                        help="users at 1x (default: the demo config's)")
+    # Internal: one measurement in this process.
+    parser.add_argument("--child", choices=tuple(children), help=argparse.SUPPRESS)
+    parser.add_argument("--run_dir", help=argparse.SUPPRESS)
+    parser.add_argument("--users", type=int, help=argparse.SUPPRESS)
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]],
+               children: Mapping[str, Callable[..., dict]]) -> Optional[argparse.Namespace]:
+    """Parses a benchmark's flags; runs the measurement ``--child`` names, if any.
+
+    Args:
+        parser: A parser that :func:`add_size_args` has added to.
+        argv: The command line (None: ``sys.argv``).
+        children: ``{kind: fn(config, args) -> result}``; the child's result
+            is printed for the driver (:func:`emit`).
+
+    Returns:
+        The driver's arguments, ``base_users`` filled in; None after a child ran.
+    """
+    args = parser.parse_args(argv)
+    if args.child:
+        emit(children[args.child](build_config(args.run_dir, args.users), args))
+        return None
+    # The driver's checks load TensorFlow; its C++ start-up chatter would bury the tables.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.base_users is None:
+        from shoprec.core import config as config_lib
+
+        args.base_users = config_lib.load(None).generate.num_users
+    return args

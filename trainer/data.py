@@ -21,6 +21,11 @@ from shoprec.core.model_config import TaskConfig
 _CYCLE_LENGTH = 4
 # Shuffle buffer in batches: enough to mix neighbouring shards' records.
 _SHUFFLE_BATCHES = 8
+# Training shards totalling at most this many (gzip) bytes are parsed once and
+# held in memory as columns, batches gathered from them in the streamed order:
+# streaming pays reading, inflating, shuffling and parsing every example every
+# epoch (benchmarks/train_input.py). Some 5-10x this in RAM; larger splits stream.
+CACHE_MAX_BYTES = 64 << 20
 # Batches parsed at once, and batches kept ready ahead of the train step. Fixed,
 # with tf.data's autotuner off: the autotuner's own bookkeeping and the threads
 # it adds cost 24% of the input's CPU per example on a 2-core host, where that
@@ -77,46 +82,74 @@ def split_labels(parsed: Dict[str, tf.Tensor], tasks: Iterable[TaskConfig],
     return inputs, labels
 
 
-def _streamed(file_pattern: str, spec, batch_size: int, training: bool,
-              seed: Optional[int], repeat: bool, drop_remainder: bool) -> tf.data.Dataset:
-    """Parsed batches read from the shards every epoch: records shuffled in a buffer."""
-    files = tf.data.Dataset.list_files(file_pattern, shuffle=training, seed=seed)
+def _interleaved(files: tf.data.Dataset, read, batch_size: int, training: bool,
+                 seed: Optional[int], repeat: bool) -> tf.data.Dataset:
+    """The training order over ``files``: interleaved, shuffled, repeated.
+
+    One definition for both inputs: the streamed one reads records, the cached
+    one the same positions as indices into its columns. The shuffle ops draw
+    the same random sequence whatever the elements hold, so under a seed both
+    yield the same examples in the same order.
+    """
     # A sequential interleave (still mixing _CYCLE_LENGTH shards record by
     # record) costs less CPU per record than a parallel one, and the CPU it
     # saves goes to training on a CPU-bound host (benchmarks/train_input.py);
     # the batched parse runs in parallel with training either way.
     # The fixed order also keeps runs with the same seed reproducible.
-    dataset = files.interleave(
-        lambda path: tf.data.TFRecordDataset(path, compression_type="GZIP"),
-        cycle_length=_CYCLE_LENGTH)
+    dataset = files.interleave(read, cycle_length=_CYCLE_LENGTH)
     if training:
         dataset = dataset.shuffle(_SHUFFLE_BATCHES * batch_size, seed=seed,
                                   reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
+    return dataset
+
+
+def _streamed(file_pattern: str, spec, batch_size: int, training: bool, seed: Optional[int],
+              repeat: bool, drop_remainder: bool) -> tf.data.Dataset:
+    """Parsed batches read from the shards every epoch: records shuffled in a buffer."""
+    dataset = _interleaved(
+        tf.data.Dataset.list_files(file_pattern, shuffle=training, seed=seed),
+        lambda path: tf.data.TFRecordDataset(path, compression_type="GZIP"),
+        batch_size, training, seed, repeat)
     return dataset.batch(batch_size, drop_remainder=drop_remainder).map(
         lambda serialized: tf.io.parse_example(serialized, spec),
         num_parallel_calls=_PARSE_CALLS)
 
 
-def _from_memory(paths, spec, batch_size: int, training: bool, seed: Optional[int],
+def _from_memory(file_pattern: str, spec, batch_size: int, training: bool, seed: Optional[int],
                  repeat: bool, drop_remainder: bool) -> tf.data.Dataset:
-    """Parsed batches gathered from the whole split, parsed once and held as columns.
+    """The streamed input's batches, gathered from the split parsed once and held as columns.
 
-    Each epoch is a fresh permutation of every example (training), not a
-    buffer's worth of mixing; a batch is one gather per column, so an epoch
-    after the first costs about what replaying batches from memory does.
+    Each file's records are parsed once into columns; the streamed input's
+    interleave and shuffles then run over row indices, not records, and a
+    batch is one gather per column. Same examples in the same order as
+    :func:`_streamed` under the same seed, without inflating and parsing every
+    example every epoch.
     """
-    parsed = tf.data.TFRecordDataset(paths, compression_type="GZIP").batch(4096).map(
-        lambda serialized: tf.io.parse_example(serialized, spec))
-    parts = list(parsed)
+    # The files in list_files' order: the one the streamed input shuffles.
+    paths = tf.io.matching_files(file_pattern).numpy()
+    parts, counts = [], []
+    for path in paths:
+        parsed = tf.data.TFRecordDataset(path, compression_type="GZIP").batch(4096).map(
+            lambda serialized: tf.io.parse_example(serialized, spec))
+        counts.append(0)
+        for part in parsed:
+            parts.append(part)
+            counts[-1] += int(next(iter(part.values())).shape[0])
+    if not parts:  # nothing to hold: the streamed input yields the same (nothing)
+        return _streamed(file_pattern, spec, batch_size, training, seed, repeat,
+                         drop_remainder)
     columns = {name: tf.concat([p[name] for p in parts], axis=0) for name in spec}
-    rows = int(next(iter(columns.values())).shape[0])
-    dataset = tf.data.Dataset.range(rows)
+    ends = tf.constant(np.cumsum(counts), tf.int64)
+    starts = ends - tf.constant(counts, tf.int64)
+    files = tf.data.Dataset.range(len(paths))
     if training:
-        dataset = dataset.shuffle(rows, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        dataset = dataset.repeat()
+        # What list_files(shuffle=True, seed=seed) does after matching.
+        files = files.shuffle(max(len(paths), 1), seed=seed)
+    dataset = _interleaved(
+        files, lambda file: tf.data.Dataset.range(starts[file], ends[file]),
+        batch_size, training, seed, repeat)
     return dataset.batch(batch_size, drop_remainder=drop_remainder).map(
         lambda index: {name: tf.gather(values, index) for name, values in columns.items()})
 
@@ -132,7 +165,7 @@ def make_dataset(file_pattern: str,
                  repeat: bool = False,
                  extra_labels: Iterable[str] = (),
                  keep_if: Optional[str] = None,
-                 cache: bool = False) -> tf.data.Dataset:
+                 cache: Optional[bool] = None) -> tf.data.Dataset:
     """Batched (features, labels) from gzip TFRecords of transformed tf.Examples.
 
     The batch size is the global one; under a strategy, Keras splits each batch
@@ -153,15 +186,13 @@ def make_dataset(file_pattern: str,
             keyed by column name.
         keep_if: A 0/1 label column: keep only examples where it is 1 (e.g.
             clicked impressions for a naive CVR model); batches stay full.
-        cache: Parse the split once and hold it in memory as columns (some
-            5-10x its gzip size), each training epoch a fresh permutation of
-            every example (seeded): a batch is one gather per column, 0.91 of
-            the in-memory feed's rate against streaming's ~0.75
-            (benchmarks/train_input.py). False: stream the shards every
-            epoch, records mixed in a shuffle buffer. Streaming is what
-            training uses: on the demo's data the cached order trained to a
-            0.012-0.024 lower conversion AUC than the streamed one (seeds 42
-            and 1), a cost its speed does not buy back.
+        cache: True: parse the split once and hold it in memory as columns
+            (some 5-10x its gzip size); each epoch's batches are then
+            gathered from them in the very order streaming reads them (same
+            seed, same examples, same order), at about the in-memory feed's
+            rate (benchmarks/train_input.py). False: stream the shards every
+            epoch, records mixed in a shuffle buffer. None: cache when
+            training on shards of at most :data:`CACHE_MAX_BYTES`.
 
     Returns:
         A dataset of ``(features, labels)`` dicts with a leading batch axis.
@@ -172,6 +203,8 @@ def make_dataset(file_pattern: str,
     paths = tf.io.gfile.glob(file_pattern)
     if not paths:
         raise FileNotFoundError(f"no transformed examples at {file_pattern}; run featurize first")
+    if cache is None:
+        cache = training and sum(tf.io.gfile.stat(p).length for p in paths) <= CACHE_MAX_BYTES
     tasks = tuple(tasks)
     extra_labels = tuple(sorted(set(extra_labels) | ({keep_if} if keep_if else set())))
     spec = parse_spec(transformed_spec, tasks, registry, extra_labels)
@@ -181,7 +214,7 @@ def make_dataset(file_pattern: str,
 
     drop = training and not keep_if
     if cache:
-        dataset = _from_memory(sorted(paths), spec, global_batch_size, training, seed,
+        dataset = _from_memory(file_pattern, spec, global_batch_size, training, seed,
                                repeat, drop).map(labelled)
     else:
         dataset = _streamed(file_pattern, spec, global_batch_size, training, seed, repeat,

@@ -56,29 +56,49 @@ def test_missing_inputs_fail_clearly(tmp_path, featurized_dir):
         data.parse_spec({"click": None, "conversion": None}, TASKS, shop.REGISTRY)
 
 
-def test_the_in_memory_input_permutes_every_example_each_epoch(featurized_dir, tmp_path):
+def test_the_in_memory_input_yields_the_streamed_batches(featurized_dir, tmp_path):
     layout = Layout(featurized_dir)
     spec = tft.TFTransformOutput(layout.transform_dir).transformed_feature_spec()
     shards = tmp_path / "examples"
     shutil.copytree(os.path.dirname(layout.transformed("train")), shards)
     pattern = str(shards / "train-*")
+    assert len(glob.glob(pattern)) > 1  # the interleave of shards is part of the order
 
-    def batches(cache, seed=3):
-        return iter(data.make_dataset(pattern, spec, TASKS, 64, training=True, seed=seed,
+    def batches(cache, seed=3, batch=64):
+        return iter(data.make_dataset(pattern, spec, TASKS, batch, training=True, seed=seed,
                                       repeat=True, registry=shop.REGISTRY, cache=cache))
 
-    def epochs(iterator, n):
+    def epochs(iterator, n, steps=3):
         # 192 examples: three batches of 64 an epoch, nothing dropped at the seams.
-        values = [v for _ in range(3 * n) for v in next(iterator)[0]["item_price"].numpy()]
-        return [values[i * 192:(i + 1) * 192] for i in range(n)]
+        return [[(b[0]["item_price"].numpy().tolist(), b[1]["click"].numpy().tolist())
+                 for b in (next(iterator) for _ in range(steps))] for _ in range(n)]
 
-    streamed = epochs(batches(cache=False), 1)[0]
-    cached, again, other = batches(True), batches(True), batches(True, seed=4)
+    streamed = epochs(batches(cache=False), 2)
+    odd = epochs(batches(cache=False, batch=50), 2, steps=3)
+    cached, odd_cached, other = batches(True), batches(True, batch=50), batches(True, seed=4)
     # Parsed when built: the files are not read again.
     for path in glob.glob(pattern):
         os.remove(path)
-    first, second = epochs(cached, 2)
-    assert sorted(first) == sorted(second) == sorted(streamed)  # every example once an epoch
-    assert first != second  # a fresh permutation each epoch
-    assert epochs(again, 2) == [first, second]  # the same order under the same seed
-    assert epochs(other, 1)[0] != first
+    # Every batch equal, features and labels, epoch after epoch (each epoch a
+    # fresh order), also when the batch does not divide the split.
+    assert epochs(cached, 2) == streamed
+    assert epochs(odd_cached, 2, steps=3) == odd
+    assert streamed[0] != streamed[1]
+    assert epochs(other, 1) != streamed[:1]
+
+
+def test_small_training_splits_are_held_in_memory(featurized_dir, tmp_path):
+    layout = Layout(featurized_dir)
+    spec = tft.TFTransformOutput(layout.transform_dir).transformed_feature_spec()
+    shards = tmp_path / "examples"
+    shutil.copytree(os.path.dirname(layout.transformed("train")), shards)
+    pattern = str(shards / "train-*")
+    train = data.make_dataset(pattern, spec, TASKS, 64, training=True, seed=3,
+                              registry=shop.REGISTRY)
+    evaluation = data.make_dataset(pattern, spec, TASKS, 64, training=False,
+                                   registry=shop.REGISTRY)
+    for path in glob.glob(pattern):
+        os.remove(path)
+    assert len(list(train)) == 3  # held: the files are gone
+    with pytest.raises(tf.errors.NotFoundError):
+        list(evaluation)  # evaluation streams
