@@ -92,7 +92,7 @@ def test_the_joint_loss_counts_the_task_on_kept_rows_only(featurized_dir):
 
 
 class _Fixed:
-    """p = sigmoid(x) for the binary task, fixed class probabilities for the other."""
+    """p = sigmoid(x) for the one binary task."""
 
     retrieval = None
 

@@ -52,10 +52,13 @@ def test_every_task_is_trained_evaluated_and_scored(shop):
     assert {"auc", "precision", "recall", "threshold"} <= set(tasks["anomaly"])
     # Interest is masked: only eval examples with a later click on another item.
     assert 0 < tasks["interest"]["examples"] < tasks["click"]["examples"]
-    # The rule's baseline is scored on the very eval examples the model is.
+    # Anomaly and the attributes are judged on held-out users and items only,
+    # and the rule's baseline on the very eval examples the anomaly task is.
     rule = metrics["baselines"]["anomaly"]
-    assert rule["examples"] == tasks["anomaly"]["examples"] == metrics["eval_examples"]
-    assert 0.0 <= rule["auc"] <= 1.0
+    assert 0 < rule["examples"] == tasks["anomaly"]["examples"] < metrics["eval_examples"]
+    assert 0.0 <= rule["auc"] <= 1.0 and 0.0 <= tasks["anomaly"]["auc"] <= 1.0
+    assert 0 < tasks["category"]["examples"] == tasks["colour"]["examples"] < (
+        metrics["eval_examples"])
 
     rows = pq.read_table(glob.glob(shop.layout.scores + "*.parquet")).to_pylist()
     assert rows
@@ -68,6 +71,25 @@ def test_every_task_is_trained_evaluated_and_scored(shop):
             assert row[f"{name}_class"] == int(np.argmax(row[f"p_{name}"]))
         assert row["interest_class_name"] in categories | {""}
         assert row["category_class_name"] in categories | {""}
+
+
+def test_the_encoder_holds_out_the_attribute_tasks_held_out_items(shop):
+    from transforms import holdout
+    with open(shop.layout.embed_report) as f:
+        encoder = json.load(f)["encoder"]
+    # The encoder's held-out items are the category and colour tasks' held-out items.
+    items = [r["item_id"] for r in _csv(shop.input_path(shop.inputs.items))]
+    held = holdout.held_out(items, shop.registry["item_held_out"].fraction).numpy()
+    assert encoder["held_out_by"] == "task holdout"
+    # Items without a usable photo are not in the encoder's catalogue.
+    assert 0 < encoder["held_out_items"] <= int(held.sum())
+    assert encoder["held_out_items"] + encoder["train_items"] == encoder["items"]
+
+
+def _csv(path):
+    import csv
+    with open(path) as f:
+        return list(csv.DictReader(f))
 
 
 def test_flagged_bots_pass_ingest_and_the_interest_target_is_never_an_input(shop):
