@@ -1,7 +1,9 @@
 """tf.data input over the featurize job's transformed TFRecord shards.
 
 Examples are batched as serialized strings and parsed a whole batch at a time:
-one ``parse_example`` call per batch is far cheaper than one per record.
+one ``parse_example`` call per batch is far cheaper than one per record. A small
+training split is parsed once and held as columns instead, its batches gathered
+in the order streaming would read them.
 """
 
 from __future__ import annotations
