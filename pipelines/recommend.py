@@ -289,23 +289,15 @@ def _check_inputs(config: Config, limit: int) -> Tuple[str, str]:
     """The published version and its model, after checking the job can run on them."""
     import tensorflow as tf
 
-    item_aggregates = config.registry.item_aggregates()
-    if item_aggregates and recommend_settings(config).as_of == "eval":
-        # The items table holds each item's aggregates after the log's last
-        # event: judged as of the eval start, the lists would see the eval
-        # window's own events through them.
-        raise ConfigError(f"recommend: as_of: eval with item aggregates "
-                          f"{[f.name for f in item_aggregates]} would leak the eval window "
-                          f"(the items table holds their state at the log's end); use "
-                          f"as_of: end, or a config without them")
-    pair_aggregates = config.registry.pair_aggregates()
-    if pair_aggregates and recommend_settings(config).as_of == "eval":
-        # Their per-attribute-value state is computed after the log's last
-        # event only: the history at the eval start has none.
-        raise ConfigError(f"recommend: as_of: eval with user x item-attribute aggregates "
-                          f"{[f.name for f in pair_aggregates]}: their state is served "
-                          f"after the log's last event only; use as_of: end, or a config "
-                          f"without them")
+    # Item aggregates and user x item-attribute aggregates are served as their
+    # state after the log's last event only: lists judged as of the eval start
+    # would see the eval window's own events through them.
+    served_at_end = config.registry.item_aggregates() + config.registry.pair_aggregates()
+    if served_at_end and recommend_settings(config).as_of == "eval":
+        raise ConfigError(f"recommend: as_of: eval with aggregates "
+                          f"{[f.name for f in served_at_end]} would leak the eval window "
+                          f"(their served state is the log's end); use as_of: end, or a "
+                          f"config without them")
     layout = config.layout
     require_success(layout.ingest_dir, "ingest")
     version, model_dir = models.require_current(layout)
@@ -403,7 +395,8 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
         StageOrderError: ingest has not finished, no model is published, or
             it has no retrieval towers. ConfigError: the catalogue is over
             ``recommend.max_catalogue_items``, ``bq_table`` is malformed, or
-            ``as_of: eval`` with item aggregates (they would leak the eval window).
+            ``as_of: eval`` with item or user x item-attribute aggregates (they
+            would leak the eval window).
     """
     rec = recommend_settings(config)
     layout = config.layout
