@@ -111,6 +111,12 @@ def main(argv=None) -> int:
     parser.add_argument("--hm_shape", default="48,32,3", help="H&M photos are 85x128 (w x h)")
     parser.add_argument("--hm_limit", type=int, default=None, help="first N articles only")
     parser.add_argument("--epochs", type=int, default=None, help="override EncoderConfig.epochs")
+    parser.add_argument("--min_steps", type=int, default=None,
+                        help="override EncoderConfig.min_steps")
+    parser.add_argument("--filters", default=None,
+                        help="override EncoderConfig.filters, comma-separated (e.g. 16,32,64)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="override EncoderConfig.seed (the held-out split and training)")
     parser.add_argument("--no_embed", action="store_true", help="skip the embed job")
     parser.add_argument("--beam_args", default="", help="Beam flags for the embed job")
     parser.add_argument("--work_dir", default=None, help="keep exports here (default: temp)")
@@ -121,9 +127,11 @@ def main(argv=None) -> int:
     from pipelines import embed_images
     from trainer import image_encoder as E
 
-    config = E.EncoderConfig()
-    if args.epochs is not None:
-        config = dataclasses.replace(config, epochs=args.epochs)
+    overrides = {"epochs": args.epochs, "min_steps": args.min_steps, "seed": args.seed,
+                 "filters": (tuple(int(f) for f in args.filters.split(","))
+                             if args.filters else None)}
+    config = dataclasses.replace(E.EncoderConfig(),
+                                 **{k: v for k, v in overrides.items() if v is not None})
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="shoprec-encoder-")
     results = {}
     try:
