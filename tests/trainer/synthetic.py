@@ -10,6 +10,7 @@ from pipelines import examples
 from shoprec.core import config as config_lib
 from shoprec.core import generated_shop as shop
 from shoprec.core import registry as F
+from shoprec.core.layout import Layout
 from shoprec.core.model_config import ModelConfig
 from shoprec.io.outputs import write_success
 
@@ -150,6 +151,26 @@ def loss_on(model, batch, strategy=None):
     replicas = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch))
     per_replica = strategy.run(model.compute_loss, args=(next(iter(replicas)),))
     return float(strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None).numpy())
+
+
+def model_and_first_batch(featurized_dir: str, model_config: ModelConfig, batch_size: int = 16):
+    """A fresh model for ``model_config`` and the first train batch of the featurized fixture.
+
+    Returns:
+        (model, features, labels); the batch is in file order (no shuffle).
+    """
+    import tensorflow_transform as tft
+
+    from trainer import data, model as model_lib
+
+    layout = Layout(featurized_dir)
+    tft_output = tft.TFTransformOutput(layout.transform_dir)
+    dataset = data.make_dataset(layout.transformed("train") + "-*",
+                                tft_output.transformed_feature_spec(), model_config.tasks,
+                                batch_size, training=False, registry=shop.REGISTRY)
+    model = model_lib.build_model(model_config, tft_output, batch_size, registry=shop.REGISTRY)
+    features, labels = next(iter(dataset))
+    return model, features, labels
 
 
 def write_raw(prefix: str, rows: list) -> None:

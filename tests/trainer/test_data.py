@@ -56,12 +56,17 @@ def test_missing_inputs_fail_clearly(tmp_path, featurized_dir):
         data.parse_spec({"click": None, "conversion": None}, TASKS, shop.REGISTRY)
 
 
-def test_the_in_memory_input_yields_the_streamed_batches(featurized_dir, tmp_path):
+def _copied_train_split(featurized_dir, tmp_path):
+    """(transformed spec, shard pattern) of a copy of the fixture's train split: tests may delete it."""
     layout = Layout(featurized_dir)
     spec = tft.TFTransformOutput(layout.transform_dir).transformed_feature_spec()
     shards = tmp_path / "examples"
     shutil.copytree(os.path.dirname(layout.transformed("train")), shards)
-    pattern = str(shards / "train-*")
+    return spec, str(shards / "train-*")
+
+
+def test_the_in_memory_input_yields_the_streamed_batches(featurized_dir, tmp_path):
+    spec, pattern = _copied_train_split(featurized_dir, tmp_path)
     assert len(glob.glob(pattern)) > 1  # the interleave of shards is part of the order
 
     def batches(cache, seed=3, batch=64):
@@ -88,11 +93,7 @@ def test_the_in_memory_input_yields_the_streamed_batches(featurized_dir, tmp_pat
 
 
 def test_small_training_splits_are_held_in_memory(featurized_dir, tmp_path):
-    layout = Layout(featurized_dir)
-    spec = tft.TFTransformOutput(layout.transform_dir).transformed_feature_spec()
-    shards = tmp_path / "examples"
-    shutil.copytree(os.path.dirname(layout.transformed("train")), shards)
-    pattern = str(shards / "train-*")
+    spec, pattern = _copied_train_split(featurized_dir, tmp_path)
     train = data.make_dataset(pattern, spec, TASKS, 64, training=True, seed=3,
                               registry=shop.REGISTRY)
     evaluation = data.make_dataset(pattern, spec, TASKS, 64, training=False,

@@ -9,14 +9,12 @@ import dataclasses
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_transform as tft
 
-from shoprec.core import generated_shop as shop
 from shoprec.core import registry as F
 from shoprec.core.layout import CSV_SUFFIX, Layout
 from shoprec.core.model_config import ModelConfig, TaskConfig
-from tests.trainer.synthetic import SMALL_MODEL
-from trainer import baselines, data, evaluation, heads, model as model_lib
+from tests.trainer.synthetic import SMALL_MODEL, model_and_first_batch
+from trainer import baselines, evaluation, heads, model as model_lib
 from transforms import holdout
 
 LN2 = float(np.log(2.0))
@@ -47,15 +45,8 @@ def _model_and_batch(featurized_dir, held_out):
     own = ("item_price", "item_brand")
     task = TaskConfig("brand_click", "click", inputs=own, holdout="h")
     config = dataclasses.replace(SMALL_MODEL, tasks=SMALL_MODEL.tasks + (task,))
-    layout = Layout(featurized_dir)
-    tft_output = tft.TFTransformOutput(layout.transform_dir)
-    dataset = data.make_dataset(layout.transformed("train") + "-*",
-                                tft_output.transformed_feature_spec(), config.tasks, 16,
-                                training=False, registry=shop.REGISTRY)
-    model = model_lib.build_model(config, tft_output, 16, registry=shop.REGISTRY)
-    features, labels = next(iter(dataset))
-    labels = dict(labels, h=tf.constant(held_out, tf.float32))
-    return model, features, labels
+    model, features, labels = model_and_first_batch(featurized_dir, config)
+    return model, features, dict(labels, h=tf.constant(held_out, tf.float32))
 
 
 def _own_gradients(model, features, labels):

@@ -5,13 +5,9 @@ import dataclasses
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_transform as tft
 
-from shoprec.core import generated_shop as shop
-from shoprec.core.layout import Layout
 from shoprec.core.model_config import TaskConfig
-from tests.trainer.synthetic import SMALL_MODEL
-from trainer import data, model as model_lib
+from tests.trainer.synthetic import SMALL_MODEL, model_and_first_batch
 
 OWN = ("item_price", "item_brand")
 
@@ -21,15 +17,9 @@ def test_an_attribute_task_never_sees_the_attribute(featurized_dir, architecture
     category = TaskConfig("category", "item_category", type="multiclass", inputs=OWN)
     config = dataclasses.replace(SMALL_MODEL, architecture=architecture,
                                  tasks=SMALL_MODEL.tasks + (category,))
-    layout = Layout(featurized_dir)
-    tft_output = tft.TFTransformOutput(layout.transform_dir)
-    dataset = data.make_dataset(layout.transformed("train") + "-*",
-                                tft_output.transformed_feature_spec(), config.tasks, 16,
-                                training=False, registry=shop.REGISTRY)
-    model = model_lib.build_model(config, tft_output, 16, registry=shop.REGISTRY)
+    model, features, labels = model_and_first_batch(featurized_dir, config)
     # Not a branch of the architecture: it has a bottom of its own.
     assert model.architecture.branches == ("click", "conversion")
-    features, labels = next(iter(dataset))
     base = model(features)
     changed = dict(features)
     for name in ("item_category", "item_colour", "item_id", "user_id"):
