@@ -109,6 +109,11 @@ class FeatureEncoder(tf.keras.layers.Layer):
         # mark it built (and would skip it when serializing); nothing is left to build.
         self.built = True
 
+    @property
+    def dense_names(self) -> Tuple[str, ...]:
+        """The numeric and flag inputs, passed through as they are (what a wide term reads)."""
+        return self._dense
+
     def parts(self, features: Mapping[str, tf.Tensor], training: bool = False,
               names: Optional[Iterable[str]] = None) -> Dict[str, tf.Tensor]:
         """Each input's encoding, ``{feature name: [batch, d_f]}``, in registry order.

@@ -105,6 +105,13 @@ class MultiTaskModel(tfrs.Model):
                                                     model_config.dropout)
                             for name in self._own_inputs}
         self.towers = {b: heads.Tower(b, model_config.tower_units, w) for b, w in widths.items()}
+        # Wide & Deep: a linear term of each branch's numeric and flag inputs.
+        dense = set(self.encoder.dense_names)
+        self._wide_inputs = {b: tuple(n for n in self._own_inputs.get(b) or self.encoder.dense_names
+                                      if n in dense)
+                             for b in widths} if model_config.wide else {}
+        self.wide = {b: tf.keras.layers.Dense(widths[b], name=f"{b}_wide")
+                     for b, names in self._wide_inputs.items() if names}
         self.objectives = {t.name: heads.Objective(t) for t in self._tasks_config}
         self.task_weighting = weighting.TaskWeighting(
             self._tasks_config, model_config.loss_weighting, model_config.dwa_temperature,
@@ -166,6 +173,9 @@ class MultiTaskModel(tfrs.Model):
             hidden[name] = self.own_bottoms[name](
                 tf.concat([parts[n] for n in names], axis=1), training=training)
         raw = {b: tower(hidden[b], training=training) for b, tower in self.towers.items()}
+        for b, linear in self.wide.items():
+            term = linear(tf.concat([parts[n] for n in self._wide_inputs[b]], axis=1))
+            raw[b] = raw[b] + (tf.squeeze(term, axis=1) if term.shape[-1] == 1 else term)
         if self._esmm is not None:
             raw[self._esmm.ctcvr_task] = heads.ctcvr_logit(raw[self._esmm.ctr_task],
                                                            raw[self._esmm.cvr_output])
@@ -255,10 +265,18 @@ class MultiTaskModel(tfrs.Model):
         return list(self.loss_trackers.values())
 
     def _regularization_loss(self) -> tf.Tensor:
-        """Embedding L2 and soft sharing's penalty, scaled to count once per global batch."""
+        """Embedding L2, dense L2 and soft sharing's penalty, scaled to count once per
+        global batch."""
         terms = list(self.losses)
         if isinstance(self.architecture, architectures.SoftSharing):
             terms.append(self.architecture.penalty())
+        if self._model_config.dense_l2:
+            layers = ([self.architecture] + list(self.own_bottoms.values())
+                      + list(self.towers.values()) + list(self.wide.values()))
+            kernels = [v for layer in layers for v in layer.trainable_variables
+                       if "kernel" in v.name]
+            terms.append(self._model_config.dense_l2 * tf.add_n(
+                [tf.reduce_sum(tf.square(k)) for k in kernels]))
         if not terms:
             return tf.constant(0.0)
         # Added on every replica, so scale it down to count once overall.

@@ -105,6 +105,13 @@ class ModelConfig:
     # few examples per user and overfit without them.
     embedding_l2: float = 0.003
     dropout: float = 0.0
+    # L2 on the kernels of every dense layer after the inputs (bottoms, experts,
+    # towers, wide terms): weight decay for ranking data with few positives.
+    dense_l2: float = 0.0
+    # Wide & Deep (Cheng et al. 2016): each task's output adds a linear term of
+    # its numeric and flag inputs, so a signal that ranks on its own (a repurchase
+    # count, a recent popularity) reaches the output without the deep part.
+    wide: bool = False
     tasks: Tuple[TaskConfig, ...] = (
         TaskConfig("click", "click"),
         TaskConfig("conversion", "conversion"),
@@ -228,6 +235,8 @@ def check(model: ModelConfig, training: TrainingConfig, label_names: Collection[
         raise ConfigError(f"{where}: model.tasks has duplicate names {names}")
     if model.architecture not in ARCHITECTURES:
         raise ConfigError(f"{where}: model.architecture must be one of {ARCHITECTURES}")
+    if model.dense_l2 < 0 or model.embedding_l2 < 0:
+        raise ConfigError(f"{where}: model.dense_l2 and embedding_l2 must be >= 0")
     for task in model.tasks:
         if task.type not in TASK_TYPES:
             raise ConfigError(f"{where}: task {task.name!r}: type must be one of {TASK_TYPES}")

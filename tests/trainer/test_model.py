@@ -10,7 +10,7 @@ import tensorflow_transform as tft
 from shoprec.core import generated_shop as shop
 from shoprec.core.layout import Layout
 from shoprec.core.model_config import TaskConfig
-from tests.trainer.synthetic import SMALL_MODEL, loss_on
+from tests.trainer.synthetic import SMALL_MODEL, loss_on, model_and_first_batch
 from trainer import data, model as model_lib, strategy as strategy_lib
 from trainer import inputs as inputs_lib
 
@@ -143,3 +143,27 @@ def test_soft_sharing_trains_under_mirrored_and_counts_its_penalty_once(featuriz
     assert np.all(np.isfinite(history.history["loss"]))
     assert loss_on(model, batch, mirrored) < loss_before
     assert all(not np.allclose(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_the_wide_term_adds_a_linear_map_of_the_numeric_inputs(featurized_dir):
+    config = dataclasses.replace(SMALL_MODEL, wide=True, dense_l2=0.5)
+    model, features, _ = model_and_first_batch(featurized_dir, config, batch_size=6)
+    dense = model.encoder.dense_names
+    assert set(dense) == {"user_age", "item_price", "item_has_image"}
+    wide = model.wide["click"]
+    kernel, bias = (w.numpy() for w in wide.weights)
+    x = np.stack([np.asarray(features[n], np.float32) for n in dense], axis=1)
+    with_wide = model(features)["click"].numpy()
+    wide.set_weights([np.zeros_like(kernel), np.zeros_like(bias)])
+    without = model(features)["click"].numpy()
+    # The logit is the deep part plus w . x + b over the numeric and flag inputs.
+    np.testing.assert_allclose(with_wide - without, (x @ kernel + bias).ravel(), rtol=1e-5,
+                               atol=1e-6)
+    # Dense L2 counts every kernel after the inputs, the wide ones included.
+    kernels = [v for layer in [model.architecture] + list(model.towers.values())
+               + list(model.wide.values()) for v in layer.trainable_variables
+               if "kernel" in v.name]
+    l2 = 0.5 * sum(float(np.sum(k.numpy() ** 2)) for k in kernels)
+    embedding_l2 = float(tf.add_n(model.losses).numpy())
+    assert float(model._regularization_loss().numpy()) == pytest.approx(l2 + embedding_l2,
+                                                                         rel=1e-5)
