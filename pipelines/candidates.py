@@ -244,7 +244,7 @@ def index_report(rec, counts: Dict[str, int]) -> Dict[str, Any]:
     ``recall_at_n`` is over the sampled users' exact top N (None: no user
     was sampled).
     """
-    out: Dict[str, Any] = {"index": rec.index, "n": rec.candidates}
+    out: Dict[str, Any] = {"index": rec.index, "n": rec.tower_quota}
     if rec.index == "exact":
         return out
     relevant = counts.get("recommend/index_recall_relevant", 0)

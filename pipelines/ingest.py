@@ -27,6 +27,8 @@ from pipelines import dead_letter as dl
 from pipelines import report as report_lib
 from pipelines.aggregates import AddAggregates, with_user_aggregates
 from pipelines.anomaly import ANOMALY_COLUMNS, FilterRobots
+from pipelines.candidate_examples import CandidateExamples, windows
+from pipelines.event_log import WriteEvents
 from pipelines.events import BuildExamples, DedupEvents, DropUnknownItems
 from pipelines.history import AddHistory
 from pipelines.join import AttachEmbeddings, EMBEDDINGS, ItemsFromEvents, JoinFeatures
@@ -38,8 +40,10 @@ from pipelines.parse import (EVENTS, ITEMS, USERS, ParseEvents, ParseTable, csv_
                              required_columns)
 from pipelines.read import ReadTable
 from pipelines.sinks import WriteTFRecords, text_file
+from pipelines.sources import plan
 from pipelines.split import CountCleanLog, SplitByTime, count_example
 from shoprec.core import registry as F
+from shoprec.core.config import recommend_settings
 from shoprec.core.errors import StageOrderError
 from shoprec.core.layout import CSV_SUFFIX, JSONL_SUFFIX, Layout, SPLITS, TFRECORD_SUFFIX
 from shoprec.io.outputs import clear, require_success, write_report, write_success, write_text
@@ -59,6 +63,7 @@ class IngestOutputs(NamedTuple):
     history_at_eval: Optional[beam.PCollection]  # (user_id, history before the eval start)
     anomalies: beam.PCollection  # per-user anomaly rows (ANOMALY_COLUMNS)
     eval_pairs: beam.PCollection  # distinct (user_id, item_id) of the eval split
+    events: beam.PCollection  # the clean event log
     dead_letter: beam.PCollection  # every row rejected on the way
 
 
@@ -73,7 +78,7 @@ class Ingest(beam.PTransform):
     Stages (stable labels): ParseEvents, ParseItems (or ItemsFromEvents),
     ParseUsers → AttachEmbeddings → DropUnknownItems → DedupEvents →
     FilterRobots → CountCleanLog → BuildExamples | FunnelExamples |
-    SampledPositives + SampleNegatives → NextEventLabels (with next-event
+    SampledPositives + SampleNegatives | CandidateExamples → NextEventLabels (with next-event
     targets) → AddAggregates → AddHistory → JoinFeatures →
     SplitByTime → Count<Split> → EvalPairs.
     """
@@ -82,10 +87,14 @@ class Ingest(beam.PTransform):
         super().__init__()
         self._config = config
 
-    def _examples(self, events, keep) -> beam.PCollection:
+    def _examples(self, events, keep, users, items) -> beam.PCollection:
         """Labelled examples (no features yet) in the data set's label mode."""
         config = self._config
         data, registry = config.data, config.registry
+        if data.labels == "candidates":
+            return events | "CandidateExamples" >> CandidateExamples(
+                plan(config), registry, recommend_settings(config).relevance_label,
+                windows(config), config.split_starts, users, items)
         if data.labels == "impressions":
             return keep(events | "BuildExamples" >> BuildExamples(
                 config.ingest.click_window_s, config.ingest.conversion_window_s, registry))
@@ -128,7 +137,7 @@ class Ingest(beam.PTransform):
                                                             data.anomaly.pass_flagged)
         events = keep(anomalies) | "CountCleanLog" >> CountCleanLog()
 
-        examples = self._examples(events, keep)
+        examples = self._examples(events, keep, users, items)
         if registry.of_source(F.Source.NEXT):
             examples = examples | "NextEventLabels" >> NextEventLabels(registry, events, items)
         user_history = at_eval = aggregates = None
@@ -179,7 +188,7 @@ class Ingest(beam.PTransform):
             items=items if aggregates is None else aggregates.items,
             users=users, history=user_history, history_at_eval=at_eval,
             anomalies=anomalies.users,
-            eval_pairs=eval_pairs,
+            eval_pairs=eval_pairs, events=events,
             dead_letter=dead | "FlattenDeadLetters" >> beam.Flatten())
 
 
@@ -271,6 +280,8 @@ def write_outputs(outputs: IngestOutputs, read_dead: beam.PCollection, config, l
     (outputs.eval_pairs
      | "PairLines" >> beam.Map(csv_line)
      | "WriteEvalPairs" >> text_file(layout.eval_pairs, CSV_SUFFIX, PAIRS_HEADER))
+    _ = outputs.events | "WriteEvents" >> WriteEvents(layout.events_log,
+                                                      config.data.event_columns_kept())
 
 
 def report_keys(config) -> List[str]:

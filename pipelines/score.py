@@ -46,7 +46,7 @@ from pipelines.pair_join import (PAIRS_SCHEMA, BuildRawExamples, ExampleChunk, R
                                  join_buckets)
 from shoprec.core import registry as F
 from shoprec.core.config import Config
-from shoprec.core.errors import InputMissingError, StageOrderError
+from shoprec.core.errors import ConfigError, InputMissingError, StageOrderError
 from shoprec.core.layout import JSONL_SUFFIX, PARQUET_SUFFIX
 from shoprec.core.model_config import TaskConfig
 from shoprec.io import models
@@ -344,10 +344,22 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
         beam_args: Pass-through Beam flags.
         pairs: user_id,item_id CSV pattern; default ``scoring.pairs`` or, when
             unset, the eval-window pairs ingest wrote.
+
+    Raises:
+        ConfigError: the registry has candidate features (``recommend`` ranks
+            candidates; arbitrary pairs have no candidate signals).
     """
     import tensorflow as tf
 
     layout = config.layout
+    signals = config.registry.candidate_features()
+    if signals:
+        # A pair's candidate signals (which sources proposed it, how high) exist
+        # only where the sources built the list: scoring any other pair would
+        # hand the ranker made-up inputs.
+        raise ConfigError(f"score: the ranker reads candidate signals "
+                          f"{[f.name for f in signals][:3]}... that only the candidate "
+                          f"sources give; use `shoprec recommend`, which ranks their lists")
     pattern = pairs or config.path(config.scoring.pairs) or layout.eval_pairs + "*"
     require_success(layout.ingest_dir, "ingest")
     version, model_dir = models.require_current(layout)

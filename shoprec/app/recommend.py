@@ -1,14 +1,23 @@
 """The recommend stage: the top K of the catalogue for every user, judged against baselines.
 
 Runs the Beam job (``pipelines.recommend``), then, with ``recommend.as_of:
-eval``, judges its lists against what each user did in the eval window (the
-``relevance_label`` positives) with ``trainer.metrics.ranking_metrics``, next
-to two baselines built here from the same train-window examples and held to
-the same exclusions — recent popularity (the items with the most positives
-in the ``popularity_days`` before the cut-off) and the user's own history
-(their positive items before the cut-off, latest first) then popularity —
-and, for the generated shop, the oracle: the generator's hidden preference
-model ranking the whole catalogue (``pipelines.generate.expected_clicks``).
+eval``, judges its lists against what each user did in the eval window (their
+``relevance_label`` events in the clean log, from the eval start to the test
+start or the log's end) with ``trainer.metrics.ranking_metrics``, next to
+baselines built here from the same log's events before the cut-off and held
+to the same exclusions: recent popularity (the items with the most relevance
+events in the ``popularity_days`` before the cut-off); the user's own items
+(latest first) then popularity; the user's own items, then the items bought
+with them (co-occurrence over one-day baskets of relevance events), then
+popularity — the strongest list a SQL analyst would write; and, for the
+generated shop, the oracle: the generator's hidden preference model ranking
+the whole catalogue (``pipelines.generate.expected_clicks``).
+
+Also judged: each source's candidates and their union by recall (the share of
+a user's eval-window items among their candidates: the ceiling of the final
+list), and the related items (each judged user's last item before the
+cut-off, its related list against what they did next) beside co-occurrence
+alone and the item's category's best-sellers.
 
 Writes ``recommend/metrics.json`` beside the job's output, with the job's
 retrieval index (and, for faiss, its recall@N against exact).
@@ -18,56 +27,54 @@ from __future__ import annotations
 
 import collections
 import glob
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Set
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
-from pipelines import examples, generate, recommend as job
+from pipelines import examples, generate, recommend as job, sources
+from pipelines.labels import label_matches
+from pipelines.parse import EVENT_TYPE_KEY
+from pipelines.related import CATEGORY_POPULAR
 from shoprec.core import registry as F
-from shoprec.core.config import Config, recommend_settings
+from shoprec.core.config import CO_OCCURRENCE, Config, recommend_settings
 from shoprec.io.outputs import write_report, write_success
 from trainer import metrics
 
-BASELINES = ("popularity", "own_history")
+BASELINES = ("popularity", "own_history", "own_co_occurrence")
+# The baseline's co-occurrence: one-day baskets, the 20 best neighbours per item.
+BASELINE_BASKET_S, BASELINE_NEIGHBOURS = 86400, 20
 
 
-def _positives(config: Config, split: str, label: str) -> Dict[str, np.ndarray]:
-    """user, item and timestamp of every raw example of ``split`` whose ``label`` is 1."""
-    import tensorflow as tf
-
-    registry = config.registry
-    keys = (registry.user_key, registry.item_key, registry.timestamp_key)
-    spec = {registry.user_key: tf.io.FixedLenFeature([], tf.string),
-            registry.item_key: tf.io.FixedLenFeature([], tf.string),
-            registry.timestamp_key: tf.io.FixedLenFeature([], tf.int64),
-            label: tf.io.FixedLenFeature([], tf.int64)}
-    files = tf.io.gfile.glob(config.layout.examples_pattern(split))
-    parts: Dict[str, list] = {key: [] for key in keys}
-    data = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096)
-    for batch in data.map(lambda b: tf.io.parse_example(b, spec)):
-        keep = batch[label].numpy() == 1
-        for key in keys:
-            parts[key].extend(batch[key].numpy()[keep].tolist())
-    return {registry.user_key: np.array([u.decode() for u in parts[registry.user_key]], object),
-            registry.item_key: np.array([i.decode() for i in parts[registry.item_key]], object),
-            registry.timestamp_key: np.array(parts[registry.timestamp_key], np.int64)}
-
-
-def _catalogue_ids(config: Config) -> List[str]:
-    """The item ids the job recommended from: ingest's item table."""
-    registry = config.registry
-    rows = examples.read_table(config.layout.items_table + "*", registry)
-    return sorted(row[registry.item_key] for row in rows)
-
-
-def _recommendations(config: Config) -> Dict[str, List[str]]:
+def _read_parquet(pattern: str, columns: Optional[Sequence[str]] = None) -> List[Dict]:
     import pyarrow.parquet as pq
 
-    files = sorted(glob.glob(config.layout.recommendations + "-*"))
-    table = pq.read_table(files, columns=["user_id", "rank", "item_id"]).to_pylist() if files else []
+    files = sorted(glob.glob(pattern))
+    return pq.read_table(files, columns=columns).to_pylist() if files else []
+
+
+def _events(config: Config, label: str) -> Dict[str, np.ndarray]:
+    """user, item and timestamp of every clean-log event that makes ``label`` positive."""
+    feature = config.registry[label]
+    rows = [e for e in _read_parquet(config.layout.events_log_pattern)
+            if e[EVENT_TYPE_KEY] == feature.event_type and label_matches(feature, e)]
+    return {"user": np.array([e[F.USER_KEY] for e in rows], object),
+            "item": np.array([e[F.ITEM_KEY] for e in rows], object),
+            "ts": np.array([e[F.TIMESTAMP_KEY] for e in rows], np.int64)}
+
+
+def _catalogue(config: Config) -> Dict[str, Dict[str, Any]]:
+    """The items the job recommended from: ingest's item table, {item id: row}."""
+    registry = config.registry
+    return {row[registry.item_key]: row
+            for row in examples.read_table(config.layout.items_table + "*", registry)}
+
+
+def _lists(pattern: str, key: str, value: str, where=None) -> Dict[str, List[str]]:
+    """{key: values ordered by rank} of a ranked Parquet table (rows ``where`` holds)."""
     lists: Dict[str, List[str]] = collections.defaultdict(list)
-    for row in sorted(table, key=lambda r: (r["user_id"], r["rank"])):
-        lists[row["user_id"]].append(row["item_id"])
+    rows = [r for r in _read_parquet(pattern) if where is None or where(r)]
+    for row in sorted(rows, key=lambda r: (r[key], r["rank"])):
+        lists[row[key]].append(row[value])
     return lists
 
 
@@ -81,27 +88,59 @@ def _fill(first: Sequence[str], popular: Sequence[str], k: int, skip: Set[str]) 
     return out
 
 
-def baselines(train: Mapping[str, np.ndarray], registry: F.Registry, users: Sequence[str],
-              catalogue: Set[str], k: int, cut_off: int, popularity_days: int,
+def co_occurrence(user: np.ndarray, item: np.ndarray, ts: np.ndarray
+                  ) -> Dict[str, sources.Ranked]:
+    """{item: neighbours} over one-day baskets of the given events (the baseline's)."""
+    baskets: Dict[Tuple[str, int], List[Tuple[str, int]]] = collections.defaultdict(list)
+    for u, i, t in zip(user, item, ts):
+        baskets[(u, int(t) // BASELINE_BASKET_S)].append((i, int(t)))
+    together: Dict[str, Dict[str, int]] = collections.defaultdict(dict)
+    counts: Dict[str, int] = collections.Counter()
+    for entries in baskets.values():
+        items = sources.basket(entries, len(entries))
+        for i in items:
+            counts[i] += 1
+            for j in items:
+                if j != i:
+                    together[i][j] = together[i].get(j, 0) + 1
+    return {i: sources.neighbours(i, co, counts.__getitem__, BASELINE_NEIGHBOURS)
+            for i, co in together.items()}
+
+
+def baselines(train: Mapping[str, np.ndarray], users: Sequence[str], catalogue: Set[str],
+              k: int, cut_off: int, popularity_days: int,
               excluded: Mapping[str, Set[str]]) -> Dict[str, Dict[str, List[str]]]:
-    """Each baseline's top K for ``users``, from train-window positives.
+    """Each baseline's top K for ``users``, from relevance events before the cut-off.
 
     Returns:
-        {"popularity": {user: items}, "own_history": {user: items}}.
+        {"popularity" | "own_history" | "own_co_occurrence": {user: items}}.
     """
-    user, item, ts = (train[registry.user_key], train[registry.item_key],
-                      train[registry.timestamp_key])
+    user, item, ts = train["user"], train["item"], train["ts"]
     recent = (ts >= cut_off - popularity_days * 86400) & (ts < cut_off)
     counts = collections.Counter(i for i in item[recent] if i in catalogue)
     popular = sorted(counts, key=lambda i: (-counts[i], i))
     own: Dict[str, List[str]] = collections.defaultdict(list)
-    latest_first = np.argsort(-ts, kind="stable")
-    for u, i in zip(user[latest_first], item[latest_first]):
-        if i in catalogue:
-            own[u].append(i)
-    return {"popularity": {u: _fill((), popular, k, excluded.get(u, set())) for u in users},
-            "own_history": {u: _fill(own.get(u, ()), popular, k, excluded.get(u, set()))
-                            for u in users}}
+    for j in np.lexsort((item, -ts)):  # latest first; same instant: by item id
+        if item[j] in catalogue and item[j] not in own[user[j]]:
+            own[user[j]].append(item[j])
+    table = co_occurrence(user, item, ts)
+
+    def bought_with(items: Sequence[str]) -> List[str]:
+        scores: Dict[str, float] = collections.defaultdict(float)
+        for i in items:
+            for j, sim in table.get(i, ()):
+                if j in catalogue:
+                    scores[j] += sim
+        return sorted(scores, key=lambda j: (-scores[j], j))
+
+    out: Dict[str, Dict[str, List[str]]] = {name: {} for name in BASELINES}
+    for u in users:
+        skip = excluded.get(u, set())
+        mine = own.get(u, [])
+        out["popularity"][u] = _fill((), popular, k, skip)
+        out["own_history"][u] = _fill(mine, popular, k, skip)
+        out["own_co_occurrence"][u] = _fill(mine + bought_with(mine), popular, k, skip)
+    return out
 
 
 def _oracle(config: Config, users: Sequence[str], catalogue: Sequence[str], k: int,
@@ -119,31 +158,72 @@ def _oracle(config: Config, users: Sequence[str], catalogue: Sequence[str], k: i
     return out
 
 
+def candidate_recall(candidates: Sequence[Mapping[str, Any]], relevant: Mapping[str, Set[str]],
+                     names: Sequence[str]) -> Dict[str, Dict[str, float]]:
+    """Per source and for the union: the share of judged users' items among their candidates.
+
+    ``recall``: the per-user share averaged over the judged users (a user with
+    no candidates counts 0); ``found`` / ``relevant``: the totals;
+    ``candidates``: the mean candidates per judged user.
+    """
+    by_user: Dict[str, Dict[str, Set[str]]] = collections.defaultdict(
+        lambda: collections.defaultdict(set))
+    for row in candidates:
+        if row["user_id"] in relevant:
+            for name in row["sources"].split(",") if row["sources"] else ():
+                by_user[row["user_id"]][name].add(row["item_id"])
+            by_user[row["user_id"]]["union"].add(row["item_id"])
+    users = [u for u, items in relevant.items() if items]
+    out = {}
+    for name in list(names) + ["union"]:
+        found = [len(relevant[u] & by_user[u][name]) for u in users]
+        out[name] = {"recall": float(np.mean([f / len(relevant[u]) for f, u in zip(found, users)]))
+                     if users else float("nan"),
+                     "found": int(sum(found)), "relevant": int(sum(len(relevant[u]) for u in users)),
+                     "candidates": float(np.mean([len(by_user[u][name]) for u in users]))
+                     if users else float("nan")}
+    return out
+
+
+def related_lists(train: Mapping[str, np.ndarray], users: Sequence[str],
+                  related: Mapping[str, Sequence[str]]) -> Dict[str, List[str]]:
+    """Each user's list: the related items of their last item before the cut-off."""
+    last: Dict[str, str] = {}
+    for j in np.lexsort((train["item"], train["ts"])):  # the latest wins; ties: larger id
+        last[train["user"][j]] = train["item"][j]
+    return {u: list(related.get(last[u], ())) for u in users if u in last}
+
+
 def evaluate(config: Config) -> Dict[str, Any]:
-    """Ranking metrics of the recommendations, the baselines and (generated shop) the oracle."""
-    rec, registry = recommend_settings(config), config.registry
-    cut_off = config.split_starts[0]
-    truth = _positives(config, "eval", rec.relevance_label)
+    """Ranking metrics of the recommendations, the baselines and (generated shop) the oracle;
+    candidate recall per source; the related items against their baselines."""
+    rec, layout = recommend_settings(config), config.layout
+    cut_off, test_start = config.split_starts
+    events = _events(config, rec.relevance_label)
+    before = events["ts"] < cut_off
+    window = ~before & ((events["ts"] < test_start) if test_start else True)
     relevant: Dict[str, Set[str]] = collections.defaultdict(set)
-    for u, i in zip(truth[registry.user_key], truth[registry.item_key]):
+    for u, i in zip(events["user"][window], events["item"][window]):
         relevant[u].add(i)
-    model = _recommendations(config)
-    catalogue = _catalogue_ids(config)
+    train = {key: values[before] for key, values in events.items()}
+    items = _catalogue(config)
+    catalogue = sorted(items)
     excluded: Dict[str, Set[str]] = collections.defaultdict(set)
     if rec.exclude_label and rec.exclude_days:
-        bought = _positives(config, "train", rec.exclude_label)
-        window = bought[registry.timestamp_key] >= cut_off - rec.exclude_days * 86400
-        for u, i in zip(bought[registry.user_key][window], bought[registry.item_key][window]):
+        bought = _events(config, rec.exclude_label)
+        recent = ((bought["ts"] >= cut_off - rec.exclude_days * 86400)
+                  & (bought["ts"] < cut_off))
+        for u, i in zip(bought["user"][recent], bought["item"][recent]):
             excluded[u].add(i)
-    train = _positives(config, "train", rec.relevance_label)
     judged = sorted(relevant)
-    lists = {"model": model, **baselines(train, registry, judged, set(catalogue), rec.k, cut_off,
-                                         rec.popularity_days, excluded)}
+    lists = {"model": _lists(layout.recommendations + "-*", "user_id", "item_id"),
+             **baselines(train, judged, set(catalogue), rec.k, cut_off, rec.popularity_days,
+                         excluded)}
     oracle = _oracle(config, judged, catalogue, rec.k, excluded)
     if oracle is not None:
         lists["oracle"] = oracle
-    out = {"k": rec.k, "relevance_label": rec.relevance_label, "as_of": rec.as_of,
-           "catalogue": len(catalogue)}
+    out: Dict[str, Any] = {"k": rec.k, "relevance_label": rec.relevance_label,
+                           "as_of": rec.as_of, "catalogue": len(catalogue)}
     for name, recommended in lists.items():
         out[name] = metrics.ranking_metrics(recommended, relevant, rec.k, len(catalogue))
     # The same metrics at every cut-off up to K (a list's first k items), for the report.
@@ -151,27 +231,81 @@ def evaluate(config: Config) -> Dict[str, Any]:
                           for k in range(1, rec.k + 1)] for name, recommended in lists.items()}
     if oracle is not None:
         out["model_over_oracle_ndcg"] = out["model"]["ndcg"] / out["oracle"]["ndcg"]
+    out["candidate_recall"] = candidate_recall(
+        _read_parquet(layout.candidates_table + "-*", ["user_id", "item_id", "sources"]),
+        relevant, [s.name for s in rec.sources])
+    out["related"] = _judge_related(config, train, judged, relevant, items, len(catalogue))
     return out
 
 
+def _judge_related(config: Config, train, judged, relevant, items, catalogue_size: int
+                   ) -> Dict[str, Any]:
+    """The related items, co-occurrence alone and the category's best-sellers, @related_k."""
+    rec, layout = recommend_settings(config), config.layout
+    pattern = layout.related_items + "-*"
+    by_source = {
+        "related": _lists(pattern, "item_id", "related_item_id"),
+        CO_OCCURRENCE: _lists(pattern, "item_id", "related_item_id",
+                              lambda r: r["source"] == CO_OCCURRENCE),
+        CATEGORY_POPULAR: _category_popular(config, train, items, rec.related_k)}
+    out: Dict[str, Any] = {"k": rec.related_k}
+    for name, related in by_source.items():
+        lists = related_lists(train, judged, related)
+        out[name] = metrics.ranking_metrics(lists, {u: relevant[u] for u in lists},
+                                            rec.related_k, catalogue_size)
+    return out
+
+
+def _category_popular(config: Config, train, items: Mapping[str, Mapping[str, Any]],
+                      k: int) -> Dict[str, List[str]]:
+    """{item: its category's best-sellers in popularity_days, itself left out}."""
+    rec = recommend_settings(config)
+    cut_off = config.split_starts[0]
+    recent = train["ts"] >= cut_off - rec.popularity_days * 86400
+    counts = collections.Counter(i for i in train["item"][recent] if i in items)
+    category = {i: row.get(rec.category_feature) for i, row in items.items()}
+    best: Dict[Any, List[str]] = collections.defaultdict(list)
+    for i in sorted(counts, key=lambda i: (-counts[i], i)):
+        best[category[i]].append(i)
+    return {i: [j for j in best.get(category[i], ()) if j != i][:k] for i in items}
+
+
 def render(result: Mapping[str, Any]) -> str:
-    """The metrics table, one row per list."""
+    """The metrics table (one row per list), candidate recall and related items."""
     names = [n for n in ("model",) + BASELINES + ("oracle",) if n in result]
     header = ["list", "recall", "ndcg", "map", "hit_rate", "coverage"]
-    rows = [header] + [[n] + [f"{result[n][m]:.4f}" for m in header[1:]] for n in names]
-    widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
     lines = [f"ranking @{result['k']} on the eval window ({result['model']['users']} users with "
              f"a {result['relevance_label']}, {result['catalogue']} items)"]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(2, "  ".join("-" * w for w in widths))
+    lines += _table(header, [[n] + [f"{result[n][m]:.4f}" for m in header[1:]] for n in names])
     if "model_over_oracle_ndcg" in result:
         lines.append(f"model NDCG / oracle NDCG: {result['model_over_oracle_ndcg']:.3f}")
+    recall = result.get("candidate_recall") or {}
+    if recall:
+        lines.append("candidate recall (their share of each judged user's items)")
+        lines += _table(["source", "recall", "found", "candidates/user"],
+                        [[n, f"{r['recall']:.4f}", f"{r['found']}/{r['relevant']}",
+                          f"{r['candidates']:.1f}"] for n, r in recall.items()])
+    related = result.get("related") or {}
+    if related:
+        lines.append(f"related items @{related['k']}: the last item's list against what the "
+                     f"user did next")
+        lines += _table(["list", "recall", "ndcg", "hit_rate", "users"],
+                        [[n, f"{r['recall']:.4f}", f"{r['ndcg']:.4f}", f"{r['hit_rate']:.4f}",
+                          str(r["users"])] for n, r in related.items() if n != "k"])
     index = result.get("index", {})
     if index.get("recall_at_n") is not None:
         lines.append(f"retrieval index {index['index']} ({index['settings']['kind']}): "
                      f"recall@{index['n']} against exact {index['recall_at_n']:.4f} over "
                      f"{index['recall_users']} sampled users")
     return "\n".join(lines)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
+    rows = [list(header)] + [list(r) for r in rows]
+    widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
 
 
 def run(config: Config, beam_args: Optional[Sequence[str]] = None,

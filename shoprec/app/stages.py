@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
-from shoprec.core.config import Config
+from shoprec.core.config import Config, recommend_settings
 
 # run(config, beam_args, options) → the stage's report; options holds the
 # stage's own flags (``strategy``, ``pairs``, ``force_bless``, ``bq_table``) when given.
@@ -153,11 +153,14 @@ def day_stages(config: Config) -> Tuple[Stage, ...]:
     """The stages ``shoprec run`` runs for one day, in order.
 
     The demo's stages but ``generate`` (a production day reads the shop's
-    files); ``embed`` only when the registry has a photo embedding and
-    ``recommend`` only with the retrieval towers it needs.
+    files); ``embed`` only when the registry has a photo embedding,
+    ``score`` only when the ranker reads no candidate signals (it ranks the
+    candidates ``recommend`` builds, not arbitrary pairs) and ``recommend``
+    only with candidate sources (the towers', by default).
     """
     wanted = {"embed": config.registry.embedding_feature() is not None,
-              "recommend": config.model.retrieval.enabled}
+              "score": not config.registry.candidate_features(),
+              "recommend": bool(recommend_settings(config).sources)}
     return tuple(s for s in demo_stages()
                  if s.name != "generate" and wanted.get(s.name, True))
 

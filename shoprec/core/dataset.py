@@ -22,7 +22,7 @@ from shoprec.core.sections import ConfigError
 # Our funnel, in the order its events happen at equal timestamps. 'other' is an
 # interaction that is no funnel step (e.g. Taobao's 'fav'): history only.
 FUNNEL = ("impression", "click", "add_to_cart", "purchase", "other")
-LABEL_MODES = ("impressions", "funnel", "sampled")
+LABEL_MODES = ("impressions", "funnel", "sampled", "candidates")
 DEDUP_POLICIES = ("dead_letter", "quantity")
 COLUMN_TYPES = ("string", "int", "float", "timestamp")
 # Keys of a parsed event; event columns kept beside them must not collide.
@@ -112,6 +112,25 @@ class NegativesSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class CandidatesSpec:
+    """Label mode ``candidates``: the ranker learns from the lists it will rank.
+
+    At each cut-off, every user with a positive of any event label in the
+    ``label_days`` that follow gets the candidates ``recommend`` would build
+    for them from the events strictly before it (``recommend.sources``); a
+    candidate's label is whether that user had the label's event with it in
+    those days. Train cut-offs are ``cutoffs`` of them, ``every_days`` apart,
+    the latest ``label_days`` before the eval start (so no train label reads
+    the eval window); eval and test have one each, at their split's start,
+    labelled up to the next split's start (or the log's end).
+    """
+
+    every_days: int = 7
+    cutoffs: int = 8
+    label_days: int = 7
+
+
+@dataclasses.dataclass(frozen=True)
 class AnomalySpec:
     """Robot filter: a user with more than ``max_events`` events in one
     ``window_s`` bucket is robotic from that bucket on (0: no filter).
@@ -156,6 +175,7 @@ class DatasetConfig:
     users: TableSpec = TableSpec()
     history: HistorySpec = HistorySpec()
     negatives: NegativesSpec = NegativesSpec()
+    candidates: CandidatesSpec = CandidatesSpec()
     anomaly: AnomalySpec = AnomalySpec()
     quality: QualitySpec = QualitySpec()
 
@@ -238,6 +258,13 @@ def check(dataset: DatasetConfig, where: str = "dataset") -> None:
             raise ConfigError(f"{where}.negatives.per_positive must be >= 1")
         if len({f.event_type for f in registry.event_labels()}) != 1:
             raise ConfigError(f"{where}: sampled labels must all count one funnel event")
+    spec = dataset.candidates
+    if min(spec.every_days, spec.cutoffs, spec.label_days) < 1:
+        raise ConfigError(f"{where}.candidates: every_days, cutoffs and label_days must be >= 1")
+    for f in registry.candidate_features():
+        if f.event_type and f.event_type not in FUNNEL:
+            raise ConfigError(f"{where}: candidate feature {f.name} counts {f.event_type!r}; "
+                             f"known: {FUNNEL}")
     for f in registry.aggregates():
         counted = {f.event_type, f.ratio_to} - {None}
         if not counted <= set(FUNNEL):

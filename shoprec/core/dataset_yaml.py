@@ -12,8 +12,9 @@ from typing import Any, Dict, Tuple
 
 from shoprec.core import generated_shop
 from shoprec.core import registry as F
-from shoprec.core.dataset import (AnomalySpec, ColumnSpec, DatasetConfig, EventsSpec,
-                                  HistorySpec, NegativesSpec, QualitySpec, TableSpec, check)
+from shoprec.core.dataset import (AnomalySpec, CandidatesSpec, ColumnSpec, DatasetConfig,
+                                  EventsSpec, HistorySpec, NegativesSpec, QualitySpec,
+                                  TableSpec, check)
 from shoprec.core.sections import ConfigError, build
 
 
@@ -62,6 +63,7 @@ _PARTS = {
     "features": _features,
     "history": lambda v, where: build(HistorySpec, v, where),
     "negatives": lambda v, where: build(NegativesSpec, v, where),
+    "candidates": lambda v, where: build(CandidatesSpec, v, where),
     "anomaly": lambda v, where: build(AnomalySpec, v, where),
     "quality": lambda v, where: build(QualitySpec, v, where, nested={
         "max_bad_fraction_by_reason": _by_reason}),

@@ -187,6 +187,15 @@ class Layout:
         return self._p("ingest", "eval_pairs", "pairs")
 
     @property
+    def events_log(self) -> str:
+        """Prefix of the clean event log (Parquet): what the candidate sources read."""
+        return self._p("ingest", "events", "events")
+
+    @property
+    def events_log_pattern(self) -> str:
+        return self.events_log + "-*" + PARQUET_SUFFIX
+
+    @property
     def dead_letter(self) -> str:
         return self._p("ingest", "dead_letter", "dead_letter")
 
@@ -207,6 +216,7 @@ class Layout:
                    history_at_eval=self.history_at_eval_table + TFRECORD_SUFFIX,
                    anomaly=self.anomaly_table + CSV_SUFFIX,
                    eval_pairs=self.eval_pairs + CSV_SUFFIX,
+                   events=self.events_log_pattern,
                    dead_letter=self.dead_letter + JSONL_SUFFIX,
                    report=self.ingest_report,
                    report_text=self.ingest_report_text)
@@ -345,6 +355,21 @@ class Layout:
     def recommendations(self) -> str:
         """Prefix of the recommendations Parquet files."""
         return self._p("recommend", "recommendations")
+
+    @property
+    def candidates_table(self) -> str:
+        """Prefix of every user's candidates with the sources that proposed them."""
+        return self._p("recommend", "candidates")
+
+    @property
+    def related_items(self) -> str:
+        """Prefix of each catalogue item's related items."""
+        return self._p("recommend", "related")
+
+    @property
+    def neighbours_table(self) -> str:
+        """Prefix of the co-occurrence neighbours at the recommend cut-off."""
+        return self._p("recommend", "neighbours")
 
     @property
     def recommend_report(self) -> str:

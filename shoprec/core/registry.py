@@ -68,6 +68,11 @@ class Source(str, enum.Enum):
     # feature's vocabulary; ``default`` when there is none), a LABEL is 1 when
     # there is one (the mask of a task on the CATEGORICAL).
     NEXT = "next"
+    # A candidate's own signal at the cut-off it was generated at (which
+    # sources proposed it and how high, the user's own events on it, the item's
+    # recent trend): computed by the candidate sources (``pipelines.sources``)
+    # from events strictly before the cut-off, in ingest and recommend alike.
+    CANDIDATE = "candidate"
 
 
 # Joins a cross's raw values before hashing: the ASCII unit separator, which no
@@ -77,6 +82,19 @@ CROSS_SEPARATOR = "\x1f"
 HASHED_KINDS = (Kind.HASHED, Kind.CROSS)
 # Kinds a cross may join: single strings read from a table.
 CROSSABLE_KINDS = (Kind.ID, Kind.CATEGORICAL, Kind.HASHED)
+# A CANDIDATE feature's ``signal``: ``<source>.rank`` (1 / its rank in that
+# source's list, 0 when the source did not propose it), ``<source>.score``
+# (the source's own score of the item, 0 where it has none), or one of these,
+# over ``event_type`` events strictly before the cut-off: the user's on the
+# item (``pair.count``), days since the user's last one (``pair.days_since``),
+# the item's in the ``window_days`` before (``item.count``; 0: all time), their
+# ratio to the window before that (``item.trend``, both counts + 1), days since
+# the item's first one (``item.days_since_first``). Where there is no such
+# event, a ``days_since`` signal is the feature's ``default``.
+CANDIDATE_RANK, CANDIDATE_SCORE = "rank", "score"
+PAIR_SIGNALS = ("pair.count", "pair.days_since")
+ITEM_SIGNALS = ("item.count", "item.trend", "item.days_since_first")
+DAYS_SIGNALS = ("pair.days_since", "item.days_since_first")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +153,8 @@ class Feature:
         folds: Target encoding: rows are split by user into this many folds
             and a row's rate leaves out its own fold's rows.
         fraction: HOLDOUT: the share of the key's values held out, in (0, 1).
+        signal: CANDIDATE: what the value measures (see ``CANDIDATE_RANK`` and
+            ``PAIR_SIGNALS`` / ``ITEM_SIGNALS`` above).
     """
 
     name: str
@@ -166,6 +186,7 @@ class Feature:
     target: Optional[str] = None
     folds: int = 0
     fraction: float = 0.0
+    signal: Optional[str] = None
 
     @property
     def source_column(self) -> str:
@@ -278,6 +299,7 @@ class Registry:
             self._check(f, by_name)
             self._check_indexed(f, by_name)
             self._check_aggregate(f, by_name)
+            self._check_candidate(f)
 
     def _check(self, f: Feature, by_name: Dict[str, Feature]) -> None:
         if f.vocabulary is not None:
@@ -367,8 +389,10 @@ class Registry:
         where = f"registry: {f.kind.value} feature {f.name}"
         if (f.source == Source.AGGREGATE) != bool(f.aggregate_key):
             raise ValueError(f"{where}: aggregates, and only they, set aggregate_key")
-        if f.source != Source.AGGREGATE and (f.window_days or f.ratio_to):
-            raise ValueError(f"{where}: window_days and ratio_to are for aggregates")
+        if f.source != Source.AGGREGATE and (f.ratio_to or (
+                f.window_days and f.source != Source.CANDIDATE)):
+            raise ValueError(f"{where}: window_days and ratio_to are for aggregates "
+                             "(window_days for candidate signals too)")
         if f.source == Source.AGGREGATE:
             key = list(f.aggregate_key)
             attributes = key[1:] if key[0] == self.user_key else key
@@ -395,6 +419,32 @@ class Registry:
             if f.smoothing <= 0 or f.folds < 2:
                 raise ValueError(f"{where}: a target encoding needs smoothing > 0 and "
                                  "folds >= 2")
+
+    @staticmethod
+    def _check_candidate(f: Feature) -> None:
+        """Candidate signals: a numeric of a known ``signal`` with what it needs."""
+        where = f"registry: {f.kind.value} feature {f.name}"
+        if (f.source == Source.CANDIDATE) != (f.signal is not None):
+            raise ValueError(f"{where}: candidate features, and only they, set signal")
+        if f.source != Source.CANDIDATE:
+            return
+        head, _, tail = f.signal.partition(".")
+        per_source = tail in (CANDIDATE_RANK, CANDIDATE_SCORE) and head not in ("pair", "item")
+        if f.kind != Kind.NUMERIC or not (per_source or f.signal in PAIR_SIGNALS + ITEM_SIGNALS):
+            raise ValueError(f"{where}: a candidate feature is numeric with signal "
+                             f"<source>.rank, <source>.score, one of "
+                             f"{list(PAIR_SIGNALS + ITEM_SIGNALS)}; not {f.signal!r}")
+        if f.signal in PAIR_SIGNALS + ITEM_SIGNALS and not f.event_type:
+            raise ValueError(f"{where}: signal {f.signal} reads one event_type")
+        if f.signal == "item.trend" and f.window_days < 1:
+            raise ValueError(f"{where}: signal item.trend needs window_days >= 1")
+        if f.signal in DAYS_SIGNALS and (isinstance(f.default, bool) or not isinstance(
+                f.default, (int, float)) or f.default < 0):
+            raise ValueError(f"{where}: signal {f.signal} needs a default >= 0: the days "
+                             "given where there is no such event")
+
+    def candidate_features(self) -> Tuple[Feature, ...]:
+        return self.of_source(Source.CANDIDATE)
 
     def aggregates(self) -> Tuple[Feature, ...]:
         return self.of_source(Source.AGGREGATE)

@@ -3,8 +3,9 @@
 One builder serves the run config, the model config a SavedModel carries and
 the data set description: unknown keys are rejected with the known ones
 listed, YAML lists become tuples, nested sections are built recursively, and
-a field whose default is a tuple of sections (``model.tasks``) takes a
-non-empty list of them.
+a field whose default is a tuple of sections (``model.tasks``), or whose
+metadata names its section class (``{"sections": cls}``, for an empty
+default), takes a non-empty list of them.
 """
 
 from __future__ import annotations
@@ -58,10 +59,12 @@ def build(cls, data: Any, where: str,
             value = nested[name](value, here)
         elif dataclasses.is_dataclass(default):
             value = build(type(default), value, here)
-        elif isinstance(default, tuple) and default and dataclasses.is_dataclass(default[0]):
+        elif fields[name].metadata.get("sections") or (
+                isinstance(default, tuple) and default and dataclasses.is_dataclass(default[0])):
+            section = fields[name].metadata.get("sections") or type(default[0])
             if not isinstance(value, list) or not value:
                 raise ConfigError(f"{here}: expected a non-empty list")
-            value = tuple(build(type(default[0]), v, f"{here}[{i}]") for i, v in enumerate(value))
+            value = tuple(build(section, v, f"{here}[{i}]") for i, v in enumerate(value))
         elif isinstance(default, tuple) and isinstance(value, dict):
             # A mapping for a tuple field: its (key, value) pairs, in file order.
             value = tuple((str(k), v) for k, v in value.items())

@@ -3,8 +3,9 @@
 The toy SavedModel's towers make retrieval rank items by price
 (user ``[1, age/100]`` · item ``[price/100, 1]``), while its ranker prefers
 cheap items (``p_click = 1 - price/100``, ``p_conversion = age/100``), so
-every list below is worked out by hand: the candidates are the dearest
-items, and the ranker reverses them.
+every list below is worked out by hand: the towers' candidates are the
+dearest items, and the ranker reverses them; the other sources' lists come
+from hand-made tables.
 """
 
 import dataclasses
@@ -18,7 +19,8 @@ import tensorflow as tf
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import recommend
+from pipelines import recommend, sources
+from pipelines.candidate_sources import CandidateState
 from pipelines.candidates import Catalogue
 from pipelines.options import pipeline_options
 from shoprec.core import config as config_lib
@@ -75,11 +77,37 @@ def _catalogue():
     return Catalogue(ids, np.array([[PRICES[i] / 100.0, 1.0] for i in ids], np.float32))
 
 
+TOWERS = config_lib.SourceConfig("two_tower", 3, "two_tower", (("click", 1.0),))
+CUT = 100 * 86400
+# A purchase a day before the cut-off: excluded for 30 days.
+BOUGHT = {("last", "conversion"): CUT - 86400, ("n", "conversion"): 1}
+
+
 def _settings(**changes):
     base = config_lib.recommend_settings(config_lib.load())
     # The ranker alone unless a test blends otherwise (the demo config blends the towers).
     changes.setdefault("blend", (("p_click", 1.0),))
-    return dataclasses.replace(base, k=2, candidates=3, user_batch=2, **changes)
+    changes.setdefault("sources", (TOWERS,))
+    changes.setdefault("k", 2)
+    return dataclasses.replace(base, user_batch=2, **changes)
+
+
+def _plan(settings, exclude=("conversion", 30 * 86400)):
+    return sources.Plan(settings.sources, (), exclude, 200, ("click", 7))
+
+
+def _recommend(p, contexts, settings, **tables):
+    """Recommend over ``contexts`` with the toy model, the towers and hand-made tables."""
+    state = CandidateState(**{
+        name: p | f"Table{name}" >> beam.Create(list(tables.get(name, {}).items()))
+        for name in CandidateState._fields})
+    return (p
+            | "Users" >> beam.Create(contexts)
+            | recommend.Recommend(tables["model_dir"], R, settings, _plan(settings),
+                                  ["p_click", "p_conversion"], temperature=0.1,
+                                  catalogue=p | "Catalogue" >> beam.Create([_catalogue()]),
+                                  items=p | "Items" >> beam.Create(_items()), state=state,
+                                  cut=p | "Cut" >> beam.Create([CUT])))
 
 
 U1 = {"user_id": "u1", "user_age": 40.0, "user_region": "north", "user_membership": "gold"}
@@ -88,13 +116,9 @@ U1 = {"user_id": "u1", "user_age": 40.0, "user_region": "north", "user_membershi
 def test_retrieve_the_dearest_then_rank_the_cheapest_first(model_dir):
     contexts = [recommend.UserContext("u1", U1, None, ()),
                 # Not in the users table: the registry's default age, 35.
-                recommend.UserContext("u2", None, None, ("i5",))]
+                recommend.UserContext("u2", None, None, (("i5", BOUGHT),))]
     with test_pipeline.TestPipeline(options=pipeline_options([])) as p:
-        out = (p
-               | "Users" >> beam.Create(contexts)
-               | recommend.Recommend(model_dir, R, _settings(), ["p_click", "p_conversion"],
-                                     temperature=0.1, catalogue=p | "Catalogue" >> beam.Create([_catalogue()]),
-                                     items=p | "Items" >> beam.Create(_items())))
+        out = _recommend(p, contexts, _settings(), model_dir=model_dir).rows
         # u1: candidates i5, i4, i3 (retrieval = price/100 + 0.4); ranked by
         # p_click = 1 - price/100: i3 (0.7), i4 (0.6). u2 may not get i5:
         # candidates i4, i3, i2; ranked i2 (0.8), i3 (0.7).
@@ -110,11 +134,8 @@ def test_retrieve_the_dearest_then_rank_the_cheapest_first(model_dir):
 def _assert_top(model_dir, settings, expected, score=lambda s: round(s, 5)):
     """Runs Recommend for u1 and asserts its (rank, item, score(score)) rows."""
     with test_pipeline.TestPipeline(options=pipeline_options([])) as p:
-        out = (p
-               | "Users" >> beam.Create([recommend.UserContext("u1", U1, None, ())])
-               | recommend.Recommend(model_dir, R, settings, ["p_click", "p_conversion"],
-                                     temperature=0.1, catalogue=p | "Catalogue" >> beam.Create([_catalogue()]),
-                                     items=p | "Items" >> beam.Create(_items())))
+        out = _recommend(p, [recommend.UserContext("u1", U1, None, ())], settings,
+                         model_dir=model_dir).rows
         assert_that(out | beam.Map(lambda r: (r["rank"], r["item_id"], score(r["score"]))),
                     equal_to(expected))
 
@@ -143,12 +164,43 @@ def test_the_retrieval_term_ranks_by_the_towers(model_dir):
                 score=lambda s: round(math.log(s), 4))
 
 
+def test_every_source_proposes_and_the_ranker_orders_their_union(model_dir):
+    # u1 bought i1 a day ago (excluded, yet still a recent item to expand) and
+    # clicked i2. rep: i2 (i1 excluded); co: i4 (5.0 x 0.9 from i1), i3 (1.0 x
+    # 0.5 from i2), never i1; pop (north): i4 (i1 excluded); towers: i5, the dearest.
+    # The union ranks by p_click = 1 - price/100: i2, i3, i4, i5.
+    settings = _settings(k=4, sources=(
+        dataclasses.replace(TOWERS, quota=1),
+        config_lib.SourceConfig("rep", 2, "repurchase", (("click", 1.0),)),
+        config_lib.SourceConfig("co", 2, "co_occurrence", (("click", 1.0),)),
+        config_lib.SourceConfig("pop", 2, "popular", (("click", 1.0),),
+                                segment="user_region")))
+    pairs = (("i1", {**BOUGHT, ("s", "rep"): 5.0, ("s", "co"): 5.0}),
+             ("i2", {("last", "click"): CUT - 3600, ("s", "rep"): 1.0, ("s", "co"): 1.0}))
+    with test_pipeline.TestPipeline(options=pipeline_options([])) as p:
+        out = _recommend(p, [recommend.UserContext("u1", U1, None, pairs)], settings,
+                         model_dir=model_dir,
+                         neighbours={("co", CUT, "i2"): [("i3", 0.5), ("i1", 0.4)],
+                                     ("co", CUT, "i1"): [("i4", 0.9)]},
+                         popular={("pop", CUT, "north"): [("i4", 3.0), ("i1", 2.0)]})
+        assert_that(out.rows | beam.Map(lambda r: (r["rank"], r["item_id"], r["sources"])),
+                    equal_to([(1, "i2", "rep"), (2, "i3", "co"), (3, "i4", "co,pop"),
+                              (4, "i5", "two_tower")]), label="Rows")
+        assert_that(out.candidates | beam.Map(lambda r: (r["rank"], r["item_id"])),
+                    equal_to([(1, "i2"), (2, "i3"), (3, "i4"), (4, "i5")]), label="Candidates")
+
+
 def test_user_contexts_keep_known_users_only():
-    groups = {"user": [U1], "history": [], "excluded": ["i2", "i1", "i2"]}
+    pairs = [("i2", {("n", "click"): 1})]
+    groups = {"user": [U1], "history": [], "pairs": [pairs]}
     assert list(recommend.user_contexts(("u1", groups))) == [
-        recommend.UserContext("u1", U1, None, ("i1", "i2"))]
+        recommend.UserContext("u1", U1, None, tuple(pairs))]
+    # Events but no row: the registry's defaults; neither: nobody to recommend to.
     assert list(recommend.user_contexts(("u9", {"user": [], "history": [],
-                                                "excluded": ["i1"]}))) == []
+                                                "pairs": [pairs]}))) == [
+        recommend.UserContext("u9", None, None, tuple(pairs))]
+    assert list(recommend.user_contexts(("u8", {"user": [], "history": [],
+                                                "pairs": []}))) == []
 
 
 def test_item_aggregates_judged_as_of_the_eval_start_are_refused(tmp_path):

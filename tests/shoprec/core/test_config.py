@@ -20,13 +20,20 @@ def _load(tmp_path, recommend):
 def test_recommend_defaults_follow_the_tasks_and_the_registry():
     config = config_lib.load()
     rec = config_lib.recommend_settings(config)
-    # The demo blends the towers' score alone (docs/recommend.md).
-    assert (rec.k, rec.candidates, rec.blend) == (10, 50, (("retrieval", 1.0),))
+    # The demo blends the towers' score alone (docs/recommend.md); its towers'
+    # 50 nearest come first among its sources, and a source's events default to
+    # the relevance label's.
+    assert (rec.k, rec.blend) == (10, (("retrieval", 1.0),))
+    assert [(s.name, s.quota, s.source_kind) for s in rec.sources][0] == (
+        "two_tower", 50, "two_tower")
+    assert config.recommend.sources[0].events == ()
+    assert rec.sources[0].events == (("click", 1.0),)
     assert (rec.relevance_label, rec.exclude_label, rec.category_feature) == (
         "click", "conversion", "item_category")
     hm = config_lib.recommend_settings(config_lib.load(os.path.join(CONFIGS, "hm.yaml")))
-    assert hm.relevance_label == "purchase" and hm.blend == (("retrieval", 1.0),
-                                                             ("p_purchase", 1.0))
+    assert hm.relevance_label == "purchase" and hm.blend == (("p_purchase", 1.0),)
+    assert [s.source_kind for s in hm.sources] == [
+        "repurchase", "attribute", "co_occurrence", "popular", "popular", "popular"]
 
 
 def test_the_faiss_section_is_read_into_its_own_settings(tmp_path):
@@ -44,7 +51,18 @@ def test_without_a_blend_the_first_binary_task_ranks(tmp_path):
 
 
 @pytest.mark.parametrize("section, message", [
-    ({"k": 5, "candidates": 3}, "candidates >= k"),
+    ({"k": 5, "sources": [{"name": "popular", "quota": 3}]}, "add up to less than k = 5"),
+    ({"sources": [{"name": "pop", "quota": 3}]}, r"kind must be one of"),
+    ({"sources": [{"name": "popular", "quota": 10}, {"name": "popular", "quota": 10}]},
+     "repeated names"),
+    ({"sources": [{"name": "popular", "quota": 10, "events": {"view": 1.0}}]},
+     "events maps funnel events"),
+    ({"sources": [{"name": "popular", "quota": 10, "segment": "item_category"}]},
+     "segment is for popular sources"),
+    ({"sources": [{"name": "popular", "quota": 10, "segment": "user_age"}]},
+     "segment_edges"),
+    ({"sources": [{"name": "attribute", "quota": 10}]}, "name an attribute"),
+    ({"sources": [{"name": "x.y", "kind": "popular", "quota": 10}]}, "without dots"),
     ({"blend": {"p_nothing": 1.0}}, r"recommend.blend: \['p_nothing'\]"),
     ({"blend": {"p_click": -1.0}}, r"recommend.blend: \['p_click'\]"),
     ({"exclude_label": "price"}, "recommend.exclude_label must be a label"),
@@ -144,3 +162,50 @@ def test_a_holdout_must_be_a_holdout_feature_the_task_cannot_read_around(
         tmp_path, changes, message):
     with pytest.raises(ConfigError, match=message):
         config_lib.load(_shop_with_task(tmp_path, **changes))
+
+
+def test_a_candidates_ranker_refuses_tower_candidates_it_cannot_learn_from(tmp_path):
+    path = tmp_path / "c.yaml"
+    raw = {"dataset": {"labels": "candidates"}, "model": {"retrieval": {"enabled": True}},
+           "recommend": {"blend": {"p_click": 1.0},
+                         "sources": [{"name": "two_tower", "quota": 10},
+                                     {"name": "popular", "quota": 10}]}}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="before this run trains its towers"):
+        config_lib.load(str(path))
+    raw["recommend"]["sources"] = raw["recommend"]["sources"][1:]
+    path.write_text(yaml.safe_dump(raw))
+    assert config_lib.load(str(path)).data.labels == "candidates"
+
+
+def test_tower_sources_and_the_retrieval_blend_need_the_towers(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"model": {"retrieval": {"enabled": False}},
+                                    "recommend": {"blend": {"p_click": 1.0}}}))
+    # No towers and no sources: nothing to recommend with, and no stage to run.
+    assert config_lib.recommend_settings(config_lib.load(str(path))).sources == ()
+    for recommend in ({"blend": {"retrieval": 1.0}},
+                      {"sources": [{"name": "two_tower", "quota": 10}]}):
+        path.write_text(yaml.safe_dump({"model": {"retrieval": {"enabled": False}},
+                                        "recommend": recommend}))
+        with pytest.raises(ConfigError, match="need the two towers"):
+            config_lib.load(str(path))
+
+
+def test_candidate_features_name_a_configured_source(tmp_path):
+    path = tmp_path / "c.yaml"
+    feature = {"name": "pop_rank", "source": "candidate", "kind": "numeric",
+               "signal": "pop.rank"}
+    raw = {"dataset": {"features": [
+        {"name": "user_id", "source": "event", "kind": "id"},
+        {"name": "item_id", "source": "event", "kind": "id"},
+        {"name": "click", "source": "event", "kind": "label", "event_type": "click"},
+        {"name": "conversion", "source": "event", "kind": "label", "event_type": "purchase"},
+        feature]},
+        "embed": {"attributes": []}}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"reads source 'pop', which recommend.sources does"):
+        config_lib.load(str(path))
+    raw["recommend"] = {"sources": [{"name": "pop", "kind": "popular", "quota": 10}]}
+    path.write_text(yaml.safe_dump(raw))
+    assert config_lib.load(str(path)).registry.candidate_features()[0].signal == "pop.rank"

@@ -87,9 +87,9 @@ def test_hm_declares_text_hashed_cross_and_bucketized_features(tmp_path):
     R = config.registry
     new = {f.name: f.kind.value for f in R.features
            if f.kind in (F.Kind.HASHED, F.Kind.TEXT, F.Kind.CROSS, F.Kind.BUCKETIZED)}
-    assert new == {"user_postal_code": "hashed", "item_prod_name": "text",
-                   "item_detail_desc": "text", "user_age_bucket": "bucketized",
-                   "user_club_x_index_group": "cross"}
+    assert new == {"user_postal_code": "hashed", "item_product_code": "hashed",
+                   "item_prod_name": "text", "item_detail_desc": "text",
+                   "user_age_bucket": "bucketized", "user_club_x_index_group": "cross"}
     # Blank descriptions and postal codes are kept, as empty strings.
     assert R["item_detail_desc"].default == "" and R["user_postal_code"].default == ""
     assert R["user_club_x_index_group"].derived_from == ("user_club_status", "item_index_group")

@@ -151,6 +151,17 @@ REGION = F.Feature("region", S.USER, K.CATEGORICAL)
     ((F.Feature("y", S.EVENT, K.LABEL), F.Feature(
         "t", S.DERIVED, K.NUMERIC, derived_from=("item_id",), target="y", smoothing=1.0,
         folds=1)), "folds >= 2"),
+    # Candidate signals.
+    ((F.Feature("c", S.CANDIDATE, K.NUMERIC),), "only they, set signal"),
+    ((F.Feature("c", S.ITEM, K.NUMERIC, signal="pop.rank"),), "only they, set signal"),
+    ((F.Feature("c", S.CANDIDATE, K.FLAG, signal="pop.rank"),), "is numeric with signal"),
+    ((F.Feature("c", S.CANDIDATE, K.NUMERIC, signal="pop.depth"),), "is numeric with signal"),
+    ((F.Feature("c", S.CANDIDATE, K.NUMERIC, signal="pair.rank"),), "is numeric with signal"),
+    ((F.Feature("c", S.CANDIDATE, K.NUMERIC, signal="pair.count"),), "reads one event_type"),
+    ((F.Feature("c", S.CANDIDATE, K.NUMERIC, signal="item.trend", event_type="click"),),
+     "window_days >= 1"),
+    ((F.Feature("c", S.CANDIDATE, K.NUMERIC, signal="pair.days_since", event_type="click"),),
+     "needs a default >= 0"),
 ])
 def test_registry_rejects_inconsistent_features(extra, message):
     with pytest.raises(ValueError, match=message):
