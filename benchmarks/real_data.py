@@ -14,6 +14,13 @@ users (the same resamples for every scorer, so ``P(>best)`` is paired).
         --data ../shared/data/taobao --work /tmp/scoreboard --seeds 42 43 44
 
 Prints a Markdown table (and writes ``scoreboard.json`` under ``--work``).
+
+With ``--lists``, each seed's multi-task model is also published (``push
+--force_bless``) and ``shoprec recommend`` runs on it: the ranking metrics
+of its lists and of the baselines, the candidate recall per source and the
+related items, mean ± sd over the seeds (``lists.json``). ``--embed DIR``
+copies a finished embed stage (``DIR/embed``) into the base run instead of
+training the image encoder again.
 """
 
 from __future__ import annotations
@@ -37,12 +44,36 @@ SMOOTHING = 5.0
 BOOTSTRAP = 200
 
 
-def _cli(stage: str, config_path: str, data: str, log: str) -> None:
+def _cli(stage: str, config_path: str, data: str, log: str, *flags: str) -> None:
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     with open(log, "a") as out:
         subprocess.run([sys.executable, "-m", "shoprec", stage, "--config", config_path,
-                        "--data", data], check=True, stdout=out, stderr=out, env=env,
+                        "--data", data, *flags], check=True, stdout=out, stderr=out, env=env,
                        cwd=REPO)
+
+
+LIST_METRICS = ("map", "recall", "ndcg", "hit_rate", "coverage")
+
+
+def lists_table(metrics: Sequence[Dict]) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """{list: {metric: {mean, sd}}} over the seeds' ``recommend/metrics.json``; a
+    baseline (the same every seed) has sd 0. Candidate recall and related items
+    likewise, under ``candidate_recall/<source>`` and ``related/<list>``."""
+    rows: Dict[str, List[Dict[str, float]]] = collections.defaultdict(list)
+    for m in metrics:
+        for name in ("model", "popularity", "own_history", "own_co_occurrence", "oracle"):
+            if name in m:
+                rows[name].append({k: m[name][k] for k in LIST_METRICS})
+        for name, r in m.get("candidate_recall", {}).items():
+            rows[f"candidate_recall/{name}"].append({"recall": r["recall"]})
+        for name, r in m.get("related", {}).items():
+            if name != "k":
+                rows[f"related/{name}"].append({k: r[k] for k in ("recall", "ndcg", "hit_rate")})
+    return {name: {k: {"mean": float(np.mean([v[k] for v in values])),
+                       "sd": float(np.std([v[k] for v in values], ddof=1))
+                       if len(values) > 1 else 0.0}
+                   for k in values[0]}
+            for name, values in rows.items()}
 
 
 def _write_config(raw: dict, run_dir: str, path: str, tasks=None, seed=None) -> str:
@@ -137,6 +168,9 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     parser.add_argument("--single", action="store_true", help="also each task alone")
     parser.add_argument("--reuse", action="store_true", help="keep an earlier base run")
+    parser.add_argument("--lists", action="store_true",
+                        help="also publish each seed's model and judge recommend's lists")
+    parser.add_argument("--embed", help="a run folder whose finished embed stage to copy")
     args = parser.parse_args(argv)
 
     import shoprec  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
@@ -149,6 +183,10 @@ def main(argv=None) -> None:
     base_dir = os.path.join(args.work, "base")
     base_cfg = _write_config(raw, base_dir, os.path.join(args.work, "base.yaml"))
     if not (args.reuse and os.path.exists(os.path.join(base_dir, "featurize"))):
+        if args.embed:
+            shutil.rmtree(os.path.join(base_dir, "embed"), ignore_errors=True)
+            shutil.copytree(os.path.join(args.embed, "embed"), os.path.join(base_dir, "embed"),
+                            symlinks=False)
         for stage in ("ingest", "featurize"):
             _cli(stage, base_cfg, args.data, log)
     config = config_lib.load(base_cfg)
@@ -175,9 +213,27 @@ def main(argv=None) -> None:
                     shutil.copytree(os.path.join(base_dir, stage), os.path.join(run_dir, stage))
                 cfg = _write_config(raw, run_dir, run_dir + ".yaml", variant_tasks, seed)
                 _cli("train", cfg, args.data, log)
+            if args.lists and name == "multi-task" and not os.path.exists(
+                    os.path.join(run_dir, "recommend", "metrics.json")):
+                cfg = _write_config(raw, run_dir, run_dir + ".yaml", variant_tasks, seed)
+                _cli("push", cfg, args.data, log, "--force_bless")
+                _cli("recommend", cfg, args.data, log)
             predictions.setdefault(name, []).append(_predict(
                 os.path.join(run_dir, "train", "model"), test_pattern,
                 [t["name"] for t in variant_tasks]))
+    if args.lists:
+        runs = [os.path.join(args.work, f"multi-task-{seed}", "recommend", "metrics.json")
+                for seed in args.seeds]
+        table = lists_table([json.load(open(path)) for path in runs])
+        print(f"\n{config.data.name} lists on the eval window, seeds {args.seeds} (mean ± sd)")
+        print("| list | " + " | ".join(LIST_METRICS) + " |")
+        print("| --- |" + " --- |" * len(LIST_METRICS))
+        for name, values in table.items():
+            print(f"| {name} | " + " | ".join(
+                f"{values[k]['mean']:.4f} ± {values[k]['sd']:.4f}" if k in values else ""
+                for k in LIST_METRICS) + " |")
+        with open(os.path.join(args.work, "lists.json"), "w") as f:
+            json.dump(table, f, indent=1)
 
     results = {}
     for task in tasks:
