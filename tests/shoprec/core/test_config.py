@@ -144,3 +144,13 @@ def test_a_holdout_must_be_a_holdout_feature_the_task_cannot_read_around(
         tmp_path, changes, message):
     with pytest.raises(ConfigError, match=message):
         config_lib.load(_shop_with_task(tmp_path, **changes))
+
+
+def test_the_lock_age_is_read_and_must_be_positive(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("lock_stale_hours: 2.5\n")
+    assert config_lib.load(str(path)).lock_stale_hours == 2.5
+    assert config_lib.load().lock_stale_hours == 6.0  # the schedulers' deadline
+    path.write_text("lock_stale_hours: 0.0\n")
+    with pytest.raises(ConfigError, match="lock_stale_hours must be > 0"):
+        config_lib.load(str(path))
