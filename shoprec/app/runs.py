@@ -23,7 +23,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 from shoprec.app.stages import Stage, day_stages, options_of
 from shoprec.core.config import Config
 from shoprec.core.errors import ModelNotBlessedError
-from shoprec.io import manifest, publish
+from shoprec.io import files, manifest, publish
 from shoprec.io.outputs import write_success
 
 # Reports (the stages' JSON and text files) under this size get their staged
@@ -97,16 +97,12 @@ def _relocate(value: Any, staged: str, published: str) -> Any:
 
 def _relocate_reports(staged: str, published: str) -> None:
     """Rewrites the staged paths in the staged folder's reports to the published ones."""
-    for root, _, files in os.walk(staged):
-        for name in files:
-            path = os.path.join(root, name)
-            if not name.endswith(_REPORT_SUFFIXES) or os.path.getsize(path) > _MAX_REPORT_BYTES:
-                continue
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-            if staged in text:
-                with open(path, "w", encoding="utf-8") as f:
-                    f.write(text.replace(staged, published))
+    for info in files.listing(staged):
+        if not info.path.endswith(_REPORT_SUFFIXES) or info.size > _MAX_REPORT_BYTES:
+            continue
+        text = files.read(info.path).decode("utf-8")
+        if staged in text:
+            files.write(info.path, text.replace(staged, published).encode("utf-8"))
 
 
 def _rows(report: Mapping[str, Any]) -> Dict[str, Any]:
@@ -158,8 +154,7 @@ def run_stage(stage: Stage, config: Config, beam_args: Sequence[str],
     if not chief:
         return Outcome("ran", report, time.time() - start)
     publish.fault_point("before_marker")
-    if publish.is_local(staging):
-        _relocate_reports(staging, target)
+    _relocate_reports(staging, target)
     report = _relocate(report, staging, target)
     write_success(staging, stage.name, dict(
         fingerprint, rows=_rows(report), seconds=round(time.time() - start, 2),

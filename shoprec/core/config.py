@@ -335,6 +335,9 @@ class Config:
     # <run_root>/models, outside the partitions, so the published model carries
     # from one day to the next.
     models_dir: Optional[str] = None
+    # A run folder's lock from another host (gs://, a shared disk) older than this is
+    # stale and taken over: the schedulers stop a run after 6 h (shoprec.io.lock).
+    lock_stale_hours: float = 6.0
     # What the input files mean; None: the shop `shoprec generate` writes.
     dataset: Optional[DatasetConfig] = None
     layout_roots: Tuple[Tuple[str, str], ...] = dataclasses.field(
@@ -409,6 +412,8 @@ def check(config: Config, where: str) -> None:
     """
     if config.inputs.format not in ("csv", "jsonl", "parquet"):
         raise ConfigError(f"{where}: inputs.format must be csv, jsonl or parquet")
+    if not config.lock_stale_hours > 0:
+        raise ConfigError(f"{where}: lock_stale_hours must be > 0")
     if config.training.strategy not in ("auto", "default", "mirrored", "multi_worker"):
         raise ConfigError(f"{where}: training.strategy must be auto|default|mirrored|multi_worker")
     for key in ("eval_start", "test_start"):

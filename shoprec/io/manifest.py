@@ -25,14 +25,13 @@ import os
 import subprocess
 from typing import Any, Dict, Mapping, Optional
 
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
-
 import shoprec
 from shoprec.core.layout import success_marker
+from shoprec.io import files
 
-# Config fields that say where a run is, not what it computes.
-_PLACE_FIELDS = ("run_dir", "run_root", "partition", "date", "layout_roots")
+# Config fields that say where a run is or how it is locked, not what it computes.
+_PLACE_FIELDS = ("run_dir", "run_root", "partition", "date", "layout_roots",
+                 "lock_stale_hours")
 
 
 def digest(data: Any) -> str:
@@ -43,28 +42,23 @@ def digest(data: Any) -> str:
 
 def _listing(path: str):
     """(path, size, mtime) of every file ``path`` names: a file, a glob or a folder."""
-    local = "://" not in path
-    pattern = os.path.join(path, "**") if local and os.path.isdir(path) else path
-    found = FileSystems.match([pattern])[0].metadata_list
-    if not found and not local:
-        found = FileSystems.match([path.rstrip("/") + "/**"])[0].metadata_list
-    return sorted((m.path, m.size_in_bytes, m.last_updated_in_seconds) for m in found)
+    return [(f.path, f.size, f.mtime) for f in files.listing(path)]
 
 
 def input_stats(path: str) -> Dict[str, Any]:
     """What the fingerprint knows of one input: files, bytes, newest mtime, listing digest."""
-    files = _listing(path)
-    return {"path": path, "files": len(files), "bytes": sum(f[1] for f in files),
-            "newest_mtime": max((f[2] for f in files), default=None),
-            "digest": digest(files)}
+    found = _listing(path)
+    return {"path": path, "files": len(found), "bytes": sum(f[1] for f in found),
+            "newest_mtime": max((f[2] for f in found), default=None),
+            "digest": digest(found)}
 
 
 def output_stats(stage_dir: str) -> Dict[str, Any]:
     """Files and bytes of a finished stage folder, paths relative to it."""
     prefix = stage_dir.rstrip("/") + "/"
-    files = [(p[len(prefix):], size) for p, size, _ in _listing(stage_dir)
+    found = [(p[len(prefix):], size) for p, size, _ in _listing(stage_dir)
              if p.startswith(prefix)]
-    return {"files": len(files), "bytes": sum(f[1] for f in files), "digest": digest(files)}
+    return {"files": len(found), "bytes": sum(f[1] for f in found), "digest": digest(found)}
 
 
 def config_hash(config) -> str:
@@ -101,11 +95,7 @@ def read(stage_dir: str) -> Optional[Dict[str, Any]]:
 
 def marker_bytes(stage_dir: str) -> Optional[bytes]:
     """The raw bytes of ``stage_dir``'s success marker, or None when it has none."""
-    path = success_marker(stage_dir)
-    if not FileSystems.exists(path):
-        return None
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        return f.read()
+    return files.read(success_marker(stage_dir))
 
 
 def marker_digest(stage_dir: str) -> Optional[str]:

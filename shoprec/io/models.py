@@ -8,10 +8,12 @@ Scoring, recommending and warm starts read the model ``CURRENT`` names
 never used.
 
 Publishing is ordered so that a reader never sees half a version: the
-version is assembled in a staging folder, renamed to its version name, and
-only then is the pointer replaced (a temporary file renamed over it; one
-object written last on an object store, where renames are copies). A job
-killed before the pointer moves leaves the previous version current.
+version is assembled in a staging folder, renamed to its version name (on an
+object store, where renames are copies, copied), and only then is the
+pointer replaced, whole (``shoprec.io.files.write``: a temporary file renamed
+over it on a disk, one object upload on ``gs://``). A job killed before the
+pointer moves leaves the previous version current (the tests kill it at
+``before_flip``, after the version is in place).
 Versions are UTC timestamps to the microsecond, so they sort in publishing
 order.
 """
@@ -19,14 +21,14 @@ order.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from typing import Mapping, Optional, Tuple
-
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 
 from shoprec.core.errors import StageOrderError
 from shoprec.core.layout import Layout
+from shoprec.io import files
 from shoprec.io.outputs import clear, write_report, write_text
+from shoprec.io.publish import fault_point
 
 
 def new_version(now: Optional[dt.datetime] = None) -> str:
@@ -37,11 +39,8 @@ def new_version(now: Optional[dt.datetime] = None) -> str:
 
 def current_version(layout: Layout) -> Optional[str]:
     """The version ``CURRENT`` names, or None when no model has been published."""
-    pointer = layout.current_pointer
-    if not FileSystems.exists(pointer):
-        return None
-    with FileSystems.open(pointer, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        version = f.read().decode("utf-8").strip()
+    raw = files.read(layout.current_pointer)
+    version = raw.decode("utf-8").strip() if raw is not None else ""
     return version or None
 
 
@@ -58,7 +57,7 @@ def require_current(layout: Layout) -> Tuple[str, str]:
             f"no published model in {layout.models_root} (no {layout.current_pointer}): "
             "run `shoprec train` and then `shoprec push`")
     model_dir = layout.published_model(version)
-    if not FileSystems.exists(model_dir):
+    if not files.exists(model_dir):
         raise StageOrderError(f"{layout.current_pointer} names version {version}, but "
                               f"{model_dir} is missing; run `shoprec push --force_bless` "
                               "after `shoprec train` to publish a model again")
@@ -83,23 +82,16 @@ def publish(layout: Layout, version: str, folders: Mapping[str, str],
             to the microsecond; a clash is a second publisher at once).
     """
     final = layout.version_dir(version)
-    if FileSystems.exists(final):
+    if files.exists(final):
         raise FileExistsError(f"model version {version} is already published at {final}")
     staging = layout.version_staging_dir(version)
     clear(staging)
-    FileSystems.mkdirs(staging)
-    names = sorted(folders)
-    FileSystems.copy([folders[n] for n in names], [FileSystems.join(staging, n) for n in names])
+    for name in sorted(folders):
+        files.copy_tree(folders[name], os.path.join(staging, name))
     for name, report in sorted(reports.items()):
-        write_report(FileSystems.join(staging, name), report)
-    FileSystems.rename([staging], [final])
-    _point_at(layout, version)
+        write_report(os.path.join(staging, name), report)
+    files.move_tree(staging, final)
+    fault_point("before_flip")
+    # The pointer last, whole: a reader sees the old name or the new one.
+    write_text(layout.current_pointer, version + "\n", "text/plain")
     return final
-
-
-def _point_at(layout: Layout, version: str) -> None:
-    # Written beside the pointer, then renamed over it: a reader sees the old
-    # name or the new one, never a half-written file.
-    temporary = f"{layout.current_pointer}.{version}.tmp"
-    write_text(temporary, version + "\n", "text/plain")
-    FileSystems.rename([temporary], [layout.current_pointer])

@@ -7,7 +7,7 @@ last and only when it succeeded, its success marker (:func:`write_success`),
 which the stage runner completes into the manifest (``shoprec.io.manifest``)
 before it publishes the folder. A stage checks its upstream stages' markers
 (:func:`require_success`) before it reads their folders. Paths may be local or
-on an object store (Beam's FileSystems).
+on ``gs://`` (``shoprec.io.files``).
 """
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ import json
 import os
 from typing import Any, Mapping, Optional, Sequence
 
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
-
 from shoprec.core.errors import StageOrderError
 from shoprec.core.layout import REPORT_FILE, SUCCESS_FILE, staging_dir_of, success_marker
+from shoprec.io import files
 
 
 def clear(directory: str, keep: Sequence[str] = ()) -> None:
@@ -38,37 +36,25 @@ def clear(directory: str, keep: Sequence[str] = ()) -> None:
         # until the next publish of the stage deletes it.
         os.remove(directory)
         return
-    kept = [FileSystems.join(directory, name).rstrip("/") for name in keep]
+    kept = [os.path.join(directory, name).rstrip("/") for name in keep]
 
     def is_kept(path: str) -> bool:
         path = path.rstrip("/")
         return any(path == k or path.startswith(k + "/") for k in kept)
 
     if not kept:
-        if FileSystems.exists(directory):
-            FileSystems.delete([directory])  # Local folders: removed recursively.
-    else:
-        # Each child once, by the first path part under ``directory`` of every
-        # file (matching lists files, not folders); a folder goes whole.
-        files = FileSystems.match([FileSystems.join(directory, "**")])[0].metadata_list
-        prefix = directory.rstrip("/") + "/"
-        children = {FileSystems.join(directory, m.path[len(prefix):].split("/", 1)[0])
-                    for m in files if m.path.startswith(prefix)}
-        doomed = sorted(c for c in children if not is_kept(c))
-        if doomed:
-            FileSystems.delete(doomed)
-    # Object stores have no folders: delete whatever still lies under the prefix.
-    leftover = FileSystems.match([FileSystems.join(directory, "**")])[0].metadata_list
-    doomed = [m.path for m in leftover if not is_kept(m.path)]
-    if doomed:
-        FileSystems.delete(doomed)
+        files.delete([directory])
+        return
+    # Each child once, by the first path part of every file under ``directory``
+    # (object stores have files, not folders); a folder goes whole.
+    children = {os.path.join(directory, name.split("/", 1)[0])
+                for name in files.relative_files(directory)}
+    files.delete(sorted(c for c in children if not is_kept(c)))
 
 
 def write_text(path: str, text: str, mime: str) -> None:
-    """Writes one small text file (local or object store)."""
-    with FileSystems.create(path, mime_type=mime,
-                            compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        f.write(text.encode("utf-8"))
+    """Writes one small text file, whole (local or ``gs://``)."""
+    files.write(path, text.encode("utf-8"), mime)
 
 
 def write_report(path: str, report: Mapping[str, Any]) -> None:
@@ -95,13 +81,13 @@ def write_success(stage_dir: str, stage: str,
 
 def read_report(path: str) -> Optional[Any]:
     """A report (or metrics) JSON a stage wrote, or None when it is absent or unreadable."""
-    if not FileSystems.exists(path):
+    raw = files.read(path)
+    if raw is None:
         return None
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        try:
-            return json.loads(f.read().decode("utf-8"))
-        except ValueError:
-            return None
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except ValueError:
+        return None
 
 
 def _status(report_path: str) -> Optional[str]:
@@ -123,14 +109,14 @@ def require_success(stage_dir: str, stage: str) -> None:
             from the CLI, in its staging place) or stopped half way. A
             staged folder is never accepted, finished or not.
     """
-    if FileSystems.exists(success_marker(stage_dir)):
+    if files.exists(success_marker(stage_dir)):
         return
     for folder in (staging_dir_of(stage_dir), stage_dir):
-        report = FileSystems.join(folder, REPORT_FILE)
+        report = os.path.join(folder, REPORT_FILE)
         if _status(report) == "failed":
             raise StageOrderError(f"`shoprec {stage}` failed: see {report}; fix what it "
                                   f"names and run `shoprec {stage}` again")
-    if FileSystems.exists(stage_dir):
+    if files.exists(stage_dir):
         raise StageOrderError(f"`shoprec {stage}` did not finish in {stage_dir} (no "
                               f"{SUCCESS_FILE}); run `shoprec {stage}` again")
     raise StageOrderError(f"no {stage} output at {stage_dir}: run `shoprec {stage}` first")

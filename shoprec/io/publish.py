@@ -15,6 +15,8 @@ its manifest last, and :func:`publish` then makes it the stage's folder:
   the staged files are copied over and the marker is copied last: the marker
   is what makes the folder visible. While the copy runs, readers find no
   marker and refuse the folder (``shoprec.io.outputs.require_success``).
+  Every operation goes through ``shoprec.io.files``, and the tests run it
+  against a Cloud Storage emulator (``tests/shoprec/io/test_publish.py``).
 
 Publishing is idempotent: publishing what is already published changes
 nothing. A process killed at any point leaves the previous output readable,
@@ -34,16 +36,16 @@ import shutil
 import signal
 from typing import List, Optional
 
-from apache_beam.io.filesystems import FileSystems
-
 from shoprec.core.layout import SUCCESS_FILE, Layout, success_marker
-from shoprec.io import manifest
+from shoprec.io import files, manifest
 
 FAULT_ENV = "SHOPREC_FAULT_POINT"
 # In order: the stage's outputs written, no manifest yet; the manifest written,
-# not yet moved; the version in place, the link not switched; switched, the old
-# versions not yet deleted.
-FAULT_POINTS = ("before_marker", "before_publish", "before_flip", "before_cleanup")
+# not yet moved; (object stores) the old folder deleted and one staged file
+# copied; the version in place (object stores: every file but the marker), the
+# link not switched; switched, the old versions (the staged copy) not yet deleted.
+FAULT_POINTS = ("before_marker", "before_publish", "mid_copy", "before_flip",
+                "before_cleanup")
 
 
 def fault_point(name: str) -> None:
@@ -54,13 +56,7 @@ def fault_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def is_local(path: str) -> bool:
-    """Whether ``path`` is on the local disk (atomic renames and links)."""
-    return "://" not in path
-
-
-def publish(layout: Layout, stage: str, source: Optional[str] = None,
-            atomic_rename: Optional[bool] = None) -> str:
+def publish(layout: Layout, stage: str, source: Optional[str] = None) -> str:
     """Makes a finished output of ``stage`` its published folder.
 
     Args:
@@ -68,8 +64,6 @@ def publish(layout: Layout, stage: str, source: Optional[str] = None,
         stage: The stage's name; its folder is ``layout.stage_dir(stage)``.
         source: The finished folder: the staging place (default) or a
             version a killed publish moved into place (:func:`unpublished`).
-        atomic_rename: Publish by rename and link (True) or by copy, marker
-            last (False); default: by rename on a local disk.
 
     Returns:
         The published folder's real location (the version on a local disk).
@@ -79,8 +73,7 @@ def publish(layout: Layout, stage: str, source: Optional[str] = None,
             published either.
     """
     staged, target = source or layout.staging_dir(stage), layout.stage_dir(stage)
-    if atomic_rename is None:
-        atomic_rename = is_local(target)
+    atomic_rename = files.is_local(target)
     staged_marker = manifest.marker_bytes(staged)
     if staged_marker is None:
         if manifest.marker_bytes(target) is None:
@@ -104,10 +97,11 @@ def unpublished(layout: Layout, stage: str) -> List[str]:
     killed before its link flip moved into place; the stage runner publishes
     the one whose manifest matches the run instead of running the stage again.
     """
-    current = os.path.realpath(layout.stage_dir(stage))
     found = [layout.staging_dir(stage)]
-    if is_local(layout.versions_dir):
-        found += sorted(glob.glob(os.path.join(layout.versions_dir, f"{stage}-*")))
+    if not files.is_local(layout.versions_dir):  # no versions: published by copy
+        return [f for f in found if manifest.marker_bytes(f) is not None]
+    current = os.path.realpath(layout.stage_dir(stage))
+    found += sorted(glob.glob(os.path.join(layout.versions_dir, f"{stage}-*")))
     return [f for f in found if os.path.realpath(f) != current
             and manifest.marker_bytes(f) is not None]
 
@@ -156,34 +150,18 @@ def _delete_other_versions(layout: Layout, stage: str, current: str) -> None:
             shutil.rmtree(old)
 
 
-def _copy_tree(source: str, destination: str, skip: str) -> None:
-    prefix = source.rstrip("/") + "/"
-    files = [m.path for m in FileSystems.match([FileSystems.join(source, "**")])[0].metadata_list]
-    relative = sorted(p[len(prefix):] for p in files if p.startswith(prefix))
-    relative = [r for r in relative if r != skip]
-    for name in relative:
-        path = FileSystems.join(destination, name)
-        if is_local(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-    if relative:
-        FileSystems.copy([FileSystems.join(source, r) for r in relative],
-                         [FileSystems.join(destination, r) for r in relative])
-
-
 def _publish_by_copy(staged: str, target: str, marker: bytes) -> str:
     if manifest.marker_bytes(target) != marker:
-        if FileSystems.exists(success_marker(target)):
-            FileSystems.delete([success_marker(target)])  # no longer accepted
-        if FileSystems.exists(target):
-            FileSystems.delete([target])
-        leftover = [m.path for m in
-                    FileSystems.match([FileSystems.join(target, "**")])[0].metadata_list]
-        if leftover:
-            FileSystems.delete(leftover)
-        _copy_tree(staged, target, skip=SUCCESS_FILE)
+        files.delete([success_marker(target)])  # from here on no longer accepted
+        files.delete([target])
+        names = [n for n in files.relative_files(staged) if n != SUCCESS_FILE]
+        # One file first: a publish killed here leaves a half-copied folder.
+        files.copy_files(staged, target, names[:1])
+        fault_point("mid_copy")
+        files.copy_files(staged, target, names[1:])
         fault_point("before_flip")
         # The marker last: from here on the folder is accepted.
-        FileSystems.copy([success_marker(staged)], [success_marker(target)])
+        files.copy(success_marker(staged), success_marker(target))
     fault_point("before_cleanup")
-    FileSystems.delete([staged])
+    files.delete([staged])
     return target

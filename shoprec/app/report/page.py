@@ -11,6 +11,7 @@ from shoprec.app.report import sections as sections_lib
 from shoprec.core.config import Config
 from shoprec.core.errors import StageOrderError
 from shoprec.core.layout import Layout
+from shoprec.io import files
 from shoprec.io.outputs import clear, read_report, require_success, write_success, write_text
 
 TEMPLATE = "page.html.j2"
@@ -69,7 +70,8 @@ def build(config: Config) -> Dict[str, Any]:
     ranking = read_report(layout.recommend_metrics)
     if ranking is not None:
         sections.append(sections_lib.ranking_section(ranking))
-    return {"run_dir": os.path.abspath(config.run_dir), "dataset": config.data.name,
+    run_dir = os.path.abspath(config.run_dir) if files.is_local(config.run_dir) else config.run_dir
+    return {"run_dir": run_dir, "dataset": config.data.name,
             "architecture": metrics["training"].get("architecture"), "sections": sections}
 
 

@@ -1,11 +1,15 @@
 """Scheduled runs for real: stages killed with SIGKILL, a whole day run twice, a locked folder.
 
+The ``gs://`` run folders are on the Cloud Storage emulator (``tests/gcs_emulator.py``).
+
 Each stage here runs as ``shoprec`` does: through ``cli.main`` or as a
 ``python -m shoprec`` subprocess, over a tiny generated shop, publishing
 into a real run folder.
 """
 
+import argparse
 import csv
+import dataclasses
 import glob
 import hashlib
 import os
@@ -21,7 +25,8 @@ from pipelines import generate
 from shoprec.app import cli
 from shoprec.core import config as config_lib
 from shoprec.core.errors import RunLockedError, StageOrderError
-from shoprec.io import manifest, publish
+from shoprec.core.layout import success_marker
+from shoprec.io import files, manifest, publish
 from shoprec.io.outputs import require_success
 from tests.pipelines.fixtures import write_embeddings
 
@@ -139,11 +144,12 @@ def test_a_stage_killed_while_writing_is_never_read(shop, tmp_path):
     require_success(config.layout.ingest_dir, "ingest")
 
 
-def test_a_second_run_of_a_locked_folder_fails_at_once(shop, tmp_path, capsys):
-    run_dir = tmp_path / "run"
-    code = ("import sys; from shoprec.io import lock; lock.acquire(sys.argv[1], 'shoprec run'); "
+@pytest.mark.parametrize("where", ["local", "gs"])
+def test_a_second_run_of_a_locked_folder_fails_at_once(shop, tmp_path, capsys, request, where):
+    run_dir = str(tmp_path / "run") if where == "local" else request.getfixturevalue("gcs")
+    code = ("import sys; from shoprec.io import lock; lock.acquire(sys.argv[1], 'shoprec run', 6); "
             "print('held', flush=True); sys.stdin.read()")
-    holder = subprocess.Popen([sys.executable, "-c", code, str(run_dir / ".lock")],
+    holder = subprocess.Popen([sys.executable, "-c", code, os.path.join(run_dir, ".lock")],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                               env=dict(os.environ, PYTHONPATH=REPO))
     try:
@@ -155,6 +161,48 @@ def test_a_second_run_of_a_locked_folder_fails_at_once(shop, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"shoprec run: {run_dir} is being run by pid {holder.pid}" in err
     assert "Traceback" not in err
+
+
+def test_a_stage_on_gs_publishes_then_skips_until_an_upstream_manifest_changes(tiny_run, gcs,
+                                                                              capsys):
+    """The report stage, whose every file goes through the run machinery, on ``gs://``.
+
+    Its upstream stages' markers and the reports it reads are copied from the
+    tiny local run into a ``gs://`` run folder on the emulator; the stage runs
+    through the CLI's runner there: lock, fingerprint, staging, manifest, publish.
+    """
+    config, _ = tiny_run
+    local = config.layout
+    run = dataclasses.replace(config, run_dir=f"{gcs}/run", models_dir=f"{gcs}/models",
+                              inputs=dataclasses.replace(
+                                  config.inputs, data_dir=os.path.abspath(config.run_dir)))
+    upstream = ("ingest", "embed", "train", "push", "recommend")
+    for path in [success_marker(local.stage_dir(s)) for s in upstream] + [
+            local.ingest_report, local.embed_report, local.metrics_file,
+            local.diagnostics_file, local.push_report, local.recommend_metrics]:
+        files.copy(path, os.path.join(run.run_dir, os.path.relpath(path, config.run_dir)))
+    args = argparse.Namespace(command="shoprec report --run_dir " + run.run_dir)
+
+    def report():
+        capsys.readouterr()
+        assert cli.run_stage("report", run, [], args) == 0
+        assert files.read(run.layout.lock_file) is None  # released
+        return capsys.readouterr().out
+
+    assert "skipped" not in report()
+    page = files.read(run.layout.report_page).decode()
+    assert page.startswith("<!DOCTYPE html>") and run.run_dir in page
+    published = manifest.read(run.layout.report_dir)
+    assert published["upstream"]["train"] == manifest.marker_digest(run.layout.train_dir)
+    assert "shoprec report: skipped (up to date)" in report()
+    assert manifest.read(run.layout.report_dir) == published
+    # A re-published upstream stage (another manifest) makes the report stale.
+    marker = success_marker(run.layout.ingest_dir)
+    files.write(marker, files.read(marker).replace(b"{", b'{"rerun": 1, ', 1))
+    assert "skipped" not in report()
+    assert manifest.read(run.layout.report_dir)["upstream"]["ingest"] == \
+        manifest.marker_digest(run.layout.ingest_dir)
+    assert not files.exists(run.layout.staging_dir("report"))
 
 
 def test_a_day_runs_every_stage_once_then_skips_them_all(shop, tmp_path, capsys,

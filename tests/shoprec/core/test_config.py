@@ -209,3 +209,13 @@ def test_candidate_features_name_a_configured_source(tmp_path):
     raw["recommend"] = {"sources": [{"name": "pop", "kind": "popular", "quota": 10}]}
     path.write_text(yaml.safe_dump(raw))
     assert config_lib.load(str(path)).registry.candidate_features()[0].signal == "pop.rank"
+
+
+def test_the_lock_age_is_read_and_must_be_positive(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("lock_stale_hours: 2.5\n")
+    assert config_lib.load(str(path)).lock_stale_hours == 2.5
+    assert config_lib.load().lock_stale_hours == 6.0  # the schedulers' deadline
+    path.write_text("lock_stale_hours: 0.0\n")
+    with pytest.raises(ConfigError, match="lock_stale_hours must be > 0"):
+        config_lib.load(str(path))

@@ -1,4 +1,7 @@
-"""Publishing a staged stage folder: a link flip on disk, a copy with the marker last elsewhere."""
+"""Publishing a staged stage folder: a link flip on disk, a copy with the marker last on gs://.
+
+The ``gs://`` tests run on the Cloud Storage emulator (``tests/gcs_emulator.py``).
+"""
 
 import os
 import subprocess
@@ -8,7 +11,7 @@ import pytest
 
 from shoprec.core.errors import StageOrderError
 from shoprec.core.layout import Layout
-from shoprec.io import manifest, publish
+from shoprec.io import files, manifest, publish
 from shoprec.io.outputs import require_success, write_report, write_success
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
@@ -32,8 +35,8 @@ def _read(layout, stage="ingest"):
 
 def _tree(root):
     out = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
+    for folder, dirs, names in os.walk(root):
+        for name in dirs + names:
             path = os.path.join(folder, name)
             out[os.path.relpath(path, root)] = (os.path.islink(path) and os.readlink(path),
                                                 os.lstat(path).st_mtime_ns)
@@ -97,27 +100,64 @@ def test_a_staged_folder_is_never_accepted_by_readers(tmp_path):
     assert _read(layout) == "good"
 
 
-def test_an_object_store_copy_writes_the_marker_last_and_is_idempotent(tmp_path):
-    layout = Layout(str(tmp_path))
-    _stage(layout, "v1")
-    publish.publish(layout, "ingest", atomic_rename=False)
-    assert not os.path.islink(layout.stage_dir("ingest")) and _read(layout) == "v1"
-    before = _tree(tmp_path)
-    publish.publish(layout, "ingest", atomic_rename=False)
-    assert _tree(tmp_path) == before
+SHARDS = 3
 
-    _stage(layout, "v2")
-    env = dict(os.environ, PYTHONPATH=REPO, **{publish.FAULT_ENV: "before_flip"})
+
+def _stage_shards(layout, text, stage="ingest"):
+    """Stages a finished output of :data:`SHARDS` files, each holding ``text``."""
+    staged = layout.staging_dir(stage)
+    for i in range(SHARDS):
+        files.write(os.path.join(staged, "examples", f"train-{i:05d}-of-{SHARDS:05d}.txt"),
+                    text.encode())
+    write_success(staged, stage, {"fingerprint": text})
+
+
+def _read_whole(layout, stage="ingest"):
+    """The text of the published folder, checked whole: every shard there, all one output."""
+    require_success(layout.stage_dir(stage), stage)
+    folder = os.path.join(layout.stage_dir(stage), "examples")
+    shards = {files.read(os.path.join(folder, n)) for n in files.relative_files(folder)}
+    assert len(files.relative_files(folder)) == SHARDS and len(shards) == 1, shards
+    return shards.pop().decode()
+
+
+def test_a_gs_publish_is_a_copy_with_the_marker_last_and_is_idempotent(gcs):
+    layout = Layout(gcs)
+    _stage_shards(layout, "v1")
+    with pytest.raises(StageOrderError, match="run `shoprec ingest` first"):
+        require_success(layout.stage_dir("ingest"), "ingest")  # staged: never accepted
+    assert publish.publish(layout, "ingest") == layout.stage_dir("ingest")
+    assert _read_whole(layout) == "v1" and not files.exists(layout.staging_dir("ingest"))
+    before = files.listing(gcs)
+    publish.publish(layout, "ingest")
+    assert files.listing(gcs) == before  # the same objects, not rewritten
+
+
+@pytest.mark.parametrize("point", ["before_publish", "mid_copy", "before_flip",
+                                   "before_cleanup"])
+def test_a_gs_publish_killed_at_any_point_leaves_it_whole_or_absent(gcs, point):
+    layout = Layout(gcs)
+    _stage_shards(layout, "old")
+    publish.publish(layout, "ingest")
+    _stage_shards(layout, "new")
+    env = dict(os.environ, PYTHONPATH=REPO, **{publish.FAULT_ENV: point})
     code = ("import sys; from shoprec.core.layout import Layout; from shoprec.io import publish; "
-            "publish.publish(Layout(sys.argv[1]), 'ingest', atomic_rename=False)")
-    killed = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env)
+            "publish.publish(Layout(sys.argv[1]), 'ingest')")
+    killed = subprocess.run([sys.executable, "-c", code, gcs], env=env)
     assert killed.returncode == -9
-    # Killed after the files were copied, before the marker: not accepted, not half read.
-    with pytest.raises(StageOrderError):
-        require_success(layout.stage_dir("ingest"), "ingest")
-    publish.publish(layout, "ingest", atomic_rename=False)
-    assert _read(layout) == "v2"
-    assert not os.path.exists(layout.staging_dir("ingest"))
+    copied = files.relative_files(layout.stage_dir("ingest"))
+    if point in ("mid_copy", "before_flip"):
+        # The old folder is gone and the new one not yet marked: refused, not half read.
+        assert len(copied) == {"mid_copy": 1, "before_flip": SHARDS}[point]
+        with pytest.raises(StageOrderError, match="did not finish"):
+            require_success(layout.stage_dir("ingest"), "ingest")
+    else:
+        assert _read_whole(layout) == {"before_publish": "old", "before_cleanup": "new"}[point]
+    # The next run finds the staged output by its manifest and publishes it.
+    pending = publish.unpublished(layout, "ingest")
+    assert [manifest.read(p)["fingerprint"] for p in pending] == ["new"]
+    publish.publish(layout, "ingest")
+    assert _read_whole(layout) == "new" and not files.exists(layout.staging_dir("ingest"))
 
 
 @pytest.mark.parametrize("point", ["before_publish", "before_flip", "before_cleanup"])
