@@ -61,7 +61,8 @@ def lists_table(metrics: Sequence[Dict]) -> Dict[str, Dict[str, Dict[str, float]
     likewise, under ``candidate_recall/<source>`` and ``related/<list>``."""
     rows: Dict[str, List[Dict[str, float]]] = collections.defaultdict(list)
     for m in metrics:
-        for name in ("model", "popularity", "own_history", "own_co_occurrence", "oracle"):
+        for name in ("model", "popularity", "own_history", "own_interactions",
+                     "own_co_occurrence", "oracle"):
             if name in m:
                 rows[name].append({k: m[name][k] for k in LIST_METRICS})
         for name, r in m.get("candidate_recall", {}).items():

@@ -7,9 +7,11 @@ start or the log's end) with ``trainer.metrics.ranking_metrics``, next to
 baselines built here from the same log's events before the cut-off and held
 to the same exclusions: recent popularity (the items with the most relevance
 events in the ``popularity_days`` before the cut-off); the user's own items
-(latest first) then popularity; the user's own items, then the items bought
-with them (co-occurrence over one-day baskets of relevance events), then
-popularity — the strongest list a SQL analyst would write; and, for the
+(latest first) then popularity; the items of any of the user's events
+(viewed, carted, bought: latest first) then popularity; the user's own items,
+then the items bought with them (co-occurrence over one-day baskets of
+relevance events), then popularity — the strongest lists a SQL analyst would
+write; and, for the
 generated shop, the oracle: the generator's hidden preference model ranking
 the whole catalogue (``pipelines.generate.expected_clicks``).
 
@@ -40,7 +42,7 @@ from shoprec.core.config import CO_OCCURRENCE, Config, recommend_settings
 from shoprec.io.outputs import write_report, write_success
 from trainer import metrics
 
-BASELINES = ("popularity", "own_history", "own_co_occurrence")
+BASELINES = ("popularity", "own_history", "own_interactions", "own_co_occurrence")
 # The baseline's co-occurrence: one-day baskets, the 20 best neighbours per item.
 BASELINE_BASKET_S, BASELINE_NEIGHBOURS = 86400, 20
 
@@ -52,11 +54,13 @@ def _read_parquet(pattern: str, columns: Optional[Sequence[str]] = None) -> List
     return pq.read_table(files, columns=columns).to_pylist() if files else []
 
 
-def _events(config: Config, label: str) -> Dict[str, np.ndarray]:
-    """user, item and timestamp of every clean-log event that makes ``label`` positive."""
-    feature = config.registry[label]
+def _events(config: Config, label: Optional[str]) -> Dict[str, np.ndarray]:
+    """user, item and timestamp of every clean-log event that makes ``label`` positive
+    (None: of every event but impressions)."""
+    feature = config.registry[label] if label else None
     rows = [e for e in _read_parquet(config.layout.events_log_pattern)
-            if e[EVENT_TYPE_KEY] == feature.event_type and label_matches(feature, e)]
+            if (e[EVENT_TYPE_KEY] != "impression" if feature is None
+                else e[EVENT_TYPE_KEY] == feature.event_type and label_matches(feature, e))]
     return {"user": np.array([e[F.USER_KEY] for e in rows], object),
             "item": np.array([e[F.ITEM_KEY] for e in rows], object),
             "ts": np.array([e[F.TIMESTAMP_KEY] for e in rows], np.int64)}
@@ -107,22 +111,36 @@ def co_occurrence(user: np.ndarray, item: np.ndarray, ts: np.ndarray
             for i, co in together.items()}
 
 
-def baselines(train: Mapping[str, np.ndarray], users: Sequence[str], catalogue: Set[str],
-              k: int, cut_off: int, popularity_days: int,
-              excluded: Mapping[str, Set[str]]) -> Dict[str, Dict[str, List[str]]]:
-    """Each baseline's top K for ``users``, from relevance events before the cut-off.
+def _latest_first(events: Mapping[str, np.ndarray], catalogue: Set[str]
+                  ) -> Dict[str, List[str]]:
+    """{user: their distinct items, latest first (same instant: by item id)}."""
+    user, item, ts = events["user"], events["item"], events["ts"]
+    own: Dict[str, List[str]] = collections.defaultdict(list)
+    for j in np.lexsort((item, -ts)):
+        if item[j] in catalogue and item[j] not in own[user[j]]:
+            own[user[j]].append(item[j])
+    return own
+
+
+def baselines(train: Mapping[str, np.ndarray], interactions: Mapping[str, np.ndarray],
+              users: Sequence[str], catalogue: Set[str], k: int, cut_off: int,
+              popularity_days: int, excluded: Mapping[str, Set[str]]
+              ) -> Dict[str, Dict[str, List[str]]]:
+    """Each baseline's top K for ``users``, from the events before the cut-off.
+
+    Args:
+        train: The relevance events before the cut-off.
+        interactions: Every non-impression event before the cut-off.
 
     Returns:
-        {"popularity" | "own_history" | "own_co_occurrence": {user: items}}.
+        {baseline name (:data:`BASELINES`): {user: items}}.
     """
     user, item, ts = train["user"], train["item"], train["ts"]
     recent = (ts >= cut_off - popularity_days * 86400) & (ts < cut_off)
     counts = collections.Counter(i for i in item[recent] if i in catalogue)
     popular = sorted(counts, key=lambda i: (-counts[i], i))
-    own: Dict[str, List[str]] = collections.defaultdict(list)
-    for j in np.lexsort((item, -ts)):  # latest first; same instant: by item id
-        if item[j] in catalogue and item[j] not in own[user[j]]:
-            own[user[j]].append(item[j])
+    own = _latest_first(train, catalogue)
+    touched = _latest_first(interactions, catalogue)
     table = co_occurrence(user, item, ts)
 
     def bought_with(items: Sequence[str]) -> List[str]:
@@ -139,6 +157,7 @@ def baselines(train: Mapping[str, np.ndarray], users: Sequence[str], catalogue: 
         mine = own.get(u, [])
         out["popularity"][u] = _fill((), popular, k, skip)
         out["own_history"][u] = _fill(mine, popular, k, skip)
+        out["own_interactions"][u] = _fill(touched.get(u, []), popular, k, skip)
         out["own_co_occurrence"][u] = _fill(mine + bought_with(mine), popular, k, skip)
     return out
 
@@ -206,6 +225,8 @@ def evaluate(config: Config) -> Dict[str, Any]:
     for u, i in zip(events["user"][window], events["item"][window]):
         relevant[u].add(i)
     train = {key: values[before] for key, values in events.items()}
+    every = _events(config, None)
+    interactions = {key: values[every["ts"] < cut_off] for key, values in every.items()}
     items = _catalogue(config)
     catalogue = sorted(items)
     excluded: Dict[str, Set[str]] = collections.defaultdict(set)
@@ -217,8 +238,8 @@ def evaluate(config: Config) -> Dict[str, Any]:
             excluded[u].add(i)
     judged = sorted(relevant)
     lists = {"model": _lists(layout.recommendations + "-*", "user_id", "item_id"),
-             **baselines(train, judged, set(catalogue), rec.k, cut_off, rec.popularity_days,
-                         excluded)}
+             **baselines(train, interactions, judged, set(catalogue), rec.k, cut_off,
+                         rec.popularity_days, excluded)}
     oracle = _oracle(config, judged, catalogue, rec.k, excluded)
     if oracle is not None:
         lists["oracle"] = oracle

@@ -33,3 +33,18 @@ def test_bootstrap_over_users():
     assert (out["good"]["auc"], out["good"]["auc_min"], out["good"]["auc_max"]) == (0.5, 0, 1)
     assert out["good"]["lo"] == out["good"]["hi"] == 0.5
     assert out["bad"]["auc"] == out["bad"]["gauc"] == 0.0
+
+
+def test_the_lists_table_is_mean_and_sample_sd_over_seeds():
+    def seed(map_, recall):
+        row = {"map": map_, "recall": recall, "ndcg": 0.1, "hit_rate": 0.2, "coverage": 0.3}
+        return {"model": row, "own_history": dict(row, map=0.005),
+                "candidate_recall": {"union": {"recall": recall}},
+                "related": {"k": 10, "related": {"recall": 0.1, "ndcg": 0.2, "hit_rate": 0.3}}}
+
+    table = R.lists_table([seed(0.006, 0.02), seed(0.008, 0.04)])
+    assert table["model"]["map"] == {"mean": pytest.approx(0.007),
+                                     "sd": pytest.approx(0.002 / 2 ** 0.5)}
+    assert table["own_history"]["map"] == {"mean": pytest.approx(0.005), "sd": 0.0}
+    assert table["candidate_recall/union"]["recall"]["mean"] == pytest.approx(0.03)
+    assert table["related/related"]["hit_rate"]["sd"] == 0.0

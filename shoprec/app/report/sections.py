@@ -20,6 +20,9 @@ BINARY_METRICS = ("auc", "gauc", "log_loss", "calibration", "positive_rate", "ex
 CLASS_METRICS = ("accuracy", "top_3_accuracy", "ndcg_at_3", "macro_f1", "log_loss", "examples")
 THRESHOLD_METRICS = ("auc", "threshold", "precision", "recall", "examples")
 RANKING_METRICS = ("recall", "ndcg", "map", "hit_rate", "coverage")
+# The lists the ranking table shows, in order (``shoprec.app.recommend``'s names).
+LISTS = ("model", "popularity", "own_history", "own_interactions", "own_co_occurrence",
+         "oracle")
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -267,18 +270,34 @@ def gate_section(push: Mapping) -> Dict[str, Any]:
 
 
 def ranking_section(ranking: Mapping) -> Dict[str, Any]:
-    """Recall / NDCG / MAP at every K for the model and the baselines; the table at K."""
+    """Recall / NDCG / MAP at every K for the model and the baselines; the table at K;
+    the candidates' recall per source and the related items."""
     at_k = ranking.get("at_k") or {}
     images = [(f"{m} vs K", plots.metric_vs_k(
         {name: [row[m] for row in rows] for name, rows in at_k.items()},
         f"{m}@K", m)) for m in ("recall", "ndcg", "map") if at_k]
-    lists = [n for n in ("model", "popularity", "own_history", "oracle") if n in ranking]
+    lists = [n for n in LISTS if n in ranking]
     rows = [[n] + [_fmt(ranking[n][m]) for m in RANKING_METRICS] for n in lists]
+    tables = [{"caption": f"ranking @{ranking['k']} (recommend/metrics.json)",
+               "header": ["list"] + list(RANKING_METRICS), "rows": rows}]
+    recall = ranking.get("candidate_recall") or {}
+    if recall:
+        tables.append({"caption": "candidate recall: the share of each judged user's items "
+                                  "among a source's candidates (the ceiling of the list)",
+                       "header": ["source", "recall", "found / relevant", "candidates / user"],
+                       "rows": [[n, _fmt(r["recall"]), f"{r['found']} / {r['relevant']}",
+                                 f"{r['candidates']:.1f}"] for n, r in recall.items()]})
+    related = ranking.get("related") or {}
+    if related:
+        tables.append({"caption": f"related items @{related['k']}: each judged user's last "
+                                  "item's list against what they did next",
+                       "header": ["list", "recall", "ndcg", "hit_rate", "users"],
+                       "rows": [[n, _fmt(r["recall"]), _fmt(r["ndcg"]), _fmt(r["hit_rate"]),
+                                 str(r["users"])] for n, r in related.items() if n != "k"]})
     return {"id": "ranking", "title": f"Ranking @{ranking['k']}",
-            "look_for": "The model's line should sit above popularity and own history at every "
-                        "K; coverage says how much of the catalogue it ever recommends.",
+            "look_for": "The model's line should sit above the baselines at every K; "
+                        "coverage says how much of the catalogue it ever recommends; the "
+                        "union's candidate recall bounds what any ranking of it can reach.",
             "note": f"{ranking['model']['users']} users with a {ranking['relevance_label']} in "
                     f"the eval window, {ranking['catalogue']} items.",
-            "images": images,
-            "tables": [{"caption": f"ranking @{ranking['k']} (recommend/metrics.json)",
-                        "header": ["list"] + list(RANKING_METRICS), "rows": rows}]}
+            "images": images, "tables": tables}
