@@ -141,6 +141,21 @@ def heuristics(train, test, label, user, item, category) -> Dict[str, np.ndarray
     return out
 
 
+def signal_heuristics(train, test, label, signals: Sequence[str]) -> Dict[str, np.ndarray]:
+    """Each candidate signal alone as a score of the test rows (label mode candidates).
+
+    The direction is chosen on train: a signal whose train AUC is below 0.5
+    (days since the last purchase, say) scores negated, so no test label
+    picks it.
+    """
+    from trainer.metrics import auc
+    out = {}
+    for name in signals:
+        sign = 1.0 if auc(train[label], train[name]) >= 0.5 else -1.0
+        out[f"{name} alone"] = sign * test[name].astype(np.float64)
+    return out
+
+
 def bootstrap(labels, scores: Dict[str, List[np.ndarray]], users, seed=0):
     """{scorer: (AUC mean over its score arrays, GAUC mean, AUC 2.5%, 97.5%, AUC samples)}."""
     from trainer.metrics import auc, gauc
@@ -195,8 +210,9 @@ def main(argv=None) -> None:
     tasks = list(raw["model"]["tasks"])
     category = next((f.name for f in registry.features if f.source.value == "item"
                      and f.kind.value == "categorical"), None)
+    signals = [f.name for f in registry.candidate_features()]
     names = [registry.user_key, registry.item_key] + ([category] if category else []) + [
-        t["label"] for t in tasks]
+        t["label"] for t in tasks] + signals
     layout = config.layout
     train = _read_split(layout.examples_pattern("train"), registry, names)
     test_pattern = layout.examples_pattern("test")
@@ -243,6 +259,7 @@ def main(argv=None) -> None:
         scores = {name: [p[task["name"]] for p in preds] for name, preds in predictions.items()
                   if task["name"] in preds[0]}
         heur = heuristics(train, test, label, registry.user_key, registry.item_key, category)
+        heur.update(signal_heuristics(train, test, label, signals))
         scores.update({name: [s] for name, s in heur.items()})
         stats = bootstrap(labels, scores, test[registry.user_key])
         best = max(heur, key=lambda n: stats[n]["auc"])

@@ -389,9 +389,6 @@ def _check_inputs(config: Config, limit: int) -> Tuple[str, str]:
                           f"(their served state is the log's end); use as_of: end, or a "
                           f"config without them")
     layout = config.layout
-    if not rec.sources:
-        raise ConfigError("recommend: no candidate sources: set recommend.sources, or "
-                          "model.retrieval.enabled: true for the two towers' nearest items")
     require_success(layout.ingest_dir, "ingest")
     if not tf.io.gfile.glob(layout.events_log_pattern):
         raise StageOrderError(f"no clean event log at {layout.events_log_pattern} for the "
@@ -450,8 +447,12 @@ def build(pipeline: beam.Pipeline, config: Config, rec, model_dir: str,
             :func:`run_date` partition (``pipelines.bigquery``).
 
     Raises:
-        ConfigError: ``bq_table`` is not ``project:dataset.table``.
+        ConfigError: ``bq_table`` is not ``project:dataset.table``, or there is
+            no candidate source.
     """
+    if not rec.sources:
+        raise ConfigError("recommend: no candidate sources: set recommend.sources, or "
+                          "model.retrieval.enabled: true for the two towers' nearest items")
     layout, registry = config.layout, config.registry
     p = sources.plan(config)
     at_eval = rec.as_of == "eval"
@@ -535,6 +536,8 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
     """
     rec = recommend_settings(config)
     layout = config.layout
+    if not rec.sources:
+        build(beam.Pipeline(), config, rec, "")  # raises: nothing to recommend with
     if bq_table:
         bigquery.partition(bq_table, run_date(config))  # a malformed table fails first
     version, model_dir = _check_inputs(config, rec.max_catalogue_items)

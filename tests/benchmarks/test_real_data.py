@@ -48,3 +48,13 @@ def test_the_lists_table_is_mean_and_sample_sd_over_seeds():
     assert table["own_history"]["map"] == {"mean": pytest.approx(0.005), "sd": 0.0}
     assert table["candidate_recall/union"]["recall"]["mean"] == pytest.approx(0.03)
     assert table["related/related"]["hit_rate"]["sd"] == 0.0
+
+
+def test_a_signal_alone_scores_in_the_direction_train_gives_it():
+    train = {"buy": np.asarray([1, 0, 1, 0]), "days": np.asarray([1.0, 9.0, 2.0, 8.0]),
+             "count": np.asarray([3.0, 0.0, 2.0, 1.0])}
+    test = {"days": np.asarray([5.0, 1.0]), "count": np.asarray([1.0, 4.0])}
+    out = R.signal_heuristics(train, test, "buy", ["days", "count"])
+    # Fewer days since means a buy on train: the days score negated.
+    assert out["days alone"].tolist() == [-5.0, -1.0]
+    assert out["count alone"].tolist() == [1.0, 4.0]

@@ -38,14 +38,15 @@ def test_the_schema_is_the_parquet_columns_then_the_date():
     nullable = {"name": None, "mode": "NULLABLE"}
     expected = [dict(nullable, name=n, type=t) for n, t in [
         ("user_id", "STRING"), ("rank", "INTEGER"), ("item_id", "STRING"), ("score", "FLOAT"),
-        ("retrieval_score", "FLOAT"), ("p_click", "FLOAT"), ("p_conversion", "FLOAT")]]
+        ("retrieval_score", "FLOAT"), ("sources", "STRING"), ("p_click", "FLOAT"),
+        ("p_conversion", "FLOAT")]]
     expected.append({"name": "dt", "type": "DATE", "mode": "REQUIRED"})
     assert bigquery.table_schema(recommend.schema(OUTPUTS)) == {"fields": expected}
 
 
 def test_a_dated_row_has_exactly_the_schema_columns():
     row = {"user_id": "u1", "rank": 1, "item_id": "i7", "score": 0.5, "retrieval_score": 2.0,
-           "p_click": 0.25, "p_conversion": 0.125}
+           "sources": "two_tower,popular", "p_click": 0.25, "p_conversion": 0.125}
     out = bigquery.dated(row, DAY.isoformat())
     assert out == dict(row, dt="2026-11-12")
     fields = bigquery.table_schema(recommend.schema(OUTPUTS))["fields"]
@@ -105,7 +106,7 @@ def test_the_recommend_job_writes_the_same_rows_to_parquet_and_bigquery(tmp_path
     assert nodes["WriteBigQuery/Load"].transform.table_reference.tableId == "recs$20261112"
     parquet_input = nodes["WriteRecommendations"].inputs[0]
     assert nodes["WriteBigQuery"].inputs[0] is parquet_input
-    assert parquet_input.producer is nodes["Recommend/TopK"]
+    assert parquet_input.producer is nodes["Recommend/TopK/ParDo(_TopK)"]
 
     without = beam.Pipeline()
     recommend.build(without, config, rec, config.layout.model_dir)

@@ -9,6 +9,7 @@ inputs the jobs look at while their graphs are built (ingest and featurize
 open their input files; no job loads a model).
 """
 
+import dataclasses
 import json
 import os
 
@@ -17,6 +18,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import dataflow_template, embed_images, featurize, ingest, recommend, score
+from shoprec.core.config import SOURCE_KINDS, SourceConfig
 from tests.pipelines.fixtures import ingested_shop
 
 
@@ -80,11 +82,21 @@ def test_score_job_template(config, tmp_path):
 
 
 def test_recommend_job_template(config, tmp_path):
+    # Every source kind, the towers' included.
+    with_sources = dataclasses.replace(
+        config, model=dataclasses.replace(config.model, retrieval=dataclasses.replace(
+            config.model.retrieval, enabled=True)),
+        recommend=dataclasses.replace(config.recommend, sources=tuple(
+            SourceConfig(kind, 10, kind, attribute="item_category" if kind == "attribute"
+                         else None) for kind in SOURCE_KINDS)))
     template, labels = _template("recommend", lambda p: recommend.build(
-        p, config, recommend.recommend_settings(config), config.layout.model_dir), tmp_path)
+        p, with_sources, recommend.recommend_settings(with_sources),
+        config.layout.model_dir), tmp_path)
     _check(template, labels, "recommend",
-           ["ReadItems", "EmbedItems", "ReadUsers", "JoinUsers", "Contexts", "Recommend",
-            "WriteRecommendations"])
+           ["ReadItems", "EmbedItems", "ReadEvents", "Sources", "Sources/PairStates",
+            "ReadUsers", "JoinUsers", "Contexts", "SegmentPopular", "Recommend",
+            "Recommend/Retrieve", "Recommend/TopK", "RelatedItems", "WriteRecommendations",
+            "WriteCandidates", "WriteRelated", "WriteNeighbours"])
 
 
 def test_write_template_refuses_a_pipeline_that_would_run(tmp_path):

@@ -257,7 +257,7 @@ def test_cli_rejects_a_bad_config(tmp_path, capsys):
 def test_recommend_writes_k_items_for_every_user_and_retrieval_is_exact(tiny_run):
     config, out = tiny_run
     rec, registry, layout = config_lib.recommend_settings(config), config.registry, config.layout
-    assert f"ranking @{rec.k} on the eval window" in out
+    assert f"ranking @{rec.k} on the eval window" in out and "candidate recall" in out
     with open(config.input_path(config.inputs.users)) as f:
         user_ids = sorted(r["user_id"] for r in csv.DictReader(f))
     rows = pq.read_table(glob.glob(layout.recommendations + "-*.parquet")).to_pylist()
@@ -272,18 +272,22 @@ def test_recommend_writes_k_items_for_every_user_and_retrieval_is_exact(tiny_run
         assert len({r["item_id"] for r in user_rows}) == rec.k
         assert [r["score"] for r in user_rows] == sorted((r["score"] for r in user_rows),
                                                          reverse=True)
-    # No item the user bought in the 30 days before the eval start.
+    # No item the user bought in the 30 days before the eval start (the clean log).
     bought = {}
     eval_ts = config.split_starts[0]
-    for r in read_table(layout.examples_pattern("train"), registry):
-        if r[rec.exclude_label] and r["timestamp"] >= eval_ts - rec.exclude_days * 86400:
-            bought.setdefault(r["user_id"], set()).add(r["item_id"])
+    for e in pq.read_table(glob.glob(layout.events_log_pattern)).to_pylist():
+        if (e["event_type"] == "purchase"
+                and eval_ts - rec.exclude_days * 86400 <= e["timestamp"] < eval_ts):
+            bought.setdefault(e["user_id"], set()).add(e["item_id"])
     assert bought, "the tiny shop has no recent purchase: the exclusion is not exercised"
+    candidates = pq.read_table(glob.glob(layout.candidates_table + "-*.parquet")).to_pylist()
     for user, items in bought.items():
         assert not items & {r["item_id"] for r in by_user[user]}, user
+        assert not items & {r["item_id"] for r in candidates if r["user_id"] == user}, user
 
-    # The candidates are the exact top N of a NumPy brute force over the
-    # exported towers' embeddings (no history features: user row only).
+    # The towers' candidates are the exact top N of a NumPy brute force over the
+    # exported towers' embeddings (no history features: user row only), and every
+    # recommended item's retrieval score is its dot product, whatever its source.
     signatures = tf.saved_model.load(layout.model_dir).signatures
     items = sorted(read_table(layout.items_table + "*", registry), key=lambda r: r["item_id"])
     item_ids = [r["item_id"] for r in items]
@@ -293,15 +297,27 @@ def test_recommend_writes_k_items_for_every_user_and_retrieval_is_exact(tiny_run
     user_vectors = signatures["user_embedding"](examples=tf.constant(
         [encode(users[u], registry.query_names(), registry) for u in user_ids]))["embedding"]
     scores = user_vectors.numpy() @ item_vectors.T
+    towers = {}
+    for r in candidates:
+        if "two_tower" in r["sources"].split(","):
+            towers.setdefault(r["user_id"], set()).add(r["item_id"])
     for user, row in zip(user_ids, scores):
         allowed = [i for i in range(len(item_ids)) if item_ids[i] not in bought.get(user, set())]
-        top = {item_ids[i] for i in sorted(allowed, key=lambda i: (-row[i], i))[:rec.candidates]}
+        top = {item_ids[i] for i in sorted(allowed, key=lambda i: (-row[i], i))[:rec.tower_quota]}
+        assert towers[user] == top, user
         for r in by_user[user]:
-            assert r["item_id"] in top
             assert r["retrieval_score"] == pytest.approx(
                 row[item_ids.index(r["item_id"])], abs=1e-5)
     metrics = json.load(open(layout.recommend_metrics))
-    assert set(metrics) >= {"model", "popularity", "own_history", "oracle"}
+    assert set(metrics) >= {"model", "popularity", "own_history", "own_interactions",
+                            "own_co_occurrence", "oracle", "candidate_recall", "related"}
+    assert set(metrics["candidate_recall"]) == {s.name for s in rec.sources} | {"union"}
+    # The union holds each source's list: its recall is at least each one's.
+    union = metrics["candidate_recall"]["union"]["recall"]
+    assert all(r["recall"] <= union for r in metrics["candidate_recall"].values())
+    related = pq.read_table(glob.glob(layout.related_items + "-*.parquet")).to_pylist()
+    assert {r["item_id"] for r in related} == set(item_ids)
+    assert all(r["item_id"] != r["related_item_id"] for r in related)
 
 
 def test_recommend_with_a_faiss_index_finds_the_exact_lists(tiny_run, tmp_path):
