@@ -4,7 +4,9 @@ On one trained run (a demo run folder with the two towers), in one go:
 
 - ``shoprec recommend``'s Beam job, users/s, next to the same maths in one
   process with no Beam around it (the job's own DoFn code, called on the
-  same users): the ratio is what the job costs over its limit;
+  same users): the ratio is what the job costs over its limit. Both rank the
+  two towers' candidates alone (the run's other sources are left out: they
+  are Beam stages of their own, which the direct path has no way to run);
 - ``shoprec score``'s Beam job, rows/s, next to the serving signature called
   directly on batches of 1,024 of the same raw examples (the median of
   repeated passes);
@@ -60,16 +62,18 @@ def _child_recommend_beam(config) -> dict:
 
 def _child_recommend_direct(config) -> dict:
     """The job's own retrieval and ranking code, on the same users, with no pipeline."""
+    import apache_beam as beam
     import numpy as np
     import tensorflow as tf
     from apache_beam.ml.inference.base import PredictionResult
 
-    from pipelines import candidates, examples, recommend
+    from pipelines import candidates, examples, ranking, recommend, sources
     from pipelines.rows import query_row
     from shoprec.core import registry as F
-    from shoprec.core.config import recommend_settings
+    from shoprec.core.recommend_config import recommend_settings
 
     rec, registry, layout = recommend_settings(config), config.registry, config.layout
+    tables = {name: {} for name in sources.Tables._fields}
     signatures = tf.saved_model.load(layout.model_dir).signatures
     items = {r[registry.item_key]: r for r in _rows(layout.items_table + "*", registry)}
     users = {r[registry.user_key]: r for r in _rows(layout.users_table + "*", registry)}
@@ -77,7 +81,7 @@ def _child_recommend_direct(config) -> dict:
     if registry.of_source(F.Source.HISTORY):
         history = {r[registry.user_key]: r
                    for r in _rows(layout.history_at_eval_table + "*", registry)}
-    contexts = [recommend.UserContext(u, users.get(u), history.get(u), ())
+    contexts = [ranking.UserContext(u, users.get(u), history.get(u), ())
                 for u in sorted(set(users) | set(history))]
     start = time.perf_counter()
     ids = sorted(items)
@@ -86,10 +90,10 @@ def _child_recommend_direct(config) -> dict:
         [examples.encode(items[i], item_names, registry) for i in ids[s:s + 1024]])
     )["embedding"].numpy() for s in range(0, len(ids), 1024)])
     catalogue = candidates.Catalogue(tuple(ids), vectors)
-    retrieve = recommend._Retrieve(registry, rec)
-    top_k = recommend._TopK(rec.k, rec.blend, config.model.retrieval.temperature,
-                            recommend.output_names(config), rec.max_per_category,
-                            rec.category_feature)
+    retrieve = ranking._Retrieve(registry, rec, sources.plan(config))
+    top_k = ranking._TopK(rec.k, rec.blend, config.model.retrieval.temperature,
+                          recommend.output_names(config), rec.max_per_category,
+                          rec.category_feature)
     query_names = registry.query_names()
     rows = 0
     for s in range(0, len(contexts), rec.user_batch):
@@ -99,11 +103,13 @@ def _child_recommend_direct(config) -> dict:
         embedded = signatures["user_embedding"](examples=tf.constant(queries))
         result = PredictionResult(list(zip(batch, queries)),
                                   {"embedding": embedded["embedding"].numpy()})
-        for chunk in retrieve.process(result, catalogue, items):
+        for chunk in retrieve.process(result, catalogue, items, config.split_starts[0],
+                                      **tables):
             scored = signatures["serving_default"](examples=tf.constant(
-                recommend._ranking_examples(chunk)["examples"]))
-            rows += len(list(top_k.process(PredictionResult(
-                chunk, {k: v.numpy() for k, v in scored.items()}))))
+                ranking._ranking_examples(chunk)["examples"]))
+            rows += sum(1 for row in top_k.process(PredictionResult(
+                chunk, {k: v.numpy() for k, v in scored.items()}))
+                if not isinstance(row, beam.pvalue.TaggedOutput))
     return {"users": len(contexts), "rows": rows, "seconds": time.perf_counter() - start}
 
 
@@ -256,10 +262,22 @@ def _scaled_run(config, scale: int, work_dir: str) -> str:
     return target
 
 
+def _towers_only(config):
+    """The config with the towers' candidates alone: the direct path below has no
+    Beam to build the other sources' states, so both paths rank the same lists."""
+    import dataclasses
+
+    from shoprec.core import recommend_config
+
+    rec = recommend_config.recommend_settings(config)
+    return dataclasses.replace(config, recommend=dataclasses.replace(
+        config.recommend, sources=(rec.source(recommend_config.TWO_TOWER),)))
+
+
 def child_main(args) -> None:
     from shoprec.core import config as config_lib
 
-    config = config_lib.load(args.config, run_dir=args.run_dir)
+    config = _towers_only(config_lib.load(args.config, run_dir=args.run_dir))
     if args.child == "score_floor":
         result = _child_score_floor(config, args.copies)
     else:

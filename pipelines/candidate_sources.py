@@ -24,7 +24,7 @@ import apache_beam as beam
 from pipelines import sources
 from pipelines.parse import EVENT_TYPE_KEY
 from shoprec.core import registry as F
-from shoprec.core.config import ATTRIBUTE, CO_OCCURRENCE, POPULAR
+from shoprec.core.recommend_config import ATTRIBUTE, CO_OCCURRENCE, POPULAR
 
 
 class _StateFn(beam.CombineFn):

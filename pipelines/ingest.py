@@ -43,7 +43,7 @@ from pipelines.sinks import WriteTFRecords, text_file
 from pipelines.sources import plan
 from pipelines.split import CountCleanLog, SplitByTime, count_example
 from shoprec.core import registry as F
-from shoprec.core.config import recommend_settings
+from shoprec.core.recommend_config import recommend_settings
 from shoprec.core.errors import StageOrderError
 from shoprec.core.layout import CSV_SUFFIX, JSONL_SUFFIX, Layout, SPLITS, TFRECORD_SUFFIX
 from shoprec.io.outputs import clear, require_success, write_report, write_success, write_text

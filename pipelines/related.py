@@ -24,7 +24,7 @@ import pyarrow as pa
 from pipelines import sources
 from pipelines.candidate_sources import TopFn
 from pipelines.candidates import ExactIndex
-from shoprec.core.config import CO_OCCURRENCE, TWO_TOWER
+from shoprec.core.recommend_config import CO_OCCURRENCE, TWO_TOWER
 
 CATEGORY_POPULAR = "category_popular"
 SCHEMA = pa.schema([("item_id", pa.string()), ("rank", pa.int32()),

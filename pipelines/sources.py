@@ -34,8 +34,8 @@ from typing import (Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Op
                     Tuple)
 
 from shoprec.core import registry as F
-from shoprec.core.config import (ATTRIBUTE, CO_OCCURRENCE, POPULAR, REPURCHASE, Config,
-                                 SourceConfig, recommend_settings)
+from shoprec.core.config import Config
+from shoprec.core.recommend_config import ATTRIBUTE, CO_OCCURRENCE, POPULAR, REPURCHASE, SourceConfig, recommend_settings
 
 DAY_S = 86400
 # (item id, score), best first: one source's list for one user.

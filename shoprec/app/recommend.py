@@ -38,7 +38,8 @@ from pipelines.labels import label_matches
 from pipelines.parse import EVENT_TYPE_KEY
 from pipelines.related import CATEGORY_POPULAR
 from shoprec.core import registry as F
-from shoprec.core.config import CO_OCCURRENCE, Config, recommend_settings
+from shoprec.core.config import Config
+from shoprec.core.recommend_config import CO_OCCURRENCE, recommend_settings
 from shoprec.io.outputs import write_report, write_success
 from trainer import metrics
 

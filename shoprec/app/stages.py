@@ -15,7 +15,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
-from shoprec.core.config import Config, recommend_settings
+from shoprec.core.config import Config
+from shoprec.core.recommend_config import recommend_settings
 
 # run(config, beam_args, options) → the stage's report; options holds the
 # stage's own flags (``strategy``, ``pairs``, ``force_bless``, ``bq_table``) when given.

@@ -13,6 +13,7 @@ from apache_beam.pipeline import PipelineVisitor
 
 from pipelines import bigquery, recommend
 from shoprec.core import config as config_lib
+from shoprec.core import recommend_config
 from shoprec.core.errors import ConfigError
 
 DAY = datetime.date(2026, 11, 12)
@@ -97,7 +98,7 @@ def test_the_composite_applies_beams_file_loads_with_those_parameters():
 def test_the_recommend_job_writes_the_same_rows_to_parquet_and_bigquery(tmp_path):
     config = config_lib.load(run_dir=str(tmp_path / "run"))
     pipeline = beam.Pipeline()
-    rec = config_lib.recommend_settings(config)
+    rec = recommend_config.recommend_settings(config)
     recommend.build(pipeline, config, rec, config.layout.model_dir, "my-proj:shop.recs")
     nodes = _nodes(pipeline)
     # The demo judges as of the eval start: its date names the partition.

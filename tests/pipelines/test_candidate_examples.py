@@ -20,7 +20,7 @@ from shoprec.core import config as config_lib
 from shoprec.core import dataset as ds
 from shoprec.core import generated_shop
 from shoprec.core import registry as F
-from shoprec.core.config import SourceConfig
+from shoprec.core.recommend_config import SourceConfig
 from shoprec.core.layout import SPLITS
 from shoprec.core.timestamps import parse_timestamp
 

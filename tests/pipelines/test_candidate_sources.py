@@ -7,7 +7,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipelines import sources
 from pipelines.candidate_sources import CandidateSources, SegmentPopular
 from pipelines.options import pipeline_options
-from shoprec.core.config import SourceConfig
+from shoprec.core.recommend_config import SourceConfig
 
 DAY = 86400
 C1, C2 = 10 * DAY, 20 * DAY

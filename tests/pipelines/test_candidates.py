@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipelines import candidates
-from shoprec.core import config as config_lib
+from shoprec.core import recommend_config
 
 
 def _brute_force(queries, items, n, excluded):
@@ -52,7 +52,7 @@ def test_the_catalogue_is_sorted_and_its_limit_is_named():
 
 
 def _faiss(kind, **settings):
-    return config_lib.FaissConfig(kind=kind, **settings)
+    return recommend_config.FaissConfig(kind=kind, **settings)
 
 
 def _embeddings(seed, items=2000, queries=200, dim=16):
@@ -113,7 +113,7 @@ def test_approximate_recall_against_the_brute_force(kind, settings, floor):
 
 
 def test_build_index_follows_the_config_and_overlap_skips_empty_slots():
-    exact = config_lib.RecommendConfig()
+    exact = recommend_config.RecommendConfig()
     ann = dataclasses.replace(exact, index="faiss", faiss=_faiss("flat"))
     vectors = np.eye(3, dtype=np.float32)
     assert isinstance(candidates.build_index(vectors, exact), candidates.ExactIndex)

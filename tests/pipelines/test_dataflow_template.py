@@ -18,7 +18,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import dataflow_template, embed_images, featurize, ingest, recommend, score
-from shoprec.core.config import SOURCE_KINDS, SourceConfig
+from shoprec.core.recommend_config import SOURCE_KINDS, SourceConfig
 from tests.pipelines.fixtures import ingested_shop
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from pipelines import sources
 from shoprec.core import registry as F
-from shoprec.core.config import SourceConfig
+from shoprec.core.recommend_config import SourceConfig
 
 DAY = 86400
 CUT = 100 * DAY

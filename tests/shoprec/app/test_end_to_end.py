@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from shoprec.app import cli
 from shoprec.core import config as config_lib
+from shoprec.core import recommend_config
 from shoprec.core.errors import ModelNotBlessedError, StageOrderError
 from shoprec.io import models
 from shoprec.core.model_config import TaskConfig
@@ -256,7 +257,7 @@ def test_cli_rejects_a_bad_config(tmp_path, capsys):
 
 def test_recommend_writes_k_items_for_every_user_and_retrieval_is_exact(tiny_run):
     config, out = tiny_run
-    rec, registry, layout = config_lib.recommend_settings(config), config.registry, config.layout
+    rec, registry, layout = recommend_config.recommend_settings(config), config.registry, config.layout
     assert f"ranking @{rec.k} on the eval window" in out and "candidate recall" in out
     with open(config.input_path(config.inputs.users)) as f:
         user_ids = sorted(r["user_id"] for r in csv.DictReader(f))
@@ -337,7 +338,7 @@ def test_recommend_with_a_faiss_index_finds_the_exact_lists(tiny_run, tmp_path):
         if name != "recommend":
             os.symlink(os.path.join(config.run_dir, name), run_dir / name)
     ann = dataclasses.replace(config, run_dir=str(run_dir), recommend=dataclasses.replace(
-        config.recommend, index="faiss", faiss=config_lib.FaissConfig(recall_sample=1.0)))
+        config.recommend, index="faiss", faiss=recommend_config.FaissConfig(recall_sample=1.0)))
     report = recommend.run(ann)
     # 24 items and HNSW's M = 32 (64 links a node on the bottom layer): every
     # item links to every other, so the graph search is exhaustive and exact.

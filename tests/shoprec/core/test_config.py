@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from shoprec.core import config as config_lib
+from shoprec.core import recommend_config
 from shoprec.core.sections import ConfigError
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shoprec", "configs")
@@ -19,7 +20,7 @@ def _load(tmp_path, recommend):
 
 def test_recommend_defaults_follow_the_tasks_and_the_registry():
     config = config_lib.load()
-    rec = config_lib.recommend_settings(config)
+    rec = recommend_config.recommend_settings(config)
     # The demo blends the towers' score alone (docs/recommend.md); its towers'
     # 50 nearest come first among its sources, and a source's events default to
     # the relevance label's.
@@ -30,7 +31,7 @@ def test_recommend_defaults_follow_the_tasks_and_the_registry():
     assert rec.sources[0].events == (("click", 1.0),)
     assert (rec.relevance_label, rec.exclude_label, rec.category_feature) == (
         "click", "conversion", "item_category")
-    hm = config_lib.recommend_settings(config_lib.load(os.path.join(CONFIGS, "hm.yaml")))
+    hm = recommend_config.recommend_settings(config_lib.load(os.path.join(CONFIGS, "hm.yaml")))
     assert hm.relevance_label == "purchase" and hm.blend == (("p_purchase", 1.0),)
     assert [s.source_kind for s in hm.sources] == [
         "repurchase", "attribute", "co_occurrence", "popular", "popular", "popular"]
@@ -41,12 +42,12 @@ def test_the_faiss_section_is_read_into_its_own_settings(tmp_path):
                                                        "nprobe": 4}}).recommend
     assert (rec.index, rec.faiss.kind, rec.faiss.nlist, rec.faiss.nprobe) == ("faiss", "ivf", 16, 4)
     # Unset keys keep their defaults; the demo retrieves exactly.
-    assert rec.faiss.hnsw_m == config_lib.FaissConfig().hnsw_m
+    assert rec.faiss.hnsw_m == recommend_config.FaissConfig().hnsw_m
     assert config_lib.load().recommend.index == "exact"
 
 
 def test_without_a_blend_the_first_binary_task_ranks(tmp_path):
-    rec = config_lib.recommend_settings(_load(tmp_path, {"k": 3}))
+    rec = recommend_config.recommend_settings(_load(tmp_path, {"k": 3}))
     assert rec.blend == (("p_click", 1.0),) and rec.relevance_label == "click"
 
 
@@ -183,7 +184,7 @@ def test_tower_sources_and_the_retrieval_blend_need_the_towers(tmp_path):
     path.write_text(yaml.safe_dump({"model": {"retrieval": {"enabled": False}},
                                     "recommend": {"blend": {"p_click": 1.0}}}))
     # No towers and no sources: nothing to recommend with, and no stage to run.
-    assert config_lib.recommend_settings(config_lib.load(str(path))).sources == ()
+    assert recommend_config.recommend_settings(config_lib.load(str(path))).sources == ()
     for recommend in ({"blend": {"retrieval": 1.0}},
                       {"sources": [{"name": "two_tower", "quota": 10}]}):
         path.write_text(yaml.safe_dump({"model": {"retrieval": {"enabled": False}},
