@@ -55,9 +55,15 @@ def test_a_production_day_runs_the_demo_stages_but_generate():
     assert [s.name for s in stages.day_stages(config)] == [
         "embed", "ingest", "featurize", "train", "push", "score", "recommend", "report"]
     assert [s.name for s in stages.STAGES if not s.publishes] == ["generate"]
+    # No towers and no other source: nothing to recommend with.
     no_towers = dataclasses.replace(config, model=dataclasses.replace(
-        config.model, retrieval=dataclasses.replace(config.model.retrieval, enabled=False)))
+        config.model, retrieval=dataclasses.replace(config.model.retrieval, enabled=False)),
+        recommend=dataclasses.replace(config.recommend, sources=()))
     assert "recommend" not in [s.name for s in stages.day_stages(no_towers)]
+    # A ranker of candidate signals ranks recommend's lists, not arbitrary pairs.
+    hm = config_lib.load("shoprec/configs/hm.yaml")
+    assert [s.name for s in stages.day_stages(hm)] == [
+        "embed", "ingest", "featurize", "train", "push", "recommend", "report"]
 
 
 def test_run_takes_a_date_and_force_and_lists_the_exit_codes(capsys):
