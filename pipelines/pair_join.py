@@ -25,7 +25,9 @@ import pyarrow as pa
 from apache_beam.io import fileio
 
 from pipelines import dead_letter, examples
-from pipelines.pair_examples import PairExamples
+from pipelines.pair_columns import ColumnChunk, PairColumns
+from pipelines.pair_examples import PairExamples, UserPart
+from pipelines.rows import query_row
 from shoprec.core import registry as F
 
 # A table of pairs: what ReadPairs yields and the join reads.
@@ -141,6 +143,9 @@ class BuildRawExamples(beam.PTransform):
     after their last logged event (ingest's history table), empty for a user
     it does not know.
 
+    With ``columns``, the chunks are :class:`pipelines.pair_columns.ColumnChunk` s
+    of raw feature columns (for a model's ``serving_columns``) instead.
+
     Args:
         users: Lists of the users table's :data:`Record` s (:class:`ReadRecords`).
         items: (item_id, item-table row), the catalogue.
@@ -148,10 +153,11 @@ class BuildRawExamples(beam.PTransform):
         history: Lists of the history table's records, or None.
         buckets: Hash buckets of the join.
         batch_size: Rows per chunk.
+        columns: Build column chunks, not serialized examples.
     """
 
     def __init__(self, users, items, registry: F.Registry, history=None, *,
-                 buckets: int = 1, batch_size: int = 1024):
+                 buckets: int = 1, batch_size: int = 1024, columns: bool = False):
         super().__init__()
         self._users = users
         self._items = items
@@ -159,6 +165,7 @@ class BuildRawExamples(beam.PTransform):
         self._history = history
         self._buckets = int(buckets)
         self._batch_size = int(batch_size)
+        self._columns = columns
 
     def expand(self, pairs):
         buckets = self._buckets
@@ -171,7 +178,8 @@ class BuildRawExamples(beam.PTransform):
                  "history": history | "HistoryByBucket" >> beam.FlatMap(
                      _records_by_bucket, buckets)}
                 | "JoinUsers" >> beam.CoGroupByKey()
-                | "Join" >> beam.ParDo(_JoinBucket(self._registry, self._batch_size),
+                | "Join" >> beam.ParDo(_JoinBucket(self._registry, self._batch_size,
+                                                   self._columns),
                                        items=beam.pvalue.AsDict(self._items))
                 .with_outputs(dead_letter.DEAD_LETTER_TAG, main="examples"))
 
@@ -179,15 +187,17 @@ class BuildRawExamples(beam.PTransform):
 class _JoinBucket(beam.DoFn):
     """(bucket, {pairs: tables, user: record lists, history: record lists}) → example chunks."""
 
-    def __init__(self, registry: F.Registry, batch_size: int):
+    def __init__(self, registry: F.Registry, batch_size: int, columns: bool = False):
         self._registry = registry
         self._batch_size = batch_size
-        self._assemble = None
+        self._columns = columns
+        self._assemble = self._gather = None
         # Per worker: each catalogue item's row and part, built on first use.
         self._item_parts: Dict[str, Tuple[Any, ...]] = {}
 
     def setup(self):
         self._assemble = PairExamples(self._registry)
+        self._gather = PairColumns(self._registry)
 
     def _rows(self, records: Mapping[str, bytes], user_ids: Sequence[str],
               names: Sequence[str]) -> Dict[str, Dict[str, Any]]:
@@ -234,9 +244,17 @@ class _JoinBucket(beam.DoFn):
         registry = self._registry
         rows = self._rows(users, wanted, registry.source_names(F.Source.USER))
         history = self._rows(histories, wanted, registry.history_table_names())
-        parts = [self._assemble.user(u, rows.get(u), history.get(u)) for u in wanted]
-        # Examples built chunk by chunk: a bucket's pairs are held as ids, a
-        # chunk's as serialized examples.
+        if self._columns:
+            parts = [UserPart(u, rows.get(u), history.get(u),
+                              query_row(u, rows.get(u), history.get(u), registry), ())
+                     for u in wanted]
+            item_rows = [row for _, row, _ in catalogue]
+            item_columns = self._gather.items(item_rows)
+            catalogue_ids = [item_id for item_id, _, _ in catalogue]
+        else:
+            parts = [self._assemble.user(u, rows.get(u), history.get(u)) for u in wanted]
+        # Built chunk by chunk: a bucket's pairs are held as ids, a chunk's as
+        # serialized examples or columns.
         for begin, end in _chunks(np.bincount(user_index, minlength=len(wanted)),
                                   self._batch_size):
             # The chunk's users are consecutive codes: only theirs are passed on.
@@ -244,11 +262,16 @@ class _JoinBucket(beam.DoFn):
             # (and Beam pickles a sample of elements to size them) with the
             # whole bucket's buffers.
             first, last = int(user_index[begin]), int(user_index[end - 1])
-            yield ExampleChunk(pa.concat_arrays([user_ids.slice(begin, end - begin)]),
-                               pa.concat_arrays([item_ids.slice(begin, end - begin)]),
-                               self._assemble.examples(parts[first:last + 1],
-                                                       user_index[begin:end] - first,
-                                                       catalogue, item_index[begin:end]))
+            ids = (pa.concat_arrays([user_ids.slice(begin, end - begin)]),
+                   pa.concat_arrays([item_ids.slice(begin, end - begin)]))
+            if self._columns:
+                yield ColumnChunk(*ids, self._gather.columns(
+                    parts[first:last + 1], user_index[begin:end] - first, item_columns,
+                    item_rows, catalogue_ids, item_index[begin:end]))
+            else:
+                yield ExampleChunk(*ids, self._assemble.examples(
+                    parts[first:last + 1], user_index[begin:end] - first, catalogue,
+                    item_index[begin:end]))
 
     def _item_part(self, item_id: str, items: Mapping[str, Mapping[str, Any]]):
         """(item id, row, its part), or None for an item not in the catalogue."""

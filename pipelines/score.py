@@ -40,8 +40,9 @@ from apache_beam.io import fileio
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from pipelines import dead_letter, examples, options as beam_options
-from pipelines.inference import ChunkHandler
+from pipelines.inference import ChunkHandler, signature_names
 from pipelines.outputs import Outputs
+from pipelines.pair_columns import column_bytes, concat
 from pipelines.pair_join import (PAIRS_SCHEMA, BuildRawExamples, ExampleChunk, ReadRecords,
                                  join_buckets)
 from shoprec.core import registry as F
@@ -51,6 +52,10 @@ from shoprec.core.layout import JSONL_SUFFIX, PARQUET_SUFFIX
 from shoprec.core.model_config import TaskConfig
 from shoprec.io import models
 from shoprec.io.outputs import clear, require_success, write_report, write_success
+
+
+# The exported model's signature fed raw feature columns (``trainer.export``).
+COLUMNS_SIGNATURE = "serving_columns"
 
 
 def scores_schema(tasks: Sequence[TaskConfig]) -> pa.Schema:
@@ -263,11 +268,14 @@ class Score(beam.PTransform):
         history: Lists of the history table's records (history after each
             user's last event), or None.
         buckets: Hash buckets of the join by user (``pipelines.pair_join``).
+        columns: Feed the model's ``serving_columns`` raw feature columns;
+            False: serialized examples to ``serving_default`` (a model
+            exported before that signature existed).
     """
 
     def __init__(self, model_dir: str, registry: F.Registry, tasks: Sequence[TaskConfig],
                  class_names: Dict[str, List[str]], rank_by: str, batch_size: int, *,
-                 users, items, history=None, buckets: int = 1):
+                 users, items, history=None, buckets: int = 1, columns: bool = False):
         super().__init__()
         self._model_dir = model_dir
         self._registry = registry
@@ -277,17 +285,20 @@ class Score(beam.PTransform):
         self._batch_size = int(batch_size)
         self._users, self._items, self._history = users, items, history
         self._buckets = int(buckets)
+        self._columns = columns
 
     def expand(self, pairs) -> Outputs:
         joined = pairs | "BuildRawExamples" >> BuildRawExamples(
             self._users, self._items, self._registry, self._history, buckets=self._buckets,
-            batch_size=self._batch_size)
-        handler = ChunkHandler(self._model_dir, "serving_default", _serialized, _example_bytes)
+            batch_size=self._batch_size, columns=self._columns)
+        handler = (ChunkHandler(self._model_dir, COLUMNS_SIGNATURE, concat, column_bytes)
+                   if self._columns else
+                   ChunkHandler(self._model_dir, "serving_default", _serialized, _example_bytes))
         ranked = (
             joined.examples
             | "Batch" >> beam.BatchElements(min_batch_size=min(64, self._batch_size),
                                             max_batch_size=self._batch_size,
-                                            element_size_fn=lambda chunk: len(chunk.examples))
+                                            element_size_fn=lambda chunk: len(chunk.user_ids))
             | "RunInference" >> RunInference(handler)
             | "ToRows" >> beam.Map(_to_table, self._tasks, self._names, self._rank_by,
                                    scores_schema(self._tasks)))
@@ -295,7 +306,7 @@ class Score(beam.PTransform):
 
 
 def build(pipeline: beam.Pipeline, config: Config, pairs: str, model_dir: str,
-          names: Mapping[str, Sequence[str]]) -> None:
+          names: Mapping[str, Sequence[str]], columns: bool = True) -> None:
     """Adds the score job to ``pipeline``: read pairs and side tables, :class:`Score`, write.
 
     Args:
@@ -304,6 +315,7 @@ def build(pipeline: beam.Pipeline, config: Config, pairs: str, model_dir: str,
         pairs: user_id,item_id CSV pattern to score.
         model_dir: The serving SavedModel (the published version's).
         names: Class names of each multiclass task.
+        columns: Feed the model raw feature columns (``Score``'s ``columns``).
     """
     import tensorflow as tf
 
@@ -323,7 +335,7 @@ def build(pipeline: beam.Pipeline, config: Config, pairs: str, model_dir: str,
     scored = read.pairs | "Score" >> Score(
         model_dir, registry, tasks, names, config.scoring.rank_by,
         config.scoring.batch_size, users=users, items=items, history=history,
-        buckets=join_buckets(joined))
+        buckets=join_buckets(joined), columns=columns)
     _ = scored.main | "WriteScores" >> beam.io.WriteToParquetBatched(
         layout.scores, scores_schema(tasks), file_name_suffix=PARQUET_SUFFIX)
     _ = ((read[dead_letter.DEAD_LETTER_TAG], scored.dead_letter)
@@ -372,7 +384,8 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
     names = class_names(config, layout.published_transform(version))
     start = time.time()
     pipeline = beam.Pipeline(options=beam_options.pipeline_options(beam_args))
-    build(pipeline, config, pattern, model_dir, names)
+    build(pipeline, config, pattern, model_dir, names,
+          columns=COLUMNS_SIGNATURE in signature_names(model_dir))
     result = pipeline.run()
     result.wait_until_finish()
     report = {

@@ -6,6 +6,12 @@ the model, so a scorer never re-implements featurization. The TFT layer is an
 attribute of the exported module, which makes the transform graph and its
 vocabulary assets part of the SavedModel.
 
+``serving_columns`` serves the same outputs from the same raw values fed as
+columns, one tensor per raw feature (a list feature, e.g. a history, as its
+flat values and ``<name>__lengths``): a scorer that already holds its rows
+as arrays skips building and parsing tf.Examples. Both signatures apply the
+one transform graph to the same values, so their outputs are identical.
+
 With a retrieval task, two more signatures serve candidate generation:
 ``user_embedding`` and ``item_embedding`` take raw examples that need carry
 only that side's features (a user row, an item row) and return unit-norm
@@ -14,7 +20,7 @@ embeddings whose dot product is the retrieval score.
 
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Dict, List, Mapping, Sequence
 
 import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 
@@ -25,6 +31,9 @@ from shoprec.io.outputs import clear
 from trainer import strategy as strategy_lib
 
 SIGNATURE = "serving_default"
+COLUMNS_SIGNATURE = "serving_columns"
+# A list feature's input of row lengths beside its flat values.
+LENGTHS_SUFFIX = "__lengths"
 USER_EMBEDDING = "user_embedding"
 ITEM_EMBEDDING = "item_embedding"
 INPUT_NAME = "examples"
@@ -35,6 +44,33 @@ _EXAMPLES = tf.TensorSpec([None], tf.string, name=INPUT_NAME)
 def output_name(task_name: str) -> str:
     """Signature output key holding a task's prediction."""
     return f"p_{task_name}"
+
+
+def column_specs(registry: F.Registry) -> List[tf.TensorSpec]:
+    """The inputs of ``serving_columns``, in name order: ``[batch]`` (or ``[batch, width]``)
+    per fixed-length raw feature, a list feature's flat values and ``<name>__lengths``."""
+    specs = []
+    for name, spec in sorted(registry.raw_feature_spec(include_labels=False).items()):
+        if isinstance(spec, tf.io.VarLenFeature):
+            specs += [tf.TensorSpec([None], spec.dtype, name=name),
+                      tf.TensorSpec([None], tf.int64, name=name + LENGTHS_SUFFIX)]
+        else:
+            specs.append(tf.TensorSpec([None] + list(spec.shape), spec.dtype, name=name))
+    return specs
+
+
+def column_features(columns: Mapping[str, tf.Tensor], registry: F.Registry
+                    ) -> Dict[str, object]:
+    """``serving_columns``' inputs as ``tf.io.parse_example`` gives the raw features:
+    a list feature a SparseTensor ``[batch, longest]``."""
+    out = {}
+    for name, spec in registry.raw_feature_spec(include_labels=False).items():
+        if isinstance(spec, tf.io.VarLenFeature):
+            out[name] = tf.RaggedTensor.from_row_lengths(
+                columns[name], columns[name + LENGTHS_SUFFIX]).to_sparse()
+        else:
+            out[name] = columns[name]
+    return out
 
 
 class ServingModule(tf.Module):
@@ -57,6 +93,11 @@ class ServingModule(tf.Module):
         # Tracked so that saving captures the transform graph and its assets.
         self.tft_layer = tft_output.transform_features_layer()
         self._task_names = tuple(task_names)
+        specs = column_specs(registry)
+        names = [spec.name for spec in specs]
+        self.serve_columns = tf.function(
+            lambda *tensors: self._serve_columns(dict(zip(names, tensors))),
+            input_signature=specs)
         if getattr(model, "retrieval", None) is not None:
             # Only a model with towers gets these, so saving never traces them without.
             self.user_embedding = tf.function(self._user_embedding, input_signature=[_EXAMPLES])
@@ -77,7 +118,14 @@ class ServingModule(tf.Module):
         Returns:
             ``{'p_<name>': float32 [batch] or [batch, C]}`` for every output.
         """
-        predictions = self.model.predictions(self._transform(examples))
+        return self._outputs(self._transform(examples))
+
+    def _serve_columns(self, columns: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        """Scores a batch of raw feature columns (:func:`column_specs`)."""
+        return self._outputs(self.tft_layer(column_features(columns, self._registry)))
+
+    def _outputs(self, transformed: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        predictions = self.model.predictions(transformed)
         return {output_name(name): tf.cast(predictions[name], tf.float32)
                 for name in self._task_names}
 
@@ -91,7 +139,7 @@ class ServingModule(tf.Module):
 
     def signatures(self) -> Dict[str, object]:
         """Every signature to export, by name."""
-        out = {SIGNATURE: self.serve}
+        out = {SIGNATURE: self.serve, COLUMNS_SIGNATURE: self.serve_columns}
         if hasattr(self, "user_embedding"):
             out[USER_EMBEDDING] = self.user_embedding
             out[ITEM_EMBEDDING] = self.item_embedding

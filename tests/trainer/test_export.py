@@ -56,3 +56,26 @@ def test_raw_and_transformed_paths_agree(featurized_dir, tmp_path):
         assert np.std(np.concatenate(direct[t.name])) > 0.01  # parity is not trivial
         np.testing.assert_allclose(served[export.output_name(t.name)].numpy()[raw_order],
                                    np.concatenate(direct[t.name])[direct_order], atol=1e-5)
+
+
+def test_the_columns_signature_serves_what_the_examples_signature_serves(featurized_dir,
+                                                                         tmp_path):
+    layout = Layout(featurized_dir)
+    tft_output = tft.TFTransformOutput(layout.transform_dir)
+    tf.keras.utils.set_random_seed(3)
+    model = model_lib.build_model(SMALL_MODEL, tft_output, 16, registry=shop.REGISTRY)
+    export_dir = export.export(model, tft_output, [t.name for t in TASKS], str(tmp_path / "m"),
+                               registry=shop.REGISTRY)
+    signatures = tf.saved_model.load(export_dir).signatures
+    rows = make_rows(NUM_EVAL, seed=2)
+    names = shop.REGISTRY.example_names(include_labels=False)
+    by_examples = signatures[export.SIGNATURE](examples=tf.constant(
+        [examples.encode(r, names, shop.REGISTRY) for r in rows]))
+    # One tensor per raw feature: the photo embedding [N, width], the rest [N].
+    columns = {spec.name: tf.constant([r[spec.name] for r in rows], spec.dtype)
+               for spec in export.column_specs(shop.REGISTRY)}
+    assert columns["item_image_embedding"].shape == (NUM_EVAL, 32)
+    by_columns = signatures[export.COLUMNS_SIGNATURE](**columns)
+    assert by_columns.keys() == by_examples.keys() == {"p_click", "p_conversion"}
+    for name in by_examples:
+        np.testing.assert_array_equal(by_columns[name].numpy(), by_examples[name].numpy())

@@ -1,0 +1,130 @@
+"""Raw feature columns of many (user, item) pairs, from their users' and items' parts.
+
+The column twin of :mod:`pipelines.pair_examples`: where that module joins
+the serialized runs of a user's and an item's part into one tf.Example per
+pair, this one gathers the same values into one array per raw feature for a
+whole chunk of pairs, what the exported ``serving_columns`` signature takes
+(``trainer.export.column_specs``): no example is built, serialized or parsed.
+
+The values come from the row assembler, as the examples' do: a user's part
+is :func:`pipelines.rows.query_row` (built once per user), an item's part its
+item-table row (once per item), and a pair's own values (the history match
+counts, the pair aggregates) :func:`pipelines.rows.raw_row` of that pair —
+only where the registry has them. Each value is typed as ``examples.encode``
+would write it (strings by ``str``, ints by ``int``, floats by ``float``), so
+the two signatures read identical inputs
+(``tests/pipelines/test_pair_columns.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, NamedTuple, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from pipelines.pair_examples import UserPart
+from pipelines.rows import raw_row
+from shoprec.core import registry as F
+
+# A list feature's row lengths beside its flat values (``trainer.export.LENGTHS_SUFFIX``;
+# pipelines never import the trainer).
+LENGTHS_SUFFIX = "__lengths"
+_NUMPY = {"string": object, "int64": np.int64, "float32": np.float32}
+
+
+class ColumnChunk(NamedTuple):
+    """Raw feature columns of whole users' pairs: row ``k`` is (user, item, columns[.][k])."""
+
+    user_ids: pa.Array  # string
+    item_ids: pa.Array  # string
+    columns: Dict[str, np.ndarray]
+
+
+def _typed(feature: F.Feature, value: Any) -> Any:
+    if feature.dtype == "string":
+        return value if isinstance(value, bytes) else str(value)
+    return int(value) if feature.dtype == "int64" else float(value)
+
+
+class PairColumns:
+    """The raw feature columns of pairs, by parts (module docstring).
+
+    Args:
+        registry: The run's registry: its served raw features
+            (``registry.example_names(include_labels=False)``).
+    """
+
+    def __init__(self, registry: F.Registry):
+        self._registry = registry
+        names = registry.example_names(include_labels=False)
+        items = set(registry.candidate_names())
+        pair = {f.name for f in registry.of_source(F.Source.HISTORY)
+                if f.kind == F.Kind.NUMERIC and f.history_of} | {
+            f.name for f in registry.pair_aggregates()}
+        self._features = {n: registry.column(n) for n in names}
+        self._item_names = tuple(n for n in names if n in items)
+        self._pair_names = tuple(n for n in names if n in pair)
+        self._user_names = tuple(n for n in names if n not in items and n not in pair)
+
+    def _gather(self, rows: Sequence[Mapping[str, Any]], names: Sequence[str],
+                index: np.ndarray) -> Dict[str, np.ndarray]:
+        """Each of ``names`` over ``rows``, row ``index[k]`` at position ``k``."""
+        out: Dict[str, np.ndarray] = {}
+        for name in names:
+            f = self._features[name]
+            if f.is_list:
+                values = [[_typed(f, v) for v in row[name]] for row in rows]
+                out[name] = np.array([v for k in index.tolist() for v in values[k]],
+                                     dtype=_NUMPY[f.dtype])
+                out[name + LENGTHS_SUFFIX] = np.array([len(v) for v in values],
+                                                      np.int64)[index]
+            else:
+                typed = [[_typed(f, v) for v in row[name]] if f.shape else
+                         _typed(f, row[name]) for row in rows]
+                out[name] = np.array(typed, dtype=_NUMPY[f.dtype]).reshape(
+                    (len(rows),) + f.shape)[index]
+        return out
+
+    def items(self, rows: Sequence[Mapping[str, Any]]) -> Dict[str, np.ndarray]:
+        """The item part's columns of item-table ``rows``, row ``k`` at ``k``: built once
+        for all the pairs that index them."""
+        return self._gather(rows, self._item_names, np.arange(len(rows)))
+
+    def columns(self, users: Sequence[UserPart], user_index: Sequence[int],
+                items: Mapping[str, np.ndarray], item_rows: Sequence[Mapping[str, Any]],
+                item_ids: Sequence[str], item_index: Sequence[int]) -> Dict[str, np.ndarray]:
+        """The columns of pairs (``users[user_index[k]]``, item ``item_index[k]``).
+
+        Args:
+            users: The users' parts (``PairExamples.user``: query row included).
+            user_index: Per pair, its user's position in ``users``.
+            items: :meth:`items` of ``item_rows``.
+            item_rows: Item-table rows.
+            item_ids: Their ids (the item key of each row).
+            item_index: Per pair, its item's position in ``item_rows``.
+        """
+        user_index = np.asarray(user_index, np.int64)
+        item_index = np.asarray(item_index, np.int64)
+        out = self._gather([u.query for u in users], self._user_names, user_index)
+        out.update({name: column[item_index] for name, column in items.items()})
+        if self._pair_names:
+            rows = [raw_row({F.USER_KEY: users[u].user_id, F.ITEM_KEY: item_ids[i]},
+                            users[u].user, item_rows[i], users[u].history, self._registry,
+                            users[u].query)
+                    for u, i in zip(user_index.tolist(), item_index.tolist())]
+            out.update(self._gather(rows, self._pair_names, np.arange(len(rows))))
+        return out
+
+
+def concat(chunks: Sequence[ColumnChunk]) -> Dict[str, np.ndarray]:
+    """Several chunks' columns as one batch (list features' values and lengths alike)."""
+    if len(chunks) == 1:
+        return chunks[0].columns
+    return {name: np.concatenate([c.columns[name] for c in chunks])
+            for name in chunks[0].columns}
+
+
+def column_bytes(chunks: Sequence[ColumnChunk]) -> int:
+    """A batch's size for Beam's batching: its columns' array bytes."""
+    return sum(sum(a.nbytes for a in c.columns.values()) for c in chunks)

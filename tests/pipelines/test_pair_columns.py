@@ -1,0 +1,78 @@
+"""Columns gathered from user and item parts are the raw features of the row assembler's
+examples.
+
+For every pair of the small shop of ``test_pair_examples.py`` (history lists,
+counts and match counts, a user x category aggregate, known and unknown users,
+with and without a history), the columns, turned into features the way the
+``serving_columns`` signature does, equal ``tf.io.parse_example`` of the
+assembled examples, value for value.
+"""
+
+import itertools
+
+import numpy as np
+import tensorflow as tf
+
+from pipelines.pair_columns import ColumnChunk, PairColumns, concat
+from pipelines.pair_examples import PairExamples
+from tests.pipelines.test_pair_examples import HISTORY, ITEMS, REGISTRY, USERS
+from trainer import export
+
+
+def _features(tensors):
+    """Dense values, a sparse list as its per-row lists of values."""
+    out = {}
+    for name, value in tensors.items():
+        if isinstance(value, tf.SparseTensor):
+            dense = tf.RaggedTensor.from_sparse(value).to_list()
+            out[name] = [[v.decode() if isinstance(v, bytes) else v for v in row]
+                         for row in dense]
+        else:
+            out[name] = [v.decode() if isinstance(v, bytes) else v
+                         for v in value.numpy().tolist()]
+    return out
+
+
+def test_every_pairs_columns_are_its_examples_features():
+    users = ["u1", "u2", "u3", "u4"]
+    pairs = list(itertools.product(range(len(users)), range(len(ITEMS))))
+    assemble, gather = PairExamples(REGISTRY), PairColumns(REGISTRY)
+    parts = [assemble.user(u, USERS.get(u), HISTORY.get(u)) for u in users]
+    catalogue = [(item["item_id"], item, assemble.item(item)) for item in ITEMS]
+    user_index = [u for u, _ in pairs]
+    item_index = [i for _, i in pairs]
+    serialized = assemble.examples(parts, user_index, catalogue, item_index)
+    columns = gather.columns(parts, user_index, gather.items(ITEMS), ITEMS,
+                             [item["item_id"] for item in ITEMS], item_index)
+    spec = REGISTRY.raw_feature_spec(include_labels=False)
+    # One tensor per served raw feature (a list as its values and lengths), and
+    # nothing else: what the signature's inputs name.
+    assert sorted(columns) == sorted(s.name for s in export.column_specs(REGISTRY))
+    parsed = _features(tf.io.parse_example(tf.constant(serialized), spec))
+    fed = _features(export.column_features(
+        {name: tf.constant(value) for name, value in columns.items()}, REGISTRY))
+    assert parsed.keys() == fed.keys()
+    for name in parsed:
+        if name == "item_image_embedding":
+            np.testing.assert_allclose(fed[name], parsed[name])
+        else:
+            assert fed[name] == parsed[name], name
+    # The history lists and match counts really vary across the pairs.
+    assert len({tuple(row) for row in fed["hist_items"]}) == 3
+    assert set(fed["hist_category_matches"]) == {0.0, 1.0, 2.0}
+
+
+def test_chunks_concatenate_into_one_batch():
+    gather, assemble = PairColumns(REGISTRY), PairExamples(REGISTRY)
+    parts = [assemble.user(u, USERS.get(u), HISTORY.get(u)) for u in ("u1", "u2")]
+    ids = [item["item_id"] for item in ITEMS]
+    items = gather.items(ITEMS)
+    one = gather.columns(parts, [0, 0], items, ITEMS, ids, [0, 1])
+    two = gather.columns(parts, [1], items, ITEMS, ids, [2])
+    both = gather.columns(parts, [0, 0, 1], items, ITEMS, ids, [0, 1, 2])
+    batch = concat([ColumnChunk(None, None, one), ColumnChunk(None, None, two)])
+    assert batch.keys() == both.keys()
+    for name in both:
+        np.testing.assert_array_equal(batch[name], both[name])
+    # u1's three history items twice, then u2's one.
+    assert batch["hist_items__lengths"].tolist() == [3, 3, 1]
