@@ -122,11 +122,10 @@ def _child_score_beam(config) -> dict:
             "cpu_seconds": time.process_time() - cpu}
 
 
-def _raw_examples(config) -> list:
-    """The raw examples of the run's eval pairs, built one by one as ingest builds rows."""
+def _raw_rows(config) -> list:
+    """The raw rows of the run's eval pairs, built one by one as ingest builds rows."""
     import csv
 
-    from pipelines import examples
     from pipelines.rows import raw_row
     from shoprec.core import registry as F
 
@@ -134,33 +133,64 @@ def _raw_examples(config) -> list:
     items = {r[registry.item_key]: r for r in _rows(layout.items_table + "*", registry)}
     users = {r[registry.user_key]: r for r in _rows(layout.users_table + "*", registry)}
     history = {r[registry.user_key]: r for r in _rows(layout.history_table + "*", registry)}
-    names = registry.example_names(include_labels=False)
     with open(layout.eval_pairs + ".csv") as f:
         pairs = [(r["user_id"], r["item_id"]) for r in csv.DictReader(f)]
-    return [examples.encode(raw_row({F.USER_KEY: u, F.ITEM_KEY: i}, users.get(u), items[i],
-                                    history.get(u), registry), names, registry)
-            for u, i in pairs if i in items]
+    return [raw_row({F.USER_KEY: u, F.ITEM_KEY: i}, users.get(u), items[i], history.get(u),
+                    registry) for u, i in pairs if i in items]
 
 
-def _child_score_direct(config) -> dict:
-    """The serving signature on batches of 1,024 of the raw examples the job builds."""
+def _raw_examples(config) -> list:
+    """The raw examples of the run's eval pairs (:func:`_raw_rows`), serialized."""
+    from pipelines import examples
+
+    names = config.registry.example_names(include_labels=False)
+    return [examples.encode(row, names, config.registry) for row in _raw_rows(config)]
+
+
+def _timed_passes(call, batches) -> dict:
+    """The median wall and CPU seconds of a pass of ``call`` over ``batches``.
+
+    One pass takes a tenth of a second here, as long as a neighbour's burst
+    on a shared machine: passes are repeated for 2 s and the median kept.
+    """
     import numpy as np
-    import tensorflow as tf
 
-    raw = _raw_examples(config)
-    serve = tf.saved_model.load(config.layout.model_dir).signatures["serving_default"]
-    serve(examples=tf.constant(raw[:1024]))  # traced once, outside the timing
-    # One pass takes a tenth of a second here, as long as a neighbour's burst
-    # on a shared machine: passes are repeated for 2 s and the median kept.
+    call(batches[0])  # traced once, outside the timing
     passes, cpu_passes = [], []
     while sum(passes) < 2.0 or len(passes) < 3:
         start, cpu = time.perf_counter(), time.process_time()
-        for s in range(0, len(raw), 1024):
-            serve(examples=tf.constant(raw[s:s + 1024]))
+        for batch in batches:
+            call(batch)
         passes.append(time.perf_counter() - start)
         cpu_passes.append(time.process_time() - cpu)
-    return {"rows": len(raw), "seconds": float(np.median(passes)), "passes": len(passes),
+    return {"seconds": float(np.median(passes)), "passes": len(passes),
             "cpu_seconds": float(np.median(cpu_passes))}
+
+
+def _child_score_direct(config) -> dict:
+    """The serving signatures on batches of 1,024 of the raw rows the job builds:
+    ``serving_default`` fed them serialized, and (a model that has it)
+    ``serving_columns`` fed them as columns, each built outside the timing."""
+    import tensorflow as tf
+
+    from pipelines import examples
+    from pipelines.pair_columns import PairColumns
+
+    registry = config.registry
+    rows = _raw_rows(config)
+    names = registry.example_names(include_labels=False)
+    signatures = tf.saved_model.load(config.layout.model_dir).signatures
+    serialized = [[examples.encode(r, names, registry) for r in rows[s:s + 1024]]
+                  for s in range(0, len(rows), 1024)]
+    out = dict(_timed_passes(
+        lambda batch: signatures["serving_default"](examples=tf.constant(batch)), serialized),
+        rows=len(rows))
+    if "serving_columns" in signatures:
+        gather = PairColumns(registry)
+        columns = [gather.rows(rows[s:s + 1024]) for s in range(0, len(rows), 1024)]
+        out["columns"] = _timed_passes(lambda batch: signatures["serving_columns"](
+            **{k: tf.constant(v) for k, v in batch.items()}), columns)
+    return out
 
 
 def _child_score_floor(config, copies: int) -> dict:
@@ -313,6 +343,11 @@ def _score_lines(results, scales) -> list:
                          f"{sizes[-1][0]}): {marginal_us:.2f} us/row, fixed {fixed_s:.1f} s; "
                          f"signature {sig_us:.2f} us/row; marginal ratio "
                          f"{sig_us / marginal_us:.2f}")
+            if "columns" in direct:
+                col_us = 1e6 * direct["columns"][key] / direct["rows"]
+                lines.append(f"           {job} against serving_columns on prebuilt columns: "
+                             f"{col_us:.2f} us/row {clock}; marginal ratio "
+                             f"{col_us / marginal_us:.2f}")
     return lines
 
 

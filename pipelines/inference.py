@@ -53,6 +53,11 @@ def saved_model(model_dir: str):
         return _MODELS[key]
 
 
+# The exported model's signature fed raw feature columns (``trainer.export``'s
+# name for it; pipelines never import the trainer).
+COLUMNS_SIGNATURE = "serving_columns"
+
+
 def signature_names(model_dir: str) -> List[str]:
     """The serving signatures a SavedModel exports, read from its graph, not loaded."""
     import tensorflow as tf

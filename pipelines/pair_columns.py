@@ -27,9 +27,6 @@ from pipelines.pair_examples import UserPart
 from pipelines.rows import raw_row
 from shoprec.core import registry as F
 
-# A list feature's row lengths beside its flat values (``trainer.export.LENGTHS_SUFFIX``;
-# pipelines never import the trainer).
-LENGTHS_SUFFIX = "__lengths"
 _NUMPY = {"string": object, "int64": np.int64, "float32": np.float32}
 
 
@@ -41,10 +38,9 @@ class ColumnChunk(NamedTuple):
     columns: Dict[str, np.ndarray]
 
 
-def _typed(feature: F.Feature, value: Any) -> Any:
-    if feature.dtype == "string":
-        return value if isinstance(value, bytes) else str(value)
-    return int(value) if feature.dtype == "int64" else float(value)
+def _strings(values: Sequence[Any]) -> list:
+    """Values as ``examples.encode`` writes a string feature: bytes kept, others ``str``."""
+    return [v if type(v) is str or isinstance(v, bytes) else str(v) for v in values]
 
 
 class PairColumns:
@@ -63,6 +59,7 @@ class PairColumns:
                 if f.kind == F.Kind.NUMERIC and f.history_of} | {
             f.name for f in registry.pair_aggregates()}
         self._features = {n: registry.column(n) for n in names}
+        self._dtypes = {n: _NUMPY[f.dtype] for n, f in self._features.items()}
         self._item_names = tuple(n for n in names if n in items)
         self._pair_names = tuple(n for n in names if n in pair)
         self._user_names = tuple(n for n in names if n not in items and n not in pair)
@@ -72,19 +69,24 @@ class PairColumns:
         """Each of ``names`` over ``rows``, row ``index[k]`` at position ``k``."""
         out: Dict[str, np.ndarray] = {}
         for name in names:
-            f = self._features[name]
+            f, dtype = self._features[name], self._dtypes[name]
             if f.is_list:
-                values = [[_typed(f, v) for v in row[name]] for row in rows]
-                out[name] = np.array([v for k in index.tolist() for v in values[k]],
-                                     dtype=_NUMPY[f.dtype])
-                out[name + LENGTHS_SUFFIX] = np.array([len(v) for v in values],
+                values = [row[name] for row in rows]
+                flat = [v for k in index.tolist() for v in values[k]]
+                out[name] = np.array(_strings(flat) if dtype is object else flat, dtype=dtype)
+                out[name + F.LENGTHS_SUFFIX] = np.array([len(v) for v in values],
                                                       np.int64)[index]
             else:
-                typed = [[_typed(f, v) for v in row[name]] if f.shape else
-                         _typed(f, row[name]) for row in rows]
-                out[name] = np.array(typed, dtype=_NUMPY[f.dtype]).reshape(
-                    (len(rows),) + f.shape)[index]
+                values = [row[name] for row in rows]
+                # Numbers convert in numpy (float(v) and int(v) alike); strings as encoded.
+                out[name] = np.array(_strings(values) if dtype is object else values,
+                                     dtype=dtype).reshape((len(rows),) + f.shape)[index]
         return out
+
+    def rows(self, rows: Sequence[Mapping[str, Any]]) -> Dict[str, np.ndarray]:
+        """The columns of whole raw rows (``pipelines.rows.raw_row``'s), row ``k`` at ``k``."""
+        return self._gather(rows, self._user_names + self._item_names + self._pair_names,
+                            np.arange(len(rows)))
 
     def items(self, rows: Sequence[Mapping[str, Any]]) -> Dict[str, np.ndarray]:
         """The item part's columns of item-table ``rows``, row ``k`` at ``k``: built once

@@ -23,7 +23,8 @@ from pipelines import examples, sources
 from pipelines.candidate_sources import CandidateState
 from pipelines.candidates import (ExactIndex, build_index, in_recall_sample, overlap,
                                   pairs_bytes, pairs_examples)
-from pipelines.inference import ChunkHandler
+from pipelines.inference import COLUMNS_SIGNATURE, ChunkHandler
+from pipelines.pair_columns import PairColumns
 from pipelines.rows import query_row, raw_row
 from shoprec.core import registry as F
 from shoprec.core.recommend_config import RETRIEVAL, TWO_TOWER
@@ -44,7 +45,7 @@ class Candidate(NamedTuple):
     item_id: str
     retrieval_score: float  # the two towers' dot product (0 without towers)
     category: Any  # for the category cap
-    example: bytes  # the raw ranking example
+    example: Any  # the raw ranking example: serialized, or its raw row for columns
     sources: str  # the sources that proposed it, comma-separated in config order
 
 
@@ -54,6 +55,24 @@ def _ranking_examples(chunk) -> Dict[str, List[bytes]]:
 
 def _ranking_bytes(chunk) -> int:
     return sum(len(c.example) for _, candidates in chunk for c in candidates)
+
+
+class _RankingColumns:
+    """A chunk's candidate rows as ``serving_columns``' inputs (picklable)."""
+
+    def __init__(self, registry: F.Registry):
+        self._registry = registry
+        self._gather = None
+
+    def __call__(self, chunk) -> Dict[str, np.ndarray]:
+        if self._gather is None:
+            self._gather = PairColumns(self._registry)
+        return self._gather.rows([c.example for _, candidates in chunk for c in candidates])
+
+
+def _ranking_rows(chunk) -> int:
+    # Beam's batch sizing: about a raw example's bytes per candidate.
+    return 400 * sum(len(candidates) for _, candidates in chunk)
 
 
 def user_contexts(key_and_groups) -> Iterable[UserContext]:
@@ -74,16 +93,20 @@ class _Retrieve(beam.DoFn):
         registry: The run's registry.
         settings: ``recommend_settings(config)``.
         plan: ``pipelines.sources.plan(config)``.
+        columns: Keep each candidate's raw row for ``serving_columns``
+            instead of serializing it.
     """
 
-    def __init__(self, registry: F.Registry, settings, plan: sources.Plan):
+    def __init__(self, registry: F.Registry, settings, plan: sources.Plan,
+                 columns: bool = False):
         self._registry = registry
         self._settings = settings
         self._plan = plan
         self._towers = settings.source(TWO_TOWER)
         self._category = settings.category_feature
         self._order = [s.name for s in settings.sources]
-        self._encode = examples.Encoder(registry.example_names(include_labels=False), registry)
+        self._encode = (None if columns else
+                        examples.Encoder(registry.example_names(include_labels=False), registry))
         self._indexed = None
         self._position: Dict[str, int] = {}
         self._index = self._exact = None
@@ -150,7 +173,8 @@ class _Retrieve(beam.DoFn):
                 row = raw_row(event, ctx.user, rows[item_id], ctx.history, registry, query)
                 candidates.append(Candidate(
                     item_id, retrieval.get(item_id, 0.0), row.get(self._category),
-                    self._encode(row), ",".join(n for n in self._order if n in by)))
+                    row if self._encode is None else self._encode(row),
+                    ",".join(n for n in self._order if n in by)))
             chunk.append((ctx.user_id, candidates))
         yield chunk
 
@@ -243,7 +267,8 @@ class Recommend(beam.PTransform):
 
     Stages: BatchUsers → [UserExamples → EmbedUsers (``user_embedding``), with
     a two-tower source] → Retrieve (every source's list, their union) → Rank
-    (``serving_default``) → TopK.
+    (``serving_columns`` fed the candidates' raw rows as columns, or
+    ``serving_default`` fed them serialized) → TopK.
 
     Args:
         model_dir: The exported model.
@@ -258,11 +283,13 @@ class Recommend(beam.PTransform):
             (``pipelines.candidate_sources.CandidateState``, its ``popular``
             with the segmented lists too).
         cut: Singleton PCollection of the cut-off.
+        columns: Rank with the model's ``serving_columns``; False:
+            ``serving_default`` (a model exported before it existed).
     """
 
     def __init__(self, model_dir: str, registry: F.Registry, settings, plan: sources.Plan,
                  outputs: Sequence[str], *, temperature: float, catalogue, items,
-                 state: CandidateState, cut):
+                 state: CandidateState, cut, columns: bool = False):
         super().__init__()
         self._temperature = temperature
         self._model_dir = model_dir
@@ -274,6 +301,7 @@ class Recommend(beam.PTransform):
         self._items = items
         self._state = state
         self._cut = cut
+        self._columns = columns
 
     def expand(self, contexts) -> RecommendOutputs:
         registry, rec = self._registry, self._settings
@@ -293,13 +321,16 @@ class Recommend(beam.PTransform):
                            self._model_dir, "user_embedding", pairs_examples, pairs_bytes)))
             catalogue = beam.pvalue.AsSingleton(self._catalogue)
         state = self._state
+        ranker = (ChunkHandler(self._model_dir, COLUMNS_SIGNATURE, _RankingColumns(registry),
+                               _ranking_rows) if self._columns else
+                  ChunkHandler(self._model_dir, "serving_default", _ranking_examples,
+                               _ranking_bytes))
         out = (batches
                | "Retrieve" >> beam.ParDo(
-                   _Retrieve(registry, rec, self._plan), catalogue=catalogue,
+                   _Retrieve(registry, rec, self._plan, self._columns), catalogue=catalogue,
                    rows=beam.pvalue.AsDict(self._items),
                    cut=beam.pvalue.AsSingleton(self._cut), **state.side_inputs())
-               | "Rank" >> RunInference(ChunkHandler(
-                   self._model_dir, "serving_default", _ranking_examples, _ranking_bytes))
+               | "Rank" >> RunInference(ranker)
                | "TopK" >> beam.ParDo(_TopK(rec.k, rec.blend, self._temperature, self._outputs,
                                             rec.max_per_category, rec.category_feature))
                .with_outputs(CANDIDATES, main="rows"))

@@ -55,7 +55,7 @@ from pipelines import sources
 from pipelines.candidate_sources import CandidateSources, SegmentPopular
 from pipelines.candidates import EmbedItems, index_report
 from pipelines.event_log import ReadEvents
-from pipelines.inference import signature_names
+from pipelines.inference import COLUMNS_SIGNATURE, signature_names
 from pipelines.options import pipeline_options
 from pipelines.ranking import Recommend, user_contexts
 from pipelines.related import SCHEMA as RELATED_SCHEMA, RelatedItems
@@ -153,7 +153,7 @@ class Written(NamedTuple):
 
 
 def build(pipeline: beam.Pipeline, config: Config, rec, model_dir: str,
-          bq_table: Optional[str] = None) -> Written:
+          bq_table: Optional[str] = None, columns: bool = True) -> Written:
     """Adds the recommend job to ``pipeline``: read, join, :class:`Recommend`, write.
 
     Args:
@@ -163,6 +163,7 @@ def build(pipeline: beam.Pipeline, config: Config, rec, model_dir: str,
         model_dir: The serving SavedModel (the published version's).
         bq_table: ``project:dataset.table``: also write the rows to its
             :func:`run_date` partition (``pipelines.bigquery``).
+        columns: Rank with the model's ``serving_columns`` (``Recommend``'s).
 
     Raises:
         ConfigError: ``bq_table`` is not ``project:dataset.table``, or there is
@@ -211,7 +212,7 @@ def build(pipeline: beam.Pipeline, config: Config, rec, model_dir: str,
     state = state._replace(popular=(state.popular, segmented) | "AllPopular" >> beam.Flatten())
     out = contexts | "Recommend" >> Recommend(
         model_dir, registry, rec, p, outputs, temperature=config.model.retrieval.temperature,
-        catalogue=catalogue, items=items, state=state, cut=cut)
+        catalogue=catalogue, items=items, state=state, cut=cut, columns=columns)
     related = items | "RelatedItems" >> RelatedItems(
         p, rec.category_feature, rec.related_k, neighbours=state.neighbours,
         states=state.items, cut=cut, catalogue=catalogue)
@@ -262,7 +263,8 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
     clear(layout.recommend_dir)
     start = time.time()
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
-    build(pipeline, config, rec, model_dir, bq_table)
+    build(pipeline, config, rec, model_dir, bq_table,
+          columns=COLUMNS_SIGNATURE in signature_names(model_dir))
     result = pipeline.run()
     result.wait_until_finish()
     counts = dl.counts_from_result(result)

@@ -40,7 +40,7 @@ from apache_beam.io import fileio
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from pipelines import dead_letter, examples, options as beam_options
-from pipelines.inference import ChunkHandler, signature_names
+from pipelines.inference import COLUMNS_SIGNATURE, ChunkHandler, signature_names
 from pipelines.outputs import Outputs
 from pipelines.pair_columns import column_bytes, concat
 from pipelines.pair_join import (PAIRS_SCHEMA, BuildRawExamples, ExampleChunk, ReadRecords,
@@ -52,10 +52,6 @@ from shoprec.core.layout import JSONL_SUFFIX, PARQUET_SUFFIX
 from shoprec.core.model_config import TaskConfig
 from shoprec.io import models
 from shoprec.io.outputs import clear, require_success, write_report, write_success
-
-
-# The exported model's signature fed raw feature columns (``trainer.export``).
-COLUMNS_SIGNATURE = "serving_columns"
 
 
 def scores_schema(tasks: Sequence[TaskConfig]) -> pa.Schema:

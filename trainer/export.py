@@ -32,8 +32,6 @@ from trainer import strategy as strategy_lib
 
 SIGNATURE = "serving_default"
 COLUMNS_SIGNATURE = "serving_columns"
-# A list feature's input of row lengths beside its flat values.
-LENGTHS_SUFFIX = "__lengths"
 USER_EMBEDDING = "user_embedding"
 ITEM_EMBEDDING = "item_embedding"
 INPUT_NAME = "examples"
@@ -53,7 +51,7 @@ def column_specs(registry: F.Registry) -> List[tf.TensorSpec]:
     for name, spec in sorted(registry.raw_feature_spec(include_labels=False).items()):
         if isinstance(spec, tf.io.VarLenFeature):
             specs += [tf.TensorSpec([None], spec.dtype, name=name),
-                      tf.TensorSpec([None], tf.int64, name=name + LENGTHS_SUFFIX)]
+                      tf.TensorSpec([None], tf.int64, name=name + F.LENGTHS_SUFFIX)]
         else:
             specs.append(tf.TensorSpec([None] + list(spec.shape), spec.dtype, name=name))
     return specs
@@ -67,7 +65,7 @@ def column_features(columns: Mapping[str, tf.Tensor], registry: F.Registry
     for name, spec in registry.raw_feature_spec(include_labels=False).items():
         if isinstance(spec, tf.io.VarLenFeature):
             out[name] = tf.RaggedTensor.from_row_lengths(
-                columns[name], columns[name + LENGTHS_SUFFIX]).to_sparse()
+                columns[name], columns[name + F.LENGTHS_SUFFIX]).to_sparse()
         else:
             out[name] = columns[name]
     return out

@@ -237,6 +237,10 @@ class Feature:
 # (pipelines.aggregates.pair_state). Not a model input.
 PAIR_STATE_SUFFIX = "__by_value"
 
+# A list feature fed as columns (the exported ``serving_columns``): its flat
+# values under its name, its rows' lengths under this suffix.
+LENGTHS_SUFFIX = "__lengths"
+
 # Canonical keys of the rows ingest passes between stages.
 USER_KEY = "user_id"
 ITEM_KEY = "item_id"
@@ -276,6 +280,17 @@ class Registry:
         for f in self.features:
             by_source[f.source] = by_source.get(f.source, ()) + (f,)
         object.__setattr__(self, "_by_source", by_source)
+        aggregates = by_source.get(Source.AGGREGATE, ())
+        # Looked up per row too (the row assembler, history): computed once.
+        object.__setattr__(self, "_groups", {
+            "user_aggregates": tuple(f for f in aggregates
+                                     if f.aggregate_key == (self.user_key,)),
+            "item_aggregates": tuple(f for f in aggregates
+                                     if self.user_key not in f.aggregate_key),
+            "pair_aggregates": tuple(f for f in aggregates if len(f.aggregate_key) > 1
+                                     and self.user_key in f.aggregate_key),
+            "history_lists": tuple(f for f in by_source.get(Source.HISTORY, ())
+                                   if f.kind == Kind.HISTORY)})
         # Side-table columns that are no feature: each pair aggregate's state.
         states: Dict[str, Feature] = {}
         for f in self.features:
@@ -451,17 +466,16 @@ class Registry:
 
     def user_aggregates(self) -> Tuple[Feature, ...]:
         """Aggregates keyed by the user alone: served from the history table."""
-        return tuple(f for f in self.aggregates() if f.aggregate_key == (self.user_key,))
+        return self._groups["user_aggregates"]  # type: ignore[attr-defined]
 
     def item_aggregates(self) -> Tuple[Feature, ...]:
         """Aggregates keyed by the item or an item feature: served from the item table."""
-        return tuple(f for f in self.aggregates() if self.user_key not in f.aggregate_key)
+        return self._groups["item_aggregates"]  # type: ignore[attr-defined]
 
     def pair_aggregates(self) -> Tuple[Feature, ...]:
         """Aggregates keyed by the user and an item attribute: served from the user's
         history row (a state per attribute value), looked up per candidate."""
-        return tuple(f for f in self.aggregates()
-                     if len(f.aggregate_key) > 1 and self.user_key in f.aggregate_key)
+        return self._groups["pair_aggregates"]  # type: ignore[attr-defined]
 
     def pair_state_name(self, feature: Feature) -> str:
         """The history-table column of a pair aggregate's state."""
@@ -490,7 +504,9 @@ class Registry:
         return tuple(f for f in self.features if f.kind in kinds)
 
     def of_source(self, source: Source) -> Tuple[Feature, ...]:
-        return self._by_source.get(Source(source), ())  # type: ignore[attr-defined]
+        # Enum() costs microseconds, and the row assembler asks per row.
+        key = source if isinstance(source, Source) else Source(source)
+        return self._by_source.get(key, ())  # type: ignore[attr-defined]
 
     def labels(self) -> Tuple[Feature, ...]:
         return self.of_kind(Kind.LABEL)
@@ -512,7 +528,7 @@ class Registry:
         return embeddings[0] if embeddings else None
 
     def history_lists(self) -> Tuple[Feature, ...]:
-        return tuple(f for f in self.of_source(Source.HISTORY) if f.kind == Kind.HISTORY)
+        return self._groups["history_lists"]  # type: ignore[attr-defined]
 
     def example_names(self, include_labels: bool = True) -> list:
         """Names a full raw example carries, in registry order (derived ones have no value)."""
