@@ -6,8 +6,9 @@ positive of any event label in the window that follows gets the union of
 cut-off (``pipelines.sources``, exactly as ``recommend`` builds them, the
 exclusion rule included), one example per candidate at the cut-off's time;
 each label is whether the user had that label's event with the item inside
-the window. The two towers' source proposes nothing here: ingest runs before
-any model of this run is trained (see ``docs/recommend.md``).
+the window. Ingest runs before this run trains its towers: a ``two_tower``
+source proposes from the last published model's towers
+(``pipelines.tower_candidates``), and nothing where none is published yet.
 
 Counted per split, for the relevance label (``recommend.relevance_label``):
 ``candidates/<split>/positives`` (distinct user-item positives in the
@@ -26,8 +27,10 @@ from pipelines import dead_letter as dl
 from pipelines import sources
 from pipelines.candidate_sources import CandidateSources, SegmentPopular
 from pipelines.labels import label_matches, split_index
+from pipelines.tower_candidates import TowerCandidates, Towers
 from shoprec.core import registry as F
 from shoprec.core.layout import SPLITS
+from shoprec.core.recommend_config import TWO_TOWER
 
 DAY_S = sources.DAY_S
 # (cut-off, end of its label window; None: the log's end).
@@ -55,15 +58,17 @@ def windows(config) -> List[Window]:
 
 
 class UserBundle(NamedTuple):
-    """One user's row, pair states per cut-off and positives per cut-off."""
+    """One user's row, pair states, positives and two-tower lists per cut-off."""
 
     user_id: str
     row: Optional[Dict[str, Any]]
     pairs: Dict[int, List[Tuple[str, sources.State]]]
     positives: Dict[int, Dict[str, set]]  # {cut: {label name: items}}
+    towers: Dict[int, Towers] = {}
 
 
 def bundle(key_and_groups) -> UserBundle:
+    """A user's CoGroupByKey groups → their :class:`UserBundle`."""
     user_id, groups = key_and_groups
     rows = list(groups["user"])
     positives: Dict[int, Dict[str, set]] = {}
@@ -78,6 +83,7 @@ class _Label(beam.DoFn):
     def __init__(self, plan: sources.Plan, labels: Sequence[F.Feature], relevance: str,
                  starts: Sequence[Optional[int]], sampled_key: str):
         self._plan = plan
+        self._towers = next((s.name for s in plan.of_kind(TWO_TOWER)), None)
         self._labels = tuple(labels)
         self._relevance = relevance
         self._starts = tuple(starts)
@@ -86,13 +92,17 @@ class _Label(beam.DoFn):
     def _count(self, split: str, name: str, n: int = 1) -> None:
         beam.metrics.Metrics.counter(dl.NAMESPACE, f"candidates/{split}/{name}").inc(n)
 
-    def process(self, user: UserBundle, **tables):
+    def process(self, user: UserBundle, catalogue=None, **tables):
         p, tables = self._plan, sources.Tables(**tables)
         for cut, positives in sorted(user.positives.items()):
             pairs = dict(user.pairs.get(cut, ()))
+            towers = user.towers.get(cut)
             lists, scores = sources.propose(pairs, user.row, cut, p, tables,
+                                            towers=towers.ranked if towers else None,
                                             skip=sources.excluded(pairs, cut, p))
             candidates = sources.union(lists)
+            if towers is not None:
+                scores[self._towers] = towers.scores(catalogue, list(candidates))
             split = SPLITS[split_index(cut, self._starts)]
             relevant = positives.get(self._relevance, set())
             self._count(split, "positives", len(relevant))
@@ -126,11 +136,16 @@ class CandidateExamples(beam.PTransform):
         split_starts: (eval start, test start or None).
         users: (user_id, user row) of the users table (segments).
         items: (item_id, item row) of the catalogue (attribute sources).
+        towers: A ``two_tower`` source's settings when a published model
+            has towers: (its model folder, (history interactions, bucket
+            seconds) or None, users per call, catalogue limit); None: the
+            source proposes nothing.
     """
 
     def __init__(self, plan: sources.Plan, registry: F.Registry, relevance: str,
                  cut_windows: Sequence[Window], split_starts: Sequence[Optional[int]],
-                 users: beam.PCollection, items: beam.PCollection):
+                 users: beam.PCollection, items: beam.PCollection,
+                 towers: Optional[Tuple[str, Any, int, int]] = None):
         super().__init__()
         self._plan = plan
         self._registry = registry
@@ -139,6 +154,7 @@ class CandidateExamples(beam.PTransform):
         self._starts = tuple(split_starts)
         self._users = users
         self._items = items
+        self._tower_settings = towers
 
     def expand(self, events):
         labels, cut_windows = self._registry.event_labels(), self._windows
@@ -164,8 +180,36 @@ class CandidateExamples(beam.PTransform):
                      | "SegmentPopular" >> SegmentPopular(self._plan))
         state = state._replace(
             popular=(state.popular, segmented) | "AllPopular" >> beam.Flatten())
-        return (bundles
-                | "Active" >> beam.Filter(lambda b: bool(b.positives))
-                | "Label" >> beam.ParDo(
-                    _Label(self._plan, labels, self._relevance, self._starts,
-                           self._registry.sampled_key), **state.side_inputs()))
+        active = bundles | "Active" >> beam.Filter(lambda b: bool(b.positives))
+        catalogue = None
+        towers = self._plan.of_kind(TWO_TOWER)
+        if towers and self._tower_settings is not None:
+            active, catalogue = self._with_towers(active, towers[0].quota, events)
+        return active | "Label" >> beam.ParDo(
+            _Label(self._plan, labels, self._relevance, self._starts,
+                   self._registry.sampled_key), catalogue=catalogue, **state.side_inputs())
+
+    def _with_towers(self, active, quota: int, events):
+        """Each active bundle with its two-tower lists; the published towers' catalogue."""
+        model_dir, history, batch_size, limit = self._tower_settings
+        p = self._plan
+
+        def asked(b: UserBundle):
+            return b.user_id, b.row, {cut: sources.excluded(dict(b.pairs.get(cut, ())), cut, p)
+                                      for cut in b.positives}
+
+        out = active | "Asked" >> beam.Map(asked) | "Towers" >> TowerCandidates(
+            model_dir, self._registry, quota, history, events, self._items, batch_size, limit)
+
+        def attach(user_and_groups):
+            _, groups = user_and_groups
+            for bundle_ in groups["bundle"]:
+                yield bundle_._replace(towers=dict(groups["towers"]))
+
+        joined = ({"bundle": active | "KeyBundles" >> beam.Map(lambda b: (b.user_id, b)),
+                   "towers": out.lists | "TowersByUser" >> beam.MapTuple(
+                       lambda key, towers: (key[0], (key[1], towers)))}
+                  | "JoinTowers" >> beam.CoGroupByKey()
+                  # Any: Beam's inference from attach's code would pick a map coder.
+                  | "WithTowers" >> beam.FlatMap(attach).with_output_types(Any))
+        return joined, beam.pvalue.AsSingleton(out.catalogue)

@@ -31,6 +31,7 @@ from pipelines.candidate_examples import CandidateExamples, windows
 from pipelines.event_log import WriteEvents
 from pipelines.events import BuildExamples, DedupEvents, DropUnknownItems
 from pipelines.history import AddHistory
+from pipelines.inference import signature_names
 from pipelines.join import AttachEmbeddings, EMBEDDINGS, ItemsFromEvents, JoinFeatures
 from pipelines.labels import FunnelExamples, NextEventLabels, SampledPositives
 from pipelines.negatives import SampleNegatives
@@ -43,9 +44,10 @@ from pipelines.sinks import WriteTFRecords, text_file
 from pipelines.sources import plan
 from pipelines.split import CountCleanLog, SplitByTime, count_example
 from shoprec.core import registry as F
-from shoprec.core.recommend_config import recommend_settings
+from shoprec.core.recommend_config import TWO_TOWER, recommend_settings
 from shoprec.core.errors import StageOrderError
 from shoprec.core.layout import CSV_SUFFIX, JSONL_SUFFIX, Layout, SPLITS, TFRECORD_SUFFIX
+from shoprec.io import models
 from shoprec.io.outputs import clear, require_success, write_report, write_success, write_text
 
 PAIRS_HEADER = f"{F.USER_KEY},{F.ITEM_KEY}"
@@ -81,20 +83,32 @@ class Ingest(beam.PTransform):
     SampledPositives + SampleNegatives | CandidateExamples → NextEventLabels (with next-event
     targets) → AddAggregates → AddHistory → JoinFeatures →
     SplitByTime → Count<Split> → EvalPairs.
+
+    Args:
+        config: The run config.
+        towers: The last published model's folder, whose towers a
+            ``two_tower`` source of label mode ``candidates`` proposes from
+            (:func:`published_towers`); None: that source proposes nothing.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, towers: Optional[str] = None):
         super().__init__()
         self._config = config
+        self._towers = towers
 
     def _examples(self, events, keep, users, items) -> beam.PCollection:
         """Labelled examples (no features yet) in the data set's label mode."""
         config = self._config
         data, registry = config.data, config.registry
         if data.labels == "candidates":
+            rec = recommend_settings(config)
+            history = ((data.history.event_types, data.history.bucket_s)
+                       if registry.of_source(F.Source.HISTORY) else None)
+            towers = (self._towers, history, rec.user_batch,
+                      rec.max_catalogue_items) if self._towers else None
             return events | "CandidateExamples" >> CandidateExamples(
-                plan(config), registry, recommend_settings(config).relevance_label,
-                windows(config), config.split_starts, users, items)
+                plan(config), registry, rec.relevance_label, windows(config),
+                config.split_starts, users, items, towers)
         if data.labels == "impressions":
             return keep(events | "BuildExamples" >> BuildExamples(
                 config.ingest.click_window_s, config.ingest.conversion_window_s, registry))
@@ -306,6 +320,20 @@ def _read_inputs(config) -> Dict[str, str]:
     return {name: config.input_path(path) for name, path in tables.items() if path}
 
 
+def published_towers(config) -> Optional[str]:
+    """The last published model's folder, where a ``two_tower`` source of label mode
+    ``candidates`` can use its towers (None: no such source, no published model,
+    or one without towers)."""
+    if config.data.labels != "candidates" or not recommend_settings(config).source(TWO_TOWER):
+        return None
+    layout = config.layout
+    version = models.current_version(layout)
+    if version is None:
+        return None
+    model_dir = layout.published_model(version)
+    return model_dir if "user_embedding" in signature_names(model_dir) else None
+
+
 def build(pipeline: beam.Pipeline, config, layout: Layout, write_examples: bool = True) -> None:
     """Adds the ingest job to ``pipeline``: read the inputs, :class:`Ingest`, write.
 
@@ -313,7 +341,7 @@ def build(pipeline: beam.Pipeline, config, layout: Layout, write_examples: bool 
         InputMissingError, StageOrderError: see :func:`read_inputs`.
     """
     inputs, read_dead = read_inputs(pipeline, config)
-    outputs = inputs | "Ingest" >> Ingest(config)
+    outputs = inputs | "Ingest" >> Ingest(config, published_towers(config))
     write_outputs(outputs, read_dead, config, layout, write_examples)
 
 
@@ -369,6 +397,9 @@ def run(config, beam_args: Optional[Sequence[str]] = None, write_examples: bool 
         "seconds": round(time.time() - start, 2),
         "outputs": layout.ingest_outputs(config.splits),
     })
+    if config.data.labels == "candidates" and recommend_settings(config).source(TWO_TOWER):
+        # Which towers proposed the training candidates: none on a first run.
+        report["two_tower_model"] = published_towers(config)
     write_report(layout.ingest_report, report)
     write_text(report["outputs"]["report_text"], report_lib.render(report) + "\n", "text/plain")
     logging.info("ingest: %s", {s: v["examples"] for s, v in report["splits"].items()})

@@ -294,11 +294,6 @@ def check_sources(config, where: str) -> None:
                               "a categorical or hashed item feature")
     if sum(s.quota for s in rec.sources) < rec.k:
         raise ConfigError(f"{where}: recommend.sources' quotas add up to less than k = {rec.k}")
-    if config.data.labels == "candidates" and rec.source(TWO_TOWER):
-        raise ConfigError(f"{where}: dataset.labels: candidates builds the ranker's examples "
-                          "in ingest, before this run trains its towers, so a two_tower "
-                          "source would hand the ranker candidates it never learnt from; "
-                          "leave it out of recommend.sources")
 
 
 def recommend_settings(config) -> RecommendConfig:

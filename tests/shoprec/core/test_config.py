@@ -165,18 +165,17 @@ def test_a_holdout_must_be_a_holdout_feature_the_task_cannot_read_around(
         config_lib.load(_shop_with_task(tmp_path, **changes))
 
 
-def test_a_candidates_ranker_refuses_tower_candidates_it_cannot_learn_from(tmp_path):
+def test_a_candidates_ranker_may_have_a_two_tower_source(tmp_path):
+    # Its training candidates come from the last published towers (ingest).
     path = tmp_path / "c.yaml"
-    raw = {"dataset": {"labels": "candidates"}, "model": {"retrieval": {"enabled": True}},
-           "recommend": {"blend": {"p_click": 1.0},
-                         "sources": [{"name": "two_tower", "quota": 10},
-                                     {"name": "popular", "quota": 10}]}}
-    path.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ConfigError, match="before this run trains its towers"):
-        config_lib.load(str(path))
-    raw["recommend"]["sources"] = raw["recommend"]["sources"][1:]
-    path.write_text(yaml.safe_dump(raw))
-    assert config_lib.load(str(path)).data.labels == "candidates"
+    path.write_text(yaml.safe_dump(
+        {"dataset": {"labels": "candidates"}, "model": {"retrieval": {"enabled": True}},
+         "recommend": {"blend": {"p_click": 1.0},
+                       "sources": [{"name": "two_tower", "quota": 10},
+                                   {"name": "popular", "quota": 10}]}}))
+    config = config_lib.load(str(path))
+    assert config.data.labels == "candidates"
+    assert recommend_config.recommend_settings(config).source("two_tower").quota == 10
 
 
 def test_tower_sources_and_the_retrieval_blend_need_the_towers(tmp_path):
