@@ -28,7 +28,7 @@ import sys
 import traceback
 from typing import List, Optional, Sequence
 
-from shoprec.app import console, runs
+from shoprec.app import console, init, runs
 from shoprec.app.stages import BY_NAME, STAGES, options_of
 from shoprec.core import config as config_lib
 from shoprec.core.errors import CRASH_EXIT_CODE, ConfigError, EXIT_CODES, UserError
@@ -104,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     # pairs: no --pairs, nothing to skip.
     _add_flags(sub.add_parser("demo", help=DEMO_HELP, description=DEMO_HELP),
                ("sizes", "strategy"), dated=False)
+    init.add_parser(sub)
     return parser
 
 
@@ -139,6 +140,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # process is the `shoprec` command (argv from the command line), not a caller's.
     console.configure(verbose, native_filter=argv is None)
     try:
+        if args.stage == "init":
+            # No run config yet: init writes one. Beam flags mean nothing to it.
+            if beam_args:
+                raise ConfigError(f"init: unknown flag(s) {beam_args}")
+            return init.run(args)
         return run_stage(args.stage, _load_config(args), beam_args, args)
     except UserError as err:
         if verbose:
