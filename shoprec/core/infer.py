@@ -217,10 +217,15 @@ def id_role(role: str, events: Mapping[str, ColumnProfile],
         return named.name, None, 1.0, f"{flag}"
     by_name = [p for p in candidates if words & set(name_tokens(p.name))]
     if len(by_name) == 1:
-        return by_name[0].name, None, 1.0, f"named like a {role} id, {by_name[0].distinct:,} values"
+        return by_name[0].name, None, 1.0, (f"named like {_an(role)} id, "
+                                            f"{by_name[0].distinct:,} values")
     what = (f"two plausible {role} ids, {by_name[0].name} and {by_name[1].name}" if by_name
-            else f"no column is named like a {role} id")
+            else f"no column is named like {_an(role)} id")
     raise Undecided(f"events: {what}; pass {flag} COLUMN")
+
+
+def _an(role: str) -> str:
+    return {"item": "an item"}.get(role, f"a {role}")
 
 
 def _normal(value: str) -> str:

@@ -31,6 +31,11 @@ SMALL_VOCABULARY = 50
 MAX_CATEGORICAL_SHARE = 0.5
 # Integers with at most this many values are categories, not amounts.
 MAX_INT_CATEGORIES = 30
+# Integers this large (the median) are identifiers, not amounts.
+ID_MAGNITUDE = 100_000
+# Name words of a kind of item (a category column; numbers in it are codes).
+CATEGORY_WORDS = frozenset({"category", "categories", "cat", "type", "group", "class",
+                            "department", "dept", "section", "genre", "family", "segment"})
 # Mean words per value from which a many-valued column is free text.
 TEXT_TOKENS = 2.0
 # A code is left out for a name column with at least this share of its values.
@@ -68,9 +73,13 @@ def _pow2(n: int, low: int, high: int) -> int:
 
 
 def _is_code(p: ColumnProfile) -> bool:
+    """A column of identifiers: leading zeros, a name like an id or a category, a few
+    integers, or integers as large as ids."""
+    words = set(name_tokens(p.name))
     return p.kind == "code" or (p.numeric and (
-        bool(CODE_WORDS & set(name_tokens(p.name)))
-        or (p.kind == "int" and p.distinct <= MAX_INT_CATEGORIES)))
+        bool((CODE_WORDS | CATEGORY_WORDS) & words)
+        or (p.kind == "int" and (p.distinct <= MAX_INT_CATEGORIES
+                                 or (p.numbers or (0, 0, 0))[1] >= ID_MAGNITUDE))))
 
 
 def _categorical_or_hashed(p: ColumnProfile, base: Dict[str, Any], what: str

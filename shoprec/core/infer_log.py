@@ -66,9 +66,10 @@ def time_range(times: Sequence[int]) -> Tuple[Optional[Tuple[int, int]], int, st
         return None, 0, (f"every event is between {iso(ordered[0], DAY)} and "
                          f"{iso(ordered[-1], DAY)}")
     start, end = iso(low * DAY, DAY), iso((high + 1) * DAY, DAY)
-    return (low * DAY, (high + 1) * DAY), outside, (f"{outside:,} events ({100 * outside / len(ordered):.2f}%) lie "
-                                   f"days away from the rest: outside [{start}, {end}), dead "
-                                   "letters")
+    share = 100 * outside / len(ordered)
+    return (low * DAY, (high + 1) * DAY), outside, (
+        f"{outside:,} events ({share:.2f}%) lie days away from the rest: outside "
+        f"[{start}, {end}), dead letters")
 
 
 def granularity(times: Sequence[int]) -> int:

@@ -15,14 +15,11 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from shoprec.core import infer, infer_features, infer_log
 from shoprec.core.infer import LABEL_OF, Hints, Undecided
+from shoprec.core.infer_features import CATEGORY_WORDS
 from shoprec.core.profile import ColumnProfile, name_tokens, parse_time, profiles, text_of
 
 # Name words that make a categorical item feature a good target for the photo encoder.
-PHOTO_WORDS = (frozenset({"colour", "color"}),
-               frozenset({"category", "categories", "cat", "type", "group", "class", "department",
-                          "dept", "section", "genre", "family", "segment"}))
-# Name words of an item's category (history lists and aggregates use it first).
-CATEGORY_WORDS = PHOTO_WORDS[1]
+PHOTO_WORDS = (frozenset({"colour", "color"}), CATEGORY_WORDS)
 # The encoder learns attributes with this many classes.
 PHOTO_CLASSES = (2, 150)
 # Features of history lists over item attributes: at most this many attributes.
@@ -132,8 +129,8 @@ def _history(stages: Sequence[str], categories: Sequence[Dict[str, Any]], length
         lists.append({"name": "hist_" + f["name"].replace("item_", "", 1), "source": "history",
                       "kind": "history", "history_of": f["name"], "max_length": length,
                       "vocabulary": f["name"]})
-    matches = [{"name": f["name"].replace("_ids", "") + "_matches", "source": "history", "kind": "numeric",
-                "history_of": f["history_of"], "log": True} for f in lists]
+    matches = [{"name": f["name"].replace("_ids", "") + "_matches", "source": "history",
+                "kind": "numeric", "history_of": f["history_of"], "log": True} for f in lists]
     counts = [{"name": f"hist_{_plural(stage)}", "source": "history", "kind": "numeric",
                "event_type": stage, "log": True} for stage in stages]
     return lists + matches + counts

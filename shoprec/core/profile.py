@@ -17,6 +17,7 @@ import statistics
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from shoprec.core import timestamps
+from shoprec.core.dataset import is_missing
 
 # Unix times shoprec takes for a timestamp column: 2000-01-01 to 2100-01-01.
 EPOCH_RANGE_S = (946684800, 4102444800)
@@ -30,15 +31,6 @@ TIMESTAMP_SHARE = 0.95
 _PROBE = 200
 _INT = re.compile(r"[+-]?\d+")
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
-
-
-def is_missing(value: Any) -> bool:
-    """Blank strings, None and NaN: no value (as ingest reads them)."""
-    if value is None:
-        return True
-    if isinstance(value, float):
-        return math.isnan(value)
-    return isinstance(value, str) and not value.strip()
 
 
 def text_of(value: Any) -> str:

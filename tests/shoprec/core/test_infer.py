@@ -12,8 +12,8 @@ def _table(columns, rows):
 
 
 EVENTS = _table(["when", "visitor", "sku", "what", "price"],
-                [(f"2024-03-0{1 + i % 5}", f"v{i % 7}", f"s{i % 11}", ["view", "cart", "buy"][i % 3],
-                  "9.5") for i in range(60)])
+                [(f"2024-03-0{1 + i % 5}", f"v{i % 7}", f"s{i % 11}",
+                  ["view", "cart", "buy"][i % 3], "9.5") for i in range(60)])
 
 
 def test_timestamp_role_and_its_evidence():

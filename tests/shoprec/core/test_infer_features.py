@@ -16,6 +16,9 @@ def test_kinds_by_cardinality_and_content():
     # Numbers that name something are never amounts: codes, ..._no, a few integers.
     assert _kind("department_no", [str(1000 + i % 60) for i in range(120)]) == "categorical"
     assert _kind("index_group", [str(i % 5) for i in range(120)]) == "categorical"
+    assert _kind("cat", [str(2520377 + i % 60) for i in range(120)]) == "categorical"
+    assert _kind("seller", [str(4100200 + i % 60) for i in range(120)]) == "categorical"
+    assert _kind("stock", [str(i % 60) for i in range(120)]) == "numeric"
     assert _kind("ean", [f"0{i:07d}" for i in range(120)]) == "hashed"
     # Many one-word values: hashed; many-worded ones: text.
     assert _kind("postal_code", [f"{i:x}ab{i}" for i in range(6000)]) == "hashed"
