@@ -1,4 +1,4 @@
-"""``shoprec`` command line: one subcommand per stage, plus ``run`` and ``demo``.
+"""``shoprec`` command line: one subcommand per stage, plus ``run``, ``demo`` and ``init``.
 
 Flags this CLI does not know are passed through to Beam, so
 ``shoprec ingest --runner=DataflowRunner --project=... --region=...`` submits
@@ -6,7 +6,8 @@ the same job that runs locally on the FnApiRunner by default.
 
 ``shoprec run --date YYYY-MM-DD`` runs one day's stages in that date's
 partition of the run root (``shoprec.app.runs``), skipping what is up to
-date. Every command holds the run folder's lock while it runs
+date. ``shoprec init`` writes a run config from a shop's files
+(``shoprec.app.init``). Every command holds the run folder's lock while it runs
 (``shoprec.io.lock``), and every stage publishes its folder only once it is
 complete (``shoprec.io.publish``).
 
