@@ -24,6 +24,9 @@ PHOTO_WORDS = (frozenset({"colour", "color"}), CATEGORY_WORDS)
 PHOTO_CLASSES = (2, 150)
 # Features of history lists over item attributes: at most this many attributes.
 HISTORY_ATTRIBUTES = 2
+# User categories of at most this many values are crossed with the item's category,
+# at most this many of them.
+CROSS_VALUES, CROSSES = 20, 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +120,32 @@ def _categories(item_features: Sequence[Dict[str, Any]], table: Mapping[str, Col
                    and table[f["column"]].distinct >= 3),
                   key=lambda f: (not CATEGORY_WORDS & set(name_tokens(f["column"])),
                                  -table[f["column"]].distinct))
+
+
+def _derived(b: "_Builder", user_features: Sequence[Dict[str, Any]],
+             users_p: Optional[Mapping[str, ColumnProfile]], category: Optional[Dict[str, Any]]
+             ) -> List[Dict[str, Any]]:
+    """Each numeric user feature in quantile buckets, and the user categories of a few
+    values (the most values first) crossed with the item's category: tastes that differ
+    by age group or region."""
+    out = []
+    for f in user_features:
+        if f["kind"] == "numeric":
+            out.append({"name": f"{f['name']}_bucket", "source": "derived",
+                        "kind": "bucketized", "derived_from": [f["name"]], "num_buckets": 10,
+                        "embedding_dim": 4})
+            b.note(f"dataset.features.{f['name']}_bucket", "10 quantile buckets of train")
+    small = sorted((f for f in user_features if f["kind"] == "categorical" and users_p
+                    and 2 <= users_p[f["column"]].distinct <= CROSS_VALUES),
+                   key=lambda f: -users_p[f["column"]].distinct)[:CROSSES]
+    for f in small if category else ():
+        name = f"{f['name']}_x_{category['name']}"
+        out.append({"name": name, "source": "derived", "kind": "cross",
+                    "derived_from": [f["name"], category["name"]], "hash_buckets": 1024,
+                    "embedding_dim": 4})
+        b.note(f"dataset.features.{name}", f"a taste per {f['column']} and "
+               f"{category['column']}, hashed")
+    return out
 
 
 def _history(stages: Sequence[str], categories: Sequence[Dict[str, Any]], length: int
@@ -277,12 +306,13 @@ def propose(events: Table, items: Optional[Table], users: Optional[Table], hints
         {"name": "item_id", "source": "event", "kind": "id", "oov_buckets": 16,
          "embedding_dim": dims["item_id"]}]
     features += user_features + item_features + photo
+    categories = _categories(item_features, items_p if items_p is not None else ev)
+    features += _derived(b, user_features, users_p, categories[0] if categories else None)
 
     # History, aggregates, labels.
     history_stages = [s for s in ("click", "add_to_cart", "purchase", "other") if counts.get(s)]
     length, length_why = infer_log.history_length(user_ids)
     dataset["history"] = {"event_types": history_stages, "bucket_s": infer_log.DAY}
-    categories = _categories(item_features, items_p if items_p is not None else ev)
     features += _history(history_stages, categories, length)
     b.note("dataset.features.hist_item_ids", length_why)
     category = categories[0]["name"] if categories else None

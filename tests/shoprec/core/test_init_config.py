@@ -52,6 +52,9 @@ def test_the_proposal_decides_roles_funnel_features_and_split():
                                      "required": False, "kind": "categorical",
                                      "embedding_dim": 4, "default": "missing"}
     assert features["item_price"]["kind"] == "numeric"
+    # Tastes by age group and by tier and colour: derived in preprocessing_fn.
+    assert features["user_age_bucket"]["derived_from"] == ["user_age"]
+    assert features["user_tier_x_item_colour"]["derived_from"] == ["user_tier", "item_colour"]
     assert [f["name"] for f in data["features"] if f["kind"] == "label"] == ["cart", "purchase"]
     assert "item_image_embedding" in features
     assert proposal.config["embed"]["attributes"] == ["colour"]
