@@ -23,6 +23,7 @@ import apache_beam as beam
 from pipelines import dead_letter as dl
 from pipelines.outputs import Outputs
 from shoprec.core import dataset as ds
+from shoprec.core.dataset import is_missing
 from shoprec.core import images, timestamps
 from shoprec.core import registry as F
 
@@ -43,15 +44,6 @@ class RowError(ValueError):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
-
-
-def is_missing(value: Any) -> bool:
-    """Blank strings, None and NaN (Parquet nulls) all mean 'no value'."""
-    if value is None:
-        return True
-    if isinstance(value, float):
-        return math.isnan(value)
-    return isinstance(value, str) and not value.strip()
 
 
 def _number(text: str, kind: str, column: str):

@@ -1,4 +1,4 @@
-"""``shoprec`` command line: one subcommand per stage, plus ``run`` and ``demo``.
+"""``shoprec`` command line: one subcommand per stage, plus ``run``, ``demo`` and ``init``.
 
 Flags this CLI does not know are passed through to Beam, so
 ``shoprec ingest --runner=DataflowRunner --project=... --region=...`` submits
@@ -6,7 +6,8 @@ the same job that runs locally on the FnApiRunner by default.
 
 ``shoprec run --date YYYY-MM-DD`` runs one day's stages in that date's
 partition of the run root (``shoprec.app.runs``), skipping what is up to
-date. Every command holds the run folder's lock while it runs
+date. ``shoprec init`` writes a run config from a shop's files
+(``shoprec.app.init``). Every command holds the run folder's lock while it runs
 (``shoprec.io.lock``), and every stage publishes its folder only once it is
 complete (``shoprec.io.publish``).
 
@@ -28,7 +29,7 @@ import sys
 import traceback
 from typing import List, Optional, Sequence
 
-from shoprec.app import console, runs
+from shoprec.app import console, init, runs
 from shoprec.app.stages import BY_NAME, STAGES, options_of
 from shoprec.core import config as config_lib
 from shoprec.core.errors import CRASH_EXIT_CODE, ConfigError, EXIT_CODES, UserError
@@ -104,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     # pairs: no --pairs, nothing to skip.
     _add_flags(sub.add_parser("demo", help=DEMO_HELP, description=DEMO_HELP),
                ("sizes", "strategy"), dated=False)
+    init.add_parser(sub)
     return parser
 
 
@@ -139,6 +141,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # process is the `shoprec` command (argv from the command line), not a caller's.
     console.configure(verbose, native_filter=argv is None)
     try:
+        if args.stage == "init":
+            # No run config yet: init writes one. Beam flags mean nothing to it.
+            if beam_args:
+                raise ConfigError(f"init: unknown flag(s) {beam_args}")
+            return init.run(args)
         return run_stage(args.stage, _load_config(args), beam_args, args)
     except UserError as err:
         if verbose:

@@ -14,7 +14,8 @@ features then say which columns become which features.
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Optional, Tuple
+import math
+from typing import Any, Dict, Optional, Tuple
 
 from shoprec.core import registry as F
 from shoprec.core.sections import ConfigError
@@ -27,6 +28,15 @@ DEDUP_POLICIES = ("dead_letter", "quantity")
 COLUMN_TYPES = ("string", "int", "float", "timestamp")
 # Keys of a parsed event; event columns kept beside them must not collide.
 EVENT_KEYS = (F.TIMESTAMP_KEY, F.USER_KEY, F.ITEM_KEY, "event_type")
+
+def is_missing(value: Any) -> bool:
+    """Blank strings, None and NaN (Parquet nulls) all mean 'no value'."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    return isinstance(value, str) and not value.strip()
+
 
 @dataclasses.dataclass(frozen=True)
 class ColumnSpec:

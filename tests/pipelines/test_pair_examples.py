@@ -1,8 +1,8 @@
 """Examples assembled from user and item parts are the bytes of the row assembler's rows.
 
 For every pair of a small shop with history (lists, counts and match counts,
-a user x category aggregate, known and unknown users, with and without a
-history), the assembled example
+a user x category aggregate, an item aggregate, known and unknown users, with
+and without a history), the assembled example
 must be ``examples.encode(raw_row(...))`` byte for byte: ``raw_row`` stays the
 one definition of a scoring row.
 """
@@ -25,7 +25,10 @@ REGISTRY = history_registry(
     # A user x category aggregate: its value depends on both parts, like a match count.
     F.Feature("agg_user_category_buy_rate", S.AGGREGATE, K.NUMERIC,
               aggregate_key=("user_id", "item_category"), event_type="purchase",
-              ratio_to="click", smoothing=2.0))
+              ratio_to="click", smoothing=2.0),
+    # Served from the item table's row, like an attribute.
+    F.Feature("agg_item_buys", S.AGGREGATE, K.NUMERIC, aggregate_key=("item_id",),
+              event_type="purchase", log=True))
 STATE = REGISTRY.pair_state_name(REGISTRY["agg_user_category_buy_rate"])
 NAMES = REGISTRY.example_names(include_labels=False)
 WIDTH = REGISTRY.embedding_feature().width
@@ -34,7 +37,8 @@ WIDTH = REGISTRY.embedding_feature().width
 def _item(item_id, category, price, has_image):
     return {"item_id": item_id, "item_category": category, "item_brand": "b",
             "item_colour": "red", "item_price": price,
-            "item_image_embedding": [0.5 * has_image] * WIDTH, "item_has_image": has_image}
+            "item_image_embedding": [0.5 * has_image] * WIDTH, "item_has_image": has_image,
+            "agg_item_buys": price / 2}
 
 
 ITEMS = [_item("i1", "c1", 10.0, 1), _item("i2", "c2", 30.5, 0), _item("i3", "c1", 0.0, 1)]
@@ -64,6 +68,7 @@ def test_every_pair_is_the_bytes_of_its_raw_row():
             include_labels=False))
         seen.add(parsed["hist_item_matches"].numpy().item())
         rates[user_id, item["item_id"]] = parsed["agg_user_category_buy_rate"].numpy().item()
+        assert parsed["agg_item_buys"].numpy().item() == item["agg_item_buys"]
     # u1's history holds i1 twice and i3 once; u2's i2 once: the match
     # counts vary per pair, so the pair part was really assembled per pair.
     assert seen == {0.0, 1.0, 2.0}
