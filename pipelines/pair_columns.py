@@ -54,7 +54,8 @@ class PairColumns:
     def __init__(self, registry: F.Registry):
         self._registry = registry
         names = registry.example_names(include_labels=False)
-        items = set(registry.candidate_names())
+        # The item table's row: attributes, photo embedding and item aggregates.
+        items = set(registry.item_table_names())
         pair = {f.name for f in registry.of_source(F.Source.HISTORY)
                 if f.kind == F.Kind.NUMERIC and f.history_of} | {
             f.name for f in registry.pair_aggregates()}

@@ -499,9 +499,17 @@ def _run_sections(b: _Builder, settings: Settings, events: Table, items, users,
     aggregates = mode != "sampled"
     blend = {"retrieval": 1.0} if mode == "impressions" else {"retrieval": 1.0,
                                                              f"p_{labels[-1]}": 1.0}
-    config["recommend"] = {"k": 10, "candidates": 50, "blend": blend,
+    # Every source reads the relevance label's events (no ``events`` key): the
+    # one event type init knows a shop's funnel has.
+    sources = [{"name": "two_tower", "quota": 50}, {"name": "repurchase", "quota": 20},
+               {"name": "co_occurrence", "quota": 20}, {"name": "popular", "quota": 30,
+                                                       "days": 7}]
+    config["recommend"] = {"k": 10, "sources": sources, "blend": blend,
                            "relevance_label": positive, "popularity_days": 7,
                            "as_of": "end" if aggregates else "eval"}
+    b.note("recommend.sources", f"candidates: the towers' nearest items, the user's own "
+           f"{positive} items, items in the same day's baskets as theirs and the last 7 days' "
+           "best-sellers; their union is ranked (docs/recommend.md)")
     if aggregates:
         b.note("recommend.as_of", "end: lists after each user's last event (production). The "
                "item aggregates are served as of the log's end, so lists judged at the eval "

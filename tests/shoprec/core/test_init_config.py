@@ -91,3 +91,5 @@ def test_a_purchase_log_without_tables_samples_negatives():
     assert data["negatives"]["per_positive"] == 4
     assert not [f for f in data["features"] if f["source"] == "aggregate"]
     assert proposal.config["recommend"]["as_of"] == "eval"
+    assert [(s["name"], s["quota"]) for s in proposal.config["recommend"]["sources"]] == [
+        ("two_tower", 50), ("repurchase", 20), ("co_occurrence", 20), ("popular", 30)]
