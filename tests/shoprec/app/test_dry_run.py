@@ -1,4 +1,4 @@
-"""``shoprec STAGE --runner=DataflowRunner --dry_run=True``: built offline, nothing run or published.
+"""``shoprec STAGE --runner=DataflowRunner --dry_run=True``: built offline, nothing run.
 
 The ingest job of the tiny demo run (``tiny_run``) is built for Dataflow
 through ``cli.main`` with no Google credentials and every connection that is
