@@ -23,6 +23,9 @@ INSTALL_REQUIRES = [
     # `shoprec report`: plots drawn headless (Agg) and one HTML page.
     "matplotlib==3.11.2",
     "Jinja2==3.1.6",
+    # Manifests list each output file's CRC32C, the checksum Cloud Storage keeps per
+    # object, computed the same way for local files (shoprec.io.files.checksum).
+    "google-crc32c==1.9.0",
 ]
 
 setup(

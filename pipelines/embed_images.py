@@ -40,7 +40,7 @@ from pipelines.examples import EMBED_VECTOR as EMBEDDING
 from pipelines.examples import encode_embedding
 from pipelines.images import DEFAULT_IMAGE_KEY, LoadItemImages
 from pipelines.inference import ChunkHandler
-from pipelines.options import pipeline_options
+from pipelines.options import new_pipeline, run_job
 from pipelines.outputs import Outputs
 from pipelines.parse import HAS_IMAGE_KEY
 from pipelines.read import ReadTable
@@ -285,13 +285,12 @@ def run(items: str, images_root: str, model_dir: str, output_dir: str, *,
     clear(output_dir)
     prefix = FileSystems.join(output_dir, PREFIX)
     start = time.time()
-    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
+    pipeline = new_pipeline(beam_args)
     build(pipeline, items, images_root, model_dir, output_dir, shape, dim,
           file_format=file_format, id_column=id_column, image_path=image_path,
           signature=signature, input_key=input_key, output_key=output_key,
           batch_size=batch_size, num_shards=num_shards, allowed_prefixes=allowed_prefixes)
-    result = pipeline.run()
-    result.wait_until_finish()
+    result = run_job(pipeline)
     counts = dl.counts_from_result(result)
     seconds = time.time() - start
     report = {"counts": counts, "seconds": round(seconds, 2),

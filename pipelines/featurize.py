@@ -296,10 +296,11 @@ def tft_temp_dir(options: PipelineOptions, local: str) -> str:
 
     Under the pipeline's ``--temp_location`` when it has one (a ``gs://``
     folder on Dataflow: a folder on the launching machine is not on the
-    workers), else ``local``. TFT creates the folder when the graph is built.
+    workers), else ``local``. TFT creates the folder when the graph is built,
+    so a dry run, where nothing runs, keeps it local: building stays offline.
     """
     temp = options.view_as(GoogleCloudOptions).temp_location
-    if not temp:
+    if not temp or beam_options.is_dry_run(options):
         return local
     return FileSystems.join(temp, "shoprec-tft", os.path.basename(local))
 
@@ -335,12 +336,10 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None) -> dict:
     clear(layout.featurize_dir)
     tf.io.gfile.makedirs(layout.featurize_dir)
     start = time.time()
-    options = beam_options.pipeline_options(beam_args)
+    pipeline = beam_options.new_pipeline(beam_args)
     with tempfile.TemporaryDirectory(prefix="shoprec-tft-") as local_tmp:
-        pipeline = beam.Pipeline(options=options)
-        build(pipeline, config, tft_temp_dir(options, local_tmp))
-        result = pipeline.run()
-        result.wait_until_finish()
+        build(pipeline, config, tft_temp_dir(pipeline.options, local_tmp))
+        result = beam_options.run_job(pipeline)
     # Readers of the shards (the trainer, a user's own tf.data job) find their
     # schema beside them, not only inside the transform graph's folder.
     tf.io.gfile.copy(os.path.join(layout.transform_dir, "transformed_metadata", SCHEMA_FILE),

@@ -35,7 +35,7 @@ from pipelines.inference import signature_names
 from pipelines.join import AttachEmbeddings, EMBEDDINGS, ItemsFromEvents, JoinFeatures
 from pipelines.labels import FunnelExamples, NextEventLabels, SampledPositives
 from pipelines.negatives import SampleNegatives
-from pipelines.options import pipeline_options
+from pipelines.options import new_pipeline, run_job
 from pipelines.outputs import Outputs
 from pipelines.parse import (EVENTS, ITEMS, USERS, ParseEvents, ParseTable, csv_line,
                              required_columns)
@@ -375,10 +375,9 @@ def run(config, beam_args: Optional[Sequence[str]] = None, write_examples: bool 
     start = time.time()
     layout = config.layout if out_dir is None else Layout(out_dir)
     clear(layout.ingest_dir)
-    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
+    pipeline = new_pipeline(beam_args)
     build(pipeline, config, layout, write_examples)
-    result = pipeline.run()
-    result.wait_until_finish()
+    result = run_job(pipeline)
 
     counts = {key: 0 for key in report_keys(config)}
     counts.update(dl.counts_from_result(result))

@@ -56,7 +56,7 @@ from pipelines.candidate_sources import CandidateSources, SegmentPopular
 from pipelines.candidates import EmbedItems, index_report
 from pipelines.event_log import ReadEvents
 from pipelines.inference import COLUMNS_SIGNATURE, signature_names
-from pipelines.options import pipeline_options
+from pipelines.options import new_pipeline, run_job
 from pipelines.ranking import Recommend, user_contexts
 from pipelines.related import SCHEMA as RELATED_SCHEMA, RelatedItems
 from pipelines.score import ReadSideTable
@@ -262,11 +262,10 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
     version, model_dir = _check_inputs(config, rec.max_catalogue_items)
     clear(layout.recommend_dir)
     start = time.time()
-    pipeline = beam.Pipeline(options=pipeline_options(beam_args))
+    pipeline = new_pipeline(beam_args)
     build(pipeline, config, rec, model_dir, bq_table,
           columns=COLUMNS_SIGNATURE in signature_names(model_dir))
-    result = pipeline.run()
-    result.wait_until_finish()
+    result = run_job(pipeline)
     counts = dl.counts_from_result(result)
     seconds = time.time() - start
     report = {"counts": counts, "seconds": round(seconds, 2),

@@ -379,11 +379,10 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
     clear(layout.score_dir)
     names = class_names(config, layout.published_transform(version))
     start = time.time()
-    pipeline = beam.Pipeline(options=beam_options.pipeline_options(beam_args))
+    pipeline = beam_options.new_pipeline(beam_args)
     build(pipeline, config, pattern, model_dir, names,
           columns=COLUMNS_SIGNATURE in signature_names(model_dir))
-    result = pipeline.run()
-    result.wait_until_finish()
+    result = beam_options.run_job(pipeline)
     report = {
         "counts": dead_letter.counts_from_result(result),
         "seconds": round(time.time() - start, 2),

@@ -11,9 +11,9 @@
 # Required environment: PROJECT, REGION, BUCKET (gs://...), IMAGE (built from
 # infra/Dockerfile). RUN_DIR is usually a dated partition, e.g.
 # gs://my-bucket/shoprec/dt=2026-11-23: re-running a date rewrites it.
-# To build and check a job's graph without submitting it, write its template
-# offline with pipelines/dataflow_template.py (docs/scheduling.md): a stage run
-# with --dry_run=True clears its folder and then fails reading counters.
+# To build and check a stage's job without submitting it, add --dry_run=True:
+# it runs offline, changes nothing in RUN_DIR and says so in one line
+# (docs/scheduling.md); pipelines/dataflow_template.py writes a job's template.
 set -euo pipefail
 stage=$1 config=$2 run_dir=$3
 shift 3

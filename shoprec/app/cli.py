@@ -2,7 +2,9 @@
 
 Flags this CLI does not know are passed through to Beam, so
 ``shoprec ingest --runner=DataflowRunner --project=... --region=...`` submits
-the same job that runs locally on the FnApiRunner by default.
+the same job that runs locally on the FnApiRunner by default; with
+``--dry_run=True`` as well it builds that job offline, submits nothing and
+says so in one line (one stage at a time: not ``run`` or ``demo``).
 
 ``shoprec run --date YYYY-MM-DD`` runs one day's stages in that date's
 partition of the run root (``shoprec.app.runs``), skipping what is up to
@@ -44,7 +46,8 @@ RUN_HELP = ("run one day's stages in order (all but generate) in the date's part
             "skipping those that are up to date: the command a scheduler calls")
 VERBOSE_ENV = "SHOPREC_VERBOSE"
 EPILOG = ("Unknown flags go to Beam, e.g. --runner=DataflowRunner, --direct_num_workers=2, "
-          "--direct_running_mode=multi_processing. Exit status: "
+          "--direct_running_mode=multi_processing; --runner=DataflowRunner --dry_run=True "
+          "builds a stage's job without running it. Exit status: "
           + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES) + ".")
 
 
@@ -173,6 +176,10 @@ def run_stage(stage: str, config, beam_args: List[str], args) -> int:
     options = {k: getattr(args, k, None) for k in ("strategy", "pairs", "force_bless",
                                                    "bq_table")}
     force = bool(getattr(args, "force", False))
+    if stage in ("run", "demo") and runs.is_dry_run(beam_args):
+        raise ConfigError(f"`shoprec {stage}` runs stages that read each other's outputs, so "
+                          "it cannot be a dry run: dry-run one stage at a time, e.g. "
+                          "`shoprec ingest --runner=DataflowRunner --dry_run=True ...`")
     if stage == "demo":
         from shoprec.app import demo
 

@@ -7,7 +7,12 @@ reads, the config, the code, its options); if the published folder's manifest
 carries the same one, the stage is skipped (``--force`` runs it anyway).
 Otherwise the stage runs with its own folder rooted in its staging place,
 its manifest is written there last and the folder is published
-(``shoprec.io.publish``). :func:`run_day` runs a production day's stages in
+(``shoprec.io.publish``). Before a stage runs, every folder it reads (the
+upstream stages' and the current model version) is held to its manifest's
+file list (:func:`check_reads`): a damaged file stops it before any job
+starts. A Dataflow dry run (``--runner=DataflowRunner --dry_run=True``)
+builds the stage's job in a temporary folder and publishes nothing
+(:func:`is_dry_run`). :func:`run_day` runs a production day's stages in
 order: the one command a scheduler calls.
 """
 
@@ -17,13 +22,14 @@ import dataclasses
 import json
 import os
 import sys
+import tempfile
 import time
 from typing import Any, Dict, Mapping, Optional, Sequence
 
-from shoprec.app.stages import Stage, day_stages, options_of
+from shoprec.app.stages import STAGES, Stage, day_stages, options_of
 from shoprec.core.config import Config
-from shoprec.core.errors import ModelNotBlessedError
-from shoprec.io import files, manifest, publish
+from shoprec.core.errors import ConfigError, ModelNotBlessedError
+from shoprec.io import files, manifest, models, publish
 from shoprec.io.outputs import write_success
 
 # Reports (the stages' JSON and text files) under this size get their staged
@@ -37,10 +43,11 @@ class Outcome:
     """What :func:`run_stage` did.
 
     Attributes:
-        status: ``ran``, ``skipped`` (up to date) or ``published`` (a run
-            killed after writing its manifest left it staged; published now).
-        report: The stage's report (paths as published), or its published
-            manifest when it did not run.
+        status: ``ran``, ``skipped`` (up to date), ``published`` (a run
+            killed after writing its manifest left it staged; published now)
+            or ``dry_run`` (its job was built, not run).
+        report: The stage's report (paths as published), its published
+            manifest when it did not run, or what a dry run built.
         seconds: Wall time.
     """
 
@@ -82,6 +89,60 @@ def _reads(stage: Stage, config: Config, options: Mapping[str, Any]):
     if stage.name == "score":
         inputs["pairs"] = options.get("pairs") or config.path(config.scoring.pairs)
     return {k: v for k, v in inputs.items() if v}, upstream
+
+
+def is_dry_run(beam_args: Sequence[str]) -> bool:
+    """Whether the Beam flags ask for a Dataflow dry run (``--dry_run``, as Beam reads it).
+
+    Raises:
+        ConfigError: a dry run Beam would not do offline (``pipeline_options``).
+    """
+    if not beam_args:
+        return False
+    from pipelines import options as beam_options
+
+    return beam_options.is_dry_run(beam_options.pipeline_options(beam_args))
+
+
+def check_reads(stage: Stage, config: Config, options: Mapping[str, Any]) -> None:
+    """Holds every folder ``stage`` reads to its manifest, before anything runs.
+
+    Args:
+        stage: The stage about to run.
+        config: The run config (published layout).
+        options: The stage's own flag values (``options_of``).
+
+    Raises:
+        InputDamagedError: a file of an upstream folder, or of the current
+            model version, is missing, added, truncated, changed or
+            unreadable, or a manifest or ``models/CURRENT`` cannot be read.
+    """
+    for name, folder in sorted(_reads(stage, config, options)[1].items()):
+        manifest.check(folder, name, f"run `shoprec {name} --force` to write it again")
+    if "models/CURRENT" in stage.reads:
+        models.check_current(config.layout)
+
+
+def _dry_run(stage: Stage, config: Config, beam_args: Sequence[str],
+             options: Mapping[str, Any], start: float) -> Outcome:
+    """Builds ``stage``'s job as a dry run, its folder in a temporary one; publishes nothing."""
+    from pipelines.options import DryRun
+
+    if not stage.beam:
+        beam = ", ".join(s.name for s in STAGES if s.beam)
+        raise ConfigError(f"`shoprec {stage.name}` runs no Beam job, so there is nothing to "
+                          f"dry-run: --dry_run builds the job of {beam}")
+    check_reads(stage, config, options)
+    with tempfile.TemporaryDirectory(prefix=f"shoprec-dry-run-{stage.name}-") as scratch:
+        scratch_config = dataclasses.replace(config, layout_roots=((stage.name, scratch),))
+        try:
+            stage.run(scratch_config, beam_args, options)
+        except DryRun as built:
+            report = {"runner": built.runner, "job_name": built.job.proto.name,
+                      "transforms": len(built.job.proto_pipeline.components.transforms)}
+            return Outcome("dry_run", report, time.time() - start)
+    raise RuntimeError(f"{stage.name} returned from a dry run: its job did not start with "
+                       "pipelines.options.run_job")
 
 
 def _relocate(value: Any, staged: str, published: str) -> Any:
@@ -126,11 +187,16 @@ def run_stage(stage: Stage, config: Config, beam_args: Sequence[str],
         force: Run even when the published output is up to date.
 
     Raises:
+        InputDamagedError: a folder it reads is not what its manifest lists
+            (:func:`check_reads`); nothing ran.
+        ConfigError: a dry run of a stage that runs no Beam job.
         UserError: the stage failed for a reason the user fixes; its staged
             folder (report, dead letters) stays in the staging place and the
             published folder is untouched.
     """
     start = time.time()
+    if is_dry_run(beam_args):
+        return _dry_run(stage, config, beam_args, options, start)
     if not stage.publishes:
         return Outcome("ran", stage.run(config, beam_args, options), time.time() - start)
     layout = config.layout
@@ -149,6 +215,7 @@ def run_stage(stage: Stage, config: Config, beam_args: Sequence[str],
                 if chief:
                     publish.publish(layout, stage.name, source=folder)
                 return Outcome("published", found, time.time() - start)
+    check_reads(stage, config, options)
     staged_config = dataclasses.replace(config, layout_roots=layout.staged(stage.name).roots)
     report = stage.run(staged_config, beam_args, options)
     if not chief:
@@ -157,8 +224,7 @@ def run_stage(stage: Stage, config: Config, beam_args: Sequence[str],
     _relocate_reports(staging, target)
     report = _relocate(report, staging, target)
     write_success(staging, stage.name, dict(
-        fingerprint, rows=_rows(report), seconds=round(time.time() - start, 2),
-        outputs=manifest.output_stats(staging)))
+        fingerprint, rows=_rows(report), seconds=round(time.time() - start, 2)))
     publish.publish(layout, stage.name)
     return Outcome("ran", report, time.time() - start)
 
@@ -169,6 +235,11 @@ def say(stage: str, outcome: Outcome) -> Optional[str]:
         return f"shoprec {stage}: skipped (up to date)"
     if outcome.status == "published":
         return f"shoprec {stage}: published the output an interrupted run had finished"
+    if outcome.status == "dry_run":
+        built = outcome.report
+        return (f"shoprec {stage}: dry run: built the {built['runner']} job "
+                f"{built['job_name']} ({built['transforms']} transforms) and did not submit "
+                "it; nothing ran, no counters were read, nothing was published")
     return None
 
 

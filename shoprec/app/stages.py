@@ -39,6 +39,7 @@ class Stage:
         publishes: Whether its folder is staged and published with a
             manifest; ``generate`` writes the run's *inputs* (wherever
             ``inputs`` points), which a production run gets from the shop.
+        beam: Whether it runs a Beam job (and so can be a Dataflow dry run).
     """
 
     name: str
@@ -49,6 +50,7 @@ class Stage:
     flags: Tuple[str, ...]
     in_demo: bool
     publishes: bool = True
+    beam: bool = False
 
 
 def _generate(config, beam_args, options):
@@ -116,14 +118,15 @@ STAGES: Tuple[Stage, ...] = (
           _generate, (), "raw/", ("sizes",), True, publishes=False),
     Stage("embed", "train the image encoder on the catalogue (or use embed.encoder); Beam: "
                    "embed every item's photo once, for ingest to join",
-          _embed, ("inputs.items", "inputs.images_root", "embed.encoder"), "embed/", (), True),
+          _embed, ("inputs.items", "inputs.images_root", "embed.encoder"), "embed/", (), True,
+          beam=True),
     Stage("validate", "Beam: run ingest's checks and print the data report, writing no "
                       "examples",
-          _validate, ("inputs", "embed/"), "validate/", (), False),
+          _validate, ("inputs", "embed/"), "validate/", (), False, beam=True),
     Stage("ingest", "Beam: validate, dedup, label, join and split events into raw examples",
-          _ingest, ("inputs", "embed/"), "ingest/", (), True),
+          _ingest, ("inputs", "embed/"), "ingest/", (), True, beam=True),
     Stage("featurize", "Beam + tensorflow-transform: analyse train, transform every split",
-          _featurize, ("ingest/",), "featurize/", (), True),
+          _featurize, ("ingest/",), "featurize/", (), True, beam=True),
     Stage("train", "TFRS multi-task training under a tf.distribute strategy; export",
           _train, ("featurize/",), "train/", ("strategy",), True),
     Stage("push", "model gate: judge the trained model against the published one on the eval "
@@ -131,11 +134,11 @@ STAGES: Tuple[Stage, ...] = (
           _push, ("ingest/", "train/", "models/CURRENT"), "push/", ("force_bless",), True),
     Stage("score", "Beam RunInference: score user x item pairs with the published model and "
                    "rank within user",
-          _score, ("ingest/", "models/CURRENT"), "score/", ("pairs",), True),
+          _score, ("ingest/", "models/CURRENT"), "score/", ("pairs",), True, beam=True),
     Stage("recommend", "Beam: the top K of the whole catalogue for every user (retrieval, then "
                        "the multi-task ranker), judged against baselines",
           _recommend, ("ingest/", "models/CURRENT", "inputs.truth"), "recommend/", ("bq_table",),
-          True),
+          True, beam=True),
     Stage("report", "one self-contained HTML page of the run: data, per-task curves, "
                     "training, slices, baselines, the model gate, ranking",
           _report, ("ingest/", "embed/", "train/", "push/", "recommend/", "inputs.truth"),

@@ -60,8 +60,8 @@ class InputsConfig:
     # Folder the input paths below are relative to (`--data DIR`); None: the run folder.
     data_dir: Optional[str] = None
     events: str = "raw/events.csv"
-    items: str = "raw/items.csv"
-    users: str = "raw/users.csv"
+    items: Optional[str] = "raw/items.csv"  # null: the items come from the events
+    users: Optional[str] = "raw/users.csv"  # null: no user table
     images_root: str = "raw"  # item image_path values are relative to this
     # Where absolute image paths and URLs may point (e.g. "gs://bucket/photos/");
     # by default nowhere: every photo lies under images_root.
@@ -350,18 +350,32 @@ def load(path: Optional[str] = None, run_dir: Optional[str] = None,
         data_dir: Overrides ``inputs.data_dir`` (where a data set's files are).
         date: The run's date ``YYYY-MM-DD``: the run folder is its partition
             of ``run_root`` (see :func:`dated`); None: an undated run.
+
+    Raises:
+        ConfigError: the file is not UTF-8 YAML, names an unknown key, gives
+            a value of the wrong type or does not fit together (:func:`check`).
+        OSError: the file cannot be read.
     """
     if path is None:
         text = resources.files("shoprec").joinpath("configs/demo.yaml").read_text()
         where = "demo.yaml"
     else:
-        with open(path) as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            raw = f.read()
         where = path
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{where}: not UTF-8 text ({err.reason} at byte "
+                              f"{err.start}); save it as UTF-8") from err
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{where}: not valid YAML: {err}") from err
+        # One line: the problem and where, without PyYAML's quoted snippet.
+        mark = getattr(err, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(err, "problem", None) or " ".join(str(err).split())
+        raise ConfigError(f"{where}: not valid YAML{at}: {problem}") from err
     config = build(Config, data, where, nested={"dataset": dataset_yaml.from_dict,
                                               "gate": model_config.gate_from_dict})
     if date:

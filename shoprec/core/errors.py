@@ -2,12 +2,12 @@
 
 Every failure a user can fix (a missing or empty input, stages run out of
 order, a bad config, a data-quality gate, a model the model gate did not
-bless) is a :class:`UserError`. The CLI prints its message on one or two
-lines, ``shoprec STAGE: <message>``, and exits with its ``exit_code`` (the
-README's table); any other exception is a programming error and keeps its
-traceback. Each subclass also derives from the
-builtin it replaces, so callers that caught ``FileNotFoundError`` or
-``ValueError`` still do.
+bless, an upstream output damaged after it was written) is a
+:class:`UserError`. The CLI prints its message on one or two lines,
+``shoprec STAGE: <message>``, and exits with its ``exit_code`` (the README's
+table); any other exception is a programming error and keeps its traceback.
+Each subclass also derives from the builtin it replaces, so callers that
+caught ``FileNotFoundError`` or ``ValueError`` still do.
 """
 
 from __future__ import annotations
@@ -82,6 +82,17 @@ class RunLockedError(UserError, RuntimeError):
     exit_code = 8
 
 
+class InputDamagedError(UserError, ValueError):
+    """A file an upstream stage published is not what its manifest lists.
+
+    Missing, truncated, changed, added or unreadable since the stage that wrote
+    it finished (``shoprec.io.manifest.check``), or a manifest or
+    ``models/CURRENT`` that cannot be read.
+    """
+
+    exit_code = 9
+
+
 # Any other exception is a bug: the CLI prints its traceback and exits with this
 # (EX_SOFTWARE), so a scheduler tells a crash from every failure above.
 CRASH_EXIT_CODE = 70
@@ -102,5 +113,7 @@ EXIT_CODES = (
     (ModelNotBlessedError.exit_code, "the model gate did not bless the new model; the last "
                                      "blessed model stays published"),
     (RunLockedError.exit_code, "another run holds the run folder's lock"),
+    (InputDamagedError.exit_code, "an upstream stage's output was changed after it finished "
+                                  "(missing, truncated, edited or unreadable)"),
     (CRASH_EXIT_CODE, "crashed: a bug, not a user error (traceback printed)"),
 )

@@ -22,6 +22,7 @@ only if it is still the version read (``ifGenerationMatch=<generation>``).
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import dataclasses
 import functools
@@ -36,15 +37,23 @@ GCS = "gs://"
 # Objects copied or deleted at once on Cloud Storage (each is one request).
 _GCS_THREADS = 8
 _WILDCARDS = re.compile(r"[*?\[]")
+# Bytes read at a time to checksum a local file.
+_CHUNK = 1 << 22
 
 
 @dataclasses.dataclass(frozen=True)
 class FileInfo:
-    """One file: its full path, size in bytes and modification time (unix seconds)."""
+    """One file: its full path, size in bytes and modification time (unix seconds).
+
+    ``crc32c`` is the object's checksum as Cloud Storage lists it (base64 of
+    the big-endian CRC32C); None on a local disk, where :func:`checksum`
+    computes it.
+    """
 
     path: str
     size: int
     mtime: float
+    crc32c: Optional[str] = None
 
 
 def is_local(path: str) -> bool:
@@ -283,8 +292,28 @@ def listing(path: str) -> List[FileInfo]:
         exact = client.bucket(bucket).get_blob(name) if name else None
         blobs = [exact] if exact is not None else list(
             client.list_blobs(bucket, prefix=name.rstrip("/") + "/" if name else ""))
-    return sorted((FileInfo(f"{GCS}{bucket}/{b.name}", b.size, b.updated.timestamp())
-                   for b in blobs), key=lambda i: i.path)
+    return sorted((FileInfo(f"{GCS}{bucket}/{b.name}", b.size, b.updated.timestamp(),
+                            b.crc32c) for b in blobs), key=lambda i: i.path)
+
+
+def checksum(info: FileInfo) -> str:
+    """The CRC32C of a listed file, as Cloud Storage writes it (base64, big-endian).
+
+    Free on Cloud Storage (it is in the listing); a local file is read once.
+    The same value on both, so a folder copied between them still matches.
+
+    Raises:
+        OSError: the local file cannot be read.
+    """
+    if info.crc32c is not None:
+        return info.crc32c
+    import google_crc32c
+
+    crc = google_crc32c.Checksum()
+    with open(info.path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            crc.update(chunk)
+    return base64.b64encode(crc.digest()).decode("ascii")
 
 
 def delete(paths: Iterable[str]) -> None:

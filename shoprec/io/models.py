@@ -15,7 +15,9 @@ over it on a disk, one object upload on ``gs://``). A job killed before the
 pointer moves leaves the previous version current (the tests kill it at
 ``before_flip``, after the version is in place).
 Versions are UTC timestamps to the microsecond, so they sort in publishing
-order.
+order. Each version holds a manifest listing its files (``_SUCCESS``, as a
+stage folder does), and :func:`check_current` holds the current version to
+it before a stage reads it.
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ import datetime as dt
 import os
 from typing import Mapping, Optional, Tuple
 
-from shoprec.core.errors import StageOrderError
+from shoprec.core.errors import InputDamagedError, StageOrderError
 from shoprec.core.layout import Layout
-from shoprec.io import files
-from shoprec.io.outputs import clear, write_report, write_text
+from shoprec.io import files, manifest
+from shoprec.io.outputs import clear, write_report, write_success, write_text
 from shoprec.io.publish import fault_point
+
+# What a published version's manifest names as the stage that wrote it.
+VERSION_STAGE = "model"
 
 
 def new_version(now: Optional[dt.datetime] = None) -> str:
@@ -38,10 +43,44 @@ def new_version(now: Optional[dt.datetime] = None) -> str:
 
 
 def current_version(layout: Layout) -> Optional[str]:
-    """The version ``CURRENT`` names, or None when no model has been published."""
+    """The version ``CURRENT`` names, or None when no model has been published.
+
+    Raises:
+        InputDamagedError: ``CURRENT`` is there but names no version: empty,
+            not UTF-8 text, or more than one line.
+    """
     raw = files.read(layout.current_pointer)
-    version = raw.decode("utf-8").strip() if raw is not None else ""
-    return version or None
+    if raw is None:
+        return None
+    try:
+        version = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        version = ""
+    if not version or any(c in version for c in "/\n\r\x00"):
+        raise InputDamagedError(
+            f"{layout.current_pointer} is damaged: it names no model version (its one line "
+            f"is a folder name in {layout.models_root}); write the name of an intact "
+            "version into it, or remove it for `shoprec push` to publish the trained model")
+    return version
+
+
+def check_current(layout: Layout) -> None:
+    """Refuses a current model version whose files are not those its manifest lists.
+
+    Nothing to check when no model is published or ``CURRENT`` names a
+    missing folder: the reader says so (:func:`require_current`).
+
+    Raises:
+        InputDamagedError: ``CURRENT`` is damaged, the version has no
+            manifest, or one of its files differs from it.
+    """
+    version = current_version(layout)
+    if version is None or not files.exists(layout.version_dir(version)):
+        return
+    folder = layout.version_dir(version)
+    fix = (f"point {layout.current_pointer} at an intact version, or remove it for "
+           "`shoprec push` to publish the trained model")
+    manifest.check(folder, VERSION_STAGE, fix, name=f"model version {version}", required=True)
 
 
 def require_current(layout: Layout) -> Tuple[str, str]:
@@ -90,6 +129,8 @@ def publish(layout: Layout, version: str, folders: Mapping[str, str],
         files.copy_tree(folders[name], os.path.join(staging, name))
     for name, report in sorted(reports.items()):
         write_report(os.path.join(staging, name), report)
+    # Its file list, which every reader checks (check_current).
+    write_success(staging, VERSION_STAGE)
     files.move_tree(staging, final)
     fault_point("before_flip")
     # The pointer last, whole: a reader sees the old name or the new one.

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from shoprec.core.errors import StageOrderError
 from shoprec.core.layout import REPORT_FILE, SUCCESS_FILE, staging_dir_of, success_marker
-from shoprec.io import files
+from shoprec.io import files, manifest as manifest_lib
 
 
 def clear(directory: str, keep: Sequence[str] = ()) -> None:
@@ -67,13 +67,17 @@ def write_success(stage_dir: str, stage: str,
                   manifest: Optional[Mapping[str, Any]] = None) -> None:
     """Marks ``stage_dir`` as the output of a finished ``stage``; call it last.
 
+    The marker lists the folder's files with their sizes and checksums
+    (``outputs``; ``shoprec.io.manifest.output_stats``), which every reader's
+    stage runner checks before it reads the folder (``manifest.check``).
+
     Args:
         stage_dir: The stage's folder (or its staging place).
         stage: The stage's name.
         manifest: What the output was made from (``shoprec.io.manifest``);
             the stage itself writes none, the stage runner adds it.
     """
-    marker = dict(manifest or {}, stage=stage,
+    marker = dict(manifest or {}, stage=stage, outputs=manifest_lib.output_stats(stage_dir),
                   finished=dt.datetime.now(dt.timezone.utc).isoformat())
     write_text(success_marker(stage_dir), json.dumps(marker, indent=1, sort_keys=True,
                                                      default=str), "application/json")

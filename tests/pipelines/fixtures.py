@@ -37,12 +37,13 @@ def write_embeddings(prefix, rows):
     marker is written in ``<run>/embed``, as a finished embed stage leaves it.
     """
     tf.io.gfile.makedirs(os.path.dirname(prefix))
-    write_success(os.path.dirname(os.path.dirname(prefix)), "embed")
     options = tf.io.TFRecordOptions(compression_type="GZIP")
     with tf.io.TFRecordWriter(prefix + "-00000-of-00001.tfrecord.gz", options) as writer:
         for item_id, vector, has_image in rows:
             writer.write(examples.encode_embedding(
                 {"item_id": item_id, "embedding": vector, "has_image": has_image}))
+    # Last, listing the shard: what the stage runner checks before ingest reads it.
+    write_success(os.path.dirname(os.path.dirname(prefix)), "embed")
 
 
 def ingested_shop(root):

@@ -45,6 +45,9 @@ def test_tft_temp_dir_is_under_the_pipeline_temp_location_when_there_is_one():
     assert tft_temp_dir(PipelineOptions([]), local) == local
     on_dataflow = PipelineOptions(["--temp_location=gs://my-bucket/tmp"])
     assert tft_temp_dir(on_dataflow, local) == "gs://my-bucket/tmp/shoprec-tft/shoprec-tft-abc"
+    # A dry run builds the graph only: TFT's folder stays local, so building stays offline.
+    dry_run = PipelineOptions(["--temp_location=gs://my-bucket/tmp", "--dry_run=True"])
+    assert tft_temp_dir(dry_run, local) == local
 
 
 def test_canonical_example_bytes_do_not_depend_on_the_feature_order():

@@ -176,13 +176,14 @@ def model_and_first_batch(featurized_dir: str, model_config: ModelConfig, batch_
 def write_raw(prefix: str, rows: list) -> None:
     """Writes rows as one gzip raw-example shard and marks ingest finished, as ingest would."""
     tf.io.gfile.makedirs(prefix.rsplit("/", 1)[0])
-    # prefix is <run>/ingest/examples/<split>: the marker goes in <run>/ingest.
-    write_success(os.path.dirname(os.path.dirname(prefix)), "ingest")
     names = shop.REGISTRY.example_names()
     options = tf.io.TFRecordOptions(compression_type="GZIP")
     with tf.io.TFRecordWriter(prefix + "-00000-of-00001.tfrecord.gz", options) as writer:
         for row in rows:
             writer.write(examples.encode(row, names, shop.REGISTRY))
+    # prefix is <run>/ingest/examples/<split>: the marker, listing the files, goes in
+    # <run>/ingest, last.
+    write_success(os.path.dirname(os.path.dirname(prefix)), "ingest")
 
 
 def make_config(run_dir: str, **training) -> config_lib.Config:

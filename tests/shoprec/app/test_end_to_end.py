@@ -193,7 +193,7 @@ def test_a_worse_model_is_not_blessed_and_scoring_keeps_the_published_one(tiny_r
     good = first["version"]
     assert models.current_version(layout) == good
     assert sorted(os.listdir(layout.version_dir(good))) == [
-        "checkpoint", "metrics.json", "model", "transform", "verdict.json"]
+        "_SUCCESS", "checkpoint", "metrics.json", "model", "transform", "verdict.json"]
     # The gate's figures for the new model are train's own eval metrics (same
     # examples, same metric code; raw examples through the exported model).
     with open(layout.published_metrics(good)) as f:

@@ -167,20 +167,18 @@ def test_a_stage_on_gs_publishes_then_skips_until_an_upstream_manifest_changes(t
                                                                               capsys):
     """The report stage, whose every file goes through the run machinery, on ``gs://``.
 
-    Its upstream stages' markers and the reports it reads are copied from the
-    tiny local run into a ``gs://`` run folder on the emulator; the stage runs
-    through the CLI's runner there: lock, fingerprint, staging, manifest, publish.
+    Its upstream stages' folders are copied from the tiny local run into a
+    ``gs://`` run folder on the emulator; the stage runs through the CLI's runner
+    there: lock, fingerprint, the check of its upstream folders against their
+    manifests (CRC32C from the listing), staging, manifest, publish.
     """
     config, _ = tiny_run
     local = config.layout
     run = dataclasses.replace(config, run_dir=f"{gcs}/run", models_dir=f"{gcs}/models",
                               inputs=dataclasses.replace(
                                   config.inputs, data_dir=os.path.abspath(config.run_dir)))
-    upstream = ("ingest", "embed", "train", "push", "recommend")
-    for path in [success_marker(local.stage_dir(s)) for s in upstream] + [
-            local.ingest_report, local.embed_report, local.metrics_file,
-            local.diagnostics_file, local.push_report, local.recommend_metrics]:
-        files.copy(path, os.path.join(run.run_dir, os.path.relpath(path, config.run_dir)))
+    for stage in ("ingest", "embed", "train", "push", "recommend"):
+        files.copy_tree(local.stage_dir(stage), run.layout.stage_dir(stage))
     args = argparse.Namespace(command="shoprec report --run_dir " + run.run_dir)
 
     def report():

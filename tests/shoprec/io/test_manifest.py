@@ -1,12 +1,15 @@
-"""A stage's fingerprint: it changes with its inputs, upstream manifests and config only."""
+"""A stage's manifest: a fingerprint of what decides the output, and a list its readers check."""
 
 import dataclasses
 import os
 import subprocess
 import sys
 
+import pytest
+
 from shoprec.core import config as config_lib
-from shoprec.io import manifest
+from shoprec.core.errors import InputDamagedError
+from shoprec.io import files, manifest
 from shoprec.io.outputs import write_success
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
@@ -59,3 +62,35 @@ def test_input_stats_count_a_folder_a_glob_and_a_file(tmp_path):
     assert (stats["files"], stats["bytes"]) == (2, 6)
     assert manifest.input_stats(str(tmp_path))["files"] == 2
     assert manifest.input_stats(str(tmp_path / "missing.csv"))["files"] == 0
+
+
+def test_a_finished_folder_is_held_to_the_sizes_and_crc32c_its_manifest_lists(root):
+    folder = f"{root}/ingest"
+    files.write(f"{folder}/examples/train-0", b"123456789")
+    files.write(f"{folder}/report.json", b"")
+    write_success(folder, "ingest")
+    # CRC32C("123456789") is the check value 0xE3069283, of nothing 0 (base64, big-endian):
+    # the same whether Cloud Storage lists it or a local file is read.
+    assert manifest.read(folder)["outputs"]["list"] == {
+        "examples/train-0": [9, "4waSgw=="], "report.json": [0, "AAAAAA=="]}
+    manifest.check(folder, "ingest", "fix it")
+    files.write(f"{folder}/examples/train-0", b"123456780")  # the same size, a byte changed
+    with pytest.raises(InputDamagedError, match=r"^ingest's output is damaged: .*/ingest/"
+                       r"examples/train-0 has other bytes than ingest wrote \(its CRC32C "
+                       r"differs\); fix it$"):
+        manifest.check(folder, "ingest", "fix it")
+    files.write(f"{folder}/examples/train-0", b"123456789")
+    files.write(f"{folder}/examples/train-1", b"")  # a shard added: a reader's glob takes it
+    with pytest.raises(InputDamagedError, match=r"train-1 is not a file ingest wrote"):
+        manifest.check(folder, "ingest", "fix it")
+    files.delete([f"{folder}/examples/train-1", f"{folder}/report.json"])
+    with pytest.raises(InputDamagedError, match=r"report.json is missing"):
+        manifest.check(folder, "ingest", "fix it")
+    files.write(f"{folder}/report.json", b"")
+    manifest.check(folder, "ingest", "fix it")
+    # The marker of another stage, or one a reader cannot parse, is no manifest of this one.
+    with pytest.raises(InputDamagedError, match=r"_SUCCESS is not a manifest of featurize"):
+        manifest.check(folder, "featurize", "fix it")
+    files.write(f"{folder}/_SUCCESS", b'{"stage": "ingest"')
+    with pytest.raises(InputDamagedError, match=r"_SUCCESS is not JSON \("):
+        manifest.check(folder, "ingest", "fix it")

@@ -152,5 +152,5 @@ def test_a_publish_killed_before_the_pointer_moved_leaves_the_old_version_curren
     assert killed.wait(timeout=60) == -signal.SIGKILL
     # v2 was copied into place whole, but CURRENT was not moved: readers use v1.
     assert files.relative_files(layout.version_dir("v2")) == [
-        "model/saved_model.pb", "model/variables/v.data", "model/variables/v.index"]
+        "_SUCCESS", "model/saved_model.pb", "model/variables/v.data", "model/variables/v.index"]
     assert _current_model(layout)[0] == "v1"
