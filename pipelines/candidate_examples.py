@@ -26,6 +26,7 @@ from pipelines import dead_letter as dl
 from pipelines import sources
 from pipelines.candidate_sources import CandidateSources, SegmentPopular
 from pipelines.labels import label_matches, split_index
+from pipelines.side_inputs import popular_limit
 from shoprec.core import registry as F
 from shoprec.core.layout import SPLITS
 
@@ -126,12 +127,15 @@ class CandidateExamples(beam.PTransform):
         split_starts: (eval start, test start or None).
         users: (user_id, user row) of the users table (segments).
         items: (item_id, item row) of the catalogue (attribute sources).
+        max_lists: ``recommend.max_catalogue_items``: the most popular lists
+            (segments x cut-offs), which every worker of ``Label`` holds.
     """
 
     def __init__(self, plan: sources.Plan, registry: F.Registry, relevance: str,
                  cut_windows: Sequence[Window], split_starts: Sequence[Optional[int]],
-                 users: beam.PCollection, items: beam.PCollection):
+                 users: beam.PCollection, items: beam.PCollection, max_lists: int):
         super().__init__()
+        self._max_lists = int(max_lists)
         self._plan = plan
         self._registry = registry
         self._relevance = relevance
@@ -163,7 +167,8 @@ class CandidateExamples(beam.PTransform):
                      | "SegmentInputs" >> beam.Map(lambda b: (b.row, b.pairs))
                      | "SegmentPopular" >> SegmentPopular(self._plan))
         state = state._replace(
-            popular=(state.popular, segmented) | "AllPopular" >> beam.Flatten())
+            popular=((state.popular, segmented) | "AllPopular" >> beam.Flatten()
+                     | "PopularLimit" >> popular_limit(self._max_lists)))
         return (bundles
                 | "Active" >> beam.Filter(lambda b: bool(b.positives))
                 | "Label" >> beam.ParDo(

@@ -39,6 +39,7 @@ from pipelines.outputs import Outputs
 from pipelines.parse import (EVENTS, ITEMS, USERS, ParseEvents, ParseTable, csv_line,
                              required_columns)
 from pipelines.read import ReadTable
+from pipelines.side_inputs import Limited, run_checked
 from pipelines.sinks import WriteTFRecords, text_file
 from pipelines.sources import plan
 from pipelines.split import CountCleanLog, SplitByTime, count_example
@@ -92,9 +93,10 @@ class Ingest(beam.PTransform):
         config = self._config
         data, registry = config.data, config.registry
         if data.labels == "candidates":
+            rec = recommend_settings(config)
             return events | "CandidateExamples" >> CandidateExamples(
-                plan(config), registry, recommend_settings(config).relevance_label,
-                windows(config), config.split_starts, users, items)
+                plan(config), registry, rec.relevance_label, windows(config),
+                config.split_starts, users, items, rec.max_catalogue_items)
         if data.labels == "impressions":
             return keep(events | "BuildExamples" >> BuildExamples(
                 config.ingest.click_window_s, config.ingest.conversion_window_s, registry))
@@ -129,6 +131,10 @@ class Ingest(beam.PTransform):
         if embedding is not None:
             items = keep(items | "AttachEmbeddings" >> AttachEmbeddings(
                 inputs[EMBEDDINGS], embedding))
+        # Every worker of the steps below holds the catalogue (pipelines.side_inputs).
+        items = items | "CatalogueLimit" >> Limited(
+            config.ingest.max_catalogue_items, "ingest.max_catalogue_items",
+            "items in the catalogue")
 
         events = keep(events | "DropUnknownItems" >> DropUnknownItems(items))
         events = keep(events | "DedupEvents" >> DedupEvents(data.dedup))
@@ -336,6 +342,8 @@ def run(config, beam_args: Optional[Sequence[str]] = None, write_examples: bool 
         ``problems``, ``seconds`` and ``outputs``.
 
     Raises:
+        ConfigError: the catalogue has more items than
+            ``ingest.max_catalogue_items`` (every worker holds it).
         report.DataQualityError: an input's bad fraction is over the data set's
             threshold.
         InputEmptyError: an input has fewer data rows, or a split fewer
@@ -349,8 +357,7 @@ def run(config, beam_args: Optional[Sequence[str]] = None, write_examples: bool 
     clear(layout.ingest_dir)
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
     build(pipeline, config, layout, write_examples)
-    result = pipeline.run()
-    result.wait_until_finish()
+    result = run_checked(pipeline)
 
     counts = {key: 0 for key in report_keys(config)}
     counts.update(dl.counts_from_result(result))

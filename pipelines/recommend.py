@@ -60,6 +60,7 @@ from pipelines.options import pipeline_options
 from pipelines.ranking import Recommend, user_contexts
 from pipelines.related import SCHEMA as RELATED_SCHEMA, RelatedItems
 from pipelines.score import ReadSideTable
+from pipelines.side_inputs import popular_limit, run_checked
 from shoprec.core import registry as F
 from shoprec.core.config import Config
 from shoprec.core.recommend_config import RETRIEVAL, recommend_settings
@@ -208,7 +209,8 @@ def build(pipeline: beam.Pipeline, config: Config, rec, model_dir: str,
                  | "SegmentInputs" >> beam.Map(lambda c, cut: (c.user, {cut: list(c.pairs)}),
                                                cut=beam.pvalue.AsSingleton(cut))
                  | "SegmentPopular" >> SegmentPopular(p))
-    state = state._replace(popular=(state.popular, segmented) | "AllPopular" >> beam.Flatten())
+    state = state._replace(popular=(state.popular, segmented) | "AllPopular" >> beam.Flatten()
+                           | "PopularLimit" >> popular_limit(rec.max_catalogue_items))
     out = contexts | "Recommend" >> Recommend(
         model_dir, registry, rec, p, outputs, temperature=config.model.retrieval.temperature,
         catalogue=catalogue, items=items, state=state, cut=cut)
@@ -263,8 +265,7 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
     start = time.time()
     pipeline = beam.Pipeline(options=pipeline_options(beam_args))
     build(pipeline, config, rec, model_dir, bq_table)
-    result = pipeline.run()
-    result.wait_until_finish()
+    result = run_checked(pipeline)
     counts = dl.counts_from_result(result)
     seconds = time.time() - start
     report = {"counts": counts, "seconds": round(seconds, 2),
