@@ -269,6 +269,25 @@ def run_child(args: Sequence[str], repo_root: str, log_path: str,
 
 # ---- the scripts' shared command line: sizes of the demo shop, one child per process ----
 
+def write_demo_config(path: str, overrides: Mapping[str, Mapping[str, object]]) -> str:
+    """Writes the demo config with ``{section: {key: value}}`` changed to ``path``.
+
+    A generated shop's later stages need its sizes in their config too (the
+    recommend stage's evaluation redraws the generator's world from them), so
+    a benchmark passes this file to every ``shoprec`` command of a run.
+    """
+    from importlib import resources
+
+    import yaml
+
+    config = yaml.safe_load(resources.files("shoprec").joinpath("configs/demo.yaml").read_text())
+    for section, values in overrides.items():
+        config.setdefault(section, {}).update(values)
+    with open(path, "w") as f:
+        yaml.safe_dump(config, f)
+    return path
+
+
 def build_config(run_dir: str, users: int):
     """The demo config with ``users`` users, writing into ``run_dir``."""
     from shoprec.core import config as config_lib

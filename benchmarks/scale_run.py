@@ -1,8 +1,9 @@
 """A generated shop many times the demo's, through every stage of ``shoprec run --date``.
 
 Generates the shop (``shoprec generate``: ``--users`` users, ``--items`` items,
-the demo's days, sessions and impressions per user), then runs ``shoprec run
---date`` on it with Beam's multi-process runner (``--workers`` SDK worker
+the demo's days, sessions and impressions per user: the demo config with those
+sizes, written to ``<work_dir>/config.yaml``), then runs ``shoprec run --date``
+on it, with that config, on Beam's multi-process runner (``--workers`` SDK worker
 processes, so a worker's memory is its own, as on Dataflow), each command a
 child process watched by ``measure.TreeMonitor``. Per stage (split where
 ``shoprec run`` prints ``shoprec <stage>: done``): wall seconds, CPU-seconds of
@@ -116,6 +117,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     shop, run_dir = os.path.join(work, "shop", "dt={date}"), os.path.join(work, "run")
     os.makedirs(work, exist_ok=True)
     stages_path, log_path = os.path.join(work, "stages.jsonl"), os.path.join(work, "run.log")
+    config = measure.write_demo_config(os.path.join(work, "config.yaml"), {
+        "generate": {"num_users": args.users, "num_items": args.items}})
     rows: List[Dict] = []
 
     def record(row):
@@ -131,13 +134,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     beam = ["--direct_running_mode=multi_processing", f"--direct_num_workers={args.workers}"]
     started = time.perf_counter()
     if not args.skip_generate:
-        generate = _shoprec() + ["generate", "--run_dir", shop.format(date=args.date),
-                                 "--num_users", str(args.users), "--num_items", str(args.items)]
+        generate = _shoprec() + ["generate", "--config", config,
+                                 "--run_dir", shop.format(date=args.date)]
         code = run_watched(generate, log_path, record, stage_dir, whole="generate")
         if code:
             print(f"generate exited {code}; see {log_path}")
             return code
-    day = _shoprec() + ["run", "--date", args.date, "--data", shop, "--run_dir", run_dir] + beam
+    day = _shoprec() + ["run", "--config", config, "--date", args.date, "--data", shop,
+                        "--run_dir", run_dir] + beam
     code = run_watched(day, log_path, record, stage_dir)
     print(f"\nshoprec run exited {code} after {time.perf_counter() - started:.0f}s "
           f"({args.users} users, {args.items} items)\n")

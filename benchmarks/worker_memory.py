@@ -11,8 +11,8 @@ Dataflow's shuffle service does outside the workers) apart from the largest
 worker's peak RSS, the figure that has to stay flat.
 
 Shops: the demo's at ``--base_users`` users (1x) and ``--scale`` times the
-users (same events per user, same catalogue: the generator's seed draws the
-same items); the 10x run reuses the 1x run's embeddings and its published
+users (same events per user, same catalogue: both drawn from one pool of
+users, the 1x shop its first ones); the 10x run reuses the 1x run's embeddings and its published
 model (trained for ``--epochs``), so only the measured jobs run on it. With
 ``--bot_events`` the 1x shop's events again with one bot who logs that many
 events (impressions, clicks, purchases) in one hour of one day: ingest's
@@ -32,16 +32,13 @@ import shutil
 import subprocess
 import sys
 import time
-from importlib import resources
 from typing import Dict, List, Optional
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:  # run as a script: make the benchmarks package importable
     sys.path.insert(0, REPO_ROOT)
 
-import yaml  # noqa: E402
-
-from benchmarks import scale_run  # noqa: E402
+from benchmarks import measure, scale_run  # noqa: E402
 
 MEASURED = ("ingest", "score", "recommend")
 BEAM = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
@@ -113,12 +110,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     work = os.path.abspath(args.work_dir)
     os.makedirs(work, exist_ok=True)
-    config = os.path.join(work, "config.yaml")
-    demo = yaml.safe_load(resources.files("shoprec").joinpath("configs/demo.yaml").read_text())
-    demo["generate"]["num_users"] = args.base_users
-    demo["training"]["epochs"] = args.epochs
-    with open(config, "w") as f:
-        yaml.safe_dump(demo, f)
+    users = args.base_users * args.scale
+    config, config_many = (measure.write_demo_config(
+        os.path.join(work, f"config-{n}.yaml"),
+        # One pool of users for both: the 1x shop is the first users of the 10x one,
+        # with its catalogue.
+        {"generate": {"num_users": n, "pool_users": users}, "training": {"epochs": args.epochs}})
+        for n in (args.base_users, users))
     log = os.path.join(work, "bench.log")
     rows: List[Dict] = []
     one, many = os.path.join(work, "x1"), os.path.join(work, f"x{args.scale}")
@@ -132,13 +130,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     for stage in ("score", "recommend"):
         _shoprec(stage, one, config, log, measured=True, rows=rows, label="1x")
 
-    users = str(args.base_users * args.scale)
-    _shoprec("generate", many, config, log, extra=("--num_users", users))
+    _shoprec("generate", many, config_many, log)
     _copy(one, many, "embed")
-    _shoprec("ingest", many, config, log, measured=True, rows=rows, label=f"{args.scale}x")
+    _shoprec("ingest", many, config_many, log, measured=True, rows=rows,
+             label=f"{args.scale}x")
     _copy(one, many, "models")
     for stage in ("score", "recommend"):
-        _shoprec(stage, many, config, log, measured=True, rows=rows, label=f"{args.scale}x")
+        _shoprec(stage, many, config_many, log, measured=True, rows=rows,
+                 label=f"{args.scale}x")
 
     if args.bot_events:
         bot = os.path.join(work, "bot")

@@ -160,7 +160,10 @@ class CandidateExamples(beam.PTransform):
         bundles = ({"user": self._users,
                     "pairs": state.pairs | "PairsByUser" >> beam.MapTuple(
                         lambda key, pairs: (key[0], (key[1], pairs))),
-                    "labels": events | "Positives" >> beam.FlatMap(positives)}
+                    # Each positive once: a user's group is bounded by the catalogue
+                    # (items x cut-offs x labels), not by their events.
+                    "labels": (events | "Positives" >> beam.FlatMap(positives)
+                               | "DistinctPositives" >> beam.Distinct())}
                    | "JoinUsers" >> beam.CoGroupByKey()
                    | "Bundle" >> beam.Map(bundle))
         segmented = (bundles

@@ -136,8 +136,7 @@ def listing(pipeline: beam.Pipeline) -> List[SideInput]:
 
     def reads(pcoll) -> Set[str]:
         key = id(pcoll)
-        if key not in memo:
-            memo[key] = set()  # a cycle cannot happen; this only guards the recursion
+        if key not in memo:  # a graph has no cycles: each PCollection is traced once
             leaf = producer.get(key)
             found: Set[str] = set()
             if leaf is not None:
