@@ -3,8 +3,7 @@
 Each measured job runs as ``shoprec <stage>`` in a child process on Beam's
 multi-process runner (``--direct_running_mode=multi_processing
 --direct_num_workers=2``: two SDK worker processes, each its own memory, as
-Dataflow's), with grouped values read through the state API as Dataflow
-pages a large group (the runner's ``use_state_iterables``). The child's
+Dataflow's). The child's
 process tree is watched (``measure.TreeMonitor``): the coordinator (the
 ``shoprec`` process, which on this runner also holds every shuffle, as
 Dataflow's shuffle service does outside the workers) apart from the largest
@@ -15,8 +14,11 @@ users (same events per user, same catalogue: both drawn from one pool of
 users, the 1x shop its first ones); the 10x run reuses the 1x run's embeddings and its published
 model (trained for ``--epochs``), so only the measured jobs run on it. With
 ``--bot_events`` the 1x shop's events again with one bot who logs that many
-events (impressions, clicks, purchases) in one hour of one day: ingest's
-worker peak beside the 1x one shows that a hot key is never one worker's group.
+events (impressions, clicks, purchases) in one hour of one day, ingested with
+grouped values paged through the state API as Dataflow pages a large group
+(the runner's ``use_state_iterables``; about 5x ingest's CPU on this runner),
+beside the 1x shop ingested the same way: a hot key is never one worker's
+group, so the largest worker stays where it was.
 
     python benchmarks/worker_memory.py --work_dir /tmp/wm
 """
@@ -46,21 +48,24 @@ LIMIT = 1.2
 
 
 def _child(argv: List[str]) -> int:
-    """One ``shoprec`` command on the multi-process runner with paged groups."""
+    """One ``shoprec`` command, with ``--paged`` first: grouped values paged."""
     import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     from pipelines import options
     from shoprec.app import cli
 
-    # The default runner, now one that pages grouped values through the state API.
-    options.DEFAULT_LOCAL_RUNNER = FnApiRunner(use_state_iterables=True)
+    if argv[:1] == ["--paged"]:
+        # The default runner, now one that pages grouped values through the state API.
+        options.DEFAULT_LOCAL_RUNNER = FnApiRunner(use_state_iterables=True)
+        argv = argv[1:]
     return cli.main(argv)
 
 
 def _shoprec(stage: str, run_dir: str, config: str, log: str, extra=(), measured=False,
-             rows: Optional[List[Dict]] = None, label: str = "") -> None:
-    """Runs one stage (measured: under the monitor, on the paged multi-process runner)."""
+             rows: Optional[List[Dict]] = None, label: str = "", paged=False) -> None:
+    """Runs one stage; measured: again even if up to date, under the monitor, on the
+    multi-process runner (``paged``: grouped values paged through the state API)."""
     args = [stage, "--run_dir", run_dir, "--config", config, *extra]
     if not measured:
         with open(log, "a") as f:
@@ -72,7 +77,8 @@ def _shoprec(stage: str, run_dir: str, config: str, log: str, extra=(), measured
             print(json.dumps(rows[-1]), flush=True)
 
         code = scale_run.run_watched([sys.executable, os.path.abspath(__file__), "--child",
-                                      *args, *BEAM], log, record,
+                                      *(["--paged"] if paged else []), *args, "--force", *BEAM],
+                                     log, record,
                                      lambda s: os.path.join(run_dir, s), whole=stage)
     if code:
         raise RuntimeError(f"shoprec {stage} --run_dir {run_dir} exited {code}; see {log}")
@@ -125,6 +131,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     _shoprec("generate", one, config, log)
     _shoprec("embed", one, config, log)
     _shoprec("ingest", one, config, log, measured=True, rows=rows, label="1x")
+    if args.bot_events:
+        _shoprec("ingest", one, config, log, measured=True, rows=rows, label="1x paged",
+                 paged=True)
     for stage in ("featurize", "train", "push"):
         _shoprec(stage, one, config, log)
     for stage in ("score", "recommend"):
@@ -147,7 +156,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         _add_bot(os.path.join(bot, "raw", "events.csv"), os.path.join(bot, "raw", "items.csv"),
                  args.bot_events, config_lib.load(config).generate.start_date)
-        _shoprec("ingest", bot, config, log, measured=True, rows=rows, label="1x + bot")
+        _shoprec("ingest", bot, config, log, measured=True, rows=rows,
+                 label="1x + bot, paged", paged=True)
 
     by = {(r["run"], r["stage"]): r for r in rows}
     print(f"\n{args.base_users} and {users} users, {time.perf_counter() - started:.0f}s; "
@@ -156,7 +166,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print("|---|---|---|---|---|---|---|")
     failed = []
     for row in rows:
-        base = by[("1x", row["stage"])]["worker_peak_rss_mib"]
+        base = by[("1x paged" if "paged" in row["run"] else "1x",
+                   row["stage"])]["worker_peak_rss_mib"]
         ratio = row["worker_peak_rss_mib"] / base
         print(f"| {row['stage']} | {row['run']} | {row['wall_s']:.0f} | {row['cpu_s']:.0f} "
               f"| {row['coordinator_peak_rss_mib']:,.0f} | {row['worker_peak_rss_mib']:,.0f} "

@@ -242,7 +242,10 @@ class _AddKeyGroup(beam.PTransform):
     def expand(self, examples):
         names, features, registry = self._names, self._features, self._registry
         span = max((f.window_days for f in features), default=0)
-        items = beam.pvalue.AsDict(self._items)
+        # Every worker holds the attributes the key names, not the item rows.
+        attributes = [n for n in names if n not in (registry.user_key, registry.item_key)]
+        items = beam.pvalue.AsDict(self._items | "ItemColumns" >> beam.MapTuple(
+            lambda item_id, row: (item_id, {a: row[a] for a in attributes if a in row})))
         prior = beam.pvalue.AsSingleton(self._prior)
         end_day = beam.pvalue.AsSingleton(self._end_day)
 

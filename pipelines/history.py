@@ -180,11 +180,13 @@ class AddHistory(beam.PTransform):
         cap = cap_of(registry)
         sources = [f.history_of for f in registry.history_lists()]
 
+        def values_of(item_id, item):
+            return tuple(str(item_id if s == registry.item_key else item.get(s, ""))
+                         for s in sources)
+
         def to_summary(event, items):
             item_id = event[F.ITEM_KEY]
-            item = items.get(item_id) or {}
-            values = tuple(str(item_id if s == registry.item_key else item.get(s, ""))
-                           for s in sources)
+            values = items.get(item_id) or values_of(item_id, {})
             event_type, ts = event[EVENT_TYPE_KEY], event[F.TIMESTAMP_KEY]
             return (event[F.USER_KEY], ts), summary_of((ts, _ORDER[event_type], event_type,
                                                         values), interactions, cap)
@@ -193,8 +195,11 @@ class AddHistory(beam.PTransform):
             user, ts = user_ts
             return (user, ts // bucket_s), (ts, summary)
 
+        # Every worker holds each item's history values, not its row.
+        item_values = self._items | "ItemColumns" >> beam.MapTuple(
+            lambda item_id, row: (item_id, values_of(item_id, row)))
         seconds = (self._events
-                   | "ToSummary" >> beam.Map(to_summary, items=beam.pvalue.AsDict(self._items))
+                   | "ToSummary" >> beam.Map(to_summary, items=beam.pvalue.AsDict(item_values))
                    | "SummariseSecond" >> beam.CombinePerKey(_SummaryFn(cap))
                    | "SecondInBucket" >> beam.MapTuple(in_bucket))
         summaries = (seconds

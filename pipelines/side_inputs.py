@@ -58,6 +58,9 @@ ALLOWED: Tuple[Allowed, ...] = (
     # The catalogue itself.
     Allowed("Ingest/*", "Ingest/CatalogueLimit/Checked", "the item rows",
             "ingest.max_catalogue_items"),
+    Allowed("Ingest/*", "Ingest/*/ItemColumns", "the columns of the item rows a step reads "
+            "(ids, history values, an aggregate key's attributes)",
+            "ingest.max_catalogue_items"),
     Allowed("Score/*", "CatalogueLimit/Checked", "the item rows", "ingest.max_catalogue_items"),
     Allowed("Recommend/Retrieve", "ReadItems/Decode", "the item rows (recommend counts its "
             "items table before the job)", _CATALOGUE),

@@ -57,11 +57,12 @@ def _kinds(config):
 
 
 def _jobs(config, root, every):
-    """{job: its graph}: ingest and recommend (with a BigQuery sink) of the config, and
-    with ``every`` the other jobs too (their graphs do not change with the config)."""
+    """{job: its graph}: ingest of the config; recommend (with a BigQuery sink) of a config
+    with its own sources; with ``every`` the other jobs too (their graphs do not change
+    with the config)."""
     layout, rec = config.layout, recommend_settings(config)
     builders = {"ingest": lambda p: ingest.build(p, config, layout)}
-    if rec.sources:
+    if rec.sources and (every or config.data.labels == "candidates"):
         builders["recommend"] = lambda p: recommend.build(p, config, rec, "/model",
                                                           bq_table="my-project:shop.recs")
     if every:
