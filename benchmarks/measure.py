@@ -82,6 +82,118 @@ class _Sampler(threading.Thread):
         self.join()
 
 
+def _tree(root: int) -> List[int]:
+    """``root`` and every descendant now alive."""
+    children: Dict[int, List[int]] = {}
+    for pid, ppid in _parents().items():
+        children.setdefault(ppid, []).append(pid)
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, ()))
+    return out
+
+
+def _proc_sample(pid: int):
+    """(VmRSS, VmHWM) in bytes and CPU-seconds (own + reaped children) of ``pid``; None
+    once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            status = {k: v for k, _, v in (line.partition(":") for line in f)}
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    kib = lambda key: int(status.get(key, "0 kB").split()[0]) * 1024  # noqa: E731
+    ticks = os.sysconf("SC_CLK_TCK")
+    # utime, stime, cutime, cstime: fields 14-17 of stat, 11-14 after the command name.
+    cpu = sum(int(v) for v in fields[11:15]) / ticks
+    return kib("VmRSS"), kib("VmHWM"), cpu
+
+
+def is_beam_worker(pid: int) -> bool:
+    """Whether ``pid`` is a Beam SDK worker process (multi_processing's), not its shell."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return (b"apache_beam.runners.worker.sdk_worker_main" in argv
+            and not argv[0].endswith(b"sh"))
+
+
+class TreeMonitor(threading.Thread):
+    """Samples a process tree: the root (the coordinator) apart from Beam's worker processes.
+
+    Per interval it reads every live process of the tree: the root's resident
+    memory, each worker's high-water mark (``VmHWM``: exact up to its last
+    sample) and the CPU-seconds of the whole tree (each live process's own
+    and its reaped children's, so a worker that exited is still counted once
+    its parent reaped it). :meth:`mark` closes a phase (a stage) and starts
+    the next: its coordinator peak RSS, largest worker's peak RSS, worker
+    count and CPU-seconds are the phase's own.
+    """
+
+    def __init__(self, root: int, interval_s: float = 0.25):
+        super().__init__(daemon=True)
+        self._root, self._interval = root, interval_s
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._workers: Dict[int, bool] = {}
+        self._cpu = 0.0
+        self._reset(0.0)
+
+    def _reset(self, cpu: float) -> None:
+        self._phase_cpu = cpu
+        self._phase_start = time.perf_counter()
+        self._coordinator_peak = 0
+        self._worker_peaks: Dict[int, int] = {}
+
+    def sample(self) -> None:
+        cpu = 0.0
+        for pid in _tree(self._root):
+            got = _proc_sample(pid)
+            if got is None:
+                continue
+            rss, hwm, pid_cpu = got
+            cpu += pid_cpu
+            if pid == self._root:
+                with self._lock:
+                    self._coordinator_peak = max(self._coordinator_peak, rss)
+                continue
+            if pid not in self._workers:
+                self._workers[pid] = is_beam_worker(pid)
+            if self._workers[pid]:
+                with self._lock:
+                    self._worker_peaks[pid] = max(self._worker_peaks.get(pid, 0), hwm)
+        with self._lock:
+            # Never backwards: a process that exited unreaped drops out for a moment.
+            self._cpu = max(self._cpu, cpu)
+
+    def run(self):
+        while not self._done.is_set():
+            self.sample()
+            self._done.wait(self._interval)
+
+    def mark(self) -> Dict[str, float]:
+        """The phase since the last mark (or the start); starts the next one."""
+        self.sample()
+        with self._lock:
+            peaks = self._worker_peaks
+            out = {"wall_s": time.perf_counter() - self._phase_start,
+                   "cpu_s": self._cpu - self._phase_cpu,
+                   "coordinator_peak_rss_mib": self._coordinator_peak / 2**20,
+                   "worker_peak_rss_mib": max(peaks.values(), default=0) / 2**20,
+                   "workers": len(peaks)}
+            self._reset(self._cpu)
+        return out
+
+    def stop(self):
+        self._done.set()
+        self.join()
+
+
 def self_peak_rss() -> Dict[str, float]:
     """This process's VmHWM and its largest reaped child's max RSS, in MiB."""
     hwm_kib = 0
@@ -156,6 +268,25 @@ def run_child(args: Sequence[str], repo_root: str, log_path: str,
 
 
 # ---- the scripts' shared command line: sizes of the demo shop, one child per process ----
+
+def write_demo_config(path: str, overrides: Mapping[str, Mapping[str, object]]) -> str:
+    """Writes the demo config with ``{section: {key: value}}`` changed to ``path``.
+
+    A generated shop's later stages need its sizes in their config too (the
+    recommend stage's evaluation redraws the generator's world from them), so
+    a benchmark passes this file to every ``shoprec`` command of a run.
+    """
+    from importlib import resources
+
+    import yaml
+
+    config = yaml.safe_load(resources.files("shoprec").joinpath("configs/demo.yaml").read_text())
+    for section, values in overrides.items():
+        config.setdefault(section, {}).update(values)
+    with open(path, "w") as f:
+        yaml.safe_dump(config, f)
+    return path
+
 
 def build_config(run_dir: str, users: int):
     """The demo config with ``users`` users, writing into ``run_dir``."""

@@ -9,13 +9,16 @@ rate: ``(n + a * p) / (d + a)``, ``p`` the rate over every event on the days
 before the example's day (0 before the first day), so no event at or after the
 example reaches its value, not even through ``p``.
 
-Streaming, as ``pipelines.history``: events are grouped per (key, day) and
-each day is summarised as its counts per event type; a key's day summaries
-(one small mapping per active day, never the key's events) are walked in day
-order with a running all-time total and the last ``max(window_days) - 1`` days
-only, giving the state entering each day that has examples; each (key, day)
-then replays only that day's events up to each example. A worker holds one
-day of one key's events, or one summary per active day of one key.
+Streaming, as ``pipelines.history``, and no worker ever holds a key's
+events, nor a day of them (a bot's, or an item everyone buys): a combiner
+counts each second of a key's events per event type and those counts per
+(key, day); a key's day summaries (one small mapping per active day) are
+walked in day order with a running all-time total and the last
+``max(window_days) - 1`` days only, giving the state entering each day that
+has examples; each (key, day) walks its seconds' counts (at most one per
+second of the day) to the values at each second that has examples; and
+those values are handed to the second's examples by key
+(:class:`pipelines.keyed.AttachOne`, streamed, never listed).
 
 Scoring reads each key's state after the log's last event: user-keyed
 aggregates ride in the history table (and, at the eval start, in the
@@ -37,6 +40,7 @@ from typing import Any, Dict, Iterable, Mapping, NamedTuple, Optional, Sequence,
 
 import apache_beam as beam
 
+from pipelines.keyed import AttachOne, held
 from pipelines.parse import EVENT_TYPE_KEY
 from shoprec.core import registry as F
 
@@ -199,6 +203,26 @@ def pair_value(feature: F.Feature, state: Optional[Mapping[str, Any]], item_id: 
     return float(state["by_value"].get(str(value), state["unseen"]))
 
 
+class _CountsFn(beam.CombineFn):
+    """Counts per event type → their sum: one small mapping whatever the key's events."""
+
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, total, counts: Counts):
+        _add(total, counts)
+        return total
+
+    def merge_accumulators(self, totals):
+        out: Dict[str, int] = {}
+        for total in totals:
+            _add(out, tuple(total.items()))
+        return out
+
+    def extract_output(self, total) -> Counts:
+        return tuple(sorted(total.items()))
+
+
 class AggregateOutputs(NamedTuple):
     main: beam.PCollection  # examples, each with its aggregate features
     # (user_id, {user aggregate: value, pair aggregate state column: state}) after
@@ -218,21 +242,26 @@ class _AddKeyGroup(beam.PTransform):
     def expand(self, examples):
         names, features, registry = self._names, self._features, self._registry
         span = max((f.window_days for f in features), default=0)
-        items = beam.pvalue.AsDict(self._items)
+        # Every worker holds the attributes the key names, not the item rows.
+        attributes = [n for n in names if n not in (registry.user_key, registry.item_key)]
+        items = beam.pvalue.AsDict(self._items | "ItemColumns" >> beam.MapTuple(
+            lambda item_id, row: (item_id, {a: row[a] for a in attributes if a in row})))
         prior = beam.pvalue.AsSingleton(self._prior)
         end_day = beam.pvalue.AsSingleton(self._end_day)
 
         def event_key(event, items):
             key = key_of(names, event[F.USER_KEY], event[F.ITEM_KEY], items, registry)
-            ts = event[F.TIMESTAMP_KEY]
-            return (key, day_of(ts)), (ts, event[EVENT_TYPE_KEY])
+            return (key, event[F.TIMESTAMP_KEY]), ((event[EVENT_TYPE_KEY], 1),)
 
-        days = (self._events
-                | "EventKeyDay" >> beam.Map(event_key, items=items)
-                | "GroupByKeyDay" >> beam.GroupByKey()
-                | "SortDay" >> beam.MapTuple(lambda k, es: (k, sorted(es))))
-        summaries = days | "SummariseDay" >> beam.MapTuple(lambda k, es: (k[0], (k[1], tuple(
-            sorted(collections.Counter(e for _, e in es).items())))))
+        seconds = (self._events
+                   | "EventKeySecond" >> beam.Map(event_key, items=items)
+                   | "CountSecond" >> beam.CombinePerKey(_CountsFn())
+                   | "SecondInDay" >> beam.MapTuple(
+                       lambda k, counts: ((k[0], day_of(k[1])), (k[1], counts))))
+        summaries = (seconds
+                     | "DayCounts" >> beam.MapTuple(lambda k, ts_counts: (k, ts_counts[1]))
+                     | "CountDay" >> beam.CombinePerKey(_CountsFn())
+                     | "ByKey" >> beam.MapTuple(lambda k, counts: (k[0], (k[1], counts))))
 
         def example_key(row, items):
             return key_of(names, row.get(F.USER_KEY), row.get(F.ITEM_KEY), items, registry)
@@ -241,15 +270,22 @@ class _AddKeyGroup(beam.PTransform):
             lambda row, _, items: 0 if example_key(row, items) is not None else 1, 2,
             items=items)
         keyed = keyed | "KeyExamples" >> beam.Map(
-            lambda row, items: ((example_key(row, items), day_of(row[F.TIMESTAMP_KEY])), row),
+            lambda row, items: ((example_key(row, items), row[F.TIMESTAMP_KEY]), row),
             items=items)
-        wanted = (keyed | "ExampleKeyDay" >> beam.Keys() | "DistinctKeyDays" >> beam.Distinct()
-                  | "WantedByKey" >> beam.MapTuple(lambda key, day: (key, day)))
+        wanted_seconds = (keyed
+                          | "ExampleKeySecond" >> beam.Keys()
+                          | "DistinctKeySeconds" >> beam.Distinct()
+                          | "WantedInDay" >> beam.MapTuple(
+                              lambda key, ts: ((key, day_of(ts)), ts)))
+        wanted = (wanted_seconds
+                  | "WantedKeyDay" >> beam.Keys()
+                  | "DistinctKeyDays" >> beam.Distinct())
 
         def walk(key_and_groups, prior, end_day):
             key, groups = key_and_groups
             done = dict(groups["summaries"])
             wanted_days = set(groups["wanted"])
+            held("aggregates/days_of_key", len(done) + len(wanted_days))
             total: Dict[str, int] = {}
             recent: collections.deque = collections.deque()
             for day in sorted(set(done) | wanted_days | {end_day}):
@@ -272,23 +308,28 @@ class _AddKeyGroup(beam.PTransform):
                     | "StateEnteringDay" >> beam.FlatMap(
                         walk, prior=prior, end_day=end_day).with_outputs("final", main="main"))
 
-        def replay(key_and_groups, prior):
-            (_, day), groups = key_and_groups
-            if not groups["examples"]:
+        def at_seconds(key_and_groups, prior):
+            # One day of one key: at most a count and a wanted time per second.
+            (key, day), groups = key_and_groups
+            if not groups["wanted"]:
                 return
             state = groups["state"][0] if groups["state"] else Entering()
-            entries = groups["entries"][0] if groups["entries"] else []
+            done = sorted(groups["seconds"])
+            held("aggregates/seconds_of_day", len(done) + len(groups["wanted"]))
             today: Dict[str, int] = {}
-            done = 0
-            for row in sorted(groups["examples"], key=lambda r: r[F.TIMESTAMP_KEY]):
-                while done < len(entries) and entries[done][0] < row[F.TIMESTAMP_KEY]:
-                    today[entries[done][1]] = today.get(entries[done][1], 0) + 1
-                    done += 1
-                yield dict(row, **values(features, day, state, today, prior))
+            upto = 0
+            for ts in sorted(groups["wanted"]):
+                while upto < len(done) and done[upto][0] < ts:  # strictly before
+                    _add(today, done[upto][1])
+                    upto += 1
+                yield (key, ts), values(features, day, state, today, prior)
 
-        added = ({"state": entering.main, "entries": days, "examples": keyed}
-                 | "JoinKeyDay" >> beam.CoGroupByKey()
-                 | "Replay" >> beam.FlatMap(replay, prior=prior))
+        states = ({"state": entering.main, "seconds": seconds, "wanted": wanted_seconds}
+                  | "JoinKeyDay" >> beam.CoGroupByKey()
+                  | "ValuesAtSeconds" >> beam.FlatMap(at_seconds, prior=prior))
+        added = (keyed
+                 | "AttachValues" >> AttachOne(states)
+                 | "WithValues" >> beam.MapTuple(lambda row, vals: dict(row, **vals)))
         return ((added, passing) | "WithPassing" >> beam.Flatten()), entering.final
 
 

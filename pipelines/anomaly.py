@@ -10,8 +10,9 @@ it, never an earlier example.
 Every user also gets an anomaly row for a later anomaly-detection task:
 events, the busiest bucket's count, the number of robotic buckets, when the
 user turned robotic, and ``score = busiest bucket / max_events`` (> 1 is
-robotic). Counting is a combine per (user, bucket), so no worker holds a
-user's whole log.
+robotic). Counting is a combine per (user, bucket), and the flagged users
+are joined to the events by key (``pipelines.keyed``), so no worker holds a
+user's whole log, nor the flagged users.
 
 With ``pass_flagged`` the rule still flags (and counts) robotic users, but
 their events stay: a model that learns to detect bots needs them as examples.
@@ -25,6 +26,7 @@ import apache_beam as beam
 
 from pipelines import dead_letter as dl
 from pipelines.events import event_record
+from pipelines.keyed import AttachOne
 from pipelines.parse import EVENTS
 from shoprec.core import registry as F
 
@@ -94,8 +96,8 @@ class FilterRobots(beam.PTransform):
                    | "Robotic" >> beam.Filter(lambda r: r["robotic_from"] is not None)
                    | "RoboticFrom" >> beam.Map(count_flagged))
 
-        def check(event, robots):
-            start = robots.get(event[F.USER_KEY])
+        def check(event_and_start):
+            event, start = event_and_start
             if start is not None and event[F.TIMESTAMP_KEY] >= start and pass_flagged:
                 beam.metrics.Metrics.counter(dl.NAMESPACE, "anomaly/passed_events").inc()
                 yield event
@@ -106,7 +108,10 @@ class FilterRobots(beam.PTransform):
             else:
                 yield event
 
-        out = events | "DropRobotEvents" >> beam.FlatMap(
-            check, robots=beam.pvalue.AsDict(flagged)).with_outputs(
-                dl.DEAD_LETTER_TAG, main="main")
+        # Flagged users are joined to the events by key: no worker holds them all.
+        out = (events
+               | "KeyByUser" >> beam.Map(lambda e: (e[F.USER_KEY], e))
+               | "JoinFlagged" >> AttachOne(flagged)
+               | "DropRobotEvents" >> beam.FlatMap(check).with_outputs(
+                   dl.DEAD_LETTER_TAG, main="main"))
         return AnomalyOutputs(out.main, out[dl.DEAD_LETTER_TAG], users)

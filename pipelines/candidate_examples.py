@@ -27,6 +27,7 @@ from pipelines import dead_letter as dl
 from pipelines import sources
 from pipelines.candidate_sources import CandidateSources, SegmentPopular
 from pipelines.labels import label_matches, split_index
+from pipelines.side_inputs import popular_limit
 from pipelines.tower_candidates import TowerCandidates, Towers
 from shoprec.core import registry as F
 from shoprec.core.layout import SPLITS
@@ -136,6 +137,8 @@ class CandidateExamples(beam.PTransform):
         split_starts: (eval start, test start or None).
         users: (user_id, user row) of the users table (segments).
         items: (item_id, item row) of the catalogue (attribute sources).
+        max_lists: ``recommend.max_catalogue_items``: the most popular lists
+            (segments x cut-offs), which every worker of ``Label`` holds.
         towers: A ``two_tower`` source's settings when a published model
             has towers: (its model folder, (history interactions, bucket
             seconds) or None, users per call, catalogue limit); None: the
@@ -144,9 +147,10 @@ class CandidateExamples(beam.PTransform):
 
     def __init__(self, plan: sources.Plan, registry: F.Registry, relevance: str,
                  cut_windows: Sequence[Window], split_starts: Sequence[Optional[int]],
-                 users: beam.PCollection, items: beam.PCollection,
-                 towers: Optional[Tuple[str, Any, int, int]] = None):
+                 users: beam.PCollection, items: beam.PCollection, max_lists: int,
+                 towers: Optional[Tuple[str, Any, int, int]]):
         super().__init__()
+        self._max_lists = int(max_lists)
         self._plan = plan
         self._registry = registry
         self._relevance = relevance
@@ -172,14 +176,18 @@ class CandidateExamples(beam.PTransform):
         bundles = ({"user": self._users,
                     "pairs": state.pairs | "PairsByUser" >> beam.MapTuple(
                         lambda key, pairs: (key[0], (key[1], pairs))),
-                    "labels": events | "Positives" >> beam.FlatMap(positives)}
+                    # Each positive once: a user's group is bounded by the catalogue
+                    # (items x cut-offs x labels), not by their events.
+                    "labels": (events | "Positives" >> beam.FlatMap(positives)
+                               | "DistinctPositives" >> beam.Distinct())}
                    | "JoinUsers" >> beam.CoGroupByKey()
                    | "Bundle" >> beam.Map(bundle))
         segmented = (bundles
                      | "SegmentInputs" >> beam.Map(lambda b: (b.row, b.pairs))
                      | "SegmentPopular" >> SegmentPopular(self._plan))
         state = state._replace(
-            popular=(state.popular, segmented) | "AllPopular" >> beam.Flatten())
+            popular=((state.popular, segmented) | "AllPopular" >> beam.Flatten()
+                     | "PopularLimit" >> popular_limit(self._max_lists)))
         active = bundles | "Active" >> beam.Filter(lambda b: bool(b.positives))
         catalogue = None
         towers = self._plan.of_kind(TWO_TOWER)

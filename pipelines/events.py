@@ -110,8 +110,10 @@ class DropUnknownItems(beam.PTransform):
                                 f"item_id {event[F.ITEM_KEY]!r} is not a valid item",
                                 event_record(event))
 
+        # Every worker holds the catalogue's ids only, not its rows.
+        ids = self._items | "ItemColumns" >> beam.MapTuple(lambda item_id, _: (item_id, None))
         out = events | "Check" >> beam.FlatMap(
-            check, known=beam.pvalue.AsDict(self._items)).with_outputs(
+            check, known=beam.pvalue.AsDict(ids)).with_outputs(
                 dl.DEAD_LETTER_TAG, main="main")
         return Outputs(out.main, out[dl.DEAD_LETTER_TAG])
 

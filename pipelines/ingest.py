@@ -35,11 +35,12 @@ from pipelines.inference import signature_names
 from pipelines.join import AttachEmbeddings, EMBEDDINGS, ItemsFromEvents, JoinFeatures
 from pipelines.labels import FunnelExamples, NextEventLabels, SampledPositives
 from pipelines.negatives import SampleNegatives
-from pipelines.options import new_pipeline, run_job
+from pipelines.options import new_pipeline
 from pipelines.outputs import Outputs
 from pipelines.parse import (EVENTS, ITEMS, USERS, ParseEvents, ParseTable, csv_line,
                              required_columns)
 from pipelines.read import ReadTable
+from pipelines.side_inputs import Limited, run_checked
 from pipelines.sinks import WriteTFRecords, text_file
 from pipelines.sources import plan
 from pipelines.split import CountCleanLog, SplitByTime, count_example
@@ -108,7 +109,7 @@ class Ingest(beam.PTransform):
                       rec.max_catalogue_items) if self._towers else None
             return events | "CandidateExamples" >> CandidateExamples(
                 plan(config), registry, rec.relevance_label, windows(config),
-                config.split_starts, users, items, towers)
+                config.split_starts, users, items, rec.max_catalogue_items, towers)
         if data.labels == "impressions":
             return keep(events | "BuildExamples" >> BuildExamples(
                 config.ingest.click_window_s, config.ingest.conversion_window_s, registry))
@@ -143,6 +144,10 @@ class Ingest(beam.PTransform):
         if embedding is not None:
             items = keep(items | "AttachEmbeddings" >> AttachEmbeddings(
                 inputs[EMBEDDINGS], embedding))
+        # Every worker of the steps below holds the catalogue (pipelines.side_inputs).
+        items = items | "CatalogueLimit" >> Limited(
+            config.ingest.max_catalogue_items, "ingest.max_catalogue_items",
+            "items in the catalogue")
 
         events = keep(events | "DropUnknownItems" >> DropUnknownItems(items))
         events = keep(events | "DedupEvents" >> DedupEvents(data.dedup))
@@ -364,6 +369,8 @@ def run(config, beam_args: Optional[Sequence[str]] = None, write_examples: bool 
         ``problems``, ``seconds`` and ``outputs``.
 
     Raises:
+        ConfigError: the catalogue has more items than
+            ``ingest.max_catalogue_items`` (every worker holds it).
         report.DataQualityError: an input's bad fraction is over the data set's
             threshold.
         InputEmptyError: an input has fewer data rows, or a split fewer
@@ -377,7 +384,7 @@ def run(config, beam_args: Optional[Sequence[str]] = None, write_examples: bool 
     clear(layout.ingest_dir)
     pipeline = new_pipeline(beam_args)
     build(pipeline, config, layout, write_examples)
-    result = run_job(pipeline)
+    result = run_checked(pipeline)
 
     counts = {key: 0 for key in report_keys(config)}
     counts.update(dl.counts_from_result(result))

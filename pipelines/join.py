@@ -9,6 +9,7 @@ import apache_beam as beam
 
 from pipelines import dead_letter as dl
 from pipelines import examples as ex
+from pipelines.keyed import AttachOne
 from pipelines.outputs import Outputs
 from pipelines.parse import EVENTS, HAS_IMAGE_KEY, IMAGE_PATH_KEY, RowError, convert
 from pipelines.rows import raw_row
@@ -170,13 +171,16 @@ class ItemsFromEvents(beam.PTransform):
 class JoinFeatures(beam.PTransform):
     """(labelled example, history or None) → full raw-example rows (``pipelines.rows``).
 
-    Both tables are side inputs (``AsDict``): catalogue- and user-base-sized
-    tables fit in worker memory at this project's scale. Users missing from
-    the table get registry defaults; a missing item (cannot happen after
-    ``DropUnknownItems``) is an ``unknown_item`` dead letter. History match
-    counts are set here, where the example's item attributes are known.
-    The history is the user's strictly before the example (``AddHistory``),
-    None where the registry has no history features.
+    The users table is joined by key (:class:`pipelines.keyed.AttachOne`: no
+    worker holds the table, nor all of a hot user's examples at once); users
+    missing from it get registry defaults. The items are a side input
+    (``AsDict``): every worker holds the catalogue, within
+    ``ingest.max_catalogue_items`` (``pipelines.side_inputs``), so an item
+    everyone buys is never one worker's group. A missing item (cannot happen
+    after ``DropUnknownItems``) is an ``unknown_item`` dead letter. History
+    match counts are set here, where the example's item attributes are
+    known. The history is the user's strictly before the example
+    (``AddHistory``), None where the registry has no history features.
     """
 
     def __init__(self, items: beam.PCollection, users: beam.PCollection,
@@ -194,8 +198,8 @@ class JoinFeatures(beam.PTransform):
     def expand(self, examples) -> Outputs:
         registry = self._registry
 
-        def join(example_and_history, items, users):
-            example, history = example_and_history
+        def join(example_history_and_user, items):
+            (example, history), user = example_history_and_user
             item = items.get(example[F.ITEM_KEY])
             if item is None:
                 yield dl.tagged(EVENTS, "unknown_item", "item not in the item table",
@@ -203,9 +207,11 @@ class JoinFeatures(beam.PTransform):
                 return
             event = dict(example)
             event.setdefault(registry.sampled_key, 0)
-            yield raw_row(event, users.get(example[F.USER_KEY]), item, history, registry)
+            yield raw_row(event, user, item, history, registry)
 
-        out = examples | "Join" >> beam.FlatMap(
-            join, items=beam.pvalue.AsDict(self._items),
-            users=beam.pvalue.AsDict(self._users)).with_outputs(dl.DEAD_LETTER_TAG, main="main")
+        out = (examples
+               | "KeyByUser" >> beam.Map(lambda pair: (pair[0][F.USER_KEY], pair))
+               | "JoinUsers" >> AttachOne(self._users)
+               | "Join" >> beam.FlatMap(join, items=beam.pvalue.AsDict(self._items))
+               .with_outputs(dl.DEAD_LETTER_TAG, main="main"))
         return Outputs(out.main, out[dl.DEAD_LETTER_TAG])

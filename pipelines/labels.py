@@ -217,6 +217,10 @@ class NextEventLabels(beam.PTransform):
                  | "KeyEventsByUser" >> beam.Map(lambda e: (
                      e[F.USER_KEY], (e[F.TIMESTAMP_KEY], e[EVENT_TYPE_KEY], e[F.ITEM_KEY]))))
         keyed = examples | "KeyExamplesByUser" >> beam.Map(lambda r: (r[F.USER_KEY], r))
+        # Every worker holds the columns the targets read, not the item rows.
+        columns = {f.history_of for f in targets if f.kind != F.Kind.LABEL}
+        items = self._items | "ItemColumns" >> beam.MapTuple(
+            lambda item_id, row: (item_id, {c: row[c] for c in columns if c in row}))
         return ({"examples": keyed, "events": later}
                 | "GroupByUser" >> beam.CoGroupByKey()
-                | "Label" >> beam.FlatMap(label, items=beam.pvalue.AsDict(self._items)))
+                | "Label" >> beam.FlatMap(label, items=beam.pvalue.AsDict(items)))

@@ -56,10 +56,11 @@ from pipelines.candidate_sources import CandidateSources, SegmentPopular
 from pipelines.candidates import EmbedItems, index_report
 from pipelines.event_log import ReadEvents
 from pipelines.inference import COLUMNS_SIGNATURE, signature_names
-from pipelines.options import new_pipeline, run_job
+from pipelines.options import new_pipeline
 from pipelines.ranking import Recommend, user_contexts
 from pipelines.related import SCHEMA as RELATED_SCHEMA, RelatedItems
 from pipelines.score import ReadSideTable
+from pipelines.side_inputs import popular_limit, run_checked
 from shoprec.core import registry as F
 from shoprec.core.config import Config
 from shoprec.core.recommend_config import RETRIEVAL, recommend_settings
@@ -209,7 +210,8 @@ def build(pipeline: beam.Pipeline, config: Config, rec, model_dir: str,
                  | "SegmentInputs" >> beam.Map(lambda c, cut: (c.user, {cut: list(c.pairs)}),
                                                cut=beam.pvalue.AsSingleton(cut))
                  | "SegmentPopular" >> SegmentPopular(p))
-    state = state._replace(popular=(state.popular, segmented) | "AllPopular" >> beam.Flatten())
+    state = state._replace(popular=(state.popular, segmented) | "AllPopular" >> beam.Flatten()
+                           | "PopularLimit" >> popular_limit(rec.max_catalogue_items))
     out = contexts | "Recommend" >> Recommend(
         model_dir, registry, rec, p, outputs, temperature=config.model.retrieval.temperature,
         catalogue=catalogue, items=items, state=state, cut=cut, columns=columns)
@@ -265,7 +267,7 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
     pipeline = new_pipeline(beam_args)
     build(pipeline, config, rec, model_dir, bq_table,
           columns=COLUMNS_SIGNATURE in signature_names(model_dir))
-    result = run_job(pipeline)
+    result = run_checked(pipeline)
     counts = dl.counts_from_result(result)
     seconds = time.time() - start
     report = {"counts": counts, "seconds": round(seconds, 2),

@@ -45,6 +45,7 @@ from pipelines.outputs import Outputs
 from pipelines.pair_columns import column_bytes, concat
 from pipelines.pair_join import (PAIRS_SCHEMA, BuildRawExamples, ExampleChunk, ReadRecords,
                                  join_buckets)
+from pipelines.side_inputs import Limited, run_checked
 from shoprec.core import registry as F
 from shoprec.core.config import Config
 from shoprec.core.errors import ConfigError, InputMissingError, StageOrderError
@@ -320,8 +321,10 @@ def build(pipeline: beam.Pipeline, config: Config, pairs: str, model_dir: str,
     read = pipeline | "ReadPairs" >> ReadPairs(pairs)
     registry = config.registry
     users = pipeline | "ReadUsers" >> ReadRecords(layout.users_table + "*", registry.user_key)
-    items = pipeline | "ReadItems" >> ReadSideTable(layout.items_table + "*", registry.item_key,
-                                                    registry)
+    items = (pipeline
+             | "ReadItems" >> ReadSideTable(layout.items_table + "*", registry.item_key, registry)
+             | "CatalogueLimit" >> Limited(config.ingest.max_catalogue_items,
+                                           "ingest.max_catalogue_items", "items in the catalogue"))
     history = None
     history_pattern = layout.history_table + "*"
     joined = [pairs, layout.users_table + "*"]
@@ -355,7 +358,9 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
 
     Raises:
         ConfigError: the registry has candidate features (``recommend`` ranks
-            candidates; arbitrary pairs have no candidate signals).
+            candidates; arbitrary pairs have no candidate signals), or the
+            items table has more than ``ingest.max_catalogue_items`` items
+            (every worker holds it).
     """
     import tensorflow as tf
 
@@ -382,7 +387,7 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
     pipeline = beam_options.new_pipeline(beam_args)
     build(pipeline, config, pattern, model_dir, names,
           columns=COLUMNS_SIGNATURE in signature_names(model_dir))
-    result = beam_options.run_job(pipeline)
+    result = run_checked(pipeline)
     report = {
         "counts": dead_letter.counts_from_result(result),
         "seconds": round(time.time() - start, 2),

@@ -115,6 +115,9 @@ class IngestConfig:
     # Optional third split: examples from here on are `test` (None: no test split).
     test_start: Optional[str] = None
     num_shards: int = 4
+    # Every ingest and score worker holds the catalogue's rows (a side input);
+    # a larger catalogue fails the job with a message naming this limit.
+    max_catalogue_items: int = 2_000_000
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,6 +8,7 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import aggregates as A
+from pipelines import keyed
 from pipelines.options import pipeline_options
 from pipelines.rows import raw_row
 from shoprec.core import registry as F
@@ -221,3 +222,28 @@ def test_no_event_at_or_after_an_example_changes_it():
                         label=f"V{n}Check")
     # Every variant constrains an example: the check above cannot pass vacuously.
     assert all(any(r["timestamp"] <= cut for r in expected) for _, cut in variants[1:])
+
+
+def _skewed_log(bot_events):
+    """Ten people clicking the one item everyone buys (i1) on three days, and a bot
+    with ``bot_events`` events on i1 and i2 inside 40 seconds of one day."""
+    people = [_event(d * D + 100 * u, f"u{u}", "i1", kind) for d in range(3)
+              for u in range(10) for kind in ("click", "purchase")]
+    bot = [_event(D + 5000 + k % 40, "bot", f"i{1 + k % 2}", ("click", "purchase")[k % 3 == 0])
+           for k in range(bot_events)]
+    return people + bot
+
+
+def test_a_bot_and_an_item_everyone_buys_are_never_one_group():
+    """An example per event: the streamed values equal the definition, and no grouping
+    step lists more of one key than its seconds (40 for the bot's day) or days, though
+    the bot has 1,200 events and examples and i1 1,260: a group listing the bot's day
+    of events and examples would hold 2,400."""
+    events = _skewed_log(1200)
+    examples = [_example(e["user_id"], e["item_id"], e["timestamp"]) for e in events]
+    pipeline = beam.Pipeline(options=pipeline_options(None))
+    out = _run(pipeline, events, examples, "Skewed")
+    assert_that(out.main, _close([_brute(e, events) for e in examples]))
+    held = keyed.largest_held(pipeline.run())
+    assert held["aggregates/seconds_of_day"] <= 2 * 40
+    assert held["aggregates/days_of_key"] <= 2 * 4

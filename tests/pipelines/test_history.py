@@ -6,6 +6,7 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines import history as H
+from pipelines import keyed
 from pipelines.options import pipeline_options
 from shoprec.core import registry as F
 
@@ -86,3 +87,34 @@ def test_matches_count_the_example_value_in_its_history_list():
     row = {"item_id": "i1", "hist_items": ["i1", "i2", "i1"], "hist_cats": []}
     assert H.add_matches(row, REGISTRY)["hist_item_matches"] == 2.0
     assert H.empty_history(REGISTRY) == _history([], [], 0, 0)
+
+
+def _definition(example, events, cap):
+    """The history of an example from the user's whole log: what AddHistory must give."""
+    cats = dict(ITEMS)
+    entries = sorted((e["timestamp"], H._ORDER[e["event_type"]], e["event_type"],
+                      (e["item_id"], cats[e["item_id"]]["item_category"]))
+                     for e in events if e["user_id"] == example["user_id"]
+                     and e["timestamp"] < example["timestamp"])
+    return H.history_features(H.advance(H.State(), entries, ("click", "purchase"), cap),
+                              REGISTRY)
+
+
+def test_a_bot_with_a_day_of_events_is_never_one_group():
+    """A bot with 1,200 events and examples inside 40 seconds of one day bucket: the
+    streamed history equals the definition, and no grouping step lists more of it than
+    its 40 seconds (a group of the bot's day of events and examples would hold 2,400)."""
+    kinds = ("impression", "click", "purchase")
+    events = EVENTS + [_event(5000 + k % 40, "bot", f"i{1 + k % 3}", kinds[k % 3])
+                       for k in range(1200)]
+    examples = [{"user_id": e["user_id"], "item_id": "i1", "timestamp": e["timestamp"]}
+                for e in events]
+    pipeline = beam.Pipeline(options=pipeline_options([]))
+    out = pipeline | "Examples" >> beam.Create(examples) | H.AddHistory(
+        REGISTRY, ("click", "purchase"), 86400, pipeline | "Events" >> beam.Create(events),
+        pipeline | "Items" >> beam.Create(ITEMS))
+    assert_that(out.main, equal_to([(e, _definition(e, events, H.cap_of(REGISTRY)))
+                                    for e in examples]))
+    held = keyed.largest_held(pipeline.run())
+    assert held["history/seconds_of_bucket"] <= 2 * 40
+    assert held["history/buckets_of_user"] <= 2

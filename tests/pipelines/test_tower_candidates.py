@@ -74,7 +74,7 @@ def test_candidate_examples_rank_the_published_towers_candidates_too(model_dir):
                     | CandidateExamples(plan, registry, "click", [(CUT, CUT + 86400)],
                                         (CUT + 86400, None),
                                         p | "Users" >> beam.Create([("u1", U1)]),
-                                        p | "Items" >> beam.Create(_items()),
+                                        p | "Items" >> beam.Create(_items()), 100,
                                         (model_dir, None, 16, 100)))
         # u1 (age 40): the towers' one nearest is i5 (0.5 + 0.4); popular: i1, whose
         # towers' score is 0.1 + 0.4. Neither is clicked in the window.

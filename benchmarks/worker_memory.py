@@ -1,0 +1,183 @@
+"""Per-worker memory of ingest, score and recommend, as Dataflow would see it, at 1x and 10x.
+
+Each measured job runs as ``shoprec <stage>`` in a child process on Beam's
+multi-process runner (``--direct_running_mode=multi_processing
+--direct_num_workers=2``: two SDK worker processes, each its own memory, as
+Dataflow's). The child's
+process tree is watched (``measure.TreeMonitor``): the coordinator (the
+``shoprec`` process, which on this runner also holds every shuffle, as
+Dataflow's shuffle service does outside the workers) apart from the largest
+worker's peak RSS, the figure that has to stay flat.
+
+Shops: the demo's at ``--base_users`` users (1x) and ``--scale`` times the
+users (same events per user, same catalogue: both drawn from one pool of
+users, the 1x shop its first ones); the 10x run reuses the 1x run's embeddings and its published
+model (trained for ``--epochs``), so only the measured jobs run on it. With
+``--bot_events`` the 1x shop's events again with one bot who logs that many
+events (impressions, clicks, purchases) in one hour of one day, ingested with
+grouped values paged through the state API as Dataflow pages a large group
+(the runner's ``use_state_iterables``; about 5x ingest's CPU on this runner),
+beside the 1x shop ingested the same way: a hot key is never one worker's
+group, so the largest worker stays where it was.
+
+    python benchmarks/worker_memory.py --work_dir /tmp/wm
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:  # run as a script: make the benchmarks package importable
+    sys.path.insert(0, REPO_ROOT)
+
+from benchmarks import measure, scale_run  # noqa: E402
+
+MEASURED = ("ingest", "score", "recommend")
+BEAM = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+LIMIT = 1.2
+
+
+def _child(argv: List[str]) -> int:
+    """One ``shoprec`` command, with ``--paged`` first: grouped values paged."""
+    import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    from pipelines import options
+    from shoprec.app import cli
+
+    if argv[:1] == ["--paged"]:
+        # The default runner, now one that pages grouped values through the state API.
+        options.DEFAULT_LOCAL_RUNNER = FnApiRunner(use_state_iterables=True)
+        argv = argv[1:]
+    return cli.main(argv)
+
+
+def _shoprec(stage: str, run_dir: str, config: str, log: str, extra=(), measured=False,
+             rows: Optional[List[Dict]] = None, label: str = "", paged=False) -> None:
+    """Runs one stage; measured: again even if up to date, under the monitor, on the
+    multi-process runner (``paged``: grouped values paged through the state API)."""
+    args = [stage, "--run_dir", run_dir, "--config", config, *extra]
+    if not measured:
+        with open(log, "a") as f:
+            code = subprocess.call([sys.executable, "-m", "shoprec", *args], stdout=f,
+                                   stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+    else:
+        def record(row):
+            rows.append(dict(row, run=label))
+            print(json.dumps(rows[-1]), flush=True)
+
+        code = scale_run.run_watched([sys.executable, os.path.abspath(__file__), "--child",
+                                      *(["--paged"] if paged else []), *args, "--force", *BEAM],
+                                     log, record,
+                                     lambda s: os.path.join(run_dir, s), whole=stage)
+    if code:
+        raise RuntimeError(f"shoprec {stage} --run_dir {run_dir} exited {code}; see {log}")
+
+
+def _copy(src_run: str, dst_run: str, folder: str) -> None:
+    """A published stage folder (a link into ``.versions``) copied as plain files."""
+    shutil.copytree(os.path.join(src_run, folder), os.path.join(dst_run, folder),
+                    symlinks=False)
+
+
+def _add_bot(events_csv: str, items_csv: str, events: int, start_date: str) -> None:
+    """Appends one bot's ``events`` events, inside one hour of the log's second day."""
+    with open(items_csv) as f:
+        items = [row["item_id"] for row in csv.DictReader(f)]
+    day = (datetime.date.fromisoformat(start_date) + datetime.timedelta(days=1)).isoformat()
+    kinds = ("impression", "impression", "click", "purchase")
+    with open(events_csv, "a") as f:
+        for k in range(events):
+            f.write(f"{day}T10:{(k // 60) % 60:02d}:{k % 60:02d}Z,bot000,"
+                    f"{items[k % len(items)]},{kinds[k % len(kinds)]}\n")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        return _child(argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work_dir", required=True)
+    parser.add_argument("--base_users", type=int, default=1500)
+    parser.add_argument("--scale", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=2, help="training of the 1x model")
+    parser.add_argument("--bot_events", type=int, default=0,
+                        help="also ingest the 1x shop plus a bot with this many events")
+    args = parser.parse_args(argv)
+    work = os.path.abspath(args.work_dir)
+    os.makedirs(work, exist_ok=True)
+    users = args.base_users * args.scale
+    config, config_many = (measure.write_demo_config(
+        os.path.join(work, f"config-{n}.yaml"),
+        # One pool of users for both: the 1x shop is the first users of the 10x one,
+        # with its catalogue.
+        {"generate": {"num_users": n, "pool_users": users}, "training": {"epochs": args.epochs}})
+        for n in (args.base_users, users))
+    log = os.path.join(work, "bench.log")
+    rows: List[Dict] = []
+    one, many = os.path.join(work, "x1"), os.path.join(work, f"x{args.scale}")
+    started = time.perf_counter()
+
+    _shoprec("generate", one, config, log)
+    _shoprec("embed", one, config, log)
+    _shoprec("ingest", one, config, log, measured=True, rows=rows, label="1x")
+    if args.bot_events:
+        _shoprec("ingest", one, config, log, measured=True, rows=rows, label="1x paged",
+                 paged=True)
+    for stage in ("featurize", "train", "push"):
+        _shoprec(stage, one, config, log)
+    for stage in ("score", "recommend"):
+        _shoprec(stage, one, config, log, measured=True, rows=rows, label="1x")
+
+    _shoprec("generate", many, config_many, log)
+    _copy(one, many, "embed")
+    _shoprec("ingest", many, config_many, log, measured=True, rows=rows,
+             label=f"{args.scale}x")
+    _copy(one, many, "models")
+    for stage in ("score", "recommend"):
+        _shoprec(stage, many, config_many, log, measured=True, rows=rows,
+                 label=f"{args.scale}x")
+
+    if args.bot_events:
+        bot = os.path.join(work, "bot")
+        shutil.copytree(os.path.join(one, "raw"), os.path.join(bot, "raw"))
+        _copy(one, bot, "embed")
+        from shoprec.core import config as config_lib
+
+        _add_bot(os.path.join(bot, "raw", "events.csv"), os.path.join(bot, "raw", "items.csv"),
+                 args.bot_events, config_lib.load(config).generate.start_date)
+        _shoprec("ingest", bot, config, log, measured=True, rows=rows,
+                 label="1x + bot, paged", paged=True)
+
+    by = {(r["run"], r["stage"]): r for r in rows}
+    print(f"\n{args.base_users} and {users} users, {time.perf_counter() - started:.0f}s; "
+          f"peak RSS in MiB\n")
+    print("| job | run | wall s | CPU s | coordinator | largest worker | worker / 1x |")
+    print("|---|---|---|---|---|---|---|")
+    failed = []
+    for row in rows:
+        base = by[("1x paged" if "paged" in row["run"] else "1x",
+                   row["stage"])]["worker_peak_rss_mib"]
+        ratio = row["worker_peak_rss_mib"] / base
+        print(f"| {row['stage']} | {row['run']} | {row['wall_s']:.0f} | {row['cpu_s']:.0f} "
+              f"| {row['coordinator_peak_rss_mib']:,.0f} | {row['worker_peak_rss_mib']:,.0f} "
+              f"| {ratio:.3f} |")
+        if ratio > LIMIT:
+            failed.append(f"{row['stage']} {row['run']}")
+    print(f"\nlargest worker / 1x <= {LIMIT}: "
+          + ("yes, every job" if not failed else "NO: " + ", ".join(failed)))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
