@@ -6,8 +6,6 @@ the dearest items first, whoever the user.
 
 import apache_beam as beam
 import numpy as np
-import pytest
-import tensorflow as tf
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -15,18 +13,9 @@ from pipelines.candidates import Catalogue
 from pipelines.options import pipeline_options
 from pipelines.tower_candidates import TowerCandidates, Towers
 from shoprec.core import generated_shop as shop
-from tests.pipelines.test_ranking import PRICES, U1, _items, _Toy
+from tests.pipelines.test_ranking import PRICES, U1, _items, model_dir  # noqa: F401 (fixture)
 
 CUT = 100 * 86400
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("towers") / "model")
-    toy = _Toy()
-    tf.saved_model.save(toy, path, signatures={
-        "serving_default": toy.serve, "user_embedding": toy.user, "item_embedding": toy.item})
-    return path
 
 
 def test_each_cut_offs_nearest_items_leave_the_excluded_out(model_dir):
