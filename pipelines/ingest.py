@@ -28,9 +28,11 @@ from pipelines import report as report_lib
 from pipelines.aggregates import AddAggregates, with_user_aggregates
 from pipelines.anomaly import ANOMALY_COLUMNS, FilterRobots
 from pipelines.candidate_examples import CandidateExamples, windows
-from pipelines.event_log import WriteEvents
+from pipelines.event_batches import ReadEventBatches, ValidEvents
+from pipelines.event_log import WriteEvents, WriteEventTables
 from pipelines.events import BuildExamples, DedupEvents, DropUnknownItems
 from pipelines.history import AddHistory
+from pipelines.impressions import ImpressionExamples, supports
 from pipelines.inference import signature_names
 from pipelines.join import AttachEmbeddings, EMBEDDINGS, ItemsFromEvents, JoinFeatures
 from pipelines.labels import FunnelExamples, NextEventLabels, SampledPositives
@@ -68,6 +70,8 @@ class IngestOutputs(NamedTuple):
     eval_pairs: beam.PCollection  # distinct (user_id, item_id) of the eval split
     events: beam.PCollection  # the clean event log
     dead_letter: beam.PCollection  # every row rejected on the way
+    # The batch path: examples are serialized records, the event log Arrow tables.
+    batched: bool = False
 
 
 class Ingest(beam.PTransform):
@@ -76,7 +80,15 @@ class Ingest(beam.PTransform):
     Input: ``{"events": ..., "items": ..., "users": ...}`` of (record, row)
     pairs as ``ReadTable`` yields them (``items`` absent when the data set
     builds its items from the events), plus ``"embeddings"``, the embed
-    stage's serialized rows, when the registry has a photo embedding.
+    stage's serialized rows, when the registry has a photo embedding. On the
+    batch path the events are ``ReadEventBatches``' record batches.
+
+    The batch path (``batched``; default: where
+    :func:`pipelines.impressions.supports` the config): ValidEvents (the
+    checks as masks over record batches, unknown items dropped) →
+    ImpressionExamples (one group per pair, one per user,
+    ``pipelines.impressions``), the same outputs as the row path below, with
+    examples serialized and the event log as tables.
 
     Stages (stable labels): ParseEvents, ParseItems (or ItemsFromEvents),
     ParseUsers → AttachEmbeddings → DropUnknownItems → DedupEvents →
@@ -90,12 +102,20 @@ class Ingest(beam.PTransform):
         towers: The last published model's folder, whose towers a
             ``two_tower`` source of label mode ``candidates`` proposes from
             (:func:`published_towers`); None: that source proposes nothing.
+        batched: Take the batch path (None: where the config supports it).
+
+    Raises:
+        ValueError: ``batched`` for a config the batch path does not support.
     """
 
-    def __init__(self, config, towers: Optional[str] = None):
+    def __init__(self, config, towers: Optional[str] = None, batched: Optional[bool] = None):
         super().__init__()
         self._config = config
         self._towers = towers
+        self._batched = supports(config) if batched is None else batched
+        if self._batched and not supports(config):
+            raise ValueError("the batch path makes impression examples without history, "
+                             "aggregates or next-event targets only")
 
     def _examples(self, events, keep, users, items) -> beam.PCollection:
         """Labelled examples (no features yet) in the data set's label mode."""
@@ -134,7 +154,10 @@ class Ingest(beam.PTransform):
             dead.append(outputs.dead_letter)
             return outputs.main
 
-        events = keep(inputs[EVENTS] | "ParseEvents" >> ParseEvents(data))
+        if self._batched:
+            events = None
+        else:
+            events = keep(inputs[EVENTS] | "ParseEvents" >> ParseEvents(data))
         if data.items.from_events:
             items = keep(events | "ItemsFromEvents" >> ItemsFromEvents(registry))
         else:
@@ -148,6 +171,8 @@ class Ingest(beam.PTransform):
         items = items | "CatalogueLimit" >> Limited(
             config.ingest.max_catalogue_items, "ingest.max_catalogue_items",
             "items in the catalogue")
+        if self._batched:
+            return self._batch_path(inputs[EVENTS], items, users, dead)
 
         events = keep(events | "DropUnknownItems" >> DropUnknownItems(items))
         events = keep(events | "DedupEvents" >> DedupEvents(data.dedup))
@@ -211,6 +236,18 @@ class Ingest(beam.PTransform):
             dead_letter=dead | "FlattenDeadLetters" >> beam.Flatten())
 
 
+    def _batch_path(self, batches, items, users, dead) -> IngestOutputs:
+        config = self._config
+        valid = batches | "ValidEvents" >> ValidEvents(config.data, items)
+        out = valid.main | "ImpressionExamples" >> ImpressionExamples(config, users, items)
+        return IngestOutputs(
+            examples={split: out.examples[split] for split in config.splits},
+            items=items, users=users, history=None, history_at_eval=None,
+            anomalies=out.anomalies, eval_pairs=out.eval_pairs, events=out.events,
+            dead_letter=(dead + [valid.dead_letter, out.dead_letter])
+            | "FlattenDeadLetters" >> beam.Flatten(), batched=True)
+
+
 def _read(pipeline, pattern: Optional[str], file_format: str, input_name: str,
           required: Sequence[str]) -> Outputs:
     label = input_name.title()
@@ -221,8 +258,11 @@ def _read(pipeline, pattern: Optional[str], file_format: str, input_name: str,
     return pipeline | f"Read{label}" >> ReadTable(pattern, file_format, input_name, required)
 
 
-def read_inputs(pipeline, config) -> Tuple[Dict[str, beam.PCollection], beam.PCollection]:
+def read_inputs(pipeline, config, batched: bool = False
+                ) -> Tuple[Dict[str, beam.PCollection], beam.PCollection]:
     """Reads a data set's files: ({input: rows} for :class:`Ingest`, read dead letters).
+
+    With ``batched`` the events come as record batches (``ReadEventBatches``).
 
     Raises:
         InputMissingError: an input file is missing.
@@ -245,7 +285,12 @@ def read_inputs(pipeline, config) -> Tuple[Dict[str, beam.PCollection], beam.PCo
         tables.append((ITEMS, inputs.items, data.items))
     read, dead = {}, []
     for name, relative, spec in tables:
-        outputs = _read(pipeline, path(relative), inputs.format, name, required_columns(spec))
+        if batched and name == EVENTS:
+            outputs = pipeline | "ReadEvents" >> ReadEventBatches(
+                path(relative), inputs.format, required_columns(spec))
+        else:
+            outputs = _read(pipeline, path(relative), inputs.format, name,
+                            required_columns(spec))
         read[name] = outputs.main
         dead.append(outputs.dead_letter)
     if embedding is not None:
@@ -273,7 +318,7 @@ def write_outputs(outputs: IngestOutputs, read_dead: beam.PCollection, config, l
     for split, rows in outputs.examples.items():
         _ = rows | f"Write{split.title()}Examples" >> WriteTFRecords(
             layout.examples(split), names, config.ingest.num_shards, TFRECORD_SUFFIX, registry,
-            one_file=False)
+            one_file=False, encoded=outputs.batched)
     for label, table, prefix, names in (
             ("Items", outputs.items, layout.items_table, registry.item_table_names()),
             ("Users", outputs.users, layout.users_table, registry.source_names(F.Source.USER))):
@@ -299,8 +344,9 @@ def write_outputs(outputs: IngestOutputs, read_dead: beam.PCollection, config, l
     (outputs.eval_pairs
      | "PairLines" >> beam.Map(csv_line)
      | "WriteEvalPairs" >> text_file(layout.eval_pairs, CSV_SUFFIX, PAIRS_HEADER))
-    _ = outputs.events | "WriteEvents" >> WriteEvents(layout.events_log,
-                                                      config.data.event_columns_kept())
+    write_events = WriteEventTables if outputs.batched else WriteEvents
+    _ = outputs.events | "WriteEvents" >> write_events(layout.events_log,
+                                                       config.data.event_columns_kept())
 
 
 def report_keys(config) -> List[str]:
@@ -345,8 +391,9 @@ def build(pipeline: beam.Pipeline, config, layout: Layout, write_examples: bool 
     Raises:
         InputMissingError, StageOrderError: see :func:`read_inputs`.
     """
-    inputs, read_dead = read_inputs(pipeline, config)
-    outputs = inputs | "Ingest" >> Ingest(config, published_towers(config))
+    batched = supports(config)
+    inputs, read_dead = read_inputs(pipeline, config, batched)
+    outputs = inputs | "Ingest" >> Ingest(config, published_towers(config), batched)
     write_outputs(outputs, read_dead, config, layout, write_examples)
 
 

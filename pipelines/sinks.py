@@ -20,12 +20,14 @@ class WriteTFRecords(beam.PTransform):
     always one shard) the single file is named exactly ``prefix + suffix``.
     Beam's own fixed sharding starts each bundle at a random shard, so the
     same rows landed in other files on every run; this way a re-run on the
-    same inputs writes the same files.
+    same inputs writes the same files. With ``encoded`` the rows come
+    serialized already (ingest's batch path encodes where it joins).
     """
 
     def __init__(self, prefix: str, names: Sequence[str], num_shards: int, suffix: str,
-                 registry: F.Registry, one_file: bool):
+                 registry: F.Registry, one_file: bool, encoded: bool = False):
         super().__init__()
+        self._encoded = encoded
         if one_file and num_shards != 1:
             raise ValueError(f"one_file needs num_shards 1, got {num_shards}")
         self._one_file = one_file
@@ -36,7 +38,8 @@ class WriteTFRecords(beam.PTransform):
         self._registry = registry
 
     def expand(self, rows):
-        encoded = rows | "Encode" >> beam.ParDo(_Encode(self._names, self._registry))
+        encoded = rows if self._encoded else rows | "Encode" >> beam.ParDo(
+            _Encode(self._names, self._registry))
         n = self._num_shards
         if self._one_file:
             return encoded | "Write" >> _one_file(self._prefix + self._suffix)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional
 
 import apache_beam as beam
 
@@ -27,14 +27,15 @@ class SplitByTime(beam.PTransform):
 
     def expand(self, rows) -> Splits:
         eval_ts, test_ts = self._eval, self._test
+        return Splits(*(rows | "Partition" >> beam.Partition(
+            lambda row, _: split_of(row[F.TIMESTAMP_KEY], eval_ts, test_ts), 3)))
 
-        def which(row, _):
-            ts = row[F.TIMESTAMP_KEY]
-            if ts < eval_ts:
-                return 0
-            return 1 if test_ts is None or ts < test_ts else 2
 
-        return Splits(*(rows | "Partition" >> beam.Partition(which, 3)))
+def split_of(ts: int, eval_start_ts: int, test_start_ts: Optional[int]) -> int:
+    """0 (train) before the eval start, 1 (eval) before the test start, else 2 (test)."""
+    if ts < eval_start_ts:
+        return 0
+    return 1 if test_start_ts is None or ts < test_start_ts else 2
 
 
 class CountCleanLog(beam.PTransform):
@@ -59,15 +60,19 @@ class CountCleanLog(beam.PTransform):
         return events
 
 
-def count_example(row: Dict[str, Any], split: str, registry: F.Registry) -> Dict[str, Any]:
-    counter = beam.metrics.Metrics.counter
-    counter(dl.NAMESPACE, f"examples/{split}").inc()
+def example_counters(row: Dict[str, Any], split: str, registry: F.Registry) -> List[str]:
+    """The report counters one example of ``split`` adds 1 to."""
+    names = [f"examples/{split}"]
     if row.get(registry.sampled_key):
-        counter(dl.NAMESPACE, f"sampled/{split}").inc()
-    for label in registry.labels():
-        if row[label.name]:
-            counter(dl.NAMESPACE, f"positives/{split}/{label.name}").inc()
+        names.append(f"sampled/{split}")
+    names += [f"positives/{split}/{label.name}" for label in registry.labels() if row[label.name]]
     lists = registry.history_lists()
     if lists:
-        counter(dl.NAMESPACE, f"history_length/{split}/{len(row[lists[0].name])}").inc()
+        names.append(f"history_length/{split}/{len(row[lists[0].name])}")
+    return names
+
+
+def count_example(row: Dict[str, Any], split: str, registry: F.Registry) -> Dict[str, Any]:
+    for name in example_counters(row, split, registry):
+        beam.metrics.Metrics.counter(dl.NAMESPACE, name).inc()
     return row

@@ -1,0 +1,285 @@
+"""Impression examples from clean event tables: one group per pair and one per user, not per event.
+
+The batch path of ingest for impression logs (:func:`supports`). It does what
+DedupEvents → FilterRobots → CountCleanLog → BuildExamples → JoinFeatures →
+SplitByTime → Count* do on one element per event, with the same functions
+(:func:`pipelines.events.match_labels`, :func:`pipelines.anomaly.anomaly_row`,
+:func:`pipelines.rows.raw_row`), the same dead letters and counters, and
+two keyed groups:
+
+1. **GroupByPair**: a (user, item) pair's events, listed as BuildExamples
+   lists them, are deduplicated there (identical events share their pair);
+   each pair sends its events per minute bucket to the robot counts
+   (a combine per (user, bucket), as FilterRobots).
+2. **GroupPairsByUser**: each user's row (users table), robotic start
+   (``pipelines.anomaly.score_users``) and deduplicated pairs, read as
+   ``pipelines.keyed.AttachOne`` reads a group (the two single values
+   first, then each pair): nothing of the user's is listed, so a hot user's
+   events are streamed, as on the row path. Each pair's events drop the
+   robotic ones, are labelled, joined with the user's row and the item's
+   (the catalogue side input, as JoinFeatures), split by time, counted and
+   encoded here.
+
+Outputs are batches where a sink takes them: the clean event log as Arrow
+tables, raw examples as serialized records per split.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+from typing import Any, Dict, List, NamedTuple, Tuple
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
+
+from pipelines import dead_letter as dl
+from pipelines import examples as ex
+from pipelines.anomaly import robot_event, score_users
+from pipelines.event_batches import BATCH_ROWS
+from pipelines.event_log import schema as log_schema
+from pipelines.events import CLICK, CONVERSION, event_record, match_labels
+from pipelines.parse import EVENTS, EVENT_TYPE_KEY, csv_line
+from pipelines.rows import raw_row
+from pipelines.split import example_counters, split_of
+from shoprec.core import dataset as ds
+from shoprec.core import registry as F
+from shoprec.core.layout import SPLITS
+
+_USER, _START, _PAIR = 0, 1, 2
+_FUNNEL = ("impression", "click", "purchase")
+_EVENTS_TAG, _PAIRS_TAG, _ITEMS_TAG = "events", "eval_pairs", "items"
+
+
+def supports(config) -> bool:
+    """Whether the batch path makes this config's examples: impression labels, an
+    items table, no history, aggregates or next-event targets (those read the
+    event log per user and item in their own transforms)."""
+    registry = config.registry
+    return (config.data.labels == "impressions" and not config.data.items.from_events
+            and not registry.of_source(F.Source.HISTORY)
+            and not registry.of_source(F.Source.NEXT) and not registry.aggregates())
+
+
+class ImpressionOutputs(NamedTuple):
+    examples: Dict[str, beam.PCollection]  # {split: serialized raw examples}
+    events: beam.PCollection  # the clean event log, as Arrow tables
+    anomalies: beam.PCollection  # per-user anomaly rows (pipelines.anomaly)
+    eval_pairs: beam.PCollection  # distinct (user_id, item_id) of the eval split
+    dead_letter: beam.PCollection
+
+
+def _pairs(events: pa.Table):
+    """A clean event table → ((user, item), [(timestamp, event_type, kept...)]) per pair."""
+    names = events.column_names
+    columns = [events.column(n).to_pylist() for n in names]
+    user, item = names.index(F.USER_KEY), names.index(F.ITEM_KEY)
+    rest = [i for i in range(len(names)) if i not in (user, item)]
+    pairs: Dict[Tuple[str, str], List[tuple]] = collections.defaultdict(list)
+    for values in zip(*columns):
+        pairs[values[user], values[item]].append(tuple(values[i] for i in rest))
+    return pairs.items()
+
+
+class _Dedup(beam.DoFn):
+    """A pair's events → the pair's distinct events, their duplicates, robot counts."""
+
+    def __init__(self, names, policy: str, window_s: int):
+        self._names = [n for n in names if n not in (F.USER_KEY, F.ITEM_KEY)]
+        self._policy = policy
+        self._window_s = window_s
+
+    def process(self, pair_and_chunks):
+        (user_id, item_id), chunks = pair_and_chunks
+        copies = collections.Counter(e for chunk in chunks for e in chunk)
+        for values, count in copies.items():
+            if count == 1:
+                continue
+            if self._policy == "quantity":
+                beam.metrics.Metrics.counter(dl.NAMESPACE, "units_collapsed/events").inc(
+                    count - 1)
+                continue
+            record = event_record(self._event(user_id, item_id, values))
+            for _ in range(count - 1):
+                yield dl.tagged(EVENTS, "duplicate_event", f"{count} identical copies", record)
+        ts = self._names.index(F.TIMESTAMP_KEY)
+        buckets = collections.Counter(values[ts] // self._window_s for values in copies)
+        for bucket, count in buckets.items():
+            yield beam.pvalue.TaggedOutput("buckets", ((user_id, bucket), count))
+        yield user_id, (item_id, sorted(copies))
+
+    def _event(self, user_id, item_id, values) -> Dict[str, Any]:
+        event = {F.USER_KEY: user_id, F.ITEM_KEY: item_id}
+        event.update(zip(self._names, values))
+        return event
+
+
+class _Label(beam.DoFn):
+    """A user's group → robot dead letters, clean log, labelled, joined, encoded examples."""
+
+    def __init__(self, names, config):
+        registry = config.registry
+        self._names = [n for n in names if n not in (F.USER_KEY, F.ITEM_KEY)]
+        self._log_names = log_schema(config.data.event_columns_kept()).names
+        self._log_schema = log_schema(config.data.event_columns_kept())
+        self._registry = registry
+        self._anomaly = config.data.anomaly
+        self._windows = (int(config.ingest.click_window_s),
+                         int(config.ingest.conversion_window_s))
+        by_event = {f.event_type: f.name for f in registry.event_labels()}
+        self._labels = {CLICK: by_event.get("click"), CONVERSION: by_event.get("purchase")}
+        self._starts = config.split_starts
+        self._example_names = registry.example_names()
+        self._encoder = None
+        self._log: List[Dict[str, Any]] = []
+        self._items: set = set()
+
+    def setup(self):
+        self._encoder = ex.Encoder(self._example_names, self._registry)
+
+    def start_bundle(self):
+        self._log, self._items = [], set()
+
+    def process(self, user_and_values, items):
+        user_id, values = user_and_values
+        user = start = None
+        for tag, value in values:
+            if tag == _USER:
+                user = value
+            elif tag == _START:
+                start = value
+        counts: collections.Counter = collections.Counter()
+        for tag, value in values:
+            if tag == _PAIR:
+                yield from self._pair(user_id, value, user, start, items, counts)
+        if any(name.startswith("clean/events/") for name in counts):
+            counts["clean/users"] += 1
+        for name, n in counts.items():
+            beam.metrics.Metrics.counter(dl.NAMESPACE, name).inc(n)
+        if len(self._log) >= BATCH_ROWS:
+            yield beam.pvalue.TaggedOutput(_EVENTS_TAG, self._table())
+
+    def _pair(self, user_id, item_and_events, user, start, items, counts):
+        item_id, events = item_and_events
+        anomaly, registry = self._anomaly, self._registry
+        funnel, clean = [], False
+        for values in events:
+            event = {F.USER_KEY: user_id, F.ITEM_KEY: item_id}
+            event.update(zip(self._names, values))
+            kept = robot_event(event, start, anomaly.max_events, anomaly.window_s,
+                               anomaly.pass_flagged)
+            if kept is not event:
+                yield kept
+                continue
+            self._log.append(event)
+            clean = True
+            counts[f"clean/events/{event[EVENT_TYPE_KEY]}"] += 1
+            if event[EVENT_TYPE_KEY] in _FUNNEL:
+                funnel.append((event[F.TIMESTAMP_KEY], event[EVENT_TYPE_KEY]))
+        if clean:
+            self._items.add(item_id)
+        if not funnel:
+            return
+        click_s, conversion_s = self._windows
+        labelled, orphans = match_labels(funnel, click_s, conversion_s)
+        for ts, kind in orphans:
+            window = click_s if kind == "click" else conversion_s
+            earlier = "impression" if kind == "click" else "click"
+            yield dl.tagged(EVENTS, f"orphan_{kind}",
+                            f"no unmatched {earlier} in the {window}s before it",
+                            csv_line([ts, user_id, item_id, kind]))
+        item = items.get(item_id)
+        in_eval = False
+        for example in labelled:
+            event = {F.USER_KEY: user_id, F.ITEM_KEY: item_id,
+                     F.TIMESTAMP_KEY: example[F.TIMESTAMP_KEY]}
+            event.update({name: example[key] for key, name in self._labels.items() if name})
+            if item is None:
+                yield dl.tagged(EVENTS, "unknown_item", "item not in the item table",
+                                json.dumps(event, sort_keys=True, default=str))
+                continue
+            event.setdefault(registry.sampled_key, 0)
+            row = raw_row(event, user, item, None, registry)
+            split = SPLITS[split_of(example[F.TIMESTAMP_KEY], *self._starts)]
+            for name in example_counters(row, split, registry):
+                counts[name] += 1
+            in_eval = in_eval or split == "eval"
+            yield beam.pvalue.TaggedOutput(split, self._encoder(row))
+        if in_eval:
+            yield beam.pvalue.TaggedOutput(_PAIRS_TAG, (user_id, item_id))
+
+    def _table(self) -> pa.Table:
+        table = pa.Table.from_pylist(
+            [{n: e[n] for n in self._log_names} for e in self._log], schema=self._log_schema)
+        self._log = []
+        return table
+
+    def finish_bundle(self):
+        if self._log:
+            yield beam.pvalue.TaggedOutput(
+                _EVENTS_TAG, WindowedValue(self._table(), MIN_TIMESTAMP, [GlobalWindow()]))
+        if self._items:
+            yield beam.pvalue.TaggedOutput(
+                _ITEMS_TAG, WindowedValue(frozenset(self._items), MIN_TIMESTAMP,
+                                          [GlobalWindow()]))
+            self._items = set()
+
+
+def _count_items(sets) -> None:
+    items = frozenset().union(*sets)
+    if items:
+        beam.metrics.Metrics.counter(dl.NAMESPACE, "clean/items").inc(len(items))
+
+
+class ImpressionExamples(beam.PTransform):
+    """Clean event tables (``pipelines.event_batches.ValidEvents``) → :class:`ImpressionOutputs`.
+
+    Args:
+        config: The run config (:func:`supports` it).
+        users: (user_id, user row) from ``ParseUsers``.
+        items: (item_id, item-table row): the catalogue side input.
+    """
+
+    def __init__(self, config, users: beam.PCollection, items: beam.PCollection):
+        super().__init__()
+        if config.data.dedup not in ds.DEDUP_POLICIES:
+            raise ValueError(f"dedup policy must be one of {ds.DEDUP_POLICIES}")
+        self._config = config
+        self._users = users
+        self._items = items
+
+    def expand(self, events) -> ImpressionOutputs:
+        config = self._config
+        anomaly = config.data.anomaly
+        names = log_schema(config.data.event_columns_kept()).names
+        names = [F.TIMESTAMP_KEY, F.USER_KEY, F.ITEM_KEY, EVENT_TYPE_KEY] + [
+            n for n in names if n not in (F.TIMESTAMP_KEY, F.USER_KEY, F.ITEM_KEY,
+                                          EVENT_TYPE_KEY)]
+        deduped = (events
+                   | "Pairs" >> beam.FlatMap(lambda table: _pairs(
+                       table.select(names)))
+                   | "GroupByPair" >> beam.GroupByKey()
+                   | "Dedup" >> beam.ParDo(_Dedup(names, config.data.dedup, anomaly.window_s))
+                   .with_outputs("buckets", dl.DEAD_LETTER_TAG, main="main"))
+        per_bucket = deduped.buckets | "CountPerBucket" >> beam.CombinePerKey(sum)
+        users, flagged = score_users(per_bucket, anomaly.window_s, anomaly.max_events)
+        tagged = [self._users | "TagUsers" >> beam.MapTuple(lambda k, v: (k, (_USER, v))),
+                  deduped.main | "TagPairs" >> beam.MapTuple(lambda k, v: (k, (_PAIR, v)))]
+        if flagged is not None:
+            tagged.append(flagged | "TagStarts" >> beam.MapTuple(lambda k, v: (k, (_START, v))))
+        out = (tagged
+               | "Tagged" >> beam.Flatten()
+               | "GroupPairsByUser" >> beam.GroupByKey()
+               | "Label" >> beam.ParDo(_Label(names, config),
+                                       items=beam.pvalue.AsDict(self._items))
+               .with_outputs(_EVENTS_TAG, _PAIRS_TAG, _ITEMS_TAG, dl.DEAD_LETTER_TAG, *SPLITS,
+                             main="main"))
+        _ = out[_ITEMS_TAG] | "CleanItems" >> beam.combiners.ToList() | "CountItems" >> beam.Map(
+            _count_items)
+        dead = ((deduped[dl.DEAD_LETTER_TAG], out[dl.DEAD_LETTER_TAG])
+                | "DeadLetters" >> beam.Flatten())
+        return ImpressionOutputs({split: out[split] for split in SPLITS}, out[_EVENTS_TAG],
+                                 users, out[_PAIRS_TAG], dead)
