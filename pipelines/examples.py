@@ -140,26 +140,57 @@ class Encoder:
         Raises:
             KeyError: a named feature is missing from ``row``.
         """
-        cache = self._cache
-        if len(cache) > self._max:
-            cache.clear()
-        parts = []
-        for name in names:
-            meta = name in metas
-            value = row[name]
-            # The key holds the value's type: 1, 1.0 and True are equal keys but
-            # not the same string feature.
-            hashable = tuple(value) if isinstance(value, (list, tuple)) else value
-            key = (name, meta, type(value), hashable)
-            entry = cache.get(key)
-            if entry is None:
-                if isinstance(value, (list, tuple)) and any(
-                        type(v) is not type(value[0]) for v in value):
-                    entry = self._entry(name, meta, value)  # mixed types: not cached
-                else:
-                    entry = cache[key] = self._entry(name, meta, value)
-            parts.append(entry)
-        return b"".join(parts)
+        if len(self._cache) > self._max:
+            self._cache.clear()
+        return b"".join([self._cached(name, name in metas, row[name]) for name in names])
+
+    def _cached(self, name: str, meta: bool, value: Any) -> bytes:
+        # The key holds the value's type: 1, 1.0 and True are equal keys but
+        # not the same string feature.
+        hashable = tuple(value) if isinstance(value, (list, tuple)) else value
+        key = (name, meta, type(value), hashable)
+        entry = self._cache.get(key)
+        if entry is None:
+            if isinstance(value, (list, tuple)) and any(
+                    type(v) is not type(value[0]) for v in value):
+                return self._entry(name, meta, value)  # mixed types: not cached
+            entry = self._cache[key] = self._entry(name, meta, value)
+        return entry
+
+    def encode_rows(self, rows: Sequence[Mapping[str, Any]]) -> List[bytes]:
+        """Each row's serialized example, as :meth:`__call__` gives it, built column by column.
+
+        A batch's rows repeat their item's and user's values: each column's
+        distinct values are looked up once, and a row's example is its
+        columns' entries joined.
+
+        Raises:
+            KeyError: a named feature is missing from a row.
+        """
+        if not rows:
+            return []
+        metas = [m for m in self._meta if m in rows[0]]
+        if any([m for m in self._meta if m in row] != metas for row in rows):
+            return [self(row) for row in rows]  # rows with other metadata: one by one
+        if len(self._cache) > self._max:
+            self._cache.clear()
+        columns = []
+        for name in (sorted(set(self._names) | set(metas)) if metas else self._names):
+            meta, seen = name in metas, {}
+            column = []
+            for row in rows:
+                value = row[name]
+                key = (type(value), tuple(value) if isinstance(value, (list, tuple)) else value)
+                entry = seen.get(key)
+                if entry is None:
+                    entry = self._cached(name, meta, value)
+                    # (1, 1.0) == (1.0, 1): a mixed list is no key (as in _cached).
+                    if not (isinstance(value, (list, tuple)) and any(
+                            type(v) is not type(value[0]) for v in value)):
+                        seen[key] = entry
+                column.append(entry)
+            columns.append(column)
+        return [framed(b"".join(parts)) for parts in zip(*columns)]
 
 
 def _field(tag: bytes, data: bytes) -> bytes:

@@ -20,8 +20,10 @@ two keyed groups:
    (the catalogue side input, as JoinFeatures), split by time, counted and
    encoded here.
 
-Outputs are batches where a sink takes them: the clean event log as Arrow
-tables, raw examples as serialized records per split.
+Outputs are batches: the clean event log as Arrow tables, raw examples as
+framed TFRecords per split and shard (``pipelines.sinks.sharded``), each
+record the row path's bytes (``examples.Encoder.encode_rows``) in the row
+path's shard.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from pipelines.event_log import schema as log_schema
 from pipelines.events import CLICK, CONVERSION, event_record, match_labels
 from pipelines.parse import EVENTS, EVENT_TYPE_KEY, csv_line
 from pipelines.rows import raw_row
+from pipelines.sinks import sharded
 from pipelines.split import example_counters, split_of
 from shoprec.core import dataset as ds
 from shoprec.core import registry as F
@@ -65,7 +68,8 @@ def supports(config) -> bool:
 
 
 class ImpressionOutputs(NamedTuple):
-    examples: Dict[str, beam.PCollection]  # {split: serialized raw examples}
+    # {split: (shard, framed TFRecords)} (pipelines.sinks.sharded)
+    examples: Dict[str, beam.PCollection]
     events: beam.PCollection  # the clean event log, as Arrow tables
     anomalies: beam.PCollection  # per-user anomaly rows (pipelines.anomaly)
     eval_pairs: beam.PCollection  # distinct (user_id, item_id) of the eval split
@@ -133,6 +137,7 @@ class _Label(beam.DoFn):
         self._labels = {CLICK: by_event.get("click"), CONVERSION: by_event.get("purchase")}
         self._starts = config.split_starts
         self._example_names = registry.example_names()
+        self._num_shards = int(config.ingest.num_shards)
         self._encoder = None
         self._log: List[Dict[str, Any]] = []
         self._items: set = set()
@@ -142,6 +147,7 @@ class _Label(beam.DoFn):
 
     def start_bundle(self):
         self._log, self._items = [], set()
+        self._rows: Dict[str, List[Dict[str, Any]]] = {split: [] for split in SPLITS}
 
     def process(self, user_and_values, items):
         user_id, values = user_and_values
@@ -161,6 +167,8 @@ class _Label(beam.DoFn):
             beam.metrics.Metrics.counter(dl.NAMESPACE, name).inc(n)
         if len(self._log) >= BATCH_ROWS:
             yield beam.pvalue.TaggedOutput(_EVENTS_TAG, self._table())
+        if sum(len(rows) for rows in self._rows.values()) >= BATCH_ROWS:
+            yield from self._shards()
 
     def _pair(self, user_id, item_and_events, user, start, items, counts):
         item_id, events = item_and_events
@@ -207,9 +215,17 @@ class _Label(beam.DoFn):
             for name in example_counters(row, split, registry):
                 counts[name] += 1
             in_eval = in_eval or split == "eval"
-            yield beam.pvalue.TaggedOutput(split, self._encoder(row))
+            self._rows[split].append(row)
         if in_eval:
             yield beam.pvalue.TaggedOutput(_PAIRS_TAG, (user_id, item_id))
+
+    def _shards(self):
+        """The buffered examples, encoded, as (shard, framed records) per split."""
+        for split, rows in self._rows.items():
+            for shard, records in sharded(self._encoder.encode_rows(rows),
+                                          self._num_shards).items():
+                yield beam.pvalue.TaggedOutput(split, (shard, records))
+        self._rows = {split: [] for split in SPLITS}
 
     def _table(self) -> pa.Table:
         table = pa.Table.from_pylist(
@@ -218,6 +234,9 @@ class _Label(beam.DoFn):
         return table
 
     def finish_bundle(self):
+        for out in self._shards():
+            yield beam.pvalue.TaggedOutput(
+                out.tag, WindowedValue(out.value, MIN_TIMESTAMP, [GlobalWindow()]))
         if self._log:
             yield beam.pvalue.TaggedOutput(
                 _EVENTS_TAG, WindowedValue(self._table(), MIN_TIMESTAMP, [GlobalWindow()]))

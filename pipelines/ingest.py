@@ -43,7 +43,7 @@ from pipelines.parse import (EVENTS, ITEMS, USERS, ParseEvents, ParseTable, csv_
                              required_columns)
 from pipelines.read import ReadTable
 from pipelines.side_inputs import Limited, run_checked
-from pipelines.sinks import WriteTFRecords, text_file
+from pipelines.sinks import WriteShards, WriteTFRecords, text_file
 from pipelines.sources import plan
 from pipelines.split import CountCleanLog, SplitByTime, count_example
 from shoprec.core import registry as F
@@ -70,7 +70,7 @@ class IngestOutputs(NamedTuple):
     eval_pairs: beam.PCollection  # distinct (user_id, item_id) of the eval split
     events: beam.PCollection  # the clean event log
     dead_letter: beam.PCollection  # every row rejected on the way
-    # The batch path: examples are serialized records, the event log Arrow tables.
+    # The batch path: examples are framed records per shard, the event log Arrow tables.
     batched: bool = False
 
 
@@ -316,9 +316,11 @@ def write_outputs(outputs: IngestOutputs, read_dead: beam.PCollection, config, l
         return
     names = registry.example_names()
     for split, rows in outputs.examples.items():
-        _ = rows | f"Write{split.title()}Examples" >> WriteTFRecords(
-            layout.examples(split), names, config.ingest.num_shards, TFRECORD_SUFFIX, registry,
-            one_file=False, encoded=outputs.batched)
+        _ = rows | f"Write{split.title()}Examples" >> (
+            WriteShards(layout.examples(split), config.ingest.num_shards, TFRECORD_SUFFIX)
+            if outputs.batched else WriteTFRecords(
+                layout.examples(split), names, config.ingest.num_shards, TFRECORD_SUFFIX,
+                registry, one_file=False))
     for label, table, prefix, names in (
             ("Items", outputs.items, layout.items_table, registry.item_table_names()),
             ("Users", outputs.users, layout.users_table, registry.source_names(F.Source.USER))):
