@@ -106,6 +106,9 @@ class Encoder:
         if spec is not None and spec.dtype == "string" and not (spec.is_list or spec.shape) \
                 and isinstance(value, str):
             return _string_entry(name, value)
+        if (meta or spec.dtype == "int64" and not (spec.is_list or spec.shape)) \
+                and type(value) is int and 0 <= value < 1 << 63:
+            return _int_entry(name, value)
         if meta:
             feature = _value_feature("int64", value)
         else:
@@ -176,20 +179,17 @@ class Encoder:
             self._cache.clear()
         columns = []
         for name in (sorted(set(self._names) | set(metas)) if metas else self._names):
-            meta, seen = name in metas, {}
-            column = []
-            for row in rows:
-                value = row[name]
-                key = (type(value), tuple(value) if isinstance(value, (list, tuple)) else value)
-                entry = seen.get(key)
-                if entry is None:
-                    entry = self._cached(name, meta, value)
-                    # (1, 1.0) == (1.0, 1): a mixed list is no key (as in _cached).
-                    if not (isinstance(value, (list, tuple)) and any(
-                            type(v) is not type(value[0]) for v in value)):
-                        seen[key] = entry
-                column.append(entry)
-            columns.append(column)
+            meta = name in metas
+            values = [row[name] for row in rows]
+            if len({type(v) for v in values}) == 1 and not isinstance(values[0], (list, tuple)):
+                # One type: equal values are the same entry.
+                entries = {v: self._cached(name, meta, v) for v in set(values)}
+                columns.append([entries[v] for v in values])
+                continue
+            # Lists (a row's item embedding is its item's one list) or mixed types.
+            by_id = {id(v): v for v in values}
+            entries = {i: self._cached(name, meta, v) for i, v in by_id.items()}
+            columns.append([entries[id(v)] for v in values])
         return [framed(b"".join(parts)) for parts in zip(*columns)]
 
 
@@ -207,6 +207,16 @@ def _string_entry(name: str, value: str) -> bytes:
     holds the value (field 1). The encoder tests hold it to ``encode``.
     """
     feature = _field(b"\n", _field(b"\n", value.encode("utf-8")))
+    return _field(b"\n", _field(b"\n", name.encode("utf-8")) + _field(b"\x12", feature))
+
+
+def _int_entry(name: str, value: int) -> bytes:
+    """A ``Features`` map entry of one non-negative int64, as protobuf writes it.
+
+    Timestamps are unique per row: every one is a cache miss. The
+    ``Feature``'s ``int64_list`` (field 3) holds the value packed (field 1).
+    """
+    feature = _field(b"\x1a", _field(b"\n", _varint(value)))
     return _field(b"\n", _field(b"\n", name.encode("utf-8")) + _field(b"\x12", feature))
 
 

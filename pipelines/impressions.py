@@ -47,7 +47,7 @@ from pipelines.events import CLICK, CONVERSION, event_record, match_labels
 from pipelines.parse import EVENTS, EVENT_TYPE_KEY, csv_line
 from pipelines.rows import raw_row
 from pipelines.sinks import sharded
-from pipelines.split import example_counters, split_of
+from pipelines.split import example_counts, split_of
 from shoprec.core import dataset as ds
 from shoprec.core import registry as F
 from shoprec.core.layout import SPLITS
@@ -127,7 +127,7 @@ class _Label(beam.DoFn):
     def __init__(self, names, config):
         registry = config.registry
         self._names = [n for n in names if n not in (F.USER_KEY, F.ITEM_KEY)]
-        self._log_names = log_schema(config.data.event_columns_kept()).names
+        self._at = (self._names.index(F.TIMESTAMP_KEY), self._names.index(EVENT_TYPE_KEY))
         self._log_schema = log_schema(config.data.event_columns_kept())
         self._registry = registry
         self._anomaly = config.data.anomaly
@@ -139,7 +139,7 @@ class _Label(beam.DoFn):
         self._example_names = registry.example_names()
         self._num_shards = int(config.ingest.num_shards)
         self._encoder = None
-        self._log: List[Dict[str, Any]] = []
+        self._log: List[tuple] = []
         self._items: set = set()
 
     def setup(self):
@@ -173,20 +173,24 @@ class _Label(beam.DoFn):
     def _pair(self, user_id, item_and_events, user, start, items, counts):
         item_id, events = item_and_events
         anomaly, registry = self._anomaly, self._registry
-        funnel, clean = [], False
-        for values in events:
-            event = {F.USER_KEY: user_id, F.ITEM_KEY: item_id}
-            event.update(zip(self._names, values))
-            kept = robot_event(event, start, anomaly.max_events, anomaly.window_s,
-                               anomaly.pass_flagged)
-            if kept is not event:
-                yield kept
-                continue
-            self._log.append(event)
-            clean = True
-            counts[f"clean/events/{event[EVENT_TYPE_KEY]}"] += 1
-            if event[EVENT_TYPE_KEY] in _FUNNEL:
-                funnel.append((event[F.TIMESTAMP_KEY], event[EVENT_TYPE_KEY]))
+        ts_at, type_at = self._at
+        if start is not None:
+            clean = []
+            for values in events:
+                event = {F.USER_KEY: user_id, F.ITEM_KEY: item_id}
+                event.update(zip(self._names, values))
+                kept = robot_event(event, start, anomaly.max_events, anomaly.window_s,
+                                   anomaly.pass_flagged)
+                if kept is event:
+                    clean.append(values)
+                else:
+                    yield kept
+            events = clean
+        self._log.extend((user_id, item_id) + values for values in events)
+        counts.update(f"clean/events/{values[type_at]}" for values in events)
+        funnel = [(values[ts_at], values[type_at]) for values in events
+                  if values[type_at] in _FUNNEL]
+        clean = bool(events)
         if clean:
             self._items.add(item_id)
         if not funnel:
@@ -212,8 +216,6 @@ class _Label(beam.DoFn):
             event.setdefault(registry.sampled_key, 0)
             row = raw_row(event, user, item, None, registry)
             split = SPLITS[split_of(example[F.TIMESTAMP_KEY], *self._starts)]
-            for name in example_counters(row, split, registry):
-                counts[name] += 1
             in_eval = in_eval or split == "eval"
             self._rows[split].append(row)
         if in_eval:
@@ -222,16 +224,19 @@ class _Label(beam.DoFn):
     def _shards(self):
         """The buffered examples, encoded, as (shard, framed records) per split."""
         for split, rows in self._rows.items():
+            for name, n in example_counts(rows, split, self._registry).items():
+                beam.metrics.Metrics.counter(dl.NAMESPACE, name).inc(n)
             for shard, records in sharded(self._encoder.encode_rows(rows),
                                           self._num_shards).items():
                 yield beam.pvalue.TaggedOutput(split, (shard, records))
         self._rows = {split: [] for split in SPLITS}
 
     def _table(self) -> pa.Table:
-        table = pa.Table.from_pylist(
-            [{n: e[n] for n in self._log_names} for e in self._log], schema=self._log_schema)
+        names = [F.USER_KEY, F.ITEM_KEY] + self._names
+        table = pa.table({name: pa.array(list(column), self._log_schema.field(name).type)
+                          for name, column in zip(names, zip(*self._log))})
         self._log = []
-        return table
+        return table.select(self._log_schema.names)
 
     def finish_bundle(self):
         for out in self._shards():

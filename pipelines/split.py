@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, NamedTuple, Optional
+import collections
+from typing import Any, Dict, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 
@@ -60,19 +61,20 @@ class CountCleanLog(beam.PTransform):
         return events
 
 
-def example_counters(row: Dict[str, Any], split: str, registry: F.Registry) -> List[str]:
-    """The report counters one example of ``split`` adds 1 to."""
-    names = [f"examples/{split}"]
-    if row.get(registry.sampled_key):
-        names.append(f"sampled/{split}")
-    names += [f"positives/{split}/{label.name}" for label in registry.labels() if row[label.name]]
+def example_counts(rows: Sequence[Dict[str, Any]], split: str,
+                   registry: F.Registry) -> Dict[str, int]:
+    """{report counter: what ``rows``, examples of ``split``, add to it} (none at 0)."""
+    counts = collections.Counter({f"examples/{split}": len(rows)})
+    counts[f"sampled/{split}"] = sum(1 for row in rows if row.get(registry.sampled_key))
+    for label in registry.labels():
+        counts[f"positives/{split}/{label.name}"] = sum(1 for row in rows if row[label.name])
     lists = registry.history_lists()
     if lists:
-        names.append(f"history_length/{split}/{len(row[lists[0].name])}")
-    return names
+        counts.update(f"history_length/{split}/{len(row[lists[0].name])}" for row in rows)
+    return {name: n for name, n in counts.items() if n}
 
 
 def count_example(row: Dict[str, Any], split: str, registry: F.Registry) -> Dict[str, Any]:
-    for name in example_counters(row, split, registry):
-        beam.metrics.Metrics.counter(dl.NAMESPACE, name).inc()
+    for name, n in example_counts([row], split, registry).items():
+        beam.metrics.Metrics.counter(dl.NAMESPACE, name).inc(n)
     return row
