@@ -68,14 +68,18 @@ def encode(row: Mapping[str, Any], names: Iterable[str], registry: F.Registry) -
     return example.SerializeToString(deterministic=True)
 
 
+_ONE_BYTE = [bytes((i,)) for i in range(0x80)]
+
+
 def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, n = n & 0x7F, n >> 7
-        if not n:
-            out.append(low)
-            return bytes(out)
-        out.append(low | 0x80)
+    if n < 0x80:
+        return _ONE_BYTE[n]  # field lengths, mostly
+    out = []
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
 
 
 class Encoder:

@@ -55,6 +55,8 @@ from shoprec.core.layout import SPLITS
 _USER, _START, _PAIR = 0, 1, 2
 _FUNNEL = ("impression", "click", "purchase")
 _EVENTS_TAG, _PAIRS_TAG, _ITEMS_TAG = "events", "eval_pairs", "items"
+# (user, bucket) counts one Dedup worker sums before handing them on.
+MAX_BUCKETS = 100_000
 
 
 def supports(config) -> bool:
@@ -89,16 +91,28 @@ def _pairs(events: pa.Table):
 
 
 class _Dedup(beam.DoFn):
-    """A pair's events → the pair's distinct events, their duplicates, robot counts."""
+    """A pair's events → the pair's distinct events, their duplicates; robot counts.
+
+    The counts per (user, minute bucket) are summed over the bundle before
+    they go to the combine (at most :data:`MAX_BUCKETS` keys held).
+    """
 
     def __init__(self, names, policy: str, window_s: int):
         self._names = [n for n in names if n not in (F.USER_KEY, F.ITEM_KEY)]
+        self._ts = self._names.index(F.TIMESTAMP_KEY)
         self._policy = policy
         self._window_s = window_s
+        self._buckets: Dict[Tuple[str, int], int] = {}
+
+    def start_bundle(self):
+        self._buckets = {}
 
     def process(self, pair_and_chunks):
         (user_id, item_id), chunks = pair_and_chunks
-        copies = collections.Counter(e for chunk in chunks for e in chunk)
+        copies: Dict[tuple, int] = {}
+        for chunk in chunks:
+            for values in chunk:
+                copies[values] = copies.get(values, 0) + 1
         for values, count in copies.items():
             if count == 1:
                 continue
@@ -109,11 +123,23 @@ class _Dedup(beam.DoFn):
             record = event_record(self._event(user_id, item_id, values))
             for _ in range(count - 1):
                 yield dl.tagged(EVENTS, "duplicate_event", f"{count} identical copies", record)
-        ts = self._names.index(F.TIMESTAMP_KEY)
-        buckets = collections.Counter(values[ts] // self._window_s for values in copies)
-        for bucket, count in buckets.items():
-            yield beam.pvalue.TaggedOutput("buckets", ((user_id, bucket), count))
+        buckets, ts, window_s = self._buckets, self._ts, self._window_s
+        for values in copies:
+            key = (user_id, values[ts] // window_s)
+            buckets[key] = buckets.get(key, 0) + 1
+        if len(buckets) >= MAX_BUCKETS:
+            yield from self._counts()
         yield user_id, (item_id, sorted(copies))
+
+    def _counts(self):
+        for key_and_count in self._buckets.items():
+            yield beam.pvalue.TaggedOutput("buckets", key_and_count)
+        self._buckets = {}
+
+    def finish_bundle(self):
+        for out in self._counts():
+            yield beam.pvalue.TaggedOutput(
+                out.tag, WindowedValue(out.value, MIN_TIMESTAMP, [GlobalWindow()]))
 
     def _event(self, user_id, item_id, values) -> Dict[str, Any]:
         event = {F.USER_KEY: user_id, F.ITEM_KEY: item_id}
