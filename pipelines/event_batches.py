@@ -96,14 +96,15 @@ class _ReadCsvBatches(beam.DoFn):
         read = beam.metrics.Metrics.counter(dl.NAMESPACE, f"rows_read/{EVENTS}")
         header = self._header
         records: List[str] = []
-        columns: List[List[str]] = [[] for _ in header]
+        rows: List[List[str]] = []
 
         def batch():
+            columns = zip(*rows)
             return EventBatch(list(records), pa.RecordBatch.from_arrays(
                 [pa.array(c, pa.string()) for c in columns], header), None)
 
         with readable_file.open() as f:  # .gz/.bz2 decompressed by extension
-            for row in tables.csv_file_rows(f, header):
+            for row in tables.csv_file_cells(f, header):
                 if row is None:
                     blank.inc()
                     continue
@@ -111,15 +112,12 @@ class _ReadCsvBatches(beam.DoFn):
                 if isinstance(row, tables.BadRow):
                     yield dl.tagged(EVENTS, row.reason, row.detail, row.record)
                     continue
-                record, values = row
-                records.append(record)
-                for column, name in zip(columns, header):
-                    column.append(values[name])
+                records.append(row[0])
+                rows.append(row[1])
                 if len(records) == BATCH_ROWS:
                     yield batch()
                     records.clear()
-                    for column in columns:
-                        column.clear()
+                    rows.clear()
         if records:
             yield batch()
 

@@ -45,7 +45,7 @@ from pipelines.event_batches import BATCH_ROWS
 from pipelines.event_log import schema as log_schema
 from pipelines.events import CLICK, CONVERSION, event_record, match_labels
 from pipelines.parse import EVENTS, EVENT_TYPE_KEY, csv_line
-from pipelines.rows import raw_row
+from pipelines.rows import query_row, raw_row
 from pipelines.sinks import sharded
 from pipelines.split import example_counts, split_of
 from shoprec.core import dataset as ds
@@ -129,7 +129,7 @@ class _Dedup(beam.DoFn):
             buckets[key] = buckets.get(key, 0) + 1
         if len(buckets) >= MAX_BUCKETS:
             yield from self._counts()
-        yield user_id, (item_id, sorted(copies))
+        yield user_id, (_PAIR, (item_id, sorted(copies)))  # tagged for GroupPairsByUser
 
     def _counts(self):
         for key_and_count in self._buckets.items():
@@ -184,9 +184,11 @@ class _Label(beam.DoFn):
             elif tag == _START:
                 start = value
         counts: collections.Counter = collections.Counter()
+        # The user's side of every row, built once (as scoring builds it per user).
+        query = query_row(user_id, user, None, self._registry)
         for tag, value in values:
             if tag == _PAIR:
-                yield from self._pair(user_id, value, user, start, items, counts)
+                yield from self._pair(user_id, value, query, start, items, counts)
         if any(name.startswith("clean/events/") for name in counts):
             counts["clean/users"] += 1
         for name, n in counts.items():
@@ -196,7 +198,7 @@ class _Label(beam.DoFn):
         if sum(len(rows) for rows in self._rows.values()) >= BATCH_ROWS:
             yield from self._shards()
 
-    def _pair(self, user_id, item_and_events, user, start, items, counts):
+    def _pair(self, user_id, item_and_events, query, start, items, counts):
         item_id, events = item_and_events
         anomaly, registry = self._anomaly, self._registry
         ts_at, type_at = self._at
@@ -240,7 +242,7 @@ class _Label(beam.DoFn):
                                 json.dumps(event, sort_keys=True, default=str))
                 continue
             event.setdefault(registry.sampled_key, 0)
-            row = raw_row(event, user, item, None, registry)
+            row = raw_row(event, None, item, None, registry, query=query)
             split = SPLITS[split_of(example[F.TIMESTAMP_KEY], *self._starts)]
             in_eval = in_eval or split == "eval"
             self._rows[split].append(row)
@@ -317,7 +319,7 @@ class ImpressionExamples(beam.PTransform):
         per_bucket = deduped.buckets | "CountPerBucket" >> beam.CombinePerKey(sum)
         users, flagged = score_users(per_bucket, anomaly.window_s, anomaly.max_events)
         tagged = [self._users | "TagUsers" >> beam.MapTuple(lambda k, v: (k, (_USER, v))),
-                  deduped.main | "TagPairs" >> beam.MapTuple(lambda k, v: (k, (_PAIR, v)))]
+                  deduped.main]
         if flagged is not None:
             tagged.append(flagged | "TagStarts" >> beam.MapTuple(lambda k, v: (k, (_START, v))))
         out = (tagged
