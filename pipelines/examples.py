@@ -198,7 +198,8 @@ class Encoder:
 
 
 def _field(tag: bytes, data: bytes) -> bytes:
-    return tag + _varint(len(data)) + data
+    n = len(data)
+    return tag + (_ONE_BYTE[n] if n < 0x80 else _varint(n)) + data
 
 
 def _string_entry(name: str, value: str) -> bytes:
@@ -214,14 +215,23 @@ def _string_entry(name: str, value: str) -> bytes:
     return _field(b"\n", _field(b"\n", name.encode("utf-8")) + _field(b"\x12", feature))
 
 
+_INT_PREFIXES: Dict[Any, bytes] = {}
+
+
 def _int_entry(name: str, value: int) -> bytes:
     """A ``Features`` map entry of one non-negative int64, as protobuf writes it.
 
     Timestamps are unique per row: every one is a cache miss. The
     ``Feature``'s ``int64_list`` (field 3) holds the value packed (field 1).
     """
-    feature = _field(b"\x1a", _field(b"\n", _varint(value)))
-    return _field(b"\n", _field(b"\n", name.encode("utf-8")) + _field(b"\x12", feature))
+    varint = _varint(value)
+    prefix = _INT_PREFIXES.get((name, len(varint)))
+    if prefix is None:
+        # Every length inside depends on the varint's length only.
+        feature = _field(b"\x1a", _field(b"\n", varint))
+        entry = _field(b"\n", _field(b"\n", name.encode("utf-8")) + _field(b"\x12", feature))
+        prefix = _INT_PREFIXES[name, len(varint)] = entry[:-len(varint)]
+    return prefix + varint
 
 
 def head(size: int) -> bytes:

@@ -74,7 +74,7 @@ class ImpressionOutputs(NamedTuple):
     examples: Dict[str, beam.PCollection]
     events: beam.PCollection  # the clean event log, as Arrow tables
     anomalies: beam.PCollection  # per-user anomaly rows (pipelines.anomaly)
-    eval_pairs: beam.PCollection  # distinct (user_id, item_id) of the eval split
+    eval_pairs: beam.PCollection  # distinct eval (user_id, item_id) as CSV lines, in blocks
     dead_letter: beam.PCollection
 
 
@@ -174,6 +174,7 @@ class _Label(beam.DoFn):
     def start_bundle(self):
         self._log, self._items = [], set()
         self._rows: Dict[str, List[Dict[str, Any]]] = {split: [] for split in SPLITS}
+        self._pairs: List[str] = []
 
     def process(self, user_and_values, items):
         user_id, values = user_and_values
@@ -183,22 +184,22 @@ class _Label(beam.DoFn):
                 user = value
             elif tag == _START:
                 start = value
-        counts: collections.Counter = collections.Counter()
+        types: collections.Counter = collections.Counter()  # clean events by type
         # The user's side of every row, built once (as scoring builds it per user).
         query = query_row(user_id, user, None, self._registry)
         for tag, value in values:
             if tag == _PAIR:
-                yield from self._pair(user_id, value, query, start, items, counts)
-        if any(name.startswith("clean/events/") for name in counts):
-            counts["clean/users"] += 1
-        for name, n in counts.items():
-            beam.metrics.Metrics.counter(dl.NAMESPACE, name).inc(n)
+                yield from self._pair(user_id, value, query, start, items, types)
+        for kind, n in types.items():
+            beam.metrics.Metrics.counter(dl.NAMESPACE, f"clean/events/{kind}").inc(n)
+        if types:
+            beam.metrics.Metrics.counter(dl.NAMESPACE, "clean/users").inc()
         if len(self._log) >= BATCH_ROWS:
             yield beam.pvalue.TaggedOutput(_EVENTS_TAG, self._table())
         if sum(len(rows) for rows in self._rows.values()) >= BATCH_ROWS:
             yield from self._shards()
 
-    def _pair(self, user_id, item_and_events, query, start, items, counts):
+    def _pair(self, user_id, item_and_events, query, start, items, types):
         item_id, events = item_and_events
         anomaly, registry = self._anomaly, self._registry
         ts_at, type_at = self._at
@@ -215,7 +216,7 @@ class _Label(beam.DoFn):
                     yield kept
             events = clean
         self._log.extend((user_id, item_id) + values for values in events)
-        counts.update(f"clean/events/{values[type_at]}" for values in events)
+        types.update(values[type_at] for values in events)
         funnel = [(values[ts_at], values[type_at]) for values in events
                   if values[type_at] in _FUNNEL]
         clean = bool(events)
@@ -247,10 +248,14 @@ class _Label(beam.DoFn):
             in_eval = in_eval or split == "eval"
             self._rows[split].append(row)
         if in_eval:
-            yield beam.pvalue.TaggedOutput(_PAIRS_TAG, (user_id, item_id))
+            self._pairs.append(csv_line([user_id, item_id]))
 
     def _shards(self):
-        """The buffered examples, encoded, as (shard, framed records) per split."""
+        """The buffered examples, encoded, as (shard, framed records) per split; eval
+        pairs as CSV lines, one block."""
+        if self._pairs:
+            yield beam.pvalue.TaggedOutput(_PAIRS_TAG, "\n".join(self._pairs))
+            self._pairs = []
         for split, rows in self._rows.items():
             for name, n in example_counts(rows, split, self._registry).items():
                 beam.metrics.Metrics.counter(dl.NAMESPACE, name).inc(n)

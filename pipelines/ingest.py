@@ -67,7 +67,8 @@ class IngestOutputs(NamedTuple):
     history: Optional[beam.PCollection]  # (user_id, history after their last event)
     history_at_eval: Optional[beam.PCollection]  # (user_id, history before the eval start)
     anomalies: beam.PCollection  # per-user anomaly rows (ANOMALY_COLUMNS)
-    eval_pairs: beam.PCollection  # distinct (user_id, item_id) of the eval split
+    eval_pairs: beam.PCollection  # distinct (user_id, item_id) of the eval split (batched:
+    # CSV lines, in blocks)
     events: beam.PCollection  # the clean event log
     dead_letter: beam.PCollection  # every row rejected on the way
     # The batch path: examples are framed records per shard, the event log Arrow tables.
@@ -343,8 +344,9 @@ def write_outputs(outputs: IngestOutputs, read_dead: beam.PCollection, config, l
          ["" if r[c] is None else r[c] for c in ANOMALY_COLUMNS]))
      | "WriteAnomalies" >> text_file(layout.anomaly_table, CSV_SUFFIX,
                                       ",".join(ANOMALY_COLUMNS)))
+    # The batch path's pairs are CSV lines already, in blocks.
     (outputs.eval_pairs
-     | "PairLines" >> beam.Map(csv_line)
+     | "PairLines" >> beam.Map(lambda pair: pair if outputs.batched else csv_line(pair))
      | "WriteEvalPairs" >> text_file(layout.eval_pairs, CSV_SUFFIX, PAIRS_HEADER))
     write_events = WriteEventTables if outputs.batched else WriteEvents
     _ = outputs.events | "WriteEvents" >> write_events(layout.events_log,
