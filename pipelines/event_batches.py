@@ -27,6 +27,7 @@ from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tu
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyarrow import csv as pacsv
 from apache_beam.io import fileio
 
 from pipelines import dead_letter as dl
@@ -40,6 +41,8 @@ from shoprec.core.errors import UserError
 from shoprec.io import tables
 
 BATCH_ROWS = 8192
+# A CSV file up to this size is read by Arrow's parser (where it can be, _arrow_csv).
+MAX_ARROW_BYTES = 1 << 28
 # The forms the masks decide, each parsed alike by Arrow and Python; any other
 # (unicode digits or spaces, 20-digit numbers, leap seconds, ...) goes to the row parser.
 _PRINTABLE = r"^[ -~]*$"
@@ -55,13 +58,15 @@ class EventBatch(NamedTuple):
     ``table`` holds the values as read (None: they did not fit one Arrow
     type per column, e.g. JSON lines mixing strings and numbers); ``rows``
     the row dicts where Arrow would not give them back as read (JSON lines);
-    ``records`` each row's dead-letter record (None: Parquet, whose record
-    is its row's JSON form, built only for a failing row).
+    ``records`` each row's dead-letter record (None: built only for a
+    failing row, its cells joined by commas where ``joined``, a CSV file
+    with no quotes, else its JSON form, Parquet's record).
     """
 
     records: Optional[List[str]]
     table: Optional[pa.RecordBatch]
     rows: Optional[List[Dict[str, Any]]]
+    joined: bool = False
 
     def __len__(self) -> int:
         return len(self.rows) if self.rows is not None else self.table.num_rows
@@ -75,6 +80,8 @@ class EventBatch(NamedTuple):
     def record(self, i: int) -> str:
         if self.records is not None:
             return self.records[i]
+        if self.joined:
+            return ",".join(self.row(i).values())
         return tables.parquet_record(self.row(i))
 
 
@@ -94,6 +101,23 @@ class _ReadCsvBatches(beam.DoFn):
     def process(self, readable_file):
         blank = beam.metrics.Metrics.counter(dl.NAMESPACE, f"blank_lines/{EVENTS}")
         read = beam.metrics.Metrics.counter(dl.NAMESPACE, f"rows_read/{EVENTS}")
+        with readable_file.open() as f:  # .gz/.bz2 decompressed by extension
+            data = f.read(MAX_ARROW_BYTES + 1)
+            table = _arrow_csv(data, self._header) if len(data) <= MAX_ARROW_BYTES else None
+            if table is not None:
+                table, bad, blanks = table
+                if blanks:
+                    blank.inc(blanks)
+                if table.num_rows + len(bad):
+                    read.inc(table.num_rows + len(bad))
+                for row in bad:
+                    yield dl.tagged(EVENTS, row.reason, row.detail, row.record)
+                for batch in table.to_batches(BATCH_ROWS):
+                    yield EventBatch(None, batch, None, joined=True)
+                return
+            yield from self._rows(_Chained(data, f), blank, read)
+
+    def _rows(self, f, blank, read):
         header = self._header
         records: List[str] = []
         rows: List[List[str]] = []
@@ -103,23 +127,75 @@ class _ReadCsvBatches(beam.DoFn):
             return EventBatch(list(records), pa.RecordBatch.from_arrays(
                 [pa.array(c, pa.string()) for c in columns], header), None)
 
-        with readable_file.open() as f:  # .gz/.bz2 decompressed by extension
-            for row in tables.csv_file_cells(f, header):
-                if row is None:
-                    blank.inc()
-                    continue
-                read.inc()
-                if isinstance(row, tables.BadRow):
-                    yield dl.tagged(EVENTS, row.reason, row.detail, row.record)
-                    continue
-                records.append(row[0])
-                rows.append(row[1])
-                if len(records) == BATCH_ROWS:
-                    yield batch()
-                    records.clear()
-                    rows.clear()
+        for row in tables.csv_file_cells(f, header):
+            if row is None:
+                blank.inc()
+                continue
+            read.inc()
+            if isinstance(row, tables.BadRow):
+                yield dl.tagged(EVENTS, row.reason, row.detail, row.record)
+                continue
+            records.append(row[0])
+            rows.append(row[1])
+            if len(records) == BATCH_ROWS:
+                yield batch()
+                records.clear()
+                rows.clear()
         if records:
             yield batch()
+
+
+class _Chained:
+    """Bytes already read, then the rest of a file: what the row reader reads."""
+
+    def __init__(self, head: bytes, rest):
+        self._head = head
+        self._rest = rest
+
+    def read(self, n: int) -> bytes:
+        if self._head:
+            out, self._head = self._head[:n], self._head[n:]
+            return out
+        return self._rest.read(n)
+
+
+def _arrow_csv(data: bytes, header: Sequence[str]):
+    """A CSV file's rows read by Arrow's parser where it reads them as the row reader does.
+
+    That is a file with no quote, carriage return or NUL, no byte-order mark
+    and a header line first: every record is one line, its cells split at
+    commas. Anything else (and text that is not UTF-8) is for the row
+    reader (``shoprec.io.tables``), which knows RFC 4180's quoted fields and
+    how each bad record is reported.
+
+    Returns:
+        (table of text columns, BadRow per record of the wrong width, blank
+        lines), or None: the file is for the row reader.
+    """
+    if len(header) < 2 or any(c in data for c in (b'"', b"\r", b"\x00")) or \
+            data.startswith((b"\xef\xbb\xbf", b"\n")):
+        return None
+    bad, blanks = [], [len(re.findall(b"(?<=\n)(?=\n)", data))]
+
+    def invalid(row):
+        if not row.text.strip():
+            blanks[0] += 1  # Spaces only: the row reader's blank line.
+        else:
+            bad.append(tables.BadRow("wrong_column_count", f"{row.actual_columns} columns, "
+                                     f"header has {len(header)}", row.text))
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(data),
+            read_options=pacsv.ReadOptions(column_names=list(header), skip_rows=1),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=invalid),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in header},
+                strings_can_be_null=False, quoted_strings_can_be_null=False))
+    except pa.ArrowInvalid:
+        return None  # Not UTF-8: the row reader dead-letters the lines that are not.
+    return table, bad, blanks[0]
 
 
 class _JsonBatches(beam.DoFn):
