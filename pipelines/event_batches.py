@@ -48,6 +48,7 @@ MAX_ARROW_BYTES = 1 << 28
 _PRINTABLE = r"^[ -~]*$"
 _DIGITS = r"^-?[0-9]{1,18}$"
 _FLOAT = r"^-?([0-9]{1,15}\.?[0-9]{0,15}|\.[0-9]{1,15})([eE][+-]?[0-9]{1,2})?$"
+_ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _ISO_Z = (r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
           r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z$")
 
@@ -298,9 +299,13 @@ def _column(spec: ds.ColumnSpec, text: pa.Array) -> Tuple[Optional[pa.Array], pa
         unix = pc.cast(pc.if_else(digits, text, pa.scalar(None, pa.string())), pa.int64())
         if spec.format == "auto":
             iso = pc.fill_null(pc.match_substring_regex(text, _ISO_Z), False)
-            parsed = pc.cast(pc.strptime(pc.if_else(iso, text, pa.scalar(None, pa.string())),
-                                         format="%Y-%m-%dT%H:%M:%SZ", unit="s",
-                                         error_is_null=True), pa.int64())
+            parsed = pc.strptime(pc.if_else(iso, text, pa.scalar(None, pa.string())),
+                                 format=_ISO_FORMAT, unit="s", error_is_null=True)
+            # Arrow rolls 30 February over into March; Python refuses it: only a
+            # time that prints back as its text is the one Python would read.
+            same = pc.equal(pc.strftime(parsed, format=_ISO_FORMAT), text)
+            parsed = pc.if_else(pc.fill_null(same, False), pc.cast(parsed, pa.int64()),
+                                pa.scalar(None, pa.int64()))
             typed = pc.if_else(digits, unix, parsed)
         else:
             typed = unix
@@ -392,7 +397,13 @@ class BatchValidator:
         rows, bad = [], []
         for i in pc.indices_nonzero(pc.invert(ok)).to_pylist():
             try:
-                rows.append(self._parser(batch.row(i)))
+                event = self._parser(batch.row(i))
+                ts = event[F.TIMESTAMP_KEY]
+                if not -(1 << 63) <= ts < 1 << 63:
+                    # The row path failed later, writing it (tf.Example and Parquet: int64).
+                    raise RowError("bad_timestamp", f"{self._spec.timestamp}={ts!r} is "
+                                                    f"outside 64-bit unix seconds")
+                rows.append(event)
             except RowError as err:
                 bad.append((batch.record(i), err))
         if rows:

@@ -81,12 +81,11 @@ class ImpressionOutputs(NamedTuple):
 def _pairs(events: pa.Table):
     """A clean event table → ((user, item), [(timestamp, event_type, kept...)]) per pair."""
     names = events.column_names
-    columns = [events.column(n).to_pylist() for n in names]
-    user, item = names.index(F.USER_KEY), names.index(F.ITEM_KEY)
-    rest = [i for i in range(len(names)) if i not in (user, item)]
+    rest = [events.column(n).to_pylist() for n in names if n not in (F.USER_KEY, F.ITEM_KEY)]
+    keys = zip(events.column(F.USER_KEY).to_pylist(), events.column(F.ITEM_KEY).to_pylist())
     pairs: Dict[Tuple[str, str], List[tuple]] = collections.defaultdict(list)
-    for values in zip(*columns):
-        pairs[values[user], values[item]].append(tuple(values[i] for i in rest))
+    for key, values in zip(keys, zip(*rest)):
+        pairs[key].append(values)
     return pairs.items()
 
 

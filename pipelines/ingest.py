@@ -389,20 +389,24 @@ def published_towers(config) -> Optional[str]:
     return model_dir if "user_embedding" in signature_names(model_dir) else None
 
 
-def build(pipeline: beam.Pipeline, config, layout: Layout, write_examples: bool = True) -> None:
+def build(pipeline: beam.Pipeline, config, layout: Layout, write_examples: bool = True,
+          batched: Optional[bool] = None) -> None:
     """Adds the ingest job to ``pipeline``: read the inputs, :class:`Ingest`, write.
+
+    ``batched``: take :class:`Ingest`'s batch path (None: where the config
+    supports it; False: the row path, which the batch path is tested against).
 
     Raises:
         InputMissingError, StageOrderError: see :func:`read_inputs`.
     """
-    batched = supports(config)
+    batched = supports(config) if batched is None else batched
     inputs, read_dead = read_inputs(pipeline, config, batched)
     outputs = inputs | "Ingest" >> Ingest(config, published_towers(config), batched)
     write_outputs(outputs, read_dead, config, layout, write_examples)
 
 
 def run(config, beam_args: Optional[Sequence[str]] = None, write_examples: bool = True,
-        out_dir: Optional[str] = None) -> Dict[str, Any]:
+        out_dir: Optional[str] = None, batched: Optional[bool] = None) -> Dict[str, Any]:
     """Runs ingest for ``config`` and writes its report (JSON and text).
 
     Args:
@@ -412,6 +416,7 @@ def run(config, beam_args: Optional[Sequence[str]] = None, write_examples: bool 
         write_examples: False checks and counts only (``shoprec validate``).
         out_dir: Where the report and dead letters go when not writing
             examples (default: the ingest folder).
+        batched: See :func:`build`.
 
     Returns:
         The report: ``counts`` ({counter: value}, the :func:`report_keys`
@@ -434,7 +439,7 @@ def run(config, beam_args: Optional[Sequence[str]] = None, write_examples: bool 
     layout = config.layout if out_dir is None else Layout(out_dir)
     clear(layout.ingest_dir)
     pipeline = new_pipeline(beam_args)
-    build(pipeline, config, layout, write_examples)
+    build(pipeline, config, layout, write_examples, batched)
     result = run_checked(pipeline)
 
     counts = {key: 0 for key in report_keys(config)}
