@@ -427,32 +427,31 @@ class ValidEvents(beam.PTransform):
         self._items = items
 
     def expand(self, batches) -> Outputs:
-        validator = self._validator
-
-        def check(batch: EventBatch, known):
-            events, bad = validator(batch)
-            for record, err in bad:
-                yield dl.tagged(EVENTS, err.reason, err.detail, record)
-            beam.metrics.Metrics.counter(dl.NAMESPACE, f"rows_valid/{EVENTS}").inc(
-                events.num_rows)
-            found = pc.is_in(events[F.ITEM_KEY], known)
-            for event in events.filter(pc.invert(found)).to_pylist():
-                yield dl.tagged(EVENTS, "unknown_item",
-                                f"item_id {event[F.ITEM_KEY]!r} is not a valid item",
-                                event_record(event))
-            if events.num_rows:
-                yield events.filter(found)
-
-        ids = (self._items
-               | "ItemIds" >> beam.Map(lambda kv: kv[0])
-               | "AllIds" >> beam.combiners.ToList()
-               | "IdArray" >> beam.Map(lambda ids: pa.array(ids, pa.string())))
-        out = batches | "Check" >> beam.FlatMap(
-            check, known=beam.pvalue.AsSingleton(ids)).with_outputs(
-                dl.DEAD_LETTER_TAG, main="main")
+        # Every worker holds the catalogue's ids only, not its rows.
+        ids = self._items | "ItemColumns" >> beam.MapTuple(lambda item_id, _: (item_id, None))
+        out = batches | "Check" >> beam.ParDo(_Check(self._validator), known=beam.pvalue.AsDict(
+            ids)).with_outputs(dl.DEAD_LETTER_TAG, main="main")
         return Outputs(out.main, out[dl.DEAD_LETTER_TAG])
 
 
-def event_dicts(events: pa.Table) -> List[Dict[str, Any]]:
-    """A clean event table → the event dicts ``EventParser`` makes, for the row transforms."""
-    return events.to_pylist()
+class _Check(beam.DoFn):
+    """An EventBatch → its valid events of known items; the rest dead letters."""
+
+    def __init__(self, validator: BatchValidator):
+        self._validator = validator
+        self._known = (None, None)  # (the side input's dict, its ids as an Arrow array)
+
+    def process(self, batch: EventBatch, known):
+        if self._known[0] is not known:
+            self._known = (known, pa.array(list(known), pa.string()))
+        events, bad = self._validator(batch)
+        for record, err in bad:
+            yield dl.tagged(EVENTS, err.reason, err.detail, record)
+        beam.metrics.Metrics.counter(dl.NAMESPACE, f"rows_valid/{EVENTS}").inc(events.num_rows)
+        found = pc.is_in(events[F.ITEM_KEY], self._known[1])
+        for event in events.filter(pc.invert(found)).to_pylist():
+            yield dl.tagged(EVENTS, "unknown_item",
+                            f"item_id {event[F.ITEM_KEY]!r} is not a valid item",
+                            event_record(event))
+        if events.num_rows:
+            yield events.filter(found)

@@ -284,8 +284,11 @@ class _Label(beam.DoFn):
             self._items = set()
 
 
-def _count_items(sets) -> None:
-    items = frozenset().union(*sets)
+def _union(sets) -> frozenset:
+    return frozenset().union(*sets)
+
+
+def _count_items(items: frozenset) -> None:
     if items:
         beam.metrics.Metrics.counter(dl.NAMESPACE, "clean/items").inc(len(items))
 
@@ -333,8 +336,10 @@ class ImpressionExamples(beam.PTransform):
                                        items=beam.pvalue.AsDict(self._items))
                .with_outputs(_EVENTS_TAG, _PAIRS_TAG, _ITEMS_TAG, dl.DEAD_LETTER_TAG, *SPLITS,
                              main="main"))
-        _ = out[_ITEMS_TAG] | "CleanItems" >> beam.combiners.ToList() | "CountItems" >> beam.Map(
-            _count_items)
+        # A union of catalogue ids (no default: nothing counted for an empty log).
+        _ = (out[_ITEMS_TAG]
+             | "CleanItems" >> beam.CombineGlobally(_union).without_defaults()
+             | "CountItems" >> beam.Map(_count_items))
         dead = ((deduped[dl.DEAD_LETTER_TAG], out[dl.DEAD_LETTER_TAG])
                 | "DeadLetters" >> beam.Flatten())
         return ImpressionOutputs({split: out[split] for split in SPLITS}, out[_EVENTS_TAG],
