@@ -43,7 +43,7 @@ from pipelines import examples as ex
 from pipelines.anomaly import robot_event, score_users
 from pipelines.event_batches import BATCH_ROWS
 from pipelines.event_log import schema as log_schema
-from pipelines.events import CLICK, CONVERSION, event_record, match_labels
+from pipelines.events import CLICK, CONVERSION, event_record, label_pair
 from pipelines.parse import EVENTS, EVENT_TYPE_KEY, csv_line
 from pipelines.rows import query_row, raw_row
 from pipelines.sinks import sharded
@@ -218,32 +218,23 @@ class _Label(beam.DoFn):
         types.update(values[type_at] for values in events)
         funnel = [(values[ts_at], values[type_at]) for values in events
                   if values[type_at] in _FUNNEL]
-        clean = bool(events)
-        if clean:
+        if events:
             self._items.add(item_id)
         if not funnel:
             return
-        click_s, conversion_s = self._windows
-        labelled, orphans = match_labels(funnel, click_s, conversion_s)
-        for ts, kind in orphans:
-            window = click_s if kind == "click" else conversion_s
-            earlier = "impression" if kind == "click" else "click"
-            yield dl.tagged(EVENTS, f"orphan_{kind}",
-                            f"no unmatched {earlier} in the {window}s before it",
-                            csv_line([ts, user_id, item_id, kind]))
         item = items.get(item_id)
         in_eval = False
-        for example in labelled:
-            event = {F.USER_KEY: user_id, F.ITEM_KEY: item_id,
-                     F.TIMESTAMP_KEY: example[F.TIMESTAMP_KEY]}
-            event.update({name: example[key] for key, name in self._labels.items() if name})
+        for event in label_pair(user_id, item_id, funnel, *self._windows, self._labels):
+            if isinstance(event, beam.pvalue.TaggedOutput):
+                yield event  # an orphan click or purchase
+                continue
             if item is None:
                 yield dl.tagged(EVENTS, "unknown_item", "item not in the item table",
                                 json.dumps(event, sort_keys=True, default=str))
                 continue
             event.setdefault(registry.sampled_key, 0)
             row = raw_row(event, None, item, None, registry, query=query)
-            split = SPLITS[split_of(example[F.TIMESTAMP_KEY], *self._starts)]
+            split = SPLITS[split_of(event[F.TIMESTAMP_KEY], *self._starts)]
             in_eval = in_eval or split == "eval"
             self._rows[split].append(row)
         if in_eval:

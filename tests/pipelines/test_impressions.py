@@ -6,20 +6,17 @@ seconds, blank lines, a byte that is not UTF-8), so both CSV readers run (the
 generated file has no quotes: Arrow's parser; the damaged one: the row reader).
 """
 
-import csv
 import dataclasses
 import glob
-import gzip
 import json
 import os
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from pipelines import impressions
 from shoprec.core import config as config_lib
-from tests.pipelines.fixtures import TINY_SHOP, write_embeddings
+from tests.pipelines.fixtures import broken_shop
 
 DAMAGED = (
     b"timestamp,user_id,item_id,event_type\n"
@@ -41,28 +38,15 @@ DAMAGED = (
 
 @pytest.fixture(scope="module")
 def both(tmp_path_factory):
-    from pipelines import generate, ingest
+    from pipelines import ingest
 
-    root = tmp_path_factory.mktemp("shop")
-    shop = dict(TINY_SHOP, generate=dict(TINY_SHOP["generate"], num_users=40,
-                                         corrupt_fraction=0.03, duplicate_fraction=0.03))
-    path = os.path.join(str(root), "config.yaml")
-    with open(path, "w") as f:
-        yaml.safe_dump(shop, f)
-    config = config_lib.load(path, run_dir=os.path.join(str(root), "run"))
-    config = dataclasses.replace(config, dataset=dataclasses.replace(
-        config.data, quality=dataclasses.replace(config.data.quality, max_bad_fraction=0.5)))
-    generate.run(config)
+    config = broken_shop(tmp_path_factory.mktemp("shop"))
     events = config.input_path(config.inputs.events)
     os.rename(events, events.replace(".csv", "-a.csv"))
     with open(events.replace(".csv", "-b.csv"), "wb") as f:
         f.write(DAMAGED)
     config = dataclasses.replace(config, inputs=dataclasses.replace(
         config.inputs, events=config.inputs.events.replace(".csv", "-*.csv")))
-    with open(config.input_path(config.inputs.items)) as f:
-        ids = [row["item_id"] for row in csv.DictReader(f)]
-    write_embeddings(config.layout.item_embeddings,
-                     [(i, [0.25 * (n % 4)] * 32, n % 2) for n, i in enumerate(ids)])
     assert impressions.supports(config)
     reports, outputs = {}, {}
     for batched in (False, True):
