@@ -6,9 +6,10 @@ the checks themselves, was most of what a row cost (docs/scale.md).
 
 * :class:`ReadEventBatches`: CSV files, each read whole by one worker
   (RFC 4180: quoted line breaks, ``shoprec.io.tables``' reader and its dead
-  letters), JSON lines and Parquet (Beam's batched reader) →
-  :class:`EventBatch` elements of up to :data:`BATCH_ROWS` rows.
-* :func:`validate`: the checks of :class:`pipelines.parse.EventParser` as
+  letters; Arrow's parser for a file with no quotes, :func:`_arrow_csv`),
+  JSON lines and Parquet (Beam's batched reader) → :class:`EventBatch`
+  elements of up to :data:`BATCH_ROWS` rows.
+* :class:`BatchValidator`: the checks of :class:`pipelines.parse.EventParser` as
   vectorised masks over a batch. A row the masks cannot pass for certain
   (a failing value, or one in a form the masks do not decide, such as a
   ``strptime`` timestamp) goes through ``EventParser`` itself, so every
