@@ -184,10 +184,13 @@ class _Label(beam.DoFn):
             elif tag == _START:
                 start = value
         types: collections.Counter = collections.Counter()  # clean events by type
-        # The user's side of every row, built once (as scoring builds it per user).
-        query = query_row(user_id, user, None, self._registry)
+        query = None
         for tag, value in values:
             if tag == _PAIR:
+                if query is None:
+                    # The user's side of every row, built once (as scoring builds it per
+                    # user), for a user with events (not each row of the users table).
+                    query = query_row(user_id, user, None, self._registry)
                 yield from self._pair(user_id, value, query, start, items, types)
         for kind, n in types.items():
             beam.metrics.Metrics.counter(dl.NAMESPACE, f"clean/events/{kind}").inc(n)
