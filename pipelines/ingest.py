@@ -67,8 +67,8 @@ class IngestOutputs(NamedTuple):
     history: Optional[beam.PCollection]  # (user_id, history after their last event)
     history_at_eval: Optional[beam.PCollection]  # (user_id, history before the eval start)
     anomalies: beam.PCollection  # per-user anomaly rows (ANOMALY_COLUMNS)
-    eval_pairs: beam.PCollection  # distinct (user_id, item_id) of the eval split (batched:
-    # CSV lines, in blocks)
+    # Distinct (user_id, item_id) of the eval split (the batch path: CSV lines, in blocks).
+    eval_pairs: beam.PCollection
     events: beam.PCollection  # the clean event log
     dead_letter: beam.PCollection  # every row rejected on the way
     # The batch path: examples are framed records per shard, the event log Arrow tables.
@@ -235,7 +235,6 @@ class Ingest(beam.PTransform):
             anomalies=anomalies.users,
             eval_pairs=eval_pairs, events=events,
             dead_letter=dead | "FlattenDeadLetters" >> beam.Flatten())
-
 
     def _batch_path(self, batches, items, users, dead) -> IngestOutputs:
         config = self._config
