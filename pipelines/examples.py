@@ -164,38 +164,6 @@ class Encoder:
             entry = self._cache[key] = self._entry(name, meta, value)
         return entry
 
-    def encode_rows(self, rows: Sequence[Mapping[str, Any]]) -> List[bytes]:
-        """Each row's serialized example, as :meth:`__call__` gives it, built column by column.
-
-        A batch's rows repeat their item's and user's values: each column's
-        distinct values are looked up once, and a row's example is its
-        columns' entries joined.
-
-        Raises:
-            KeyError: a named feature is missing from a row.
-        """
-        if not rows:
-            return []
-        metas = [m for m in self._meta if m in rows[0]]
-        if any([m for m in self._meta if m in row] != metas for row in rows):
-            return [self(row) for row in rows]  # rows with other metadata: one by one
-        if len(self._cache) > self._max:
-            self._cache.clear()
-        columns = []
-        for name in (sorted(set(self._names) | set(metas)) if metas else self._names):
-            meta = name in metas
-            values = [row[name] for row in rows]
-            if len({type(v) for v in values}) == 1 and not isinstance(values[0], (list, tuple)):
-                # One type: equal values are the same entry.
-                entries = {v: self._cached(name, meta, v) for v in set(values)}
-                columns.append([entries[v] for v in values])
-                continue
-            # Lists (a row's item embedding is its item's one list) or mixed types.
-            by_id = {id(v): v for v in values}
-            entries = {i: self._cached(name, meta, v) for i, v in by_id.items()}
-            columns.append([entries[id(v)] for v in values])
-        return [framed(b"".join(parts)) for parts in zip(*columns)]
-
 
 def _field(tag: bytes, data: bytes) -> bytes:
     n = len(data)

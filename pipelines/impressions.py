@@ -4,7 +4,8 @@ The batch path of ingest for impression logs (:func:`supports`). It does what
 DedupEvents → FilterRobots → CountCleanLog → BuildExamples → JoinFeatures →
 SplitByTime → Count* do on one element per event, with the same functions
 (:func:`pipelines.events.match_labels`, :func:`pipelines.anomaly.anomaly_row`,
-:func:`pipelines.rows.raw_row`), the same dead letters and counters, and
+:func:`pipelines.pair_examples.PairExamples`, byte for byte ``raw_row``'s
+examples, as scoring assembles its), the same dead letters and counters, and
 two keyed groups:
 
 1. **GroupByPair**: a (user, item) pair's events, listed as BuildExamples
@@ -22,8 +23,7 @@ two keyed groups:
 
 Outputs are batches: the clean event log as Arrow tables, raw examples as
 framed TFRecords per split and shard (``pipelines.sinks.sharded``), each
-record the row path's bytes (``examples.Encoder.encode_rows``) in the row
-path's shard.
+record the row path's bytes in the row path's shard.
 """
 
 from __future__ import annotations
@@ -39,13 +39,12 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
 from pipelines import dead_letter as dl
-from pipelines import examples as ex
 from pipelines.anomaly import robot_event, score_users
 from pipelines.event_batches import BATCH_ROWS
 from pipelines.event_log import schema as log_schema
 from pipelines.events import CLICK, CONVERSION, event_record, label_pair
 from pipelines.parse import EVENTS, EVENT_TYPE_KEY, csv_line
-from pipelines.rows import query_row, raw_row
+from pipelines.pair_examples import PairExamples
 from pipelines.sinks import sharded
 from pipelines.split import example_counts, split_of
 from shoprec.core import dataset as ds
@@ -57,6 +56,8 @@ _FUNNEL = ("impression", "click", "purchase")
 _EVENTS_TAG, _PAIRS_TAG, _ITEMS_TAG = "events", "eval_pairs", "items"
 # (user, bucket) counts one Dedup worker sums before handing them on.
 MAX_BUCKETS = 100_000
+# Items' parts of an example one Label worker keeps (the catalogue's, within its limit).
+MAX_ITEM_PARTS = 1_000_000
 
 
 def supports(config) -> bool:
@@ -161,18 +162,20 @@ class _Label(beam.DoFn):
         by_event = {f.event_type: f.name for f in registry.event_labels()}
         self._labels = {CLICK: by_event.get("click"), CONVERSION: by_event.get("purchase")}
         self._starts = config.split_starts
-        self._example_names = registry.example_names()
         self._num_shards = int(config.ingest.num_shards)
-        self._encoder = None
+        self._parts = None
         self._log: List[tuple] = []
         self._items: set = set()
 
     def setup(self):
-        self._encoder = ex.Encoder(self._example_names, self._registry)
+        self._parts = PairExamples(self._registry, labelled=True)
+        self._item_runs: Dict[str, Tuple[bytes, ...]] = {}
 
     def start_bundle(self):
         self._log, self._items = [], set()
-        self._rows: Dict[str, List[Dict[str, Any]]] = {split: [] for split in SPLITS}
+        # Per split: the examples' labelled events (for the counters) and their records.
+        self._events: Dict[str, List[Dict[str, Any]]] = {split: [] for split in SPLITS}
+        self._records: Dict[str, List[bytes]] = {split: [] for split in SPLITS}
         self._pairs: List[str] = []
 
     def process(self, user_and_values, items):
@@ -184,24 +187,24 @@ class _Label(beam.DoFn):
             elif tag == _START:
                 start = value
         types: collections.Counter = collections.Counter()  # clean events by type
-        query = None
+        part = None
         for tag, value in values:
             if tag == _PAIR:
-                if query is None:
-                    # The user's side of every row, built once (as scoring builds it per
-                    # user), for a user with events (not each row of the users table).
-                    query = query_row(user_id, user, None, self._registry)
-                yield from self._pair(user_id, value, query, start, items, types)
+                if part is None:
+                    # The user's part of every example, built once (as scoring builds it
+                    # per user), for a user with events (not each row of the users table).
+                    part = self._parts.user(user_id, user, None)
+                yield from self._pair(user_id, value, part, start, items, types)
         for kind, n in types.items():
             beam.metrics.Metrics.counter(dl.NAMESPACE, f"clean/events/{kind}").inc(n)
         if types:
             beam.metrics.Metrics.counter(dl.NAMESPACE, "clean/users").inc()
         if len(self._log) >= BATCH_ROWS:
             yield beam.pvalue.TaggedOutput(_EVENTS_TAG, self._table())
-        if sum(len(rows) for rows in self._rows.values()) >= BATCH_ROWS:
+        if sum(len(records) for records in self._records.values()) >= BATCH_ROWS:
             yield from self._shards()
 
-    def _pair(self, user_id, item_and_events, query, start, items, types):
+    def _pair(self, user_id, item_and_events, user, start, items, types):
         item_id, events = item_and_events
         anomaly, registry = self._anomaly, self._registry
         ts_at, type_at = self._at
@@ -226,6 +229,11 @@ class _Label(beam.DoFn):
         if not funnel:
             return
         item = items.get(item_id)
+        item_runs = None if item is None else self._item_runs.get(item_id)
+        if item is not None and item_runs is None:
+            if len(self._item_runs) >= MAX_ITEM_PARTS:
+                self._item_runs.clear()
+            item_runs = self._item_runs[item_id] = self._parts.item(item)
         in_eval = False
         for event in label_pair(user_id, item_id, funnel, *self._windows, self._labels):
             if isinstance(event, beam.pvalue.TaggedOutput):
@@ -236,10 +244,11 @@ class _Label(beam.DoFn):
                                 json.dumps(event, sort_keys=True, default=str))
                 continue
             event.setdefault(registry.sampled_key, 0)
-            row = raw_row(event, None, item, None, registry, query=query)
             split = SPLITS[split_of(event[F.TIMESTAMP_KEY], *self._starts)]
             in_eval = in_eval or split == "eval"
-            self._rows[split].append(row)
+            self._events[split].append(event)
+            self._records[split].append(self._parts.example(user, item_id, item, item_runs,
+                                                            event))
         if in_eval:
             self._pairs.append(csv_line([user_id, item_id]))
 
@@ -249,13 +258,13 @@ class _Label(beam.DoFn):
         if self._pairs:
             yield beam.pvalue.TaggedOutput(_PAIRS_TAG, "\n".join(self._pairs))
             self._pairs = []
-        for split, rows in self._rows.items():
-            for name, n in example_counts(rows, split, self._registry).items():
+        for split, records in self._records.items():
+            for name, n in example_counts(self._events[split], split, self._registry).items():
                 beam.metrics.Metrics.counter(dl.NAMESPACE, name).inc(n)
-            for shard, records in sharded(self._encoder.encode_rows(rows),
-                                          self._num_shards).items():
-                yield beam.pvalue.TaggedOutput(split, (shard, records))
-        self._rows = {split: [] for split in SPLITS}
+            for shard, framed in sharded(records, self._num_shards).items():
+                yield beam.pvalue.TaggedOutput(split, (shard, framed))
+        self._records = {split: [] for split in SPLITS}
+        self._events = {split: [] for split in SPLITS}
 
     def _table(self) -> pa.Table:
         names = [F.USER_KEY, F.ITEM_KEY] + self._names
