@@ -95,10 +95,13 @@ class PairExamples:
                           if not self._has_pair and len(layout) == 2 else None)
         self._prefixes: Dict[Tuple[bytes, int], bytes] = {}
         self._encoder = examples.Encoder(names, registry)
+        # Each part's runs of names, in key order (one lookup per example, not a scan).
+        self._runs_of = tuple(tuple(names for p, names in self._runs if p == part)
+                              for part in (USER, ITEM, PAIR, EVENT))
 
     def _part_runs(self, row: Mapping[str, Any], part: int) -> Tuple[bytes, ...]:
-        return tuple(self._encoder.entries(row, names, self._metas)
-                     for p, names in self._runs if p == part)
+        entries, metas = self._encoder.entries, self._metas
+        return tuple([entries(row, names, metas) for names in self._runs_of[part]])
 
     def user(self, user_id: str, user: Optional[Mapping[str, Any]],
              history: Optional[Mapping[str, Any]]) -> UserPart:
