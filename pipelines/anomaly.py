@@ -51,6 +51,44 @@ def anomaly_row(user_id: str, bucket_counts: Dict[int, int], window_s: int,
             "score": round(busiest / max_events, 4)}
 
 
+def score_users(per_bucket: beam.PCollection, window_s: int, max_events: int):
+    """((user, bucket), events in it) → (anomaly rows, (user, robotic_from) of robotic users).
+
+    Applied in the caller's scope (its labels: ByUser, GroupByUser, Score,
+    Robotic, RoboticFrom). Only the counts per bucket are grouped by user: at
+    most one entry per active bucket. With ``max_events`` 0 nobody is robotic
+    (rows are scored against 1) and the second PCollection is None.
+    """
+    limit = max_events or 1
+    users = (per_bucket
+             | "ByUser" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
+             | "GroupByUser" >> beam.GroupByKey()
+             | "Score" >> beam.Map(lambda kv: anomaly_row(kv[0], dict(kv[1]), window_s, limit)))
+    if not max_events:
+        return users, None
+
+    def count_flagged(row):
+        beam.metrics.Metrics.counter(dl.NAMESPACE, "anomaly/robot_users").inc()
+        return row["user_id"], row["robotic_from"]
+
+    flagged = (users
+               | "Robotic" >> beam.Filter(lambda r: r["robotic_from"] is not None)
+               | "RoboticFrom" >> beam.Map(count_flagged))
+    return users, flagged
+
+
+def robot_event(event: Dict[str, Any], start, max_events: int, window_s: int,
+                pass_flagged: bool):
+    """The event itself, or its ``robot_user`` dead letter, for a user robotic from ``start``."""
+    if start is None or event[F.TIMESTAMP_KEY] < start:
+        return event
+    if pass_flagged:
+        beam.metrics.Metrics.counter(dl.NAMESPACE, "anomaly/passed_events").inc()
+        return event
+    return dl.tagged(EVENTS, "robot_user", f"user logged more than {max_events} events in "
+                                           f"{window_s}s from {start}", event_record(event))
+
+
 class FilterRobots(beam.PTransform):
     """Events → (kept events, ``robot_user`` dead letters, per-user anomaly rows).
 
@@ -72,41 +110,19 @@ class FilterRobots(beam.PTransform):
 
     def expand(self, events) -> AnomalyOutputs:
         window_s, max_events, pass_flagged = self._window_s, self._max_events, self._pass_flagged
-        limit = max_events or 1
 
         per_bucket = (events
                       | "KeyUserBucket" >> beam.Map(
                           lambda e: ((e[F.USER_KEY], e[F.TIMESTAMP_KEY] // window_s), 1))
-                      | "CountPerBucket" >> beam.CombinePerKey(sum)
-                      | "ByUser" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1]))))
-        # Only the counts per bucket are grouped: at most one entry per active bucket.
-        users = (per_bucket
-                 | "GroupByUser" >> beam.GroupByKey()
-                 | "Score" >> beam.Map(lambda kv: anomaly_row(kv[0], dict(kv[1]), window_s,
-                                                              limit)))
+                      | "CountPerBucket" >> beam.CombinePerKey(sum))
+        users, flagged = score_users(per_bucket, window_s, max_events)
         if not max_events:
             empty = events.pipeline | "NoRobots" >> beam.Create([])
             return AnomalyOutputs(events, empty, users)
 
-        def count_flagged(row):
-            beam.metrics.Metrics.counter(dl.NAMESPACE, "anomaly/robot_users").inc()
-            return row["user_id"], row["robotic_from"]
-
-        flagged = (users
-                   | "Robotic" >> beam.Filter(lambda r: r["robotic_from"] is not None)
-                   | "RoboticFrom" >> beam.Map(count_flagged))
-
         def check(event_and_start):
             event, start = event_and_start
-            if start is not None and event[F.TIMESTAMP_KEY] >= start and pass_flagged:
-                beam.metrics.Metrics.counter(dl.NAMESPACE, "anomaly/passed_events").inc()
-                yield event
-            elif start is not None and event[F.TIMESTAMP_KEY] >= start:
-                yield dl.tagged(EVENTS, "robot_user",
-                                f"user logged more than {max_events} events in {window_s}s "
-                                f"from {start}", event_record(event))
-            else:
-                yield event
+            yield robot_event(event, start, max_events, window_s, pass_flagged)
 
         # Flagged users are joined to the events by key: no worker holds them all.
         out = (events

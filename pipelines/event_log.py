@@ -42,6 +42,19 @@ class WriteEvents(beam.PTransform):
                                                     file_name_suffix=PARQUET_SUFFIX))
 
 
+class WriteEventTables(beam.PTransform):
+    """Clean event tables (the log's :func:`schema`) → ``<prefix>-*.parquet``, as WriteEvents."""
+
+    def __init__(self, prefix: str, kept: Sequence[str]):
+        super().__init__()
+        self._prefix = prefix
+        self._schema = schema(kept)
+
+    def expand(self, tables):
+        return tables | "Write" >> beam.io.WriteToParquetBatched(
+            self._prefix, self._schema, file_name_suffix=PARQUET_SUFFIX)
+
+
 class ReadEvents(beam.PTransform):
     """``<prefix>-*.parquet`` → clean event dicts (as ingest passed them)."""
 

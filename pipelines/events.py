@@ -87,6 +87,32 @@ def match_labels(events: Iterable[Tuple[int, str]], click_window_s: int,
     return examples, orphans
 
 
+def label_pair(user_id: str, item_id: str, events: Iterable[Tuple[int, str]],
+               click_window_s: int, conversion_window_s: int, names: Dict[str, str]):
+    """One pair's examples and the dead letters of its clicks and purchases that credit nothing.
+
+    Args:
+        events: The pair's (timestamp, event_type) funnel events, any order.
+        names: {CLICK, CONVERSION: the registry label each is, or None}.
+
+    Yields:
+        {'user_id', 'item_id', 'timestamp', <labels>} per impression
+        (:func:`match_labels`), then an ``orphan_click`` / ``orphan_purchase``
+        dead letter per event that credited nothing.
+    """
+    examples, orphans = match_labels(events, click_window_s, conversion_window_s)
+    for example in examples:
+        row = {F.USER_KEY: user_id, F.ITEM_KEY: item_id, F.TIMESTAMP_KEY: example[F.TIMESTAMP_KEY]}
+        row.update({name: example[key] for key, name in names.items() if name})
+        yield row
+    for ts, kind in orphans:
+        window = click_window_s if kind == "click" else conversion_window_s
+        earlier = "impression" if kind == "click" else "click"
+        yield dl.tagged(EVENTS, f"orphan_{kind}",
+                        f"no unmatched {earlier} in the {window}s before it",
+                        csv_line([ts, user_id, item_id, kind]))
+
+
 class DropUnknownItems(beam.PTransform):
     """Events whose item is not in the valid item table → ``unknown_item`` dead letters.
 
@@ -180,18 +206,8 @@ class BuildExamples(beam.PTransform):
 
         def label(pair_and_events):
             (user_id, item_id), timed = pair_and_events
-            examples, orphans = match_labels(timed, click_window_s, conversion_window_s)
-            for example in examples:
-                row = {F.USER_KEY: user_id, F.ITEM_KEY: item_id,
-                       F.TIMESTAMP_KEY: example[F.TIMESTAMP_KEY]}
-                row.update({name: example[key] for key, name in names.items() if name})
-                yield row
-            for ts, kind in orphans:
-                window = click_window_s if kind == "click" else conversion_window_s
-                earlier = "impression" if kind == "click" else "click"
-                yield dl.tagged(EVENTS, f"orphan_{kind}",
-                                f"no unmatched {earlier} in the {window}s before it",
-                                csv_line([ts, user_id, item_id, kind]))
+            yield from label_pair(user_id, item_id, timed, click_window_s, conversion_window_s,
+                                  names)
 
         out = (events
                | "FunnelOnly" >> beam.Filter(

@@ -68,14 +68,18 @@ def encode(row: Mapping[str, Any], names: Iterable[str], registry: F.Registry) -
     return example.SerializeToString(deterministic=True)
 
 
+_ONE_BYTE = [bytes((i,)) for i in range(0x80)]
+
+
 def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, n = n & 0x7F, n >> 7
-        if not n:
-            out.append(low)
-            return bytes(out)
-        out.append(low | 0x80)
+    if n < 0x80:
+        return _ONE_BYTE[n]  # field lengths, mostly
+    out = []
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
 
 
 class Encoder:
@@ -106,6 +110,9 @@ class Encoder:
         if spec is not None and spec.dtype == "string" and not (spec.is_list or spec.shape) \
                 and isinstance(value, str):
             return _string_entry(name, value)
+        if (meta or spec.dtype == "int64" and not (spec.is_list or spec.shape)) \
+                and type(value) is int and 0 <= value < 1 << 63:
+            return _int_entry(name, value)
         if meta:
             feature = _value_feature("int64", value)
         else:
@@ -140,30 +147,27 @@ class Encoder:
         Raises:
             KeyError: a named feature is missing from ``row``.
         """
-        cache = self._cache
-        if len(cache) > self._max:
-            cache.clear()
-        parts = []
-        for name in names:
-            meta = name in metas
-            value = row[name]
-            # The key holds the value's type: 1, 1.0 and True are equal keys but
-            # not the same string feature.
-            hashable = tuple(value) if isinstance(value, (list, tuple)) else value
-            key = (name, meta, type(value), hashable)
-            entry = cache.get(key)
-            if entry is None:
-                if isinstance(value, (list, tuple)) and any(
-                        type(v) is not type(value[0]) for v in value):
-                    entry = self._entry(name, meta, value)  # mixed types: not cached
-                else:
-                    entry = cache[key] = self._entry(name, meta, value)
-            parts.append(entry)
-        return b"".join(parts)
+        if len(self._cache) > self._max:
+            self._cache.clear()
+        return b"".join([self._cached(name, name in metas, row[name]) for name in names])
+
+    def _cached(self, name: str, meta: bool, value: Any) -> bytes:
+        # The key holds the value's type: 1, 1.0 and True are equal keys but
+        # not the same string feature.
+        hashable = tuple(value) if isinstance(value, (list, tuple)) else value
+        key = (name, meta, type(value), hashable)
+        entry = self._cache.get(key)
+        if entry is None:
+            if isinstance(value, (list, tuple)) and any(
+                    type(v) is not type(value[0]) for v in value):
+                return self._entry(name, meta, value)  # mixed types: not cached
+            entry = self._cache[key] = self._entry(name, meta, value)
+        return entry
 
 
 def _field(tag: bytes, data: bytes) -> bytes:
-    return tag + _varint(len(data)) + data
+    n = len(data)
+    return tag + (_ONE_BYTE[n] if n < 0x80 else _varint(n)) + data
 
 
 def _string_entry(name: str, value: str) -> bytes:
@@ -177,6 +181,25 @@ def _string_entry(name: str, value: str) -> bytes:
     """
     feature = _field(b"\n", _field(b"\n", value.encode("utf-8")))
     return _field(b"\n", _field(b"\n", name.encode("utf-8")) + _field(b"\x12", feature))
+
+
+_INT_PREFIXES: Dict[Any, bytes] = {}
+
+
+def _int_entry(name: str, value: int) -> bytes:
+    """A ``Features`` map entry of one non-negative int64, as protobuf writes it.
+
+    Timestamps are unique per row: every one is a cache miss. The
+    ``Feature``'s ``int64_list`` (field 3) holds the value packed (field 1).
+    """
+    varint = _varint(value)
+    prefix = _INT_PREFIXES.get((name, len(varint)))
+    if prefix is None:
+        # Every length inside depends on the varint's length only.
+        feature = _field(b"\x1a", _field(b"\n", varint))
+        entry = _field(b"\n", _field(b"\n", name.encode("utf-8")) + _field(b"\x12", feature))
+        prefix = _INT_PREFIXES[name, len(varint)] = entry[:-len(varint)]
+    return prefix + varint
 
 
 def head(size: int) -> bytes:

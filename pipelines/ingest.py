@@ -28,9 +28,11 @@ from pipelines import report as report_lib
 from pipelines.aggregates import AddAggregates, with_user_aggregates
 from pipelines.anomaly import ANOMALY_COLUMNS, FilterRobots
 from pipelines.candidate_examples import CandidateExamples, windows
-from pipelines.event_log import WriteEvents
+from pipelines.event_batches import ReadEventBatches, ValidEvents
+from pipelines.event_log import WriteEvents, WriteEventTables
 from pipelines.events import BuildExamples, DedupEvents, DropUnknownItems
 from pipelines.history import AddHistory
+from pipelines.impressions import ImpressionExamples, supports
 from pipelines.inference import signature_names
 from pipelines.join import AttachEmbeddings, EMBEDDINGS, ItemsFromEvents, JoinFeatures
 from pipelines.labels import FunnelExamples, NextEventLabels, SampledPositives
@@ -41,7 +43,7 @@ from pipelines.parse import (EVENTS, ITEMS, USERS, ParseEvents, ParseTable, csv_
                              required_columns)
 from pipelines.read import ReadTable
 from pipelines.side_inputs import Limited, run_checked
-from pipelines.sinks import WriteTFRecords, text_file
+from pipelines.sinks import WriteShards, WriteTFRecords, text_file
 from pipelines.sources import plan
 from pipelines.split import CountCleanLog, SplitByTime, count_example
 from shoprec.core import registry as F
@@ -65,9 +67,12 @@ class IngestOutputs(NamedTuple):
     history: Optional[beam.PCollection]  # (user_id, history after their last event)
     history_at_eval: Optional[beam.PCollection]  # (user_id, history before the eval start)
     anomalies: beam.PCollection  # per-user anomaly rows (ANOMALY_COLUMNS)
-    eval_pairs: beam.PCollection  # distinct (user_id, item_id) of the eval split
+    # Distinct (user_id, item_id) of the eval split (the batch path: CSV lines, in blocks).
+    eval_pairs: beam.PCollection
     events: beam.PCollection  # the clean event log
     dead_letter: beam.PCollection  # every row rejected on the way
+    # The batch path: examples are framed records per shard, the event log Arrow tables.
+    batched: bool = False
 
 
 class Ingest(beam.PTransform):
@@ -76,7 +81,15 @@ class Ingest(beam.PTransform):
     Input: ``{"events": ..., "items": ..., "users": ...}`` of (record, row)
     pairs as ``ReadTable`` yields them (``items`` absent when the data set
     builds its items from the events), plus ``"embeddings"``, the embed
-    stage's serialized rows, when the registry has a photo embedding.
+    stage's serialized rows, when the registry has a photo embedding. On the
+    batch path the events are ``ReadEventBatches``' record batches.
+
+    The batch path (``batched``; default: where
+    :func:`pipelines.impressions.supports` the config): ValidEvents (the
+    checks as masks over record batches, unknown items dropped) →
+    ImpressionExamples (one group per pair, one per user,
+    ``pipelines.impressions``), the same outputs as the row path below, with
+    examples serialized and the event log as tables.
 
     Stages (stable labels): ParseEvents, ParseItems (or ItemsFromEvents),
     ParseUsers → AttachEmbeddings → DropUnknownItems → DedupEvents →
@@ -90,12 +103,20 @@ class Ingest(beam.PTransform):
         towers: The last published model's folder, whose towers a
             ``two_tower`` source of label mode ``candidates`` proposes from
             (:func:`published_towers`); None: that source proposes nothing.
+        batched: Take the batch path (None: where the config supports it).
+
+    Raises:
+        ValueError: ``batched`` for a config the batch path does not support.
     """
 
-    def __init__(self, config, towers: Optional[str] = None):
+    def __init__(self, config, towers: Optional[str] = None, batched: Optional[bool] = None):
         super().__init__()
         self._config = config
         self._towers = towers
+        self._batched = supports(config) if batched is None else batched
+        if self._batched and not supports(config):
+            raise ValueError("the batch path makes impression examples without history, "
+                             "aggregates or next-event targets only")
 
     def _examples(self, events, keep, users, items) -> beam.PCollection:
         """Labelled examples (no features yet) in the data set's label mode."""
@@ -134,7 +155,10 @@ class Ingest(beam.PTransform):
             dead.append(outputs.dead_letter)
             return outputs.main
 
-        events = keep(inputs[EVENTS] | "ParseEvents" >> ParseEvents(data))
+        if self._batched:
+            events = None
+        else:
+            events = keep(inputs[EVENTS] | "ParseEvents" >> ParseEvents(data))
         if data.items.from_events:
             items = keep(events | "ItemsFromEvents" >> ItemsFromEvents(registry))
         else:
@@ -148,6 +172,8 @@ class Ingest(beam.PTransform):
         items = items | "CatalogueLimit" >> Limited(
             config.ingest.max_catalogue_items, "ingest.max_catalogue_items",
             "items in the catalogue")
+        if self._batched:
+            return self._batch_path(inputs[EVENTS], items, users, dead)
 
         events = keep(events | "DropUnknownItems" >> DropUnknownItems(items))
         events = keep(events | "DedupEvents" >> DedupEvents(data.dedup))
@@ -210,6 +236,17 @@ class Ingest(beam.PTransform):
             eval_pairs=eval_pairs, events=events,
             dead_letter=dead | "FlattenDeadLetters" >> beam.Flatten())
 
+    def _batch_path(self, batches, items, users, dead) -> IngestOutputs:
+        config = self._config
+        valid = batches | "ValidEvents" >> ValidEvents(config.data, items)
+        out = valid.main | "ImpressionExamples" >> ImpressionExamples(config, users, items)
+        return IngestOutputs(
+            examples={split: out.examples[split] for split in config.splits},
+            items=items, users=users, history=None, history_at_eval=None,
+            anomalies=out.anomalies, eval_pairs=out.eval_pairs, events=out.events,
+            dead_letter=(dead + [valid.dead_letter, out.dead_letter])
+            | "FlattenDeadLetters" >> beam.Flatten(), batched=True)
+
 
 def _read(pipeline, pattern: Optional[str], file_format: str, input_name: str,
           required: Sequence[str]) -> Outputs:
@@ -221,8 +258,11 @@ def _read(pipeline, pattern: Optional[str], file_format: str, input_name: str,
     return pipeline | f"Read{label}" >> ReadTable(pattern, file_format, input_name, required)
 
 
-def read_inputs(pipeline, config) -> Tuple[Dict[str, beam.PCollection], beam.PCollection]:
+def read_inputs(pipeline, config, batched: bool = False
+                ) -> Tuple[Dict[str, beam.PCollection], beam.PCollection]:
     """Reads a data set's files: ({input: rows} for :class:`Ingest`, read dead letters).
+
+    With ``batched`` the events come as record batches (``ReadEventBatches``).
 
     Raises:
         InputMissingError: an input file is missing.
@@ -245,7 +285,12 @@ def read_inputs(pipeline, config) -> Tuple[Dict[str, beam.PCollection], beam.PCo
         tables.append((ITEMS, inputs.items, data.items))
     read, dead = {}, []
     for name, relative, spec in tables:
-        outputs = _read(pipeline, path(relative), inputs.format, name, required_columns(spec))
+        if batched and name == EVENTS:
+            outputs = pipeline | "ReadEvents" >> ReadEventBatches(
+                path(relative), inputs.format, required_columns(spec))
+        else:
+            outputs = _read(pipeline, path(relative), inputs.format, name,
+                            required_columns(spec))
         read[name] = outputs.main
         dead.append(outputs.dead_letter)
     if embedding is not None:
@@ -271,9 +316,11 @@ def write_outputs(outputs: IngestOutputs, read_dead: beam.PCollection, config, l
         return
     names = registry.example_names()
     for split, rows in outputs.examples.items():
-        _ = rows | f"Write{split.title()}Examples" >> WriteTFRecords(
-            layout.examples(split), names, config.ingest.num_shards, TFRECORD_SUFFIX, registry,
-            one_file=False)
+        _ = rows | f"Write{split.title()}Examples" >> (
+            WriteShards(layout.examples(split), config.ingest.num_shards, TFRECORD_SUFFIX)
+            if outputs.batched else WriteTFRecords(
+                layout.examples(split), names, config.ingest.num_shards, TFRECORD_SUFFIX,
+                registry, one_file=False))
     for label, table, prefix, names in (
             ("Items", outputs.items, layout.items_table, registry.item_table_names()),
             ("Users", outputs.users, layout.users_table, registry.source_names(F.Source.USER))):
@@ -296,11 +343,13 @@ def write_outputs(outputs: IngestOutputs, read_dead: beam.PCollection, config, l
          ["" if r[c] is None else r[c] for c in ANOMALY_COLUMNS]))
      | "WriteAnomalies" >> text_file(layout.anomaly_table, CSV_SUFFIX,
                                       ",".join(ANOMALY_COLUMNS)))
+    # The batch path's pairs are CSV lines already, in blocks.
     (outputs.eval_pairs
-     | "PairLines" >> beam.Map(csv_line)
+     | "PairLines" >> beam.Map(lambda pair: pair if outputs.batched else csv_line(pair))
      | "WriteEvalPairs" >> text_file(layout.eval_pairs, CSV_SUFFIX, PAIRS_HEADER))
-    _ = outputs.events | "WriteEvents" >> WriteEvents(layout.events_log,
-                                                      config.data.event_columns_kept())
+    write_events = WriteEventTables if outputs.batched else WriteEvents
+    _ = outputs.events | "WriteEvents" >> write_events(layout.events_log,
+                                                       config.data.event_columns_kept())
 
 
 def report_keys(config) -> List[str]:
@@ -339,19 +388,24 @@ def published_towers(config) -> Optional[str]:
     return model_dir if "user_embedding" in signature_names(model_dir) else None
 
 
-def build(pipeline: beam.Pipeline, config, layout: Layout, write_examples: bool = True) -> None:
+def build(pipeline: beam.Pipeline, config, layout: Layout, write_examples: bool = True,
+          batched: Optional[bool] = None) -> None:
     """Adds the ingest job to ``pipeline``: read the inputs, :class:`Ingest`, write.
+
+    ``batched``: take :class:`Ingest`'s batch path (None: where the config
+    supports it; False: the row path, which the batch path is tested against).
 
     Raises:
         InputMissingError, StageOrderError: see :func:`read_inputs`.
     """
-    inputs, read_dead = read_inputs(pipeline, config)
-    outputs = inputs | "Ingest" >> Ingest(config, published_towers(config))
+    batched = supports(config) if batched is None else batched
+    inputs, read_dead = read_inputs(pipeline, config, batched)
+    outputs = inputs | "Ingest" >> Ingest(config, published_towers(config), batched)
     write_outputs(outputs, read_dead, config, layout, write_examples)
 
 
 def run(config, beam_args: Optional[Sequence[str]] = None, write_examples: bool = True,
-        out_dir: Optional[str] = None) -> Dict[str, Any]:
+        out_dir: Optional[str] = None, batched: Optional[bool] = None) -> Dict[str, Any]:
     """Runs ingest for ``config`` and writes its report (JSON and text).
 
     Args:
@@ -361,6 +415,7 @@ def run(config, beam_args: Optional[Sequence[str]] = None, write_examples: bool 
         write_examples: False checks and counts only (``shoprec validate``).
         out_dir: Where the report and dead letters go when not writing
             examples (default: the ingest folder).
+        batched: See :func:`build`.
 
     Returns:
         The report: ``counts`` ({counter: value}, the :func:`report_keys`
@@ -383,7 +438,7 @@ def run(config, beam_args: Optional[Sequence[str]] = None, write_examples: bool 
     layout = config.layout if out_dir is None else Layout(out_dir)
     clear(layout.ingest_dir)
     pipeline = new_pipeline(beam_args)
-    build(pipeline, config, layout, write_examples)
+    build(pipeline, config, layout, write_examples, batched)
     result = run_checked(pipeline)
 
     counts = {key: 0 for key in report_keys(config)}

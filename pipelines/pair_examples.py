@@ -14,7 +14,9 @@ consecutive names (in key order) that come from one part of the row:
   first), built once per item and worker;
 - the pair's part: the history match counts and the pair aggregates (user x
   item attribute), the only values that depend on both, taken from
-  ``raw_row`` itself for each pair (none without them).
+  ``raw_row`` itself for each pair (none without them);
+- with ``labelled`` (ingest's examples): the event's part, its labels,
+  timestamp and sampled flag, from the labelled example.
 
 An example is the runs' cached bytes joined in key order: byte for byte
 :func:`examples.encode` of ``raw_row``, which stays the one definition of the
@@ -31,7 +33,7 @@ from pipelines import examples
 from pipelines.rows import query_row, raw_row
 from shoprec.core import registry as F
 
-USER, ITEM, PAIR = 0, 1, 2
+USER, ITEM, PAIR, EVENT = 0, 1, 2, 3
 # First runs with their example's head kept (see PairExamples.examples).
 _MAX_PREFIXES = 100_000
 
@@ -51,11 +53,21 @@ class PairExamples:
 
     Args:
         registry: The run's registry.
+        labelled: Ingest's examples instead: ``examples.Encoder(
+            registry.example_names())`` of ``raw_row`` of a labelled example
+            (labels, timestamp, sampled), those three the event's part.
     """
 
-    def __init__(self, registry: F.Registry):
+    def __init__(self, registry: F.Registry, labelled: bool = False):
         self._registry = registry
-        names = sorted(set(registry.example_names(include_labels=False)))
+        names = set(registry.example_names(include_labels=labelled))
+        self._metas: Tuple[str, ...] = ()
+        event: set = set()
+        if labelled:
+            self._metas = tuple(m for m in (registry.timestamp_key, registry.sampled_key) if m)
+            event = (names - set(registry.example_names(include_labels=False))) | set(
+                self._metas)
+        names = sorted(names | set(self._metas))
         # The item table's row: attributes, photo embedding and item aggregates.
         items = set(registry.item_table_names())
         matches = {f.name for f in registry.of_source(F.Source.HISTORY)
@@ -63,28 +75,33 @@ class PairExamples:
             f.name for f in registry.pair_aggregates()}
         runs: List[Tuple[int, List[str]]] = []
         for name in names:
-            part = ITEM if name in items else PAIR if name in matches else USER
+            part = (ITEM if name in items else PAIR if name in matches
+                    else EVENT if name in event else USER)
             if runs and runs[-1][0] == part:
                 runs[-1][1].append(name)
             else:
                 runs.append((part, [name]))
         self._runs = tuple((part, tuple(run)) for part, run in runs)
         # Where each part's k-th run goes in the example: (part, k) in key order.
-        counts = [0, 0, 0]
+        counts = [0, 0, 0, 0]
         layout = []
         for part, _ in self._runs:
             layout.append((part, counts[part]))
             counts[part] += 1
         self._layout = tuple(layout)
         self._has_pair = bool(counts[PAIR])
+        self._has_event = bool(counts[EVENT])
         self._two_runs = (tuple(part for part, _ in layout)
                           if not self._has_pair and len(layout) == 2 else None)
         self._prefixes: Dict[Tuple[bytes, int], bytes] = {}
         self._encoder = examples.Encoder(names, registry)
+        # Each part's runs of names, in key order (one lookup per example, not a scan).
+        self._runs_of = tuple(tuple(names for p, names in self._runs if p == part)
+                              for part in (USER, ITEM, PAIR, EVENT))
 
     def _part_runs(self, row: Mapping[str, Any], part: int) -> Tuple[bytes, ...]:
-        return tuple(self._encoder.entries(row, names)
-                     for p, names in self._runs if p == part)
+        entries, metas = self._encoder.entries, self._metas
+        return tuple([entries(row, names, metas) for names in self._runs_of[part]])
 
     def user(self, user_id: str, user: Optional[Mapping[str, Any]],
              history: Optional[Mapping[str, Any]]) -> UserPart:
@@ -101,7 +118,8 @@ class PairExamples:
         return self._part_runs(item, ITEM)
 
     def example(self, user: UserPart, item_id: str, item: Mapping[str, Any],
-                item_runs: Tuple[bytes, ...]) -> bytes:
+                item_runs: Tuple[bytes, ...],
+                event: Optional[Mapping[str, Any]] = None) -> bytes:
         """The serialized raw example of (``user``, ``item_id``).
 
         Args:
@@ -109,10 +127,13 @@ class PairExamples:
             item_id: The pair's item, the item key of ``item``.
             item: Its item-table row.
             item_runs: :meth:`item` of ``item``.
+            event: ``labelled``: the example's labels, timestamp and sampled flag.
         """
-        parts = [user.runs, item_runs, ()]
+        parts = [user.runs, item_runs, (), ()]
         if self._has_pair:
             parts[PAIR] = self._pair_runs(user, item_id, item)
+        if self._has_event:
+            parts[EVENT] = self._part_runs(event, EVENT)
         return examples.framed(b"".join([parts[p][k] for p, k in self._layout]))
 
     def examples(self, users: Sequence[UserPart], user_index: Sequence[int],

@@ -299,6 +299,13 @@ def default_user(user_id: str, registry: F.Registry) -> Dict[str, Any]:
 
 def csv_line(values: Iterable[Any]) -> str:
     """One CSV record (no terminator), quoting as needed, line breaks in values included."""
+    values = list(values)
+    texts = [v if type(v) is str else str(v) if type(v) is int else None for v in values]
+    if None not in texts and (len(texts) > 1 or texts and texts[0]):
+        line = ",".join(texts)
+        # Nothing to quote (the writer quotes only these; one empty field is '""').
+        if line.count(",") == len(texts) - 1 and not any(c in line for c in '"\r\n'):
+            return line
     buf = io.StringIO()
     # The writer quotes only the line-end characters of its own terminator, so
     # it writes with "\r\n" (RFC 4180's) and the terminator is cut off after:

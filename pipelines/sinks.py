@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import zlib
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import apache_beam as beam
+from apache_beam import coders
 from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.tfrecordio import _TFRecordUtil
 
 from pipelines import examples as ex
 from shoprec.core import registry as F
@@ -40,11 +43,54 @@ class WriteTFRecords(beam.PTransform):
         n = self._num_shards
         if self._one_file:
             return encoded | "Write" >> _one_file(self._prefix + self._suffix)
-        shards = encoded | "Shard" >> beam.Partition(lambda r, k: zlib.crc32(r) % k, n)
+        shards = encoded | "Shard" >> beam.Partition(lambda r, k: shard_of(r, k), n)
         for i, shard in enumerate(shards):
             _ = shard | f"Write{i:05d}" >> _one_file(
                 f"{self._prefix}-{i:05d}-of-{n:05d}{self._suffix}")
         return encoded.pipeline
+
+
+def shard_of(record: bytes, num_shards: int) -> int:
+    """The shard a serialized record goes to: the CRC-32 of its bytes."""
+    return zlib.crc32(record) % num_shards
+
+
+def sharded(records: Sequence[bytes], num_shards: int) -> Dict[int, bytes]:
+    """{shard: its records, framed as TFRecords one after the other} (:func:`shard_of`).
+
+    The framing is Beam's TFRecord sink's own, so :class:`WriteShards`
+    writes the file :class:`WriteTFRecords` would of the same records.
+    """
+    buffers: Dict[int, io.BytesIO] = {}
+    for record in records:
+        shard = shard_of(record, num_shards)
+        buffer = buffers.get(shard)
+        if buffer is None:
+            buffer = buffers[shard] = io.BytesIO()
+        _TFRecordUtil.write_record(buffer, record)
+    return {shard: buffer.getvalue() for shard, buffer in buffers.items()}
+
+
+class WriteShards(beam.PTransform):
+    """(shard, framed records) of :func:`sharded` → :class:`WriteTFRecords`' files."""
+
+    def __init__(self, prefix: str, num_shards: int, suffix: str):
+        super().__init__()
+        self._prefix = prefix
+        self._num_shards = int(num_shards)
+        self._suffix = suffix
+
+    def expand(self, shards):
+        n = self._num_shards
+        for i, shard in enumerate(shards | "Shard" >> beam.Partition(lambda kv, _: kv[0], n)):
+            # The records are framed: the text sink writes their bytes as they are.
+            _ = (shard
+                 | f"Records{i:05d}" >> beam.Map(lambda kv: kv[1])
+                 | f"Write{i:05d}" >> beam.io.WriteToText(
+                     f"{self._prefix}-{i:05d}-of-{n:05d}", file_name_suffix=self._suffix,
+                     num_shards=1, shard_name_template="", append_trailing_newlines=False,
+                     coder=coders.BytesCoder(), compression_type=CompressionTypes.GZIP))
+        return shards.pipeline
 
 
 class _Encode(beam.DoFn):

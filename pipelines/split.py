@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, NamedTuple, Optional
+import collections
+from typing import Any, Dict, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 
@@ -27,14 +28,15 @@ class SplitByTime(beam.PTransform):
 
     def expand(self, rows) -> Splits:
         eval_ts, test_ts = self._eval, self._test
+        return Splits(*(rows | "Partition" >> beam.Partition(
+            lambda row, _: split_of(row[F.TIMESTAMP_KEY], eval_ts, test_ts), 3)))
 
-        def which(row, _):
-            ts = row[F.TIMESTAMP_KEY]
-            if ts < eval_ts:
-                return 0
-            return 1 if test_ts is None or ts < test_ts else 2
 
-        return Splits(*(rows | "Partition" >> beam.Partition(which, 3)))
+def split_of(ts: int, eval_start_ts: int, test_start_ts: Optional[int]) -> int:
+    """0 (train) before the eval start, 1 (eval) before the test start, else 2 (test)."""
+    if ts < eval_start_ts:
+        return 0
+    return 1 if test_start_ts is None or ts < test_start_ts else 2
 
 
 class CountCleanLog(beam.PTransform):
@@ -59,15 +61,20 @@ class CountCleanLog(beam.PTransform):
         return events
 
 
-def count_example(row: Dict[str, Any], split: str, registry: F.Registry) -> Dict[str, Any]:
-    counter = beam.metrics.Metrics.counter
-    counter(dl.NAMESPACE, f"examples/{split}").inc()
-    if row.get(registry.sampled_key):
-        counter(dl.NAMESPACE, f"sampled/{split}").inc()
+def example_counts(rows: Sequence[Dict[str, Any]], split: str,
+                   registry: F.Registry) -> Dict[str, int]:
+    """{report counter: what ``rows``, examples of ``split``, add to it} (none at 0)."""
+    counts = collections.Counter({f"examples/{split}": len(rows)})
+    counts[f"sampled/{split}"] = sum(1 for row in rows if row.get(registry.sampled_key))
     for label in registry.labels():
-        if row[label.name]:
-            counter(dl.NAMESPACE, f"positives/{split}/{label.name}").inc()
+        counts[f"positives/{split}/{label.name}"] = sum(1 for row in rows if row[label.name])
     lists = registry.history_lists()
     if lists:
-        counter(dl.NAMESPACE, f"history_length/{split}/{len(row[lists[0].name])}").inc()
+        counts.update(f"history_length/{split}/{len(row[lists[0].name])}" for row in rows)
+    return {name: n for name, n in counts.items() if n}
+
+
+def count_example(row: Dict[str, Any], split: str, registry: F.Registry) -> Dict[str, Any]:
+    for name, n in example_counts([row], split, registry).items():
+        beam.metrics.Metrics.counter(dl.NAMESPACE, name).inc(n)
     return row

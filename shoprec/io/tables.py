@@ -196,7 +196,8 @@ def csv_records(lines: Iterable[str]) -> Iterator[Tuple[str, Union[List[str], Ba
                             _printable(first))
 
 
-def _to_row(record: str, cells: Union[List[str], BadRow], header: Sequence[str]) -> Row:
+def _checked(record: str, cells: Union[List[str], BadRow], header: Sequence[str]
+             ) -> List[str]:
     if isinstance(cells, BadRow):
         raise cells
     try:
@@ -207,7 +208,11 @@ def _to_row(record: str, cells: Union[List[str], BadRow], header: Sequence[str])
     if len(cells) != len(header):
         raise BadRow("wrong_column_count",
                      f"{len(cells)} columns, header has {len(header)}", record)
-    return record, dict(zip(header, cells))
+    return cells
+
+
+def _to_row(record: str, cells: Union[List[str], BadRow], header: Sequence[str]) -> Row:
+    return record, dict(zip(header, _checked(record, cells, header)))
 
 
 def _printable(record: str) -> str:
@@ -250,12 +255,13 @@ def _decode(line: bytes, first: bool) -> str:
     return line.decode("utf-8-sig" if first else "utf-8", "surrogateescape")
 
 
-def csv_file_rows(f: BinaryIO, header: Sequence[str]) -> Iterator[Optional[Union[Row, BadRow]]]:
+def csv_file_cells(f: BinaryIO, header: Sequence[str]
+                   ) -> Iterator[Optional[Union[Tuple[str, List[str]], BadRow]]]:
     """Every record of one CSV file after its header line, against ``header``.
 
     Yields:
-        A row; a :class:`BadRow` for a record that is no row; None for a
-        blank line (callers count it).
+        (record, its cells, one per header column); a :class:`BadRow` for a
+        record that is no row; None for a blank line (callers count it).
     """
     records = csv_records(_decoded_lines(f))
     next(records, None)  # The file's own header line.
@@ -264,9 +270,16 @@ def csv_file_rows(f: BinaryIO, header: Sequence[str]) -> Iterator[Optional[Union
             yield None
             continue
         try:
-            yield _to_row(record, cells, header)
+            yield record, _checked(record, cells, header)
         except BadRow as bad:
             yield bad
+
+
+def csv_file_rows(f: BinaryIO, header: Sequence[str]) -> Iterator[Optional[Union[Row, BadRow]]]:
+    """:func:`csv_file_cells` with each row as {column: value}."""
+    for row in csv_file_cells(f, header):
+        yield row if row is None or isinstance(row, BadRow) else (row[0], dict(zip(header,
+                                                                                   row[1])))
 
 
 def json_row(line: str) -> Row:

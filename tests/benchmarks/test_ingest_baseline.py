@@ -6,39 +6,21 @@ their examples must be equal as multisets, feature by feature, and their
 event dead letters equal by reason.
 """
 
-import csv
 import dataclasses
 import os
 
 import pytest
-import yaml
 
 from benchmarks import ingest as bench
 from benchmarks import ingest_baseline
-from shoprec.core import config as config_lib
-from tests.pipelines.fixtures import TINY_SHOP, write_embeddings
+from tests.pipelines.fixtures import broken_shop
 
 
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory):
-    from pipelines import generate, ingest
+    from pipelines import ingest
 
-    root = tmp_path_factory.mktemp("shop")
-    shop = dict(TINY_SHOP, generate=dict(TINY_SHOP["generate"], num_users=40,
-                                         corrupt_fraction=0.03, duplicate_fraction=0.03))
-    path = os.path.join(str(root), "config.yaml")
-    with open(path, "w") as f:
-        yaml.safe_dump(shop, f)
-    config = config_lib.load(path, run_dir=os.path.join(str(root), "run"))
-    # Far more broken rows than a real log may have: the quality gate would stop ingest.
-    config = dataclasses.replace(config, dataset=dataclasses.replace(
-        config.data, quality=dataclasses.replace(config.data.quality, max_bad_fraction=0.5)))
-    generate.run(config)
-    with open(config.input_path(config.inputs.items)) as f:
-        ids = [row["item_id"] for row in csv.DictReader(f)]
-    # Half the items with a photo embedding, the rest as a failed photo leaves them.
-    write_embeddings(config.layout.item_embeddings,
-                     [(i, [0.25 * (n % 4)] * 32, n % 2) for n, i in enumerate(ids)])
+    config = broken_shop(tmp_path_factory.mktemp("shop"))
     report = ingest.run(config)
     baseline = ingest_baseline.ingest(config, os.path.join(config.run_dir, bench.BASELINE_DIR))
     return config, report, baseline

@@ -1,6 +1,7 @@
 """Files the ingest tests need from earlier stages, written as those stages write them."""
 
 import csv
+import dataclasses
 import os
 
 import tensorflow as tf
@@ -63,4 +64,28 @@ def ingested_shop(root):
         ids = [row["item_id"] for row in csv.DictReader(f)]
     write_embeddings(config.layout.item_embeddings, [(i, [0.0] * 32, 0) for i in ids])
     ingest.run(config)
+    return config
+
+
+def broken_shop(root):
+    """A tiny generated shop with 3% broken and 3% duplicated event rows; returns its config.
+
+    Half its items have a photo embedding, the rest as a failed photo leaves them; the
+    quality gate is opened, far more rows being broken than a real log may have.
+    """
+    from pipelines import generate
+
+    shop = dict(TINY_SHOP, generate=dict(TINY_SHOP["generate"], num_users=40,
+                                         corrupt_fraction=0.03, duplicate_fraction=0.03))
+    path = os.path.join(str(root), "config.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(shop, f)
+    config = config_lib.load(path, run_dir=os.path.join(str(root), "run"))
+    config = dataclasses.replace(config, dataset=dataclasses.replace(
+        config.data, quality=dataclasses.replace(config.data.quality, max_bad_fraction=0.5)))
+    generate.run(config)
+    with open(config.input_path(config.inputs.items)) as f:
+        ids = [row["item_id"] for row in csv.DictReader(f)]
+    write_embeddings(config.layout.item_embeddings,
+                     [(i, [0.25 * (n % 4)] * 32, n % 2) for n, i in enumerate(ids)])
     return config

@@ -61,8 +61,9 @@ def test_ingest_job_template(config, tmp_path):
                                  tmp_path)
     _check(template, labels, "ingest",
            ["ReadEvents", "ReadItems", "ReadUsers", "ReadEmbeddings", "Ingest",
-            "Ingest/ParseEvents", "Ingest/DedupEvents", "Ingest/FilterRobots",
-            "Ingest/BuildExamples", "Ingest/JoinFeatures", "Ingest/SplitByTime",
+            "Ingest/ValidEvents", "Ingest/ImpressionExamples",
+            "Ingest/ImpressionExamples/GroupByPair", "Ingest/ImpressionExamples/Dedup",
+            "Ingest/ImpressionExamples/GroupPairsByUser", "Ingest/ImpressionExamples/Label",
             "WriteTrainExamples", "WriteEvalExamples", "WriteEvalPairs", "WriteDeadLetters"])
 
 

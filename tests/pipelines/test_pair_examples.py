@@ -122,3 +122,22 @@ def test_users_first_two_runs_too():
         examples.encode(raw_row({"user_id": users[u].user_id, "item_id": items[i][0]},
                                 users[u].user, items[i][1], None, registry), names, registry)
         for u, i in zip(user_index, item_index)]
+
+
+def test_labelled_examples_are_ingests_bytes_of_the_raw_row():
+    # Ingest's examples: the labels, timestamp and sampled flag are the event's part.
+    registry = generated_shop.REGISTRY
+    assemble = PairExamples(registry, labelled=True)
+    encoder = examples.Encoder(registry.example_names(), registry)
+    items = [{k: v for k, v in item.items() if k != "agg_item_buys"} for item in ITEMS]
+    for (user_id, item), (click, conversion, ts) in itertools.product(
+            itertools.product(["u1", "u3", "u4"], items),
+            [(0, 0, 0), (1, 0, 127), (1, 1, 1793613600)]):
+        event = {"user_id": user_id, "item_id": item["item_id"], "click": click,
+                 "conversion": conversion, "timestamp": ts, "sampled": 0}
+        got = assemble.example(assemble.user(user_id, USERS.get(user_id), None),
+                               item["item_id"], item, assemble.item(item), event)
+        assert got == encoder(raw_row(event, USERS.get(user_id), item, None, registry))
+        parsed = tf.io.parse_single_example(got, dict(
+            registry.raw_feature_spec(), timestamp=tf.io.FixedLenFeature([], tf.int64)))
+        assert (parsed["click"].numpy(), parsed["timestamp"].numpy()) == (click, ts)

@@ -140,7 +140,7 @@ def test_the_users_table_put_back_as_a_side_input_fails_it(built, monkeypatch):
     config, _ = built[0]
     monkeypatch.setattr(ingest, "JoinFeatures", _UsersAsSideInput)
     graph = beam.Pipeline(options=pipeline_options([]))
-    ingest.build(graph, config, config.layout)
+    ingest.build(graph, config, config.layout, batched=False)  # the path with JoinFeatures
     bad = _violations(config, {"ingest": graph})
     assert [(s.step, why) for _, s, why in bad] == [
         ("Ingest/JoinFeatures/Join", "derived from ['users'], not on "
