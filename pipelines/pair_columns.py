@@ -23,7 +23,7 @@ from typing import Any, Dict, Mapping, NamedTuple, Sequence
 import numpy as np
 import pyarrow as pa
 
-from pipelines.pair_examples import UserPart
+from pipelines.pair_examples import UserPart, part_names
 from pipelines.rows import raw_row
 from shoprec.core import registry as F
 
@@ -54,11 +54,7 @@ class PairColumns:
     def __init__(self, registry: F.Registry):
         self._registry = registry
         names = registry.example_names(include_labels=False)
-        # The item table's row: attributes, photo embedding and item aggregates.
-        items = set(registry.item_table_names())
-        pair = {f.name for f in registry.of_source(F.Source.HISTORY)
-                if f.kind == F.Kind.NUMERIC and f.history_of} | {
-            f.name for f in registry.pair_aggregates()}
+        items, pair = part_names(registry)
         self._features = {n: registry.column(n) for n in names}
         self._dtypes = {n: _NUMPY[f.dtype] for n, f in self._features.items()}
         self._item_names = tuple(n for n in names if n in items)

@@ -25,7 +25,7 @@ row (``tests/pipelines/test_pair_examples.py`` holds the two equal).
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -48,6 +48,20 @@ class UserPart(NamedTuple):
     runs: Tuple[bytes, ...]
 
 
+def part_names(registry: F.Registry) -> Tuple[Set[str], Set[str]]:
+    """(the item part's names, the pair's own names) of a registry's raw features.
+
+    The item part is the item table's row (attributes, photo embedding, item
+    aggregates); the pair's own values are the history match counts and the
+    user x item-attribute aggregates. Everything else is the user's part.
+    """
+    items = set(registry.item_table_names())
+    pair = {f.name for f in registry.of_source(F.Source.HISTORY)
+            if f.kind == F.Kind.NUMERIC and f.history_of} | {
+        f.name for f in registry.pair_aggregates()}
+    return items, pair
+
+
 class PairExamples:
     """``examples.encode(raw_row(...), registry.example_names(include_labels=False))``, by parts.
 
@@ -68,11 +82,7 @@ class PairExamples:
             event = (names - set(registry.example_names(include_labels=False))) | set(
                 self._metas)
         names = sorted(names | set(self._metas))
-        # The item table's row: attributes, photo embedding and item aggregates.
-        items = set(registry.item_table_names())
-        matches = {f.name for f in registry.of_source(F.Source.HISTORY)
-                   if f.kind == F.Kind.NUMERIC and f.history_of} | {
-            f.name for f in registry.pair_aggregates()}
+        items, matches = part_names(registry)
         runs: List[Tuple[int, List[str]]] = []
         for name in names:
             part = (ITEM if name in items else PAIR if name in matches
