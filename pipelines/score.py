@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -220,29 +220,56 @@ def _task_columns(task: TaskConfig, values: np.ndarray, names: Sequence[str]) ->
     return [lists, pa.array(best), tokens.take(pa.array(known))]
 
 
+def _string_ranks(strings: pa.Array) -> np.ndarray:
+    """Each row's rank among the distinct values of ``strings`` in Arrow's (byte) order:
+    equal strings rank equal, and the ranks sort as the strings do."""
+    codes = strings.dictionary_encode()
+    order = pc.sort_indices(codes.dictionary).to_numpy()
+    ranks = np.empty(len(order), np.int64)
+    ranks[order] = np.arange(len(order))
+    return ranks[codes.indices.to_numpy(zero_copy_only=False)]
+
+
+def ranked_order(user_ids: pa.Array, scores: np.ndarray, item_ids: pa.Array
+                 ) -> Tuple[np.ndarray, np.ndarray]:
+    """The row order by user id, then score descending (NaN last), then item id, and
+    each row's user rank (:func:`_string_ranks`) in that order.
+
+    The order ``pc.sort_indices`` gives with those three keys (stable: equal
+    keys keep their order), from integer and float keys in one
+    ``numpy.lexsort``: a string sorts by its rank among the batch's distinct
+    values, so a few hundred strings are sorted, not every row compared by
+    its strings.
+    """
+    scores = np.asarray(scores, np.float32).reshape(-1)
+    nan = np.isnan(scores)
+    users = _string_ranks(user_ids)
+    order = np.lexsort((_string_ranks(item_ids), -np.where(nan, 0, scores), nan, users))
+    return order, users[order]
+
+
 def _to_table(result: PredictionResult, tasks: Sequence[TaskConfig],
               names: Dict[str, List[str]], rank_by: str, schema: pa.Schema) -> pa.Table:
     """Scored chunks of whole users → their rows, ranked within each user, as one table.
 
     Rank 1 is the highest ``rank_by``; equal scores rank by item id. The rows
-    come sorted by user, then rank.
+    come sorted by user, then rank (:func:`ranked_order`).
     """
     chunks = result.example
-    columns = [pa.concat_arrays([c.user_ids for c in chunks]),
-               pa.concat_arrays([c.item_ids for c in chunks])]
+    user_ids = pa.concat_arrays([c.user_ids for c in chunks])
+    item_ids = pa.concat_arrays([c.item_ids for c in chunks])
+    columns = [user_ids, item_ids]
     for task in tasks:
         columns += _task_columns(task, result.inference[f"p_{task.name}"],
                                  names.get(task.name, ()))
-    n = len(columns[0])
-    unranked = pa.Table.from_arrays(columns + [pa.nulls(n, pa.int32())], schema=schema)
-    table = unranked.take(pc.sort_indices(unranked, [
-        ("user_id", "ascending"), (rank_by, "descending"), ("item_id", "ascending")]))
-    users = table.column("user_id").to_numpy(zero_copy_only=False)
+    n = len(user_ids)
+    order, users = ranked_order(user_ids, result.inference[rank_by], item_ids)
     position = np.arange(n)
     first = np.maximum.accumulate(np.where(np.r_[True, users[1:] != users[:-1]], position, 0))
     rank = pa.array((position - first + 1).astype(np.int32))
     beam.metrics.Metrics.counter(dead_letter.NAMESPACE, "score/rows").inc(n)
-    return table.set_column(table.num_columns - 1, "rank", rank)
+    table = pa.Table.from_arrays(columns + [pa.nulls(n, pa.int32())], schema=schema)
+    return table.take(pa.array(order)).set_column(len(columns), "rank", rank)
 
 
 class Score(beam.PTransform):

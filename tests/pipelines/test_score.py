@@ -10,6 +10,7 @@ hand. The pairs and side tables come from ``beam.Create``: no input files
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 import tensorflow as tf
 from apache_beam.testing import test_pipeline
@@ -122,3 +123,21 @@ def test_a_multiclass_task_has_probabilities_best_class_and_name():
     np.testing.assert_allclose(lists.to_pylist(), probabilities)
     assert best.type == pa.int32() and best.to_pylist() == [1, 2, 0]
     assert names.to_pylist() == ["blue", None, "red"]
+
+
+def test_ranked_order_is_arrows_three_key_sort():
+    # Ties in score (within and across users), a NaN, -0.0 against 0.0, a
+    # repeated pair (stable order), ids unordered and non-ASCII: the lexsort
+    # over ranks gives the row order Arrow's sort_indices gives.
+    users = pa.array(["u2", "ü", "u10", "u2", "u2", "u10", "ü", "u2", "u2"])
+    items = pa.array(["b", "a", "c", "a", "c", "a", "b", "d", "a"])
+    scores = np.array([0.5, 0.1, 0.0, 0.5, np.nan, -0.0, 0.1, 0.9, 0.5], np.float32)
+    table = pa.table({"u": users, "s": scores, "i": items})
+    expected = pc.sort_indices(table, [("u", "ascending"), ("s", "descending"),
+                                       ("i", "ascending")]).to_pylist()
+    # By hand: u10 (0.0 c and -0.0 a tie: a, c), u2 (0.9 d; 0.5 a twice in
+    # input order, then b; NaN last), ü (0.1 a, b).
+    assert expected == [5, 2, 7, 3, 8, 0, 4, 1, 6]
+    order, user_ranks = score.ranked_order(users, scores, items)
+    assert order.tolist() == expected
+    assert user_ranks.tolist() == [0, 0, 1, 1, 1, 1, 1, 2, 2]
