@@ -9,7 +9,8 @@ On one trained run (a demo run folder with the two towers), in one go:
   are Beam stages of their own, which the direct path has no way to run);
 - ``shoprec score``'s Beam job, rows/s, next to the serving signature called
   directly on batches of 1,024 of the same raw examples (the median of
-  repeated passes);
+  repeated passes), and ``serving_columns`` also on batches of the job's own
+  size (``scoring.batch_size``) where that differs;
 - the recommend job's peak RSS with the users table as it is and with 10x
   the users (copies under new ids), the catalogue unchanged;
 - the recommend job again on that 10x run, and the score job on copies with
@@ -187,9 +188,18 @@ def _child_score_direct(config) -> dict:
         rows=len(rows))
     if "serving_columns" in signatures:
         gather = PairColumns(registry)
-        columns = [gather.rows(rows[s:s + 1024]) for s in range(0, len(rows), 1024)]
-        out["columns"] = _timed_passes(lambda batch: signatures["serving_columns"](
-            **{k: tf.constant(v) for k, v in batch.items()}), columns)
+
+        def columns(size):
+            batches = [gather.rows(rows[s:s + size]) for s in range(0, len(rows), size)]
+            return _timed_passes(lambda batch: signatures["serving_columns"](
+                **{k: tf.constant(v) for k, v in batch.items()}), batches)
+
+        out["columns"] = columns(1024)
+        # The job calls the signature on batches of scoring.batch_size rows:
+        # the signature's cost a row on those too.
+        if config.scoring.batch_size != 1024:
+            out["columns_job_batch"] = dict(columns(config.scoring.batch_size),
+                                            batch_size=config.scoring.batch_size)
     return out
 
 
@@ -343,11 +353,13 @@ def _score_lines(results, scales) -> list:
                          f"{sizes[-1][0]}): {marginal_us:.2f} us/row, fixed {fixed_s:.1f} s; "
                          f"signature {sig_us:.2f} us/row; marginal ratio "
                          f"{sig_us / marginal_us:.2f}")
-            if "columns" in direct:
-                col_us = 1e6 * direct["columns"][key] / direct["rows"]
-                lines.append(f"           {job} against serving_columns on prebuilt columns: "
-                             f"{col_us:.2f} us/row {clock}; marginal ratio "
-                             f"{col_us / marginal_us:.2f}")
+            for name, size in (("columns", 1024), ("columns_job_batch", None)):
+                if name in direct:
+                    col_us = 1e6 * direct[name][key] / direct["rows"]
+                    size = size or direct[name]["batch_size"]
+                    lines.append(f"           {job} against serving_columns on prebuilt "
+                                 f"columns, batches of {size:,}: {col_us:.2f} us/row "
+                                 f"{clock}; marginal ratio {col_us / marginal_us:.2f}")
     return lines
 
 

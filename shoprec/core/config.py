@@ -124,7 +124,10 @@ class IngestConfig:
 class ScoringConfig:
     pairs: Optional[str] = None  # CSV of user_id,item_id; None: eval-window pairs
     rank_by: str = "p_click"
-    batch_size: int = 1024
+    # Rows per serving signature call: the signature's cost per row, and the
+    # job's per batch (ranking, a Parquet row group), fall up to a few
+    # thousand rows (docs/recommend.md).
+    batch_size: int = 4096
 
 
 # A date-partitioned run: the date's folder under run_root, e.g. dt=2026-12-01.

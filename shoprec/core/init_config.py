@@ -495,7 +495,7 @@ def _run_sections(b: _Builder, settings: Settings, events: Table, items, users,
            f"when eval {positive} AUC has not risen for 2 epochs, keep the best epoch")
     b.note("model.embedding_l2", "regularised for few positives per user and item")
     config["gate"] = {"min_auc": settings.min_auc, "max_auc_drop": 0.01}
-    config["scoring"] = {"rank_by": f"p_{labels[-1]}", "batch_size": 1024}
+    config["scoring"] = {"rank_by": f"p_{labels[-1]}", "batch_size": 4096}
     aggregates = mode != "sampled"
     blend = {"retrieval": 1.0} if mode == "impressions" else {"retrieval": 1.0,
                                                              f"p_{labels[-1]}": 1.0}
