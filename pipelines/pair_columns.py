@@ -18,7 +18,7 @@ the two signatures read identical inputs
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, NamedTuple, Sequence
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -61,38 +61,64 @@ class PairColumns:
         self._pair_names = tuple(n for n in names if n in pair)
         self._user_names = tuple(n for n in names if n not in items and n not in pair)
 
-    def _gather(self, rows: Sequence[Mapping[str, Any]], names: Sequence[str],
-                index: np.ndarray) -> Dict[str, np.ndarray]:
-        """Each of ``names`` over ``rows``, row ``index[k]`` at position ``k``."""
+    def _gather(self, rows: Sequence[Mapping[str, Any]],
+                names: Sequence[str]) -> Dict[str, np.ndarray]:
+        """Each of ``names`` over ``rows``, row ``k`` at position ``k`` (a list feature as
+        its flat values and ``<name>__lengths``)."""
         out: Dict[str, np.ndarray] = {}
         for name in names:
             f, dtype = self._features[name], self._dtypes[name]
+            values = [row[name] for row in rows]
             if f.is_list:
-                values = [row[name] for row in rows]
-                flat = [v for k in index.tolist() for v in values[k]]
+                flat = [v for row in values for v in row]
                 out[name] = np.array(_strings(flat) if dtype is object else flat, dtype=dtype)
-                out[name + F.LENGTHS_SUFFIX] = np.array([len(v) for v in values],
-                                                      np.int64)[index]
+                out[name + F.LENGTHS_SUFFIX] = np.array([len(v) for v in values], np.int64)
             else:
-                values = [row[name] for row in rows]
                 # Numbers convert in numpy (float(v) and int(v) alike); strings as encoded.
                 out[name] = np.array(_strings(values) if dtype is object else values,
-                                     dtype=dtype).reshape((len(rows),) + f.shape)[index]
+                                     dtype=dtype).reshape((len(rows),) + f.shape)
+        return out
+
+    def _take(self, columns: Mapping[str, np.ndarray], names: Sequence[str],
+              index: np.ndarray) -> Dict[str, np.ndarray]:
+        """Rows ``index`` of :meth:`_gather`'s ``columns``, in numpy: a list feature's
+        values by its rows' offsets, not row by row in Python."""
+        out: Dict[str, np.ndarray] = {}
+        for name in names:
+            values = columns[name]
+            if self._features[name].is_list:
+                lengths = columns[name + F.LENGTHS_SUFFIX]
+                taken = lengths[index]
+                # Value j of taken row k sits at starts[index[k]] + j; ``shift``
+                # turns each taken row's first output position into its start.
+                ends = np.cumsum(taken)
+                shift = (np.cumsum(lengths) - lengths)[index] - (ends - taken)
+                out[name] = values[np.arange(ends[-1] if len(ends) else 0)
+                                   + np.repeat(shift, taken)]
+                out[name + F.LENGTHS_SUFFIX] = taken
+            else:
+                out[name] = values[index]
         return out
 
     def rows(self, rows: Sequence[Mapping[str, Any]]) -> Dict[str, np.ndarray]:
         """The columns of whole raw rows (``pipelines.rows.raw_row``'s), row ``k`` at ``k``."""
-        return self._gather(rows, self._user_names + self._item_names + self._pair_names,
-                            np.arange(len(rows)))
+        return self._gather(rows, self._user_names + self._item_names + self._pair_names)
 
     def items(self, rows: Sequence[Mapping[str, Any]]) -> Dict[str, np.ndarray]:
         """The item part's columns of item-table ``rows``, row ``k`` at ``k``: built once
         for all the pairs that index them."""
-        return self._gather(rows, self._item_names, np.arange(len(rows)))
+        return self._gather(rows, self._item_names)
+
+    def users(self, users: Sequence[UserPart]) -> Dict[str, np.ndarray]:
+        """The user part's columns of users' parts (their query rows), user ``k`` at ``k``:
+        built once for all the pairs that index them."""
+        return self._gather([u.query for u in users], self._user_names)
 
     def columns(self, users: Sequence[UserPart], user_index: Sequence[int],
                 items: Mapping[str, np.ndarray], item_rows: Sequence[Mapping[str, Any]],
-                item_ids: Sequence[str], item_index: Sequence[int]) -> Dict[str, np.ndarray]:
+                item_ids: Sequence[str], item_index: Sequence[int],
+                user_columns: Optional[Mapping[str, np.ndarray]] = None
+                ) -> Dict[str, np.ndarray]:
         """The columns of pairs (``users[user_index[k]]``, item ``item_index[k]``).
 
         Args:
@@ -102,17 +128,21 @@ class PairColumns:
             item_rows: Item-table rows.
             item_ids: Their ids (the item key of each row).
             item_index: Per pair, its item's position in ``item_rows``.
+            user_columns: :meth:`users` of ``users`` when the caller has it
+                (many chunks of the same users); None: built here.
         """
         user_index = np.asarray(user_index, np.int64)
         item_index = np.asarray(item_index, np.int64)
-        out = self._gather([u.query for u in users], self._user_names, user_index)
-        out.update({name: column[item_index] for name, column in items.items()})
+        if user_columns is None:
+            user_columns = self.users(users)
+        out = self._take(user_columns, self._user_names, user_index)
+        out.update(self._take(items, self._item_names, item_index))
         if self._pair_names:
             rows = [raw_row({F.USER_KEY: users[u].user_id, F.ITEM_KEY: item_ids[i]},
                             users[u].user, item_rows[i], users[u].history, self._registry,
                             users[u].query)
                     for u, i in zip(user_index.tolist(), item_index.tolist())]
-            out.update(self._gather(rows, self._pair_names, np.arange(len(rows))))
+            out.update(self._gather(rows, self._pair_names))
         return out
 
 

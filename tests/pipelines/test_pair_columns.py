@@ -76,3 +76,21 @@ def test_chunks_concatenate_into_one_batch():
         np.testing.assert_array_equal(batch[name], both[name])
     # u1's three history items twice, then u2's one.
     assert batch["hist_items__lengths"].tolist() == [3, 3, 1]
+
+
+def test_rows_taken_in_any_order_keep_each_users_lists():
+    # The users' columns are built once and taken by index in numpy: repeated,
+    # out of order, a user without a history (empty lists) between the others.
+    gather, assemble = PairColumns(REGISTRY), PairExamples(REGISTRY)
+    users = ["u1", "u2", "u3", "u4"]
+    parts = [assemble.user(u, USERS.get(u), HISTORY.get(u)) for u in users]
+    index = [2, 0, 2, 3, 1, 0, 3]
+    ids = [item["item_id"] for item in ITEMS]
+    columns = gather.columns(parts, index, gather.items(ITEMS), ITEMS, ids, [0] * len(index))
+    lengths = columns["hist_items__lengths"]
+    ends = np.cumsum(lengths)
+    lists = [columns["hist_items"][end - n:end].tolist() for n, end in zip(lengths, ends)]
+    assert lists == [parts[k].query["hist_items"] for k in index]
+    assert columns["user_id"].tolist() == [users[k] for k in index]
+    # Lists of several items and empty ones (a user without a history) alike.
+    assert 0 in lengths.tolist() and max(lengths.tolist()) > 1
