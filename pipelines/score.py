@@ -236,15 +236,21 @@ def ranked_order(user_ids: pa.Array, scores: np.ndarray, item_ids: pa.Array
     each row's user rank (:func:`_string_ranks`) in that order.
 
     The order ``pc.sort_indices`` gives with those three keys (stable: equal
-    keys keep their order), from integer and float keys in one
-    ``numpy.lexsort``: a string sorts by its rank among the batch's distinct
-    values, so a few hundred strings are sorted, not every row compared by
-    its strings.
+    keys keep their order), from integer keys in one ``numpy.lexsort``: a
+    string sorts by its rank among the batch's distinct values (a few hundred
+    strings sorted, not every row compared by its strings), and the user's
+    rank, the NaN flag and the score's bits ordered as integers are one int64.
     """
-    scores = np.asarray(scores, np.float32).reshape(-1)
+    # + 0: -0.0 becomes 0.0, which Arrow ranks equal.
+    scores = np.asarray(scores, np.float32).reshape(-1) + np.float32(0)
     nan = np.isnan(scores)
+    bits = scores.view(np.int32).astype(np.int64)
+    # A float's order as an integer's: a negative float's magnitude bits reversed.
+    ascending = np.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+    descending = np.where(nan, 0, (1 << 31) - 1 - ascending)  # in [0, 2**32)
     users = _string_ranks(user_ids)
-    order = np.lexsort((_string_ranks(item_ids), -np.where(nan, 0, scores), nan, users))
+    key = (users << 33) | (nan.astype(np.int64) << 32) | descending
+    order = np.lexsort((_string_ranks(item_ids), key))
     return order, users[order]
 
 
