@@ -13,7 +13,9 @@ counts, the pair aggregates) :func:`pipelines.rows.raw_row` of that pair —
 only where the registry has them. Each value is typed as ``examples.encode``
 would write it (strings by ``str``, ints by ``int``, floats by ``float``), so
 the two signatures read identical inputs
-(``tests/pipelines/test_pair_columns.py``).
+(``tests/pipelines/test_pair_columns.py``). The users' and the items' columns
+are built once (one row per user or item) and a chunk's rows are taken from
+them by index in numpy, a list feature's values by its rows' offsets.
 """
 
 from __future__ import annotations
