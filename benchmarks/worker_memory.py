@@ -3,8 +3,10 @@
 Each measured job runs as ``shoprec <stage>`` in a child process on Beam's
 multi-process runner (``--direct_running_mode=multi_processing
 --direct_num_workers=2``: two SDK worker processes, each its own memory, as
-Dataflow's). The child's
-process tree is watched (``measure.TreeMonitor``): the coordinator (the
+Dataflow's), each grouped stage's input streamed to its worker in messages of
+about 1 MiB as Dataflow streams it (:func:`_stream_grouped_inputs`; Beam's
+local runner as released sends a worker its whole share in one message). The
+child's process tree is watched (``measure.TreeMonitor``): the coordinator (the
 ``shoprec`` process, which on this runner also holds every shuffle, as
 Dataflow's shuffle service does outside the workers) apart from the largest
 worker's peak RSS, the figure that has to stay flat.
@@ -47,14 +49,80 @@ BEAM = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 LIMIT = 1.2
 
 
+# A grouped stage's input goes to a worker in messages of about this many bytes.
+MESSAGE_BYTES = 1 << 20
+
+
+def _stream_grouped_inputs() -> None:
+    """Beam's local runner, made to stream a grouped stage's input to its workers.
+
+    As released, it hands each worker its share of a ``GroupByKey``'s output
+    as one message (``fn_api_runner/execution.py``, ``GroupingBuffer.partition``:
+    one encoded stream per worker), which the worker holds while it runs the
+    stage: half a stage's input, whatever the job. Dataflow streams a
+    bundle's input over the data plane in bounded messages. Here the same
+    partition (each worker every n-th key, in the same order, each group
+    windowed as the runner does) is cut into streams of about
+    ``MESSAGE_BYTES``, which the data plane sends in messages of at most
+    10 MB (its flush threshold), at most five queued in a worker.
+    """
+    from apache_beam.coders.coder_impl import create_OutputStream
+    from apache_beam.runners.portability.fn_api_runner import execution
+    from apache_beam.transforms import trigger
+    from apache_beam.transforms.window import GlobalWindow, GlobalWindows
+    from apache_beam.utils import windowed_value
+
+    whole = execution.GroupingBuffer.partition
+
+    def partition(self, n: int):
+        if self._grouped_output:
+            return whole(self, n)
+        coder = self._post_grouped_coder.get_impl()
+        key_coder = self._key_coder.get_impl()
+        if self._windowing.is_default():
+            # As the runner's own: each group in the global window, at its end, on time.
+            in_window = GlobalWindows.windowed_value(
+                None, timestamp=GlobalWindow().max_timestamp(),
+                pane_info=windowed_value.PaneInfo(
+                    is_first=True, is_last=True, timing=windowed_value.PaneInfoTiming.ON_TIME,
+                    index=0, nonspeculative_index=0)).with_value
+
+            def windowed(key, values):
+                return [in_window((key, values))]
+        else:  # e.g. Reshuffle's trigger
+            windowed = trigger.create_trigger_driver(self._windowing, True).process_entire_key
+        parts = [[] for _ in range(n)]
+        streams = [create_OutputStream() for _ in range(n)]
+        for idx, (encoded_key, values) in enumerate(self._table.items()):
+            stream = streams[idx % n]
+            for value in windowed(key_coder.decode(encoded_key), values):
+                coder.encode_to_stream(value, stream, True)
+            if stream.size() >= MESSAGE_BYTES:
+                parts[idx % n].append(stream.get())
+                streams[idx % n] = create_OutputStream()
+        for part, stream in zip(parts, streams):
+            part.append(stream.get())
+        self._grouped_output = parts
+        self._table.clear()
+        return parts
+
+    execution.GroupingBuffer.partition = partition
+
+
 def _child(argv: List[str]) -> int:
-    """One ``shoprec`` command, with ``--paged`` first: grouped values paged."""
+    """One ``shoprec`` command on the local runner with grouped inputs streamed
+    (:func:`_stream_grouped_inputs`); with ``--paged`` first, grouped values also paged
+    through the state API, as Dataflow pages a large group; with ``--as_released``
+    first, neither."""
     import shoprec  # noqa: F401  (selects Keras 2 before TensorFlow loads)
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     from pipelines import options
     from shoprec.app import cli
 
+    if argv[:1] == ["--as_released"]:
+        return cli.main(argv[1:])
+    _stream_grouped_inputs()
     if argv[:1] == ["--paged"]:
         # The default runner, now one that pages grouped values through the state API.
         options.DEFAULT_LOCAL_RUNNER = FnApiRunner(use_state_iterables=True)
@@ -63,9 +131,11 @@ def _child(argv: List[str]) -> int:
 
 
 def _shoprec(stage: str, run_dir: str, config: str, log: str, extra=(), measured=False,
-             rows: Optional[List[Dict]] = None, label: str = "", paged=False) -> None:
+             rows: Optional[List[Dict]] = None, label: str = "", paged=False,
+             as_released=False) -> None:
     """Runs one stage; measured: again even if up to date, under the monitor, on the
-    multi-process runner (``paged``: grouped values paged through the state API)."""
+    multi-process runner with grouped inputs streamed (``paged``: grouped values also
+    paged through the state API; ``as_released``: the runner unchanged)."""
     args = [stage, "--run_dir", run_dir, "--config", config, *extra]
     if not measured:
         with open(log, "a") as f:
@@ -77,7 +147,8 @@ def _shoprec(stage: str, run_dir: str, config: str, log: str, extra=(), measured
             print(json.dumps(rows[-1]), flush=True)
 
         code = scale_run.run_watched([sys.executable, os.path.abspath(__file__), "--child",
-                                      *(["--paged"] if paged else []), *args, "--force", *BEAM],
+                                      *(["--paged"] if paged else ["--as_released"] if as_released else []),
+                                      *args, "--force", *BEAM],
                                      log, record,
                                      lambda s: os.path.join(run_dir, s), whole=stage)
     if code:

@@ -6,7 +6,8 @@ the checks themselves, was most of what a row cost (docs/scale.md).
 
 * :class:`ReadEventBatches`: CSV files, each read whole by one worker
   (RFC 4180: quoted line breaks, ``shoprec.io.tables``' reader and its dead
-  letters; Arrow's parser for a file with no quotes, :func:`_arrow_csv`),
+  letters; Arrow's parser, block by block, up to the first block with a
+  quote, :func:`_arrow_csv`),
   JSON lines and Parquet (Beam's batched reader) → :class:`EventBatch`
   elements of up to :data:`BATCH_ROWS` rows.
 * :class:`BatchValidator`: the checks of :class:`pipelines.parse.EventParser` as
@@ -42,8 +43,9 @@ from shoprec.core.errors import UserError
 from shoprec.io import tables
 
 BATCH_ROWS = 8192
-# A CSV file up to this size is read by Arrow's parser (where it can be, _arrow_csv).
-MAX_ARROW_BYTES = 1 << 28
+# Arrow parses a CSV file in blocks of about this many bytes, each cut at a line
+# break: a worker holds one block, not the file (a file is one worker's, however large).
+BLOCK_BYTES = 1 << 24
 # The forms the masks decide, each parsed alike by Arrow and Python; any other
 # (unicode digits or spaces, 20-digit numbers, leap seconds, ...) goes to the row parser.
 _PRINTABLE = r"^[ -~]*$"
@@ -104,10 +106,18 @@ class _ReadCsvBatches(beam.DoFn):
         blank = beam.metrics.Metrics.counter(dl.NAMESPACE, f"blank_lines/{EVENTS}")
         read = beam.metrics.Metrics.counter(dl.NAMESPACE, f"rows_read/{EVENTS}")
         with readable_file.open() as f:  # .gz/.bz2 decompressed by extension
-            data = f.read(MAX_ARROW_BYTES + 1)
-            table = _arrow_csv(data, self._header) if len(data) <= MAX_ARROW_BYTES else None
-            if table is not None:
-                table, bad, blanks = table
+            blocks = _Blocks(f, BLOCK_BYTES)
+            first = True
+            for block in blocks:
+                parsed = _arrow_csv(block, self._header, first)
+                if parsed is None:
+                    # Every line break before this block ended a record (no quotes
+                    # so far): the row reader takes over here, after a header line.
+                    head = b"" if first else (",".join(self._header) + "\n").encode()
+                    yield from self._rows(_Chained(head + block + blocks.rest, f), blank, read)
+                    return
+                first = False
+                table, bad, blanks = parsed
                 if blanks:
                     blank.inc(blanks)
                 if table.num_rows + len(bad):
@@ -116,8 +126,6 @@ class _ReadCsvBatches(beam.DoFn):
                     yield dl.tagged(EVENTS, row.reason, row.detail, row.record)
                 for batch in table.to_batches(BATCH_ROWS):
                     yield EventBatch(None, batch, None, joined=True)
-                return
-            yield from self._rows(_Chained(data, f), blank, read)
 
     def _rows(self, f, blank, read):
         header = self._header
@@ -147,6 +155,30 @@ class _ReadCsvBatches(beam.DoFn):
             yield batch()
 
 
+class _Blocks:
+    """A file's bytes in blocks of about ``size``, each ending at a line break (the last at
+    the end of the file); ``rest``: what was read past the last block given out."""
+
+    def __init__(self, f, size: int):
+        self._f, self._size = f, size
+        self.rest = b""
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            data = self._f.read(self._size)
+            if not data:
+                if self.rest:
+                    block, self.rest = self.rest, b""
+                    yield block
+                return
+            data = self.rest + data
+            cut = data.rfind(b"\n") + 1
+            # A line longer than a block: read on until it ends.
+            block, self.rest = data[:cut], data[cut:]
+            if block:
+                yield block
+
+
 class _Chained:
     """Bytes already read, then the rest of a file: what the row reader reads."""
 
@@ -161,23 +193,25 @@ class _Chained:
         return self._rest.read(n)
 
 
-def _arrow_csv(data: bytes, header: Sequence[str]):
-    """A CSV file's rows read by Arrow's parser where it reads them as the row reader does.
+def _arrow_csv(data: bytes, header: Sequence[str], first: bool = True):
+    """A block of a CSV file read by Arrow's parser where it reads it as the row reader does.
 
-    That is a file with no quote, carriage return or NUL, no byte-order mark
-    and a header line first: every record is one line, its cells split at
-    commas. Anything else (and text that is not UTF-8) is for the row
-    reader (``shoprec.io.tables``), which knows RFC 4180's quoted fields and
-    how each bad record is reported.
+    That is a block with no quote, carriage return or NUL, and, the file's
+    first block (``first``), no byte-order mark and a header line first:
+    every record is one line, its cells split at commas. Anything else (and
+    text that is not UTF-8) is for the row reader (``shoprec.io.tables``),
+    which knows RFC 4180's quoted fields and how each bad record is reported.
+    A later block starts after a line break (its blank lines are counted
+    from there) and has no header.
 
     Returns:
         (table of text columns, BadRow per record of the wrong width, blank
         lines), or None: the file is for the row reader.
     """
     if len(header) < 2 or any(c in data for c in (b'"', b"\r", b"\x00")) or \
-            data.startswith((b"\xef\xbb\xbf", b"\n")):
+            (first and data.startswith((b"\xef\xbb\xbf", b"\n"))):
         return None
-    bad, blanks = [], [len(re.findall(b"(?<=\n)(?=\n)", data))]
+    bad, blanks = [], [len(re.findall(b"(?<=\n)(?=\n)", data if first else b"\n" + data))]
 
     def invalid(row):
         if not row.text.strip():
@@ -190,7 +224,7 @@ def _arrow_csv(data: bytes, header: Sequence[str]):
     try:
         table = pacsv.read_csv(
             pa.py_buffer(data),
-            read_options=pacsv.ReadOptions(column_names=list(header), skip_rows=1),
+            read_options=pacsv.ReadOptions(column_names=list(header), skip_rows=int(first)),
             parse_options=pacsv.ParseOptions(invalid_row_handler=invalid),
             convert_options=pacsv.ConvertOptions(
                 column_types={name: pa.string() for name in header},

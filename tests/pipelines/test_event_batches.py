@@ -164,3 +164,23 @@ def test_csv_by_arrow_and_by_the_row_reader(tmp_path):
     assert eb._arrow_csv(b"\xef\xbb\xbf" + plain.encode(), HEADER) is None
     assert eb._arrow_csv(plain.replace("\n", "\r\n").encode(), HEADER) is None
     assert eb._arrow_csv(plain.encode() + b"\n1,u\xff,i1,click\n", HEADER) is None
+
+
+def test_csv_read_by_arrow_in_blocks_then_by_the_row_reader(tmp_path, monkeypatch):
+    # Blocks of ~40 bytes: a block starting with a blank line (counted as the row reader
+    # counts it), a bad-width record inside a later block, and a quoted record four
+    # blocks in, from where the row reader reads on.
+    lines = [",".join(HEADER)] + [",".join(r) for r in ROWS[:4]] + [
+        "", "", "1793613660,u1,i1", "1793613661,u2,i2,view"]
+    quoted = lines + ['1793613662,"u\n3",i1,click', "1793613663,u4,i2,click", ""]
+    monkeypatch.setattr(eb, "BLOCK_BYTES", 40)
+    for name, text in (("plain.csv", "\n".join(lines) + "\n"), ("quoted.csv", "\n".join(quoted))):
+        (tmp_path / name).write_text(text)
+        found = _check_read(str(tmp_path / name), "csv")
+        assert [r[1] for r in found if r[0] == "dead"] == ["wrong_column_count"]
+    assert ("ok", json.dumps({"event_type": "click", "item_id": "i2", "timestamp": 1793613663,
+                              "user_id": "u4"}, sort_keys=True)) in found
+    with open(tmp_path / "quoted.csv", "rb") as f:
+        blocks = list(eb._Blocks(f, 8))
+    assert b"".join(blocks) == "\n".join(quoted).encode()
+    assert len(blocks) > 8 and all(b.endswith(b"\n") for b in blocks)
