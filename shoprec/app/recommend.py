@@ -173,8 +173,13 @@ def _oracle(config: Config, users: Sequence[str], catalogue: Sequence[str], k: i
     out = {}
     for user in users:
         scores = clicks(np.full(len(items), int(user[1:])), items)
-        ordered = [catalogue[j] for j in np.lexsort((np.arange(len(items)), -scores))]
-        out[user] = _fill(ordered, (), k, excluded.get(user, set()))
+        skip = excluded.get(user, set())
+        # Only the best k + |skip| can be in the list: not the whole catalogue sorted and
+        # listed per user. Every item scoring at least the m-th best, ties in catalogue order.
+        m = min(len(items), k + len(skip))
+        top = np.flatnonzero(scores >= np.partition(scores, len(items) - m)[len(items) - m])
+        out[user] = _fill([catalogue[j] for j in top[np.lexsort((top, -scores[top]))]], (),
+                          k, skip)
     return out
 
 

@@ -70,3 +70,19 @@ def test_related_lists_start_from_each_users_last_item():
     # u1's last purchase is c (day 9); u2's are c and d on day 9, d the later.
     assert recommend.related_lists(TRAIN, ["u1", "u2", "u3"], related) == {
         "u1": ["d", "x"], "u2": ["c"]}
+
+
+def test_the_oracle_is_the_generators_top_k_less_the_excluded():
+    from pipelines import generate
+    from shoprec.core import config as config_lib
+
+    config = config_lib.load()
+    catalogue = [f"i{i:05d}" for i in range(config.generate.num_items)]
+    users = ["u000000", "u000007"]
+    scores = generate.expected_clicks(config)(np.full(len(catalogue), 7),
+                                              np.arange(len(catalogue)))
+    ranked = [catalogue[j] for j in np.argsort(-scores, kind="stable")]
+    excluded = {"u000007": {ranked[0], ranked[3], ranked[40]}}
+    got = recommend._oracle(config, users, catalogue, 4, excluded)
+    assert got["u000007"] == [ranked[1], ranked[2], ranked[4], ranked[5]]
+    assert len(got["u000000"]) == 4 and got["u000000"] != got["u000007"]
