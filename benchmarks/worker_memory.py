@@ -56,18 +56,21 @@ MESSAGE_BYTES = 1 << 20
 def _stream_grouped_inputs() -> None:
     """Beam's local runner, made to stream a grouped stage's input to its workers.
 
-    As released, it hands each worker its share of a ``GroupByKey``'s output
-    as one message (``fn_api_runner/execution.py``, ``GroupingBuffer.partition``:
-    one encoded stream per worker), which the worker holds while it runs the
-    stage: half a stage's input, whatever the job. Dataflow streams a
-    bundle's input over the data plane in bounded messages. Here the same
-    partition (each worker every n-th key, in the same order, each group
-    windowed as the runner does) is cut into streams of about
-    ``MESSAGE_BYTES``, which the data plane sends in messages of at most
-    10 MB (its flush threshold), at most five queued in a worker.
+    As released, it hands each worker its share of a stage's input as one
+    message: a ``GroupByKey``'s output as one encoded stream per worker
+    (``fn_api_runner/execution.py``, ``GroupingBuffer.partition``), and any
+    input's streams written whole before one send at close
+    (``fn_runner.py``, ``BundleManager._send_input_to_worker``). The worker
+    holds that message, and gRPC's copies of it, while it runs the stage:
+    half a stage's input, whatever the job. Dataflow streams a bundle's
+    input over the data plane in bounded messages. Here the same partition
+    (each worker every n-th key, in the same order, each group windowed as
+    the runner does) is cut into streams of about ``MESSAGE_BYTES``, and the
+    data plane sends them in messages of at most ~10 MB (its flush
+    threshold), at most five queued in a worker.
     """
     from apache_beam.coders.coder_impl import create_OutputStream
-    from apache_beam.runners.portability.fn_api_runner import execution
+    from apache_beam.runners.portability.fn_api_runner import execution, fn_runner
     from apache_beam.transforms import trigger
     from apache_beam.transforms.window import GlobalWindow, GlobalWindows
     from apache_beam.utils import windowed_value
@@ -107,6 +110,18 @@ def _stream_grouped_inputs() -> None:
         return parts
 
     execution.GroupingBuffer.partition = partition
+
+    def send_input(self, process_bundle_id, read_transform_id, byte_streams) -> None:
+        # As released, every stream is written and sent as one message at close:
+        # flushed here after each (whole elements), a message is at most ~10 MB.
+        data_out = self._worker_handler.data_conn.output_stream(process_bundle_id,
+                                                                read_transform_id)
+        for byte_stream in byte_streams or []:
+            data_out.write(byte_stream)
+            data_out.maybe_flush()
+        data_out.close()
+
+    fn_runner.BundleManager._send_input_to_worker = send_input
 
 
 def _child(argv: List[str]) -> int:
