@@ -206,7 +206,7 @@ def _arrow_csv(data: bytes, header: Sequence[str], first: bool = True):
 
     Returns:
         (table of text columns, BadRow per record of the wrong width, blank
-        lines), or None: the file is for the row reader.
+        lines), or None: the rest of the file, from this block, is for the row reader.
     """
     if len(header) < 2 or any(c in data for c in (b'"', b"\r", b"\x00")) or \
             (first and data.startswith((b"\xef\xbb\xbf", b"\n"))):
