@@ -15,17 +15,24 @@ would write it (strings by ``str``, ints by ``int``, floats by ``float``), so
 the two signatures read identical inputs
 (``tests/pipelines/test_pair_columns.py``). The users' and the items' columns
 are built once (one row per user or item) and a chunk's rows are taken from
-them by index in numpy, a list feature's values by its rows' offsets.
+them by index in numpy, a list feature's values by its rows' offsets. Where
+the users' part is their table rows' own columns (no history, aggregates nor
+pair values: :attr:`PairColumns.users_from_table`), the users' columns are
+parsed from their records as columns (:meth:`PairColumns.table_users`), with
+no row dict nor query row per user.
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, Mapping, NamedTuple, Optional, Sequence
 
+import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
+from pipelines.chunk_coder import ChunkCoder
 from pipelines.pair_examples import UserPart, part_names
+from pipelines.parse import default_user
 from pipelines.rows import raw_row
 from shoprec.core import registry as F
 
@@ -38,6 +45,10 @@ class ColumnChunk(NamedTuple):
     user_ids: pa.Array  # string
     item_ids: pa.Array  # string
     columns: Dict[str, np.ndarray]
+
+
+# Sized by its arrays' bytes where the job declares it (pipelines.chunk_coder).
+beam.coders.registry.register_coder(ColumnChunk, ChunkCoder)
 
 
 def _strings(values: Sequence[Any]) -> list:
@@ -62,6 +73,14 @@ class PairColumns:
         self._item_names = tuple(n for n in names if n in items)
         self._pair_names = tuple(n for n in names if n in pair)
         self._user_names = tuple(n for n in names if n not in items and n not in pair)
+        # A query row takes these names from the user's table row (or its
+        # defaults) over its history and aggregates: with no pair values to
+        # compute from query rows, the user part is the users table's columns
+        # (fixed-shape ones: a table row holds no lists).
+        self.users_from_table = (
+            not self._pair_names
+            and set(self._user_names) <= set(registry.source_names(F.Source.USER))
+            and not any(self._features[n].is_list for n in self._user_names))
 
     def _gather(self, rows: Sequence[Mapping[str, Any]],
                 names: Sequence[str]) -> Dict[str, np.ndarray]:
@@ -115,6 +134,50 @@ class PairColumns:
         """The user part's columns of users' parts (their query rows), user ``k`` at ``k``:
         built once for all the pairs that index them."""
         return self._gather([u.query for u in users], self._user_names)
+
+    def table_users(self, user_ids: Sequence[str],
+                    records: Mapping[str, bytes]) -> Dict[str, np.ndarray]:
+        """:meth:`users` of ``user_ids``, straight from their users-table records.
+
+        Only where :attr:`users_from_table`. ``records[user_id]`` is the user's
+        serialized table row (a user without one has ``default_user``'s
+        values, as in its query row); the records are parsed as columns in one
+        ``tf.io.parse_example`` call, with no row dict nor query row per user:
+        at scale a user's dicts cost more than its share of the signature.
+        """
+        import tensorflow as tf
+
+        names = self._user_names
+        if not user_ids:
+            return self._gather([], names)
+        present = [k for k, u in enumerate(user_ids) if u in records]
+        missing = [k for k, u in enumerate(user_ids) if u not in records]
+        parts = []
+        if present:
+            parsed = tf.io.parse_example(tf.constant([records[user_ids[k]] for k in present]),
+                                         self._registry.table_spec(names))
+            parts.append(self._parsed_columns(parsed))
+        if missing:
+            parts.append(self._gather([default_user(user_ids[k], self._registry)
+                                       for k in missing], names))
+        columns = parts[0] if len(parts) == 1 else {
+            name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+        # User k sits at position[k] of the present users, then the missing.
+        position = np.empty(len(user_ids), np.int64)
+        position[present + missing] = np.arange(len(user_ids))
+        return self._take(columns, names, position)
+
+    def _parsed_columns(self, parsed: Mapping[str, Any]) -> Dict[str, np.ndarray]:
+        """``tf.io.parse_example``'s dense tensors as :meth:`_gather` lays its columns
+        out, with its types (strings decoded to ``str``, as ``examples.decode`` gives them)."""
+        out: Dict[str, np.ndarray] = {}
+        for name, value in parsed.items():
+            values = value.numpy()
+            if self._dtypes[name] is object:
+                values = np.array([v.decode("utf-8") for v in values.ravel().tolist()],
+                                  dtype=object).reshape(values.shape)
+            out[name] = values.astype(self._dtypes[name], copy=False)
+        return out
 
     def columns(self, users: Sequence[UserPart], user_index: Sequence[int],
                 items: Mapping[str, np.ndarray], item_rows: Sequence[Mapping[str, Any]],

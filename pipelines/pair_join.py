@@ -27,6 +27,7 @@ import pyarrow as pa
 from apache_beam.io import fileio
 
 from pipelines import dead_letter, examples
+from pipelines.chunk_coder import ChunkCoder
 from pipelines.pair_columns import ColumnChunk, PairColumns
 from pipelines.pair_examples import PairExamples, UserPart
 from pipelines.rows import query_row
@@ -49,6 +50,10 @@ class ExampleChunk(NamedTuple):
     user_ids: pa.Array  # string
     item_ids: pa.Array  # string
     examples: List[bytes]
+
+
+# Sized by its bytes where the job declares it (pipelines.chunk_coder).
+beam.coders.registry.register_coder(ExampleChunk, ChunkCoder)
 
 
 def pairs_table(pairs: Sequence[Tuple[str, str]]) -> pa.Table:
@@ -183,6 +188,8 @@ class BuildRawExamples(beam.PTransform):
                 | "Join" >> beam.ParDo(_JoinBucket(self._registry, self._batch_size,
                                                    self._columns),
                                        items=beam.pvalue.AsDict(self._items))
+                # The chunks' type picks their coder (pipelines.chunk_coder).
+                .with_output_types(ColumnChunk if self._columns else ExampleChunk)
                 .with_outputs(dead_letter.DEAD_LETTER_TAG, main="examples"))
 
 
@@ -215,7 +222,6 @@ class _JoinBucket(beam.DoFn):
             return
         with _collector_paused():
             users = {u: r for batch in groups["user"] for u, r in batch}
-            histories = {u: r for batch in groups["history"] for u, r in batch}
         pairs = pa.concat_tables(tables)
         user_codes = pairs.column("user_id").combine_chunks().dictionary_encode()
         # Ordered by user code (stable): each user's pairs are consecutive, and
@@ -244,19 +250,16 @@ class _JoinBucket(beam.DoFn):
         if not len(user_index):
             return
         wanted = user_codes.dictionary.to_pylist()
-        registry = self._registry
-        with _collector_paused():
-            rows = self._rows(users, wanted, registry.source_names(F.Source.USER))
-            history = self._rows(histories, wanted, registry.history_table_names())
+        parts: Sequence[UserPart] = ()
+        if self._columns and self._gather.users_from_table:
+            # The users' columns straight from their records: no row per user.
+            user_columns = self._gather.table_users(wanted, users)
+        else:
+            parts = self._user_parts(wanted, users, groups["history"])
             if self._columns:
-                parts = [UserPart(u, rows.get(u), history.get(u),
-                                  query_row(u, rows.get(u), history.get(u), registry), ())
-                         for u in wanted]
-            else:
-                parts = [self._assemble.user(u, rows.get(u), history.get(u)) for u in wanted]
+                user_columns = self._gather.users(parts)
         if self._columns:
             # Each user's and item's columns once for the bucket; a chunk takes its rows.
-            user_columns = self._gather.users(parts)
             item_rows = [row for _, row, _ in catalogue]
             item_columns = self._gather.items(item_rows)
             catalogue_ids = [item_id for item_id, _, _ in catalogue]
@@ -279,6 +282,20 @@ class _JoinBucket(beam.DoFn):
                 yield ExampleChunk(*ids, self._assemble.examples(
                     parts[first:last + 1], user_index[begin:end] - first, catalogue,
                     item_index[begin:end]))
+
+    def _user_parts(self, user_ids: Sequence[str], users: Mapping[str, bytes],
+                    history_batches) -> List[UserPart]:
+        """Each user's part (query row; with examples, its runs), from its decoded rows."""
+        registry = self._registry
+        with _collector_paused():
+            histories = {u: r for batch in history_batches for u, r in batch}
+            rows = self._rows(users, user_ids, registry.source_names(F.Source.USER))
+            history = self._rows(histories, user_ids, registry.history_table_names())
+            if self._columns:
+                return [UserPart(u, rows.get(u), history.get(u),
+                                 query_row(u, rows.get(u), history.get(u), registry), ())
+                        for u in user_ids]
+            return [self._assemble.user(u, rows.get(u), history.get(u)) for u in user_ids]
 
     def _item_part(self, item_id: str, items: Mapping[str, Mapping[str, Any]]):
         """(item id, row, its part), or None for an item not in the catalogue."""

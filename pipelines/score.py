@@ -329,7 +329,8 @@ class Score(beam.PTransform):
             | "Batch" >> beam.BatchElements(min_batch_size=min(64, self._batch_size),
                                             max_batch_size=self._batch_size,
                                             element_size_fn=lambda chunk: len(chunk.user_ids))
-            | "RunInference" >> RunInference(handler)
+            # Typed, so that Beam sizes the results by pipelines.chunk_coder.
+            | "RunInference" >> RunInference(handler).with_output_types(PredictionResult)
             | "ToRows" >> beam.Map(_to_table, self._tasks, self._names, self._rank_by,
                                    scores_schema(self._tasks)))
         return Outputs(ranked, joined[dead_letter.DEAD_LETTER_TAG])

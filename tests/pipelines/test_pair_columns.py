@@ -13,8 +13,12 @@ import itertools
 import numpy as np
 import tensorflow as tf
 
+from pipelines import examples
 from pipelines.pair_columns import ColumnChunk, PairColumns, concat
-from pipelines.pair_examples import PairExamples
+from pipelines.pair_examples import PairExamples, UserPart
+from pipelines.rows import query_row
+from shoprec.core import generated_shop
+from shoprec.core import registry as F
 from tests.pipelines.test_pair_examples import HISTORY, ITEMS, REGISTRY, USERS
 from trainer import export
 
@@ -94,3 +98,26 @@ def test_rows_taken_in_any_order_keep_each_users_lists():
     assert columns["user_id"].tolist() == [users[k] for k in index]
     # Lists of several items and empty ones (a user without a history) alike.
     assert 0 in lengths.tolist() and max(lengths.tolist()) > 1
+
+
+def test_users_parsed_from_their_records_are_their_query_rows_columns():
+    # Without history features the user part is the users table's own columns:
+    # parsed from the records, they equal the query rows' columns, value and
+    # type, for users with a record and without one (defaults), in any order.
+    registry = generated_shop.REGISTRY
+    gather = PairColumns(registry)
+    assert gather.users_from_table and not PairColumns(REGISTRY).users_from_table
+    names = registry.source_names(F.Source.USER)
+    records = {u: examples.encode(row, names, registry) for u, row in USERS.items()}
+    users = ["u3", "u2", "u1", "u4", "u1"]
+    parts = [UserPart(u, USERS.get(u), None, query_row(u, USERS.get(u), None, registry), ())
+             for u in users]
+    expected, got = gather.users(parts), gather.table_users(users, records)
+    assert got.keys() == expected.keys() == {"user_id", "user_age", "user_region",
+                                             "user_membership"}
+    for name in expected:
+        assert got[name].dtype == expected[name].dtype, name
+        assert got[name].tolist() == expected[name].tolist(), name
+    assert got["user_region"].tolist()[:3] == ["south", parts[1].query["user_region"], "north"]
+    assert got["user_age"].tolist()[2] == 30.0
+    assert all(type(v) is str for v in got["user_membership"].tolist())
