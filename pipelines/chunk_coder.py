@@ -28,16 +28,25 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.ml.inference.base import PredictionResult
 
+# Values of an object array whose lengths estimate its size.
+SAMPLED = 32
+
 
 def estimated_bytes(value: Any) -> int:
     """About the bytes ``value`` holds, in one pass over its arrays, not its rows' objects.
 
-    A numpy array counts its buffer (an object array its values' lengths: the
-    strings of a column), an Arrow array its buffers, bytes and strings their
-    length, containers their items; anything else its pickled size.
+    A numpy array counts its buffer (an object array, a column of strings, its
+    length times the mean length of its first :data:`SAMPLED` values: summing
+    every string's length costs as much as the sampling saves), an Arrow array
+    its buffers, bytes and strings their length, containers their items;
+    anything else its pickled size.
     """
     if isinstance(value, np.ndarray):
-        return int(value.nbytes) if value.dtype != object else sum(map(len, value.ravel()))
+        if value.dtype != object:
+            return int(value.nbytes)
+        sample = value.ravel()[:SAMPLED]
+        return value.size * sum(len(v) if isinstance(v, (bytes, str)) else 8
+                                for v in sample) // max(len(sample), 1)
     if isinstance(value, (pa.Array, pa.ChunkedArray, pa.Table, pa.RecordBatch)):
         return int(value.nbytes)
     if isinstance(value, (bytes, str)):

@@ -236,10 +236,14 @@ def ranked_order(user_ids: pa.Array, scores: np.ndarray, item_ids: pa.Array
     each row's user rank (:func:`_string_ranks`) in that order.
 
     The order ``pc.sort_indices`` gives with those three keys (stable: equal
-    keys keep their order), from integer keys in one ``numpy.lexsort``: a
-    string sorts by its rank among the batch's distinct values (a few hundred
-    strings sorted, not every row compared by its strings), and the user's
-    rank, the NaN flag and the score's bits ordered as integers are one int64.
+    keys keep their order), from integer keys: a string sorts by its rank
+    among the batch's distinct values (a few hundred strings sorted, not every
+    row compared by its strings), and the user's rank, the NaN flag and the
+    score's bits ordered as integers are one int64. Where the item's rank fits
+    in that int64's spare low bits (under 2**30 distinct users times distinct
+    items: any batch of the job's size), the rows are one stable argsort of
+    one int64, a tenth of ``numpy.lexsort``'s time on two keys; otherwise
+    ``numpy.lexsort`` of both, the same order.
     """
     # + 0: -0.0 becomes 0.0, which Arrow ranks equal.
     scores = np.asarray(scores, np.float32).reshape(-1) + np.float32(0)
@@ -248,9 +252,14 @@ def ranked_order(user_ids: pa.Array, scores: np.ndarray, item_ids: pa.Array
     # A float's order as an integer's: a negative float's magnitude bits reversed.
     ascending = np.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
     descending = np.where(nan, 0, (1 << 31) - 1 - ascending)  # in [0, 2**32)
-    users = _string_ranks(user_ids)
+    users, items = _string_ranks(user_ids), _string_ranks(item_ids)
     key = (users << 33) | (nan.astype(np.int64) << 32) | descending
-    order = np.lexsort((_string_ranks(item_ids), key))
+    item_bits = int(items.max()).bit_length() if len(items) else 0
+    user_bits = int(users.max()).bit_length() if len(users) else 0
+    if user_bits + 33 + item_bits <= 63:
+        order = np.argsort((key << item_bits) | items, kind="stable")
+    else:
+        order = np.lexsort((items, key))
     return order, users[order]
 
 

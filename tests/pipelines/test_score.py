@@ -141,3 +141,22 @@ def test_ranked_order_is_arrows_three_key_sort():
     order, user_ranks = score.ranked_order(users, scores, items)
     assert order.tolist() == expected
     assert user_ranks.tolist() == [0, 0, 1, 1, 1, 1, 1, 2, 2]
+
+
+def test_ranked_order_of_many_distinct_ids_is_the_two_key_sorts():
+    # 2**15 distinct users and items need 30 bits of ranks beside the score's
+    # 33: the order then comes from numpy.lexsort, not the one-key sort, and
+    # is Arrow's all the same.
+    n = 1 << 15
+    rng = np.random.default_rng(7)
+    users = pa.array([f"u{k:05d}" for k in rng.permutation(n)] + ["u00001"] * 8)
+    items = pa.array([f"i{k:05d}" for k in rng.permutation(n)] + ["i2", "i1"] * 4)
+    scores = rng.integers(0, 4, n + 8).astype(np.float32)  # many ties
+    table = pa.table({"u": users, "s": scores, "i": items})
+    expected = pc.sort_indices(table, [("u", "ascending"), ("s", "descending"),
+                                       ("i", "ascending")]).to_numpy()
+    order, _ = score.ranked_order(users, scores, items)
+    np.testing.assert_array_equal(order, expected)
+    # One user's nine rows: by score descending, then item id.
+    one = [k for k in expected.tolist() if users[k].as_py() == "u00001"]
+    assert len(one) == 9 and one == sorted(one, key=lambda k: (-scores[k], items[k].as_py()))
