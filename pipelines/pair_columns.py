@@ -150,21 +150,24 @@ class PairColumns:
         names = self._user_names
         if not user_ids:
             return self._gather([], names)
-        present = [k for k, u in enumerate(user_ids) if u in records]
-        missing = [k for k, u in enumerate(user_ids) if u not in records]
+        found = [records.get(u) for u in user_ids]
+        known = np.fromiter((r is not None for r in found), bool, len(found))
+        present, missing = np.flatnonzero(known), np.flatnonzero(~known)
         parts = []
-        if present:
-            parsed = tf.io.parse_example(tf.constant([records[user_ids[k]] for k in present]),
+        if len(present):
+            parsed = tf.io.parse_example(tf.constant([r for r in found if r is not None]),
                                          self._registry.table_spec(names))
             parts.append(self._parsed_columns(parsed))
-        if missing:
+        if len(missing):
             parts.append(self._gather([default_user(user_ids[k], self._registry)
-                                       for k in missing], names))
+                                       for k in missing.tolist()], names))
         columns = parts[0] if len(parts) == 1 else {
             name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+        if not len(missing):  # every user has a record: the columns are in order
+            return columns
         # User k sits at position[k] of the present users, then the missing.
         position = np.empty(len(user_ids), np.int64)
-        position[present + missing] = np.arange(len(user_ids))
+        position[np.concatenate([present, missing])] = np.arange(len(user_ids))
         return self._take(columns, names, position)
 
     def _parsed_columns(self, parsed: Mapping[str, Any]) -> Dict[str, np.ndarray]:

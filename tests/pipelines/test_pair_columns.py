@@ -121,3 +121,7 @@ def test_users_parsed_from_their_records_are_their_query_rows_columns():
     assert got["user_region"].tolist()[:3] == ["south", parts[1].query["user_region"], "north"]
     assert got["user_age"].tolist()[2] == 30.0
     assert all(type(v) is str for v in got["user_membership"].tolist())
+    # Every user with a record: the parsed columns as they are.
+    both = gather.table_users(["u3", "u1"], records)
+    assert {n: v.tolist() for n, v in both.items()} == {
+        n: v.tolist() for n, v in gather.users([parts[0], parts[2]]).items()}
