@@ -136,11 +136,11 @@ class PairColumns:
         return self._gather([u.query for u in users], self._user_names)
 
     def table_users(self, user_ids: Sequence[str],
-                    records: Mapping[str, bytes]) -> Dict[str, np.ndarray]:
+                    records: Sequence[Optional[bytes]]) -> Dict[str, np.ndarray]:
         """:meth:`users` of ``user_ids``, straight from their users-table records.
 
-        Only where :attr:`users_from_table`. ``records[user_id]`` is the user's
-        serialized table row (a user without one has ``default_user``'s
+        Only where :attr:`users_from_table`. ``records[k]`` is user k's
+        serialized table row, or None (a user without one has ``default_user``'s
         values, as in its query row); the records are parsed as columns in one
         ``tf.io.parse_example`` call, with no row dict nor query row per user:
         at scale a user's dicts cost more than its share of the signature.
@@ -150,7 +150,7 @@ class PairColumns:
         names = self._user_names
         if not user_ids:
             return self._gather([], names)
-        found = [records.get(u) for u in user_ids]
+        found = list(records)
         known = np.fromiter((r is not None for r in found), bool, len(found))
         present, missing = np.flatnonzero(known), np.flatnonzero(~known)
         parts = []

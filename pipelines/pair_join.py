@@ -3,7 +3,7 @@
 Scoring ranks (user, item) pairs with the user's row and history and the
 item's row. Per-element overhead, not the work, dominates a Beam job of small
 rows, so nothing here moves one element per pair or per user: pairs travel
-as Arrow tables, the users and history tables as lists of (user id,
+as Arrow tables, the users and history tables as Arrow tables of (user id,
 serialized example) records read a file batch at a time, and both are split
 into ``buckets`` hash buckets of the user id (:func:`bucket_of`) and joined
 by bucket (CoGroupByKey). A worker holds one bucket's users and pairs at a
@@ -19,11 +19,12 @@ from __future__ import annotations
 import contextlib
 import gc
 import zlib
-from typing import Any, Dict, List, Mapping, NamedTuple, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.io import fileio
 
 from pipelines import dead_letter, examples
@@ -40,8 +41,8 @@ BUCKET_BYTES = 32 << 20
 # TFRecords per read batch of a side table.
 READ_BATCH = 4096
 
-# (user id, serialized example of the user's table row).
-Record = Tuple[str, bytes]
+# A batch of a side table's records: (user id, serialized example of its table row).
+RECORDS_SCHEMA = pa.schema([("user_id", pa.string()), ("record", pa.binary())])
 
 
 class ExampleChunk(NamedTuple):
@@ -63,9 +64,26 @@ def pairs_table(pairs: Sequence[Tuple[str, str]]) -> pa.Table:
                     schema=PAIRS_SCHEMA)
 
 
-def records(rows: Sequence[Mapping[str, Any]], key: str, registry: F.Registry) -> List[Record]:
-    """Table rows as the records the join reads: (``row[key]``, the row's example)."""
-    return [(row[key], examples.encode(row, list(row), registry)) for row in rows]
+def records(rows: Sequence[Mapping[str, Any]], key: str, registry: F.Registry) -> pa.Table:
+    """Table rows as the records the join reads (:data:`RECORDS_SCHEMA`): (``row[key]``,
+    the row's example)."""
+    return pa.table([pa.array([row[key] for row in rows], pa.string()),
+                     pa.array([examples.encode(row, list(row), registry) for row in rows],
+                              pa.binary())], schema=RECORDS_SCHEMA)
+
+
+def record_lookup(tables: Sequence[pa.Table], user_ids: pa.Array) -> List[Optional[bytes]]:
+    """Each of ``user_ids``' record in ``tables`` (:data:`RECORDS_SCHEMA`), or None.
+
+    Looked up in Arrow (``index_in``), not through a dict of every record; an
+    id the tables hold twice gets its last record, as a dict built in order would.
+    """
+    ids, records = (pa.chunked_array([c for t in tables for c in t.column(name).chunks],
+                                     RECORDS_SCHEMA.field(name).type).combine_chunks()
+                    for name in RECORDS_SCHEMA.names)
+    last_first = pa.array(np.arange(len(ids) - 1, -1, -1))
+    position = pc.index_in(user_ids, value_set=ids.take(last_first))
+    return records.take(last_first).take(position).to_pylist()
 
 
 def bucket_of(user_id: str, buckets: int) -> int:
@@ -83,7 +101,7 @@ def join_buckets(patterns: Sequence[str], bucket_bytes: int = BUCKET_BYTES) -> i
 
 
 class ReadRecords(beam.PTransform):
-    """TFRecord files of an ingest table → lists of :data:`Record` (one per read batch).
+    """TFRecord files of an ingest table → tables of :data:`RECORDS_SCHEMA`, one per read batch.
 
     The records are read by TensorFlow (``.gz`` files as GZIP) and only the
     ``key`` feature is parsed here; a row is decoded where it is used.
@@ -107,21 +125,13 @@ def _read_records(metadata, key: str):
     compression = "GZIP" if metadata.path.endswith(".gz") else ""
     for batch in tf.data.TFRecordDataset(metadata.path, compression).batch(READ_BATCH):
         ids = tf.io.parse_example(batch, spec)[key].numpy()
-        yield [(i.decode("utf-8"), r) for i, r in zip(ids.tolist(), batch.numpy().tolist())]
+        # A key that is not UTF-8 fails here, as decoding it would.
+        yield pa.table([pa.array(ids, pa.binary()).cast(pa.string()),
+                        pa.array(batch.numpy(), pa.binary())], schema=RECORDS_SCHEMA)
 
 
-def _records_by_bucket(batch: Sequence[Record], buckets: int):
-    if buckets <= 1:
-        yield 0, list(batch)
-        return
-    out: Dict[int, List[Record]] = {}
-    for record in batch:
-        out.setdefault(bucket_of(record[0], buckets), []).append(record)
-    yield from out.items()
-
-
-def _pairs_by_bucket(table: pa.Table, buckets: int):
-    """A table of pairs → (bucket, its pairs), one table per bucket present."""
+def _by_bucket(table: pa.Table, buckets: int):
+    """A table of pairs or records → (bucket, its rows), one table per bucket present."""
     if buckets <= 1:
         yield 0, table
         return
@@ -154,10 +164,10 @@ class BuildRawExamples(beam.PTransform):
     of raw feature columns (for a model's ``serving_columns``) instead.
 
     Args:
-        users: Lists of the users table's :data:`Record` s (:class:`ReadRecords`).
+        users: Tables of the users table's records (:class:`ReadRecords`).
         items: (item_id, item-table row), the catalogue.
         registry: The run's registry.
-        history: Lists of the history table's records, or None.
+        history: Tables of the history table's records, or None.
         buckets: Hash buckets of the join.
         batch_size: Rows per chunk.
         columns: Build column chunks, not serialized examples.
@@ -179,11 +189,9 @@ class BuildRawExamples(beam.PTransform):
         history = self._history
         if history is None:
             history = pairs.pipeline | "NoHistory" >> beam.Create([])
-        return ({"pairs": pairs | "PairsByBucket" >> beam.FlatMap(_pairs_by_bucket, buckets),
-                 "user": self._users | "UsersByBucket" >> beam.FlatMap(
-                     _records_by_bucket, buckets),
-                 "history": history | "HistoryByBucket" >> beam.FlatMap(
-                     _records_by_bucket, buckets)}
+        return ({"pairs": pairs | "PairsByBucket" >> beam.FlatMap(_by_bucket, buckets),
+                 "user": self._users | "UsersByBucket" >> beam.FlatMap(_by_bucket, buckets),
+                 "history": history | "HistoryByBucket" >> beam.FlatMap(_by_bucket, buckets)}
                 | "JoinUsers" >> beam.CoGroupByKey()
                 | "Join" >> beam.ParDo(_JoinBucket(self._registry, self._batch_size,
                                                    self._columns),
@@ -194,7 +202,7 @@ class BuildRawExamples(beam.PTransform):
 
 
 class _JoinBucket(beam.DoFn):
-    """(bucket, {pairs: tables, user: record lists, history: record lists}) → example chunks."""
+    """(bucket, {pairs: tables, user: record tables, history: record tables}) → example chunks."""
 
     def __init__(self, registry: F.Registry, batch_size: int, columns: bool = False):
         self._registry = registry
@@ -208,20 +216,19 @@ class _JoinBucket(beam.DoFn):
         self._assemble = PairExamples(self._registry)
         self._gather = PairColumns(self._registry)
 
-    def _rows(self, records: Mapping[str, bytes], user_ids: Sequence[str],
+    def _rows(self, records: Sequence[Optional[bytes]], user_ids: Sequence[str],
               names: Sequence[str]) -> Dict[str, Dict[str, Any]]:
-        """The table rows of those of ``user_ids`` it holds, decoded in one call."""
-        found = [u for u in user_ids if u in records]
-        return dict(zip(found, examples.decode_many([records[u] for u in found],
-                                                    self._registry, names)))
+        """The table rows of ``user_ids`` with a record (``records[k]``, user k's or
+        None), decoded in one call."""
+        found = [(u, r) for u, r in zip(user_ids, records) if r is not None]
+        return dict(zip([u for u, _ in found], examples.decode_many(
+            [r for _, r in found], self._registry, names)))
 
     def process(self, bucket_and_groups, items):
         _, groups = bucket_and_groups
         tables = list(groups["pairs"])
         if not tables:
             return
-        with _collector_paused():
-            users = {u: r for batch in groups["user"] for u, r in batch}
         pairs = pa.concat_tables(tables)
         user_codes = pairs.column("user_id").combine_chunks().dictionary_encode()
         # Ordered by user code (stable): each user's pairs are consecutive, and
@@ -250,12 +257,14 @@ class _JoinBucket(beam.DoFn):
         if not len(user_index):
             return
         wanted = user_codes.dictionary.to_pylist()
+        users = record_lookup(list(groups["user"]), user_codes.dictionary)
         parts: Sequence[UserPart] = ()
         if self._columns and self._gather.users_from_table:
             # The users' columns straight from their records: no row per user.
             user_columns = self._gather.table_users(wanted, users)
         else:
-            parts = self._user_parts(wanted, users, groups["history"])
+            history = record_lookup(list(groups["history"]), user_codes.dictionary)
+            parts = self._user_parts(wanted, users, history)
             if self._columns:
                 user_columns = self._gather.users(parts)
         if self._columns:
@@ -283,12 +292,12 @@ class _JoinBucket(beam.DoFn):
                     parts[first:last + 1], user_index[begin:end] - first, catalogue,
                     item_index[begin:end]))
 
-    def _user_parts(self, user_ids: Sequence[str], users: Mapping[str, bytes],
-                    history_batches) -> List[UserPart]:
-        """Each user's part (query row; with examples, its runs), from its decoded rows."""
+    def _user_parts(self, user_ids: Sequence[str], users: Sequence[Optional[bytes]],
+                    histories: Sequence[Optional[bytes]]) -> List[UserPart]:
+        """Each user's part (query row; with examples, its runs), from its decoded rows
+        (``users[k]`` and ``histories[k]``: user k's records or None)."""
         registry = self._registry
         with _collector_paused():
-            histories = {u: r for batch in history_batches for u, r in batch}
             rows = self._rows(users, user_ids, registry.source_names(F.Source.USER))
             history = self._rows(histories, user_ids, registry.history_table_names())
             if self._columns:

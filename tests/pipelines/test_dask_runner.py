@@ -72,7 +72,7 @@ def _pairs(tables):
 
 def _listed(p):
     return (p | beam.Create([pair_join.pairs_table(PAIRS[:3]), pair_join.pairs_table(PAIRS[3:])])
-            | "ByBucket" >> beam.FlatMap(pair_join._pairs_by_bucket, 3)
+            | "ByBucket" >> beam.FlatMap(pair_join._by_bucket, 3)
             | "Group" >> beam.GroupByKey()
             | "Sorted" >> beam.MapTuple(lambda bucket, tables: (bucket, _pairs(tables))))
 

@@ -112,7 +112,8 @@ def test_users_parsed_from_their_records_are_their_query_rows_columns():
     users = ["u3", "u2", "u1", "u4", "u1"]
     parts = [UserPart(u, USERS.get(u), None, query_row(u, USERS.get(u), None, registry), ())
              for u in users]
-    expected, got = gather.users(parts), gather.table_users(users, records)
+    expected = gather.users(parts)
+    got = gather.table_users(users, [records.get(u) for u in users])
     assert got.keys() == expected.keys() == {"user_id", "user_age", "user_region",
                                              "user_membership"}
     for name in expected:
@@ -122,6 +123,6 @@ def test_users_parsed_from_their_records_are_their_query_rows_columns():
     assert got["user_age"].tolist()[2] == 30.0
     assert all(type(v) is str for v in got["user_membership"].tolist())
     # Every user with a record: the parsed columns as they are.
-    both = gather.table_users(["u3", "u1"], records)
+    both = gather.table_users(["u3", "u1"], [records["u3"], records["u1"]])
     assert {n: v.tolist() for n, v in both.items()} == {
         n: v.tolist() for n, v in gather.users([parts[0], parts[2]]).items()}

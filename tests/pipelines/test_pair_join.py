@@ -1,6 +1,7 @@
 """The join by user in hash buckets: bucket function, table reads, the split of pairs."""
 
 import apache_beam as beam
+import pyarrow as pa
 import tensorflow as tf
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
@@ -32,7 +33,7 @@ def test_join_buckets_one_per_bucket_bytes_of_the_inputs(tmp_path):
 
 def test_pairs_split_by_bucket_keep_every_pair_once():
     pairs = [(f"u{k % 5}", f"i{k}") for k in range(20)]
-    split = list(pair_join._pairs_by_bucket(pair_join.pairs_table(pairs), 3))
+    split = list(pair_join._by_bucket(pair_join.pairs_table(pairs), 3))
     got = sorted((bucket, u, i) for bucket, table in split
                  for u, i in zip(table.column("user_id").to_pylist(),
                                  table.column("item_id").to_pylist()))
@@ -50,8 +51,22 @@ def test_read_records_reads_ids_and_the_written_bytes(tmp_path, monkeypatch):
     with test_pipeline.TestPipeline(options=pipeline_options([])) as p:
         batches = p | pair_join.ReadRecords(str(tmp_path / "users*"), "user_id")
         assert_that(batches | beam.Map(len), equal_to([2, 2, 1]), label="Batches")
-        assert_that(batches | beam.FlatMap(lambda b: b), equal_to(
+        assert_that(batches | beam.FlatMap(lambda b: zip(b.column("user_id").to_pylist(),
+                                                         b.column("record").to_pylist())),
+                    equal_to(
             [(row["user_id"], record) for row, record in zip(USERS, written)]), label="Records")
+
+
+def test_record_lookup_finds_each_users_last_record_or_none():
+    # Records in two tables, u1's twice (the later one wins, as in a dict built
+    # in order); u3 has none; no tables at all: every user None.
+    first = pa.table({"user_id": ["u1", "u2"], "record": [b"a", b"b"]},
+                     schema=pair_join.RECORDS_SCHEMA)
+    second = pa.table({"user_id": ["u1"], "record": [b"c"]}, schema=pair_join.RECORDS_SCHEMA)
+    users = pa.array(["u3", "u1", "u2"])
+    assert pair_join.record_lookup([first, second], users) == [None, b"c", b"b"]
+    assert pair_join.record_lookup([first], users) == [None, b"a", b"b"]
+    assert pair_join.record_lookup([], users) == [None, None, None]
 
 
 def test_chunks_hold_whole_users_up_to_the_batch_size():

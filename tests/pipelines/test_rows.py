@@ -12,6 +12,7 @@ the bytes ingest wrote, less the labels and metadata scoring has no use for.
 import dataclasses
 
 import apache_beam as beam
+import pyarrow as pa
 import tensorflow as tf
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
@@ -162,8 +163,10 @@ def _side_table(rows, names, key, label):
 
 def _records(rows, names, key, label):
     """Ingest's user or history table as the join reads it: (id, encoded as written)."""
-    return rows | label >> beam.Map(lambda row: [(row[key], examples.encode(row, names,
-                                                                             REGISTRY))])
+    return rows | label >> beam.Map(lambda row: pa.table(
+        [pa.array([row[key]], pa.string()),
+         pa.array([examples.encode(row, names, REGISTRY)], pa.binary())],
+        schema=pair_join.RECORDS_SCHEMA))
 
 
 def test_scoring_serves_the_bytes_ingest_wrote():
