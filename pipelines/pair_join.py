@@ -81,9 +81,11 @@ def record_lookup(tables: Sequence[pa.Table], user_ids: pa.Array) -> List[Option
     ids, records = (pa.chunked_array([c for t in tables for c in t.column(name).chunks],
                                      RECORDS_SCHEMA.field(name).type).combine_chunks()
                     for name in RECORDS_SCHEMA.names)
-    last_first = pa.array(np.arange(len(ids) - 1, -1, -1))
-    position = pc.index_in(user_ids, value_set=ids.take(last_first))
-    return records.take(last_first).take(position).to_pylist()
+    # index_in finds an id's first position: among the ids last first, its last.
+    from_last = pc.index_in(user_ids, value_set=ids.take(pa.array(
+        np.arange(len(ids) - 1, -1, -1))))
+    return records.take(pc.subtract(pa.scalar(len(ids) - 1, from_last.type),
+                                    from_last)).to_pylist()
 
 
 def bucket_of(user_id: str, buckets: int) -> int:
