@@ -65,9 +65,10 @@ def _stream_grouped_inputs() -> None:
     half a stage's input, whatever the job. Dataflow streams a bundle's
     input over the data plane in bounded messages. Here the same partition
     (each worker every n-th key, in the same order, each group windowed as
-    the runner does) is cut into streams of about ``MESSAGE_BYTES``, and the
-    data plane sends them in messages of at most ~10 MB (its flush
-    threshold), at most five queued in a worker.
+    the runner does) is cut into streams of about ``MESSAGE_BYTES``, each sent
+    as its own message (at most five queued in a worker); an input that is
+    not grouped goes in the chunks its producer wrote (at most ~10 MB, the
+    data plane's flush threshold).
     """
     from apache_beam.coders.coder_impl import create_OutputStream
     from apache_beam.runners.portability.fn_api_runner import execution, fn_runner
@@ -113,15 +114,120 @@ def _stream_grouped_inputs() -> None:
 
     def send_input(self, process_bundle_id, read_transform_id, byte_streams) -> None:
         # As released, every stream is written and sent as one message at close:
-        # flushed here after each (whole elements), a message is at most ~10 MB.
+        # here each stream is a message (whole elements).
         data_out = self._worker_handler.data_conn.output_stream(process_bundle_id,
                                                                 read_transform_id)
         for byte_stream in byte_streams or []:
             data_out.write(byte_stream)
-            data_out.maybe_flush()
+            data_out.flush()
         data_out.close()
 
     fn_runner.BundleManager._send_input_to_worker = send_input
+
+
+def _paged_in_pages() -> None:
+    """Beam's local runner, made to page a large group through the state API a page at a time.
+
+    With ``use_state_iterables`` the runner writes a group's values to its
+    state as one blob and answers a read with all of it: the worker receives
+    the whole group in one response (gRPC's buffer, the message, the bytes),
+    the group it was meant not to hold. Dataflow answers with pages and a
+    continuation token. Here the values are written in blobs of about
+    ``MESSAGE_BYTES`` and the state service answers one blob a read, with a
+    continuation token (its own ``_use_continuation_tokens``).
+    """
+    from apache_beam.coders.coder_impl import create_OutputStream
+    from apache_beam.portability.api import beam_fn_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import execution, worker_handlers
+
+    def iterable_state_write(self, values, element_coder_impl) -> bytes:
+        token = execution.unique_name(None, "iter").encode("ascii")
+        key = beam_fn_api_pb2.StateKey(runner=beam_fn_api_pb2.StateKey.Runner(key=token))
+        servicer = self.worker_handler_manager.state_servicer
+        out = create_OutputStream()
+        for element in values:
+            element_coder_impl.encode_to_stream(element, out, True)
+            if out.size() >= MESSAGE_BYTES:
+                servicer.append_raw(key, out.get())
+                out = create_OutputStream()
+        servicer.append_raw(key, out.get())
+        return token
+
+    execution.FnApiRunnerExecutionContext._iterable_state_write = iterable_state_write
+    init = worker_handlers.StateServicer.__init__
+
+    def state_servicer_init(self):
+        init(self)
+        self._use_continuation_tokens = True
+
+    worker_handlers.StateServicer.__init__ = state_servicer_init
+
+
+# A grouped stage's input is cut into bundles of about this many bytes.
+BUNDLE_BYTES = 8 << 20
+
+
+def _bounded_bundles() -> None:
+    """Beam's local runner, made to cut a stage's input into bundles of bounded size.
+
+    As released, the multi-process runner makes one bundle a worker of each
+    stage: half the stage's input with two workers, whatever the job, and a
+    DoFn's working memory over its bundle (an output buffer, a pair table)
+    grows with it. Dataflow splits a stage's input into many work items and
+    hands a worker one bundle at a time. Here each input is partitioned into
+    many parts (the runner's own partition, every n-th key), consecutive parts
+    joined into bundles of about ``BUNDLE_BYTES`` of encoded input, and the
+    bundles run a wave at a time, one per worker (never two on one worker);
+    the waves' metrics are merged as the runner merges its workers'.
+    """
+    import itertools
+
+    from apache_beam.portability.api import beam_fn_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.metrics import monitoring_infos
+
+    whole = fn_runner.ParallelBundleManager.process_bundle
+
+    class _Wave:
+        """A wave's bundles, handed to the runner as an input already partitioned."""
+
+        def __init__(self, parts):
+            self._parts = parts
+
+        def partition(self, n):
+            return self._parts + [[] for _ in range(n - len(self._parts))]
+
+    def process_bundle(self, inputs, expected_outputs, fired_timers, expected_output_timers,
+                       dry_run=False):
+        workers = self._num_workers
+        if fired_timers or not inputs:
+            return whole(self, inputs, expected_outputs, fired_timers, expected_output_timers,
+                         dry_run)
+        many = workers * 32
+        parts = {name: buffer.partition(many) for name, buffer in inputs.items()}
+        bundles, size, current = [], 0, {name: [] for name in parts}
+        for ix in range(many):
+            for name in parts:
+                current[name].extend(parts[name][ix])
+                size += sum(len(b) for b in parts[name][ix])
+            if size >= BUNDLE_BYTES or ix == many - 1:
+                bundles.append(current)
+                size, current = 0, {name: [] for name in parts}
+        merged, splits = None, []
+        for start in range(0, len(bundles), workers):
+            wave = bundles[start:start + workers]
+            result, split = whole(self, {name: _Wave([b[name] for b in wave]) for name in parts},
+                                  expected_outputs, {}, expected_output_timers, dry_run)
+            splits += split
+            merged = result if merged is None else beam_fn_api_pb2.InstructionResponse(
+                process_bundle=beam_fn_api_pb2.ProcessBundleResponse(
+                    monitoring_infos=monitoring_infos.consolidate(itertools.chain(
+                        result.process_bundle.monitoring_infos,
+                        merged.process_bundle.monitoring_infos))),
+                error=result.error or merged.error)
+        return merged, splits
+
+    fn_runner.ParallelBundleManager.process_bundle = process_bundle
 
 
 def _child(argv: List[str]) -> int:
@@ -138,9 +244,11 @@ def _child(argv: List[str]) -> int:
     if argv[:1] == ["--as_released"]:
         return cli.main(argv[1:])
     _stream_grouped_inputs()
+    _bounded_bundles()
     if argv[:1] == ["--paged"]:
         # The default runner, now one that pages grouped values through the state API.
         options.DEFAULT_LOCAL_RUNNER = FnApiRunner(use_state_iterables=True)
+        _paged_in_pages()
         argv = argv[1:]
     return cli.main(argv)
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import pickle
 
 import apache_beam as beam
 import pyarrow as pa
@@ -184,3 +185,19 @@ def test_csv_read_by_arrow_in_blocks_then_by_the_row_reader(tmp_path, monkeypatc
         blocks = list(eb._Blocks(f, 8))
     assert b"".join(blocks) == "\n".join(quoted).encode()
     assert len(blocks) > 8 and all(b.endswith(b"\n") for b in blocks)
+
+
+def test_each_batch_holds_only_its_own_rows_when_pickled(monkeypatch):
+    # 20,000 rows in batches of 8,192: slices of one table, which pickle with all of
+    # its buffers (each ~all 20,000 rows) unless copied; the rows stay the table's.
+    monkeypatch.setattr(eb, "BATCH_ROWS", 8192)
+    table = pa.table({"user_id": pa.array([f"user-{i:06d}" for i in range(20_000)]),
+                      "timestamp": pa.array(range(20_000), pa.int64())})
+    whole = len(pickle.dumps(table))
+    batches = list(eb.batches(table))
+    assert [b.num_rows for b in batches] == [8192, 8192, 3616]
+    assert pa.Table.from_batches(batches).equals(table)
+    sizes = [len(pickle.dumps(b)) for b in batches]
+    # Each about its share of the table's bytes (8192 / 20000 = 0.41, 3616 / 20000 = 0.18).
+    assert [round(s / whole, 2) for s in sizes] == [0.41, 0.41, 0.18]
+    assert len(pickle.dumps(table.to_batches(8192)[2])) > 0.9 * whole  # as sliced
