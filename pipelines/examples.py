@@ -111,8 +111,8 @@ class Encoder:
                 and isinstance(value, str):
             return _string_entry(name, value)
         if (meta or spec.dtype == "int64" and not (spec.is_list or spec.shape)) \
-                and type(value) is int and 0 <= value < 1 << 63:
-            return _int_entry(name, value)
+                and type(value) is int and 0 <= value < INT_LIMIT:
+            return int_entry(name, value)
         if meta:
             feature = _value_feature("int64", value)
         else:
@@ -149,9 +149,18 @@ class Encoder:
         """
         if len(self._cache) > self._max:
             self._cache.clear()
-        return b"".join([self._cached(name, name in metas, row[name]) for name in names])
+        return b"".join([self.cached_entry(name, name in metas, row[name]) for name in names])
 
-    def _cached(self, name: str, meta: bool, value: Any) -> bytes:
+    def int_scalar(self, name: str, meta: bool) -> bool:
+        """Whether ``name`` (``meta``: a metadata key) is written as one int64, so that
+        :func:`int_entry` of a non-negative int is its entry."""
+        if meta:
+            return True
+        spec = self._registry.column(name)
+        return spec.dtype == "int64" and not (spec.is_list or spec.shape)
+
+    def cached_entry(self, name: str, meta: bool, value: Any) -> bytes:
+        """The map entry of ``name`` = ``value`` (``meta``: a metadata key), from the cache."""
         # The key holds the value's type: 1, 1.0 and True are equal keys but
         # not the same string feature.
         hashable = tuple(value) if isinstance(value, (list, tuple)) else value
@@ -186,7 +195,10 @@ def _string_entry(name: str, value: str) -> bytes:
 _INT_PREFIXES: Dict[Any, bytes] = {}
 
 
-def _int_entry(name: str, value: int) -> bytes:
+INT_LIMIT = 1 << 63  # int_entry writes 0 <= value < INT_LIMIT
+
+
+def int_entry(name: str, value: int) -> bytes:
     """A ``Features`` map entry of one non-negative int64, as protobuf writes it.
 
     Timestamps are unique per row: every one is a cache miss. The

@@ -125,14 +125,15 @@ def test_users_first_two_runs_too():
 
 
 def test_labelled_examples_are_ingests_bytes_of_the_raw_row():
-    # Ingest's examples: the labels, timestamp and sampled flag are the event's part.
+    # Ingest's examples: the labels, timestamp and sampled flag are the event's part
+    # (a timestamp's varint of one byte, two and ten: a negative one takes the slow path).
     registry = generated_shop.REGISTRY
     assemble = PairExamples(registry, labelled=True)
     encoder = examples.Encoder(registry.example_names(), registry)
     items = [{k: v for k, v in item.items() if k != "agg_item_buys"} for item in ITEMS]
     for (user_id, item), (click, conversion, ts) in itertools.product(
             itertools.product(["u1", "u3", "u4"], items),
-            [(0, 0, 0), (1, 0, 127), (1, 1, 1793613600)]):
+            [(0, 0, 0), (1, 0, 127), (1, 1, 1793613600), (0, 1, 128), (0, 0, -1)]):
         event = {"user_id": user_id, "item_id": item["item_id"], "click": click,
                  "conversion": conversion, "timestamp": ts, "sampled": 0}
         got = assemble.example(assemble.user(user_id, USERS.get(user_id), None),
