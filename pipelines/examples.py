@@ -110,8 +110,7 @@ class Encoder:
         if spec is not None and spec.dtype == "string" and not (spec.is_list or spec.shape) \
                 and isinstance(value, str):
             return _string_entry(name, value)
-        if (meta or spec.dtype == "int64" and not (spec.is_list or spec.shape)) \
-                and type(value) is int and 0 <= value < INT_LIMIT:
+        if self.int_scalar(name, meta) and type(value) is int and 0 <= value < INT_LIMIT:
             return int_entry(name, value)
         if meta:
             feature = _value_feature("int64", value)
