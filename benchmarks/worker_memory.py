@@ -20,9 +20,11 @@ events (impressions, clicks, purchases) in one hour of one day, ingested with
 grouped values paged through the state API as Dataflow pages a large group
 (the runner's ``use_state_iterables``; about 5x ingest's CPU on this runner),
 beside the 1x shop ingested the same way: a hot key is never one worker's
-group, so the largest worker stays where it was.
+group, so the largest worker stays where it was. With ``--paged`` every measured job
+runs with grouped values paged that way (the bot's run compared with the 1x one).
 
     python benchmarks/worker_memory.py --work_dir /tmp/wm
+    python benchmarks/worker_memory.py --work_dir /tmp/wm --paged
 """
 
 from __future__ import annotations
@@ -305,6 +307,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--base_users", type=int, default=1500)
     parser.add_argument("--scale", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=2, help="training of the 1x model")
+    parser.add_argument("--paged", action="store_true",
+                        help="measured jobs with grouped values paged through the state "
+                             "API, as Dataflow pages a large group (slower here)")
     parser.add_argument("--bot_events", type=int, default=0,
                         help="also ingest the 1x shop plus a bot with this many events")
     args = parser.parse_args(argv)
@@ -324,23 +329,24 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     _shoprec("generate", one, config, log)
     _shoprec("embed", one, config, log)
-    _shoprec("ingest", one, config, log, measured=True, rows=rows, label="1x")
-    if args.bot_events:
+    paged = args.paged
+    _shoprec("ingest", one, config, log, measured=True, rows=rows, label="1x", paged=paged)
+    if args.bot_events and not paged:
         _shoprec("ingest", one, config, log, measured=True, rows=rows, label="1x paged",
                  paged=True)
     for stage in ("featurize", "train", "push"):
         _shoprec(stage, one, config, log)
     for stage in ("score", "recommend"):
-        _shoprec(stage, one, config, log, measured=True, rows=rows, label="1x")
+        _shoprec(stage, one, config, log, measured=True, rows=rows, label="1x", paged=paged)
 
     _shoprec("generate", many, config_many, log)
     _copy(one, many, "embed")
     _shoprec("ingest", many, config_many, log, measured=True, rows=rows,
-             label=f"{args.scale}x")
+             label=f"{args.scale}x", paged=paged)
     _copy(one, many, "models")
     for stage in ("score", "recommend"):
         _shoprec(stage, many, config_many, log, measured=True, rows=rows,
-                 label=f"{args.scale}x")
+                 label=f"{args.scale}x", paged=paged)
 
     if args.bot_events:
         bot = os.path.join(work, "bot")
@@ -360,8 +366,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     print("|---|---|---|---|---|---|---|")
     failed = []
     for row in rows:
-        base = by[("1x paged" if "paged" in row["run"] else "1x",
-                   row["stage"])]["worker_peak_rss_mib"]
+        paged_base = ("1x paged", row["stage"])
+        base = by[paged_base if "paged" in row["run"] and paged_base in by
+                  else ("1x", row["stage"])]["worker_peak_rss_mib"]
         ratio = row["worker_peak_rss_mib"] / base
         print(f"| {row['stage']} | {row['run']} | {row['wall_s']:.0f} | {row['cpu_s']:.0f} "
               f"| {row['coordinator_peak_rss_mib']:,.0f} | {row['worker_peak_rss_mib']:,.0f} "
