@@ -115,7 +115,6 @@ class Encoder:
         if meta:
             feature = _value_feature("int64", value)
         else:
-            spec = self._registry.column(name)
             feature = (_list_feature(spec.dtype, value) if spec.is_list or spec.shape
                        else _value_feature(spec.dtype, value))
         return tf.train.Features(feature={name: feature}).SerializeToString(deterministic=True)
