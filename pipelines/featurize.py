@@ -13,19 +13,16 @@ per-row cost (benchmarks/featurize.py, docs/featurize.md).
 from __future__ import annotations
 
 import functools
-import io
 import os
 import tempfile
 import time
-import zlib
-from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Dict, Iterator, Mapping, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
 import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
-from apache_beam.io import fileio, filebasedsink, tfrecordio
-from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 from tensorflow_transform.tf_metadata import schema_utils
@@ -33,6 +30,7 @@ from tfx_bsl.coders import example_coder
 from tfx_bsl.public import tfxio
 
 from pipelines import dead_letter, options as beam_options
+from pipelines.sinks import WritePartitions, sharded
 from shoprec.core import registry as F
 from shoprec.core.config import Config
 from shoprec.core.errors import StageOrderError
@@ -128,68 +126,25 @@ class ReadRecordBatches(beam.PTransform):
                 | "ReadFiles" >> beam.ParDo(_ReadFile(self._schema, self._batch_rows)))
 
 
-class _TFRecordBatchSink(filebasedsink.FileBasedSink):
-    """A gzip TFRecord sink whose elements are lists of records: one write per list."""
-
-    def __init__(self, file_path_prefix: str, file_name_suffix: str):
-        super().__init__(file_path_prefix, coder=beam.coders.BytesCoder(),
-                         file_name_suffix=file_name_suffix, num_shards=0,
-                         compression_type=CompressionTypes.GZIP)
-
-    def write_record(self, file_handle, value: List[bytes]) -> None:
-        # The framing is Beam's own; one write a batch keeps the gzip stream's
-        # per-call overhead off every record.
-        buffer = io.BytesIO()
-        for record in value:
-            tfrecordio._TFRecordUtil.write_record(buffer, record)  # pylint: disable=protected-access
-        file_handle.write(buffer.getvalue())
-
-
-class _PartitionBatch(beam.DoFn):
-    """A list of records → one list per CRC-32 partition (tagged by its index)."""
-
-    def __init__(self, num_shards: int):
-        self._num_shards = num_shards
-
-    def process(self, records: List[bytes]):
-        parts: List[List[bytes]] = [[] for _ in range(self._num_shards)]
-        for record in records:
-            parts[zlib.crc32(record) % self._num_shards].append(record)
-        for i, part in enumerate(parts):
-            if part:
-                yield beam.pvalue.TaggedOutput(str(i), part)
-
-
 class WriteShards(beam.PTransform):
-    """Writes lists of serialized records into ``num_shards`` gzip TFRecord shard sets.
+    """Lists of serialized records → ``num_shards`` CRC-32 partitions of gzip TFRecords.
 
-    A fixed ``num_shards`` in ``WriteToTFRecord`` groups every record by a
-    random shard key first, and an in-process runner holds that whole
-    shuffle in memory (peak RSS grew with the data). Here each record goes
-    to the partition its CRC-32 picks, and each partition is written as the
-    runner's bundles come (``num_shards=0``: no shuffle). Files are named
-    ``<prefix>-pPPPPP-SSSSS-of-NNNNN.tfrecord.gz``: one per partition on the
-    in-process runner, one or more per partition elsewhere; the same records
-    always land in the same partition, so a re-run writes the same sets.
-    Elements are lists (a record batch's records), partitioned and written a
-    list at a time.
+    Each list (a record batch's records) is split by partition and framed in
+    one go, then written by :class:`pipelines.sinks.WritePartitions`: no
+    shuffle before the write, and the same records always land in the same
+    partition (``<prefix>-pPPPPP-SSSSS-of-NNNNN.tfrecord.gz``).
     """
 
     def __init__(self, prefix: str, num_shards: int):
         super().__init__()
-        if num_shards < 1:
-            raise ValueError(f"num_shards must be >= 1, got {num_shards}")
-        self._prefix = prefix
+        self._write = WritePartitions(prefix, num_shards, TFRECORD_SUFFIX)
         self._num_shards = num_shards
 
     def expand(self, batches):
         n = self._num_shards
-        tags = [str(i) for i in range(n)]
-        parts = batches | "Partition" >> beam.ParDo(_PartitionBatch(n)).with_outputs(*tags)
-        for i, tag in enumerate(tags):
-            _ = parts[tag] | f"Write{i:05d}" >> beam.io.Write(_TFRecordBatchSink(
-                f"{self._prefix}-p{i:05d}", TFRECORD_SUFFIX))
-        return batches.pipeline
+        return (batches
+                | "Partition" >> beam.FlatMap(lambda records: sharded(records, n).items())
+                | "Write" >> self._write)
 
 
 class _EncodeBatch(beam.DoFn):

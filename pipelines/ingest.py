@@ -43,7 +43,7 @@ from pipelines.parse import (EVENTS, ITEMS, USERS, ParseEvents, ParseTable, csv_
                              required_columns)
 from pipelines.read import ReadTable
 from pipelines.side_inputs import Limited, run_checked
-from pipelines.sinks import WriteShards, WriteTFRecords, text_file
+from pipelines.sinks import WritePartitions, WriteTFRecords, text_file
 from pipelines.sources import plan
 from pipelines.split import CountCleanLog, SplitByTime, count_example
 from shoprec.core import registry as F
@@ -317,7 +317,7 @@ def write_outputs(outputs: IngestOutputs, read_dead: beam.PCollection, config, l
     names = registry.example_names()
     for split, rows in outputs.examples.items():
         _ = rows | f"Write{split.title()}Examples" >> (
-            WriteShards(layout.examples(split), config.ingest.num_shards, TFRECORD_SUFFIX)
+            WritePartitions(layout.examples(split), config.ingest.num_shards, TFRECORD_SUFFIX)
             if outputs.batched else WriteTFRecords(
                 layout.examples(split), names, config.ingest.num_shards, TFRECORD_SUFFIX,
                 registry, one_file=False))

@@ -1,13 +1,14 @@
-"""Beam sinks shared by the jobs: raw-example TFRecords and single text files."""
+"""Beam sinks shared by the jobs: TFRecord partitions, raw examples and single text files."""
 
 from __future__ import annotations
 
 import io
 import zlib
-from typing import Dict, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam import coders
+from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.tfrecordio import _TFRecordUtil
 
@@ -18,12 +19,12 @@ from shoprec.core import registry as F
 class WriteTFRecords(beam.PTransform):
     """Rows → gzip TFRecord files of raw examples carrying ``names`` (+ metadata).
 
-    Files are named ``prefix-SSSSS-of-NNNNN + suffix``, and each record goes to
-    the shard the CRC-32 of its bytes picks; with ``one_file`` (a side table,
+    Each record goes to the partition the CRC-32 of its bytes picks and is
+    written by :class:`WritePartitions`; with ``one_file`` (a side table,
     always one shard) the single file is named exactly ``prefix + suffix``.
     Beam's own fixed sharding starts each bundle at a random shard, so the
     same rows landed in other files on every run; this way a re-run on the
-    same inputs writes the same files.
+    same inputs writes the same records to the same partitions.
     """
 
     def __init__(self, prefix: str, names: Sequence[str], num_shards: int, suffix: str,
@@ -40,57 +41,84 @@ class WriteTFRecords(beam.PTransform):
 
     def expand(self, rows):
         encoded = rows | "Encode" >> beam.ParDo(_Encode(self._names, self._registry))
-        n = self._num_shards
         if self._one_file:
-            return encoded | "Write" >> _one_file(self._prefix + self._suffix)
-        shards = encoded | "Shard" >> beam.Partition(lambda r, k: shard_of(r, k), n)
-        for i, shard in enumerate(shards):
-            _ = shard | f"Write{i:05d}" >> _one_file(
-                f"{self._prefix}-{i:05d}-of-{n:05d}{self._suffix}")
-        return encoded.pipeline
+            return encoded | "Write" >> beam.io.WriteToTFRecord(
+                self._prefix + self._suffix, num_shards=1, shard_name_template="",
+                compression_type=CompressionTypes.GZIP)
+        n = self._num_shards
+        return (encoded
+                | "Frame" >> beam.Map(lambda record: (shard_of(record, n), framed([record])))
+                | "Write" >> WritePartitions(self._prefix, n, self._suffix))
 
 
 def shard_of(record: bytes, num_shards: int) -> int:
-    """The shard a serialized record goes to: the CRC-32 of its bytes."""
+    """The partition a serialized record goes to: the CRC-32 of its bytes."""
     return zlib.crc32(record) % num_shards
 
 
-def sharded(records: Sequence[bytes], num_shards: int) -> Dict[int, bytes]:
-    """{shard: its records, framed as TFRecords one after the other} (:func:`shard_of`).
-
-    The framing is Beam's TFRecord sink's own, so :class:`WriteShards`
-    writes the file :class:`WriteTFRecords` would of the same records.
-    """
-    buffers: Dict[int, io.BytesIO] = {}
+def framed(records: Iterable[bytes]) -> bytes:
+    """``records`` framed as TFRecords one after the other (Beam's TFRecord sink's framing)."""
+    buffer = io.BytesIO()
     for record in records:
-        shard = shard_of(record, num_shards)
-        buffer = buffers.get(shard)
-        if buffer is None:
-            buffer = buffers[shard] = io.BytesIO()
         _TFRecordUtil.write_record(buffer, record)
-    return {shard: buffer.getvalue() for shard, buffer in buffers.items()}
+    return buffer.getvalue()
 
 
-class WriteShards(beam.PTransform):
-    """(shard, framed records) of :func:`sharded` → :class:`WriteTFRecords`' files."""
+def sharded(records: Sequence[bytes], num_shards: int) -> Dict[int, bytes]:
+    """{partition: its records, :func:`framed`} (:func:`shard_of`); no empty partitions."""
+    parts: Dict[int, List[bytes]] = {}
+    for record in records:
+        parts.setdefault(shard_of(record, num_shards), []).append(record)
+    return {shard: framed(part) for shard, part in parts.items()}
 
-    def __init__(self, prefix: str, num_shards: int, suffix: str):
+
+class _FramedSink(filebasedsink.FileBasedSink):
+    """A gzip sink whose elements are framed TFRecords: their bytes written as they are.
+
+    ``num_shards=0``: each bundle writes its own file, with no grouping by a
+    shard key first (see :class:`WritePartitions`).
+    """
+
+    def __init__(self, file_path_prefix: str, file_name_suffix: str):
+        super().__init__(file_path_prefix, coder=coders.BytesCoder(),
+                         file_name_suffix=file_name_suffix, num_shards=0,
+                         compression_type=CompressionTypes.GZIP)
+
+    def write_record(self, file_handle, value: bytes) -> None:
+        file_handle.write(value)
+
+
+class WritePartitions(beam.PTransform):
+    """(partition, framed records) → ``prefix-pPPPPP-SSSSS-of-NNNNN + suffix`` files.
+
+    A fixed shard count (``WriteToTFRecord(num_shards=…)``) groups every
+    record by a shard key before writing: each example went through a
+    shuffle, and the stage upstream held an output buffer for every shard
+    file (docs/scale.md, "Per-worker memory"). Here each partition is written
+    as the runner's bundles come: one file per partition on the in-process
+    runner, one or more per partition where bundles are spread (Dataflow).
+    A record's partition is fixed by its bytes (:func:`shard_of`), so a
+    re-run writes the same records to the same partition, and readers glob
+    ``prefix-*``. Every partition has at least one file, empty or not.
+    """
+
+    def __init__(self, prefix: str, num_partitions: int, suffix: str):
         super().__init__()
+        if num_partitions < 1:
+            raise ValueError(f"num_shards must be >= 1, got {num_partitions}")
         self._prefix = prefix
-        self._num_shards = int(num_shards)
+        self._num_partitions = int(num_partitions)
         self._suffix = suffix
 
-    def expand(self, shards):
-        n = self._num_shards
-        for i, shard in enumerate(shards | "Shard" >> beam.Partition(lambda kv, _: kv[0], n)):
-            # The records are framed: the text sink writes their bytes as they are.
-            _ = (shard
-                 | f"Records{i:05d}" >> beam.Map(lambda kv: kv[1])
-                 | f"Write{i:05d}" >> beam.io.WriteToText(
-                     f"{self._prefix}-{i:05d}-of-{n:05d}", file_name_suffix=self._suffix,
-                     num_shards=1, shard_name_template="", append_trailing_newlines=False,
-                     coder=coders.BytesCoder(), compression_type=CompressionTypes.GZIP))
-        return shards.pipeline
+    def expand(self, parts):
+        n = self._num_partitions
+        # Partition fails the job on an index outside [0, n): no record is dropped.
+        for i, part in enumerate(parts | "Partition" >> beam.Partition(lambda kv, _: kv[0], n)):
+            _ = (part
+                 | f"Records{i:05d}" >> beam.Values()
+                 | f"Write{i:05d}" >> beam.io.Write(
+                     _FramedSink(f"{self._prefix}-p{i:05d}", self._suffix)))
+        return parts.pipeline
 
 
 class _Encode(beam.DoFn):
@@ -112,12 +140,6 @@ class _Encode(beam.DoFn):
 
     def process(self, row):
         yield self._encoder(row)
-
-
-def _one_file(path: str) -> beam.PTransform:
-    """A sink writing one gzip TFRecord file named exactly ``path`` (empty if no records)."""
-    return beam.io.WriteToTFRecord(path, num_shards=1, shard_name_template="",
-                                   compression_type=CompressionTypes.GZIP)
 
 
 def text_file(prefix: str, suffix: str, header: Optional[str] = None) -> beam.PTransform:

@@ -21,7 +21,10 @@ from shoprec.core.model_config import TaskConfig
 
 # Shards read concurrently; featurize writes a handful, so this covers them all.
 _CYCLE_LENGTH = 4
-# Shuffle buffer in batches: enough to mix neighbouring shards' records.
+# Shuffle buffer in batches: enough to mix neighbouring shards' records. Not a
+# full shuffle: records come in runs of one user, and a new order of the users
+# every epoch trained to lower AUC and NDCG on the demo (docs/architectures.md,
+# "Training order").
 _SHUFFLE_BATCHES = 8
 # Training shards totalling at most this many (gzip) bytes are parsed once and
 # held in memory as columns, batches gathered from them in the streamed order:

@@ -373,12 +373,12 @@ def test_run_end_to_end_and_rerun_leaves_no_stale_shards(tmp_path):
     assert report["counts"] == first["counts"]
     files, train = _read_examples(patterns["train"])
     assert [os.path.basename(f) for f in files] == [
-        "train-00000-of-00002.tfrecord.gz", "train-00001-of-00002.tfrecord.gz"]
+        "train-p00000-00000-of-00001.tfrecord.gz", "train-p00001-00000-of-00001.tfrecord.gz"]
     # One shard is named as a shard too: featurize and the trainer read `train-*`.
     report = ingest.run(_e2e_config(tmp_path, num_shards=1))
     assert report["counts"] == first["counts"]
     files, train_one = _read_examples(patterns["train"])
-    assert [os.path.basename(f) for f in files] == ["train-00000-of-00001.tfrecord.gz"]
+    assert [os.path.basename(f) for f in files] == ["train-p00000-00000-of-00001.tfrecord.gz"]
     assert sorted(map(str, train_one)) == sorted(map(str, train))
     _, evals = _read_examples(patterns["eval"])
     summary = [(r["timestamp"], r["user_id"], r["item_id"], r["click"], r["conversion"],
