@@ -44,7 +44,7 @@ from pipelines.options import new_pipeline, run_job
 from pipelines.outputs import Outputs
 from pipelines.parse import HAS_IMAGE_KEY
 from pipelines.read import ReadTable
-from pipelines.sinks import text_file
+from pipelines.sinks import parquet_rows, text_file
 from shoprec.core.errors import ConfigError
 from shoprec.core.images import image_path as fill_image_path
 from shoprec.core.images import pattern_columns
@@ -237,8 +237,8 @@ def build(pipeline: beam.Pipeline, items: str, images_root: str, model_dir: str,
          | "WriteTFRecords" >> beam.io.WriteToTFRecord(
              prefix, file_name_suffix=TFRECORD_SUFFIX, num_shards=num_shards,
              compression_type=CompressionTypes.GZIP))
-    _ = embedded.main | "WriteParquet" >> beam.io.WriteToParquet(
-        prefix, parquet_schema(), file_name_suffix=PARQUET_SUFFIX, num_shards=num_shards)
+    _ = embedded.main | "WriteParquet" >> parquet_rows(prefix, parquet_schema(), PARQUET_SUFFIX,
+                                                       num_shards)
     _ = ((read.dead_letter, embedded.dead_letter)
          | "FlattenDeadLetters" >> beam.Flatten()
          | "DeadLetterJson" >> beam.Map(dl.DeadLetter.to_json)

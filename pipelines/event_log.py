@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from pipelines.parse import EVENT_TYPE_KEY
 from shoprec.core import registry as F
+from pipelines.sinks import WriteParquetTables, parquet_rows
 from shoprec.core.layout import PARQUET_SUFFIX
 
 
@@ -38,8 +39,7 @@ class WriteEvents(beam.PTransform):
         names = self._schema.names
         return (events
                 | "Columns" >> beam.Map(lambda e: {n: e[n] for n in names})
-                | "Write" >> beam.io.WriteToParquet(self._prefix, self._schema,
-                                                    file_name_suffix=PARQUET_SUFFIX))
+                | "Write" >> parquet_rows(self._prefix, self._schema, PARQUET_SUFFIX))
 
 
 class WriteEventTables(beam.PTransform):
@@ -51,8 +51,7 @@ class WriteEventTables(beam.PTransform):
         self._schema = schema(kept)
 
     def expand(self, tables):
-        return tables | "Write" >> beam.io.WriteToParquetBatched(
-            self._prefix, self._schema, file_name_suffix=PARQUET_SUFFIX)
+        return tables | "Write" >> WriteParquetTables(self._prefix, self._schema, PARQUET_SUFFIX)
 
 
 class ReadEvents(beam.PTransform):

@@ -61,6 +61,7 @@ from pipelines.ranking import Recommend, user_contexts
 from pipelines.related import SCHEMA as RELATED_SCHEMA, RelatedItems
 from pipelines.score import ReadSideTable
 from pipelines.side_inputs import popular_limit, run_checked
+from pipelines.sinks import parquet_rows
 from shoprec.core import registry as F
 from shoprec.core.config import Config
 from shoprec.core.recommend_config import RETRIEVAL, recommend_settings
@@ -227,8 +228,7 @@ def build(pipeline: beam.Pipeline, config: Config, rec, model_dir: str,
             ("Candidates", out.candidates, layout.candidates_table, CANDIDATES_SCHEMA),
             ("Related", related, layout.related_items, RELATED_SCHEMA),
             ("Neighbours", neighbours, layout.neighbours_table, NEIGHBOURS_SCHEMA)):
-        _ = rows | f"Write{label}" >> beam.io.WriteToParquet(prefix, table_schema,
-                                                             file_name_suffix=PARQUET_SUFFIX)
+        _ = rows | f"Write{label}" >> parquet_rows(prefix, table_schema, PARQUET_SUFFIX)
     if sink is not None:
         _ = out.rows | "WriteBigQuery" >> sink
     return Written(out.rows, out.candidates, related, neighbours)

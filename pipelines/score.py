@@ -46,6 +46,7 @@ from pipelines.pair_columns import column_bytes, concat
 from pipelines.pair_join import (PAIRS_SCHEMA, BuildRawExamples, ExampleChunk, ReadRecords,
                                  join_buckets)
 from pipelines.side_inputs import Limited, run_checked
+from pipelines.sinks import WriteParquetTables
 from shoprec.core import registry as F
 from shoprec.core.config import Config
 from shoprec.core.errors import ConfigError, InputMissingError, StageOrderError
@@ -378,8 +379,8 @@ def build(pipeline: beam.Pipeline, config: Config, pairs: str, model_dir: str,
         model_dir, registry, tasks, names, config.scoring.rank_by,
         config.scoring.batch_size, users=users, items=items, history=history,
         buckets=join_buckets(joined), columns=columns)
-    _ = scored.main | "WriteScores" >> beam.io.WriteToParquetBatched(
-        layout.scores, scores_schema(tasks), file_name_suffix=PARQUET_SUFFIX)
+    _ = scored.main | "WriteScores" >> WriteParquetTables(
+        layout.scores, scores_schema(tasks), PARQUET_SUFFIX)
     _ = ((read[dead_letter.DEAD_LETTER_TAG], scored.dead_letter)
          | "MergeDeadLetters" >> beam.Flatten()
          | "DeadLetterJson" >> beam.Map(lambda d: d.to_json())

@@ -1,4 +1,4 @@
-"""Beam sinks shared by the jobs: TFRecord partitions, raw examples and single text files."""
+"""Beam sinks shared by the jobs: TFRecord partitions, raw examples, Parquet and text files."""
 
 from __future__ import annotations
 
@@ -146,3 +146,44 @@ def text_file(prefix: str, suffix: str, header: Optional[str] = None) -> beam.PT
     """A sink writing one text file named exactly ``prefix + suffix``."""
     return beam.io.WriteToText(prefix, file_name_suffix=suffix, num_shards=1,
                                shard_name_template="", header=header)
+
+
+# Parquet row groups: at most this many bytes of Arrow buffers (rows written as
+# dicts) or rows (tables). The writing worker holds a sink's row group until it
+# is full (Beam's default: 64 MB a sink and bundle) and a reader inflates one
+# whole row group at a time, so its size is per-worker memory on both sides:
+# the demo's shop at 10x the users filled Beam's 64 MB where the 1x one did not
+# (docs/scale.md, "Per-worker memory").
+ROW_GROUP_BYTES = 8 << 20
+ROW_GROUP_ROWS = 1 << 16
+
+
+def parquet_rows(prefix: str, schema, suffix: str, num_shards: int = 0) -> beam.PTransform:
+    """A sink writing row dicts to ``prefix-*`` Parquet files in row groups of
+    about :data:`ROW_GROUP_BYTES`."""
+    return beam.io.WriteToParquet(prefix, schema, row_group_buffer_size=ROW_GROUP_BYTES,
+                                  file_name_suffix=suffix, num_shards=num_shards)
+
+
+class WriteParquetTables(beam.PTransform):
+    """Arrow tables → ``prefix-*`` Parquet files, each row group at most
+    :data:`ROW_GROUP_ROWS` rows (a table written whole is one row group of up
+    to a million rows)."""
+
+    def __init__(self, prefix: str, schema, suffix: str):
+        super().__init__()
+        self._prefix = prefix
+        self._schema = schema
+        self._suffix = suffix
+
+    def expand(self, tables):
+        return (tables
+                | "RowGroups" >> beam.FlatMap(_row_groups)
+                | "Write" >> beam.io.WriteToParquetBatched(
+                    self._prefix, self._schema, file_name_suffix=self._suffix))
+
+
+def _row_groups(table):
+    """``table`` in slices of at most :data:`ROW_GROUP_ROWS` rows (views, no copy)."""
+    for start in range(0, table.num_rows, ROW_GROUP_ROWS):
+        yield table.slice(start, ROW_GROUP_ROWS)

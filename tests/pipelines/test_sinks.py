@@ -5,6 +5,8 @@ import os
 import zlib
 
 import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 from apache_beam.testing.test_pipeline import TestPipeline
@@ -73,3 +75,35 @@ def test_a_partition_out_of_range_fails_the_job(tmp_path):
 def test_at_least_one_partition():
     with pytest.raises(ValueError, match="num_shards must be >= 1"):
         sinks.WritePartitions("x", 0, SUFFIX)
+
+
+def _row_groups(prefix):
+    files = sorted(glob.glob(prefix + "-*"))
+    assert len(files) == 1
+    metadata = pq.ParquetFile(files[0]).metadata
+    return ([metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)],
+            pq.read_table(files[0]).column("n").to_pylist())
+
+
+def test_parquet_tables_are_written_in_bounded_row_groups(tmp_path, monkeypatch):
+    monkeypatch.setattr(sinks, "ROW_GROUP_ROWS", 4)
+    schema = pa.schema([("n", pa.int64())])
+    prefix = str(tmp_path / "events")
+    with TestPipeline(runner="FnApiRunner") as p:
+        _ = (p | beam.Create([pa.table({"n": list(range(10))}, schema=schema)])
+             | sinks.WriteParquetTables(prefix, schema, ".parquet"))
+    # One 10-row table: row groups of 4, 4 and 2 rows (a table written whole is one).
+    assert _row_groups(prefix) == ([4, 4, 2], list(range(10)))
+
+
+def test_parquet_rows_close_a_row_group_at_the_byte_bound(tmp_path, monkeypatch):
+    # Beam turns every 1,000 rows into a record batch and closes the row group once
+    # the batches hold ROW_GROUP_BYTES: with 1 byte, every batch is a row group.
+    monkeypatch.setattr(sinks, "ROW_GROUP_BYTES", 1)
+    schema = pa.schema([("n", pa.int64())])
+    prefix = str(tmp_path / "rows")
+    with TestPipeline(runner="FnApiRunner") as p:
+        _ = (p | beam.Create([{"n": i} for i in range(2500)], reshuffle=False)
+             | sinks.parquet_rows(prefix, schema, ".parquet"))
+    groups, values = _row_groups(prefix)
+    assert groups == [1000, 1000, 500] and sorted(values) == list(range(2500))
