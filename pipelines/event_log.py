@@ -15,8 +15,8 @@ import apache_beam as beam
 import pyarrow as pa
 
 from pipelines.parse import EVENT_TYPE_KEY
-from shoprec.core import registry as F
 from pipelines.sinks import WriteParquetTables, parquet_rows
+from shoprec.core import registry as F
 from shoprec.core.layout import PARQUET_SUFFIX
 
 

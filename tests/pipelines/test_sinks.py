@@ -1,4 +1,5 @@
-"""The shared sinks: TFRecord partitions written without a shuffle, and raw examples."""
+"""The shared sinks: TFRecord partitions written without a shuffle, and Parquet row groups
+bounded in rows and in bytes."""
 
 import glob
 import os
