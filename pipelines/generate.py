@@ -17,6 +17,13 @@ the night (01:00-05:00 UTC), they click any item with probability
 them, and half of them ("fast" bots) crowd each three days' sessions into
 one minute and click within seconds. The users table then carries the
 ground truth, ``is_bot``.
+
+With ``new_item_fraction`` / ``new_user_fraction`` > 0 the shop has cold
+start (their own random stream too): some items are launched during the days
+and never shown before, some users arrive during them, their first session at
+arrival. Their true preferences come from the same hidden model, so the
+oracle covers them; the summary counts the items and users whose first event
+falls in the eval window (no train example can know them).
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ _DROP = object()  # a field left out of a row: omitted in CSV, null in Parquet
 _MAX_GUMBEL_ITEMS = 2048  # above this, sample impressions by rejection instead
 BOT_CLICK_P = 0.3  # a bot clicks whatever it is shown, with this probability
 BOT_VIEWLESS_CLICK_P = 0.5  # per bot session: one click on an item never shown
+_NEVER = np.iinfo(np.int64).max  # first event of a user or item that has none
 
 
 class _TableWriter:
@@ -193,21 +201,82 @@ def _write_images(rng, config, world, item_ids) -> Dict[str, List[str]]:
     return bad
 
 
-def _sample_items(rng, log_pop: np.ndarray, sessions: int, k: int) -> np.ndarray:
-    """Draws k distinct items per session, weighted by popularity."""
+def _sample_items(rng, log_pop: np.ndarray, sessions: int, k: int,
+                  launch: np.ndarray = None, sess_t: np.ndarray = None) -> np.ndarray:
+    """Draws k distinct items per session, weighted by popularity, among those launched.
+
+    Args:
+        launch: Each item's launch time (None: every item always on sale).
+        sess_t: Each session's start; an item launched later is not drawn.
+    """
     n = len(log_pop)
+    hidden = None if launch is None or not (launch > sess_t.min()).any() else (
+        launch[None, :] > sess_t[:, None])
     if n <= _MAX_GUMBEL_ITEMS:  # Gumbel top-k: exact sampling without replacement.
         keys = log_pop[None, :] + rng.gumbel(size=(sessions, n))
+        if hidden is not None:
+            keys[hidden] = -np.inf
         return np.argpartition(-keys, k - 1, axis=1)[:, :k]
     cdf = np.cumsum(np.exp(log_pop - log_pop.max()))
     out = np.empty((sessions, k), dtype=np.int64)
     todo = np.arange(sessions)
-    while len(todo):  # redraw sessions that drew an item twice (rare with many items)
+    while len(todo):  # redraw sessions that drew an item twice or one not launched yet
         draw = np.searchsorted(cdf, rng.random((len(todo), k)) * cdf[-1]).clip(max=n - 1)
         out[todo] = draw
         srt = np.sort(draw, axis=1)
-        todo = todo[(srt[:, 1:] == srt[:, :-1]).any(axis=1)]
+        again = (srt[:, 1:] == srt[:, :-1]).any(axis=1)
+        if hidden is not None:
+            again |= np.take_along_axis(hidden[todo], draw, axis=1).any(axis=1)
+        todo = todo[again]
     return out
+
+
+def _cold_start(gen: config_lib.GenerateConfig, start: int, k: int
+                ) -> Tuple[np.ndarray, np.ndarray]:
+    """(launch time per pool item, arrival time per pool user): ``start`` for the old ones.
+
+    Drawn from a sixth stream, so the shop without cold start is unchanged.
+
+    The first ``k`` items are on sale from the first day, so a session can
+    always show ``k`` distinct items.
+
+    Raises:
+        ValueError: a fraction outside [0, 1).
+    """
+    for name in ("new_item_fraction", "new_user_fraction"):
+        if not 0.0 <= getattr(gen, name) < 1.0:
+            raise ValueError(f"generate: {name} must be in [0, 1), not {getattr(gen, name)}")
+    rng = np.random.default_rng(np.random.SeedSequence(gen.seed).spawn(6)[5])
+    (nu, ni), span = _pool(gen), gen.days * 86400
+    new_item = (rng.random(ni) < gen.new_item_fraction) & (np.arange(ni) >= k)
+    new_user = rng.random(nu) < gen.new_user_fraction
+    launch = start + np.where(new_item, rng.integers(1, span, ni), 0)
+    arrival = start + np.where(new_user, rng.integers(1, span, nu), 0)
+    return launch, arrival
+
+
+def _sessions(rng, cold_rng, gen, users, arrival, start):
+    """(user, start time) of every session of ``users``, in user order.
+
+    A user there from the first day has Poisson(``sessions_per_user``)
+    sessions at uniform times; one arriving later has a first session at
+    arrival and Poisson of the rate over the days left after it.
+    """
+    span = gen.days * 86400
+    count = rng.poisson(gen.sessions_per_user, len(users))
+    late = arrival[users] > start
+    if late.any():
+        left = (start + span - arrival[users][late]) / span
+        count[late] = 1 + cold_rng.poisson(gen.sessions_per_user * left)
+    sess_user = np.repeat(users, count)
+    sess_t = start + rng.integers(0, span, len(sess_user))
+    if late.any():
+        at = arrival[sess_user]
+        # Uniform over [arrival, end): the same draw, rescaled (identity for old users).
+        sess_t = at + (sess_t - start) * (start + span - at) // span
+        first = (np.cumsum(count) - count)[late]
+        sess_t[first] = arrival[users][late]
+    return sess_user, sess_t
 
 
 def _bots(rng: np.random.Generator, gen: config_lib.GenerateConfig
@@ -276,7 +345,10 @@ def run(config: config_lib.Config) -> dict:
         Summary: counts of users, items, impressions, clicks, purchases (as
         generated), truth and event rows written, corrupt rows (total and per
         kind), duplicate rows, bot impressions and viewless bot clicks,
-        faulty images per kind, and output paths.
+        items launched and users arrived during the days (``new_items``,
+        ``new_users``), items and users whose first clean event is in the
+        eval window (``cold_items``, ``cold_users``), faulty images per kind,
+        and output paths.
     """
     gen, inp, fmt = config.generate, config.inputs, config.inputs.format
     # Independent streams, so changing e.g. a bad-data fraction leaves the clean data alone.
@@ -293,6 +365,10 @@ def run(config: config_lib.Config) -> dict:
     # shop without bots, are unchanged (SeedSequence children are per index).
     bot_rng = np.random.default_rng(np.random.SeedSequence(gen.seed).spawn(5)[4])
     is_bot, fast_bot = _bots(bot_rng, gen)
+    start = parse_timestamp(gen.start_date)
+    k = min(gen.impressions_per_session, gen.num_items)
+    launch, arrival = _cold_start(gen, start, k)
+    cold_rng = np.random.default_rng(np.random.SeedSequence(gen.seed).spawn(7)[6])
     user_columns = ("user_id", "age", "region", "membership") + (
         ("is_bot",) if gen.bot_fraction > 0 else ())
     users = _TableWriter(config.input_path(inp.users), user_columns, fmt)
@@ -312,8 +388,6 @@ def run(config: config_lib.Config) -> dict:
     # Delays stay inside ingest's windows, so every click and purchase is attributable.
     click_max = min(600, config.ingest.click_window_s - 1)
     buy_max = min(6 * 3600, config.ingest.conversion_window_s - click_max - 1)
-    start = parse_timestamp(gen.start_date)
-    k = min(gen.impressions_per_session, gen.num_items)
     # Users per chunk: bounds the sessions x items Gumbel matrix to ~2M cells.
     width = min(gen.num_items, _MAX_GUMBEL_ITEMS)
     chunk = max(1, int(2e6 // (max(gen.sessions_per_user, 1.0) * width)))
@@ -326,13 +400,14 @@ def run(config: config_lib.Config) -> dict:
     counts = dict.fromkeys(("impressions", "clicks", "purchases", "truth_rows", "event_rows",
                             "duplicate_rows", "bot_impressions", "viewless_clicks"), 0)
     corrupt = dict.fromkeys(CORRUPT_KINDS, 0)
+    # First clean event of each generated user and item.
+    first_user, first_item = np.full(gen.num_users, _NEVER), np.full(gen.num_items, _NEVER)
     for lo in range(0, gen.num_users, chunk):
         chunk_users = np.arange(lo, min(lo + chunk, gen.num_users))
-        n_sessions = event_rng.poisson(gen.sessions_per_user, len(chunk_users))
-        sess_user = np.repeat(chunk_users, n_sessions)
+        sess_user, sess_t = _sessions(event_rng, cold_rng, gen, chunk_users, arrival, start)
         n_sess = len(sess_user)
-        sess_t = start + event_rng.integers(0, gen.days * 86400, n_sess)
-        item = _sample_items(event_rng, world["log_pop"][:gen.num_items], n_sess, k).ravel()
+        item = _sample_items(event_rng, world["log_pop"][:gen.num_items], n_sess, k,
+                             launch[:gen.num_items], sess_t).ravel()
         imp_t = (sess_t[:, None] + np.cumsum(event_rng.integers(1, 6, (n_sess, k)), axis=1)).ravel()
         user = np.repeat(sess_user, k)
         p_click = _sigmoid(world["click_logit"](user, item))
@@ -357,6 +432,8 @@ def run(config: config_lib.Config) -> dict:
         e_type = np.repeat([0, 1, 2, 1], [len(user), click.sum(), buy.sum(), len(viewless[0])])
         order = np.lexsort((e_type, e_t, e_user))  # per user, in time order
         src, e_user, e_item, e_t, e_type = (a[order] for a in (src, e_user, e_item, e_t, e_type))
+        np.minimum.at(first_user, e_user, e_t)
+        np.minimum.at(first_item, e_item, e_t)
         counts["impressions"] += len(user)
         counts["clicks"] += int(click.sum()) + len(viewless[0])
         counts["purchases"] += int(buy.sum())
@@ -389,8 +466,14 @@ def run(config: config_lib.Config) -> dict:
     events.close()
     if truth_file is not None:
         truth_file.close()
+    eval_start = config.eval_start_ts
     return {
         "users": gen.num_users, "items": gen.num_items, **counts,
+        "new_items": int((launch[:gen.num_items] > start).sum()),
+        "new_users": int((arrival[:gen.num_users] > start).sum()),
+        # Cold in the eval window: an event there and none before it.
+        "cold_items": int(((first_item >= eval_start) & (first_item < _NEVER)).sum()),
+        "cold_users": int(((first_user >= eval_start) & (first_user < _NEVER)).sum()),
         "corrupt_rows": sum(corrupt.values()), "corrupt_by_kind": corrupt,
         "missing_images": len(bad_images["missing"]),
         "corrupt_images": len(bad_images["random_bytes"]) + len(bad_images["truncated"]),
@@ -408,11 +491,17 @@ def expected_clicks(config: config_lib.Config) -> Callable[[np.ndarray, np.ndarr
     are shown in proportion to their popularity and then clicked with the
     true probability, so ranking the catalogue by it is the oracle's top K.
     Users and items are the row indices of ``u{u:06d}`` and ``i{i:05d}``.
+    An item launched during the eval window is on sale for part of it only:
+    its exposure is scaled by that part (0 for one launched after the days).
     """
     gen = config.generate
     # The world is drawn from the first of run()'s four streams: the same world.
     world = _world(np.random.default_rng(np.random.SeedSequence(gen.seed).spawn(4)[0]), gen)
-    exposure = np.exp(world["log_pop"])
+    start = parse_timestamp(gen.start_date)
+    launch = _cold_start(gen, start, min(gen.impressions_per_session, gen.num_items))[0]
+    end, eval_start = start + gen.days * 86400, config.eval_start_ts
+    on_sale = np.clip((end - np.maximum(launch, eval_start)) / max(end - eval_start, 1), 0, 1)
+    exposure = np.exp(world["log_pop"]) * on_sale
     return lambda u, i: exposure[i] * _sigmoid(world["click_logit"](u, i))
 
 

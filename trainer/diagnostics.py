@@ -13,7 +13,8 @@ printed. Per binary output and split:
   resamples of the slice's examples): user activity (``new``: no train
   example; ``light`` / ``heavy``: at most / above the median train examples
   per train user), the first categorical item feature, and ``known`` vs
-  ``cold`` items (an item with no train example);
+  ``cold`` items and users (no train example; a cold user is activity's
+  ``new``);
 - the same binary metrics for a popularity baseline: an example's score is
   its item's positives of that label in train.
 """
@@ -200,7 +201,7 @@ def diagnose(data: Mapping[str, Mapping[str, np.ndarray]], model_config,
 
     Returns:
         ``{output: {'roc', 'pr', 'reliability', 'histogram', 'slices':
-        {'activity', 'category', 'item'}, 'baselines': {'popularity': metrics}}}``
+        {'activity', 'category', 'item', 'user'}, 'baselines': {'popularity': metrics}}}``
         and ``'_slices'``: how the slices are defined.
     """
     rng = np.random.default_rng(seed)
@@ -208,6 +209,7 @@ def diagnose(data: Mapping[str, Mapping[str, np.ndarray]], model_config,
     bucket, median = activity(users, train["user"])
     known = np.isin(items, train["item"])
     status = np.where(known, "known", "cold")
+    user_status = np.where(bucket == "new", "cold", "known")
     categories = None
     if category is not None:
         names = list(category_names)
@@ -221,6 +223,8 @@ def diagnose(data: Mapping[str, Mapping[str, np.ndarray]], model_config,
             "activity": slice_aucs(labels, probabilities, bucket[keep], rng,
                                    order=("new", "light", "heavy")),
             "item": slice_aucs(labels, probabilities, status[keep], rng,
+                               order=("known", "cold")),
+            "user": slice_aucs(labels, probabilities, user_status[keep], rng,
                                order=("known", "cold")),
         }
         if categories is not None:

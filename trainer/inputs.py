@@ -91,6 +91,12 @@ class FeatureEncoder(tf.keras.layers.Layer):
             raise ValueError(f"no vocabulary size for {missing}")
         regularizer = (tf.keras.regularizers.L2(model_config.embedding_l2)
                        if model_config.embedding_l2 else None)
+        # Training replaces an ID feature's index by one of its OOV buckets
+        # (rows vocabulary .. vocabulary + oov_buckets - 1) at this rate.
+        self._id_dropout = {
+            f.name: (sizes[f.name] - f.oov_buckets, f.oov_buckets) for f in owners
+            if f.kind == F.Kind.ID and f.oov_buckets > 0 and model_config.id_dropout > 0}
+        self._id_dropout_rate = model_config.id_dropout
         self.embeddings = {
             f.name: tf.keras.layers.Embedding(
                 sizes[f.name], f.embedding_dim, name=f"{f.name}_embedding",
@@ -120,7 +126,8 @@ class FeatureEncoder(tf.keras.layers.Layer):
 
         Args:
             features: Transformed features; only those encoded need be present.
-            training: Unused: no input encoding behaves differently in training.
+            training: In training, ``model.id_dropout`` of the examples read
+                each ID feature as one of its OOV buckets.
             names: Encode only these features (e.g. one retrieval tower's
                 side); None encodes every input.
         """
@@ -135,6 +142,8 @@ class FeatureEncoder(tf.keras.layers.Layer):
                 # Padding (-1) looks up row 0, then the mask drops it.
                 out[f.name] = _masked_mean(table(tf.maximum(x, 0)), x)
             else:
+                if training and f.name in self._id_dropout:
+                    x = self._drop_ids(x, *self._id_dropout[f.name])
                 out[f.name] = table(x)
         for n in self._dense:
             if wanted is None or n in wanted:
@@ -143,6 +152,14 @@ class FeatureEncoder(tf.keras.layers.Layer):
             if wanted is None or n in wanted:
                 out[n] = projection(features[n])
         return out
+
+    def _drop_ids(self, indices: tf.Tensor, vocabulary: int, oov_buckets: int) -> tf.Tensor:
+        """``indices`` with a random ``id_dropout`` share moved to a random OOV bucket."""
+        indices = tf.cast(indices, tf.int64)
+        shape = tf.shape(indices)
+        drop = tf.random.uniform(shape) < self._id_dropout_rate
+        oov = vocabulary + tf.random.uniform(shape, 0, oov_buckets, dtype=tf.int64)
+        return tf.where(drop, oov, indices)
 
     def call(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         return tf.concat(list(self.parts(features, training).values()), axis=1)

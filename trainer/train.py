@@ -120,6 +120,19 @@ def _diagnose(split_data: dict, config: Config, tft_output, train_pattern: str, 
         seed=config.training.seed)) for split, collected in split_data.items()}
 
 
+def cold_start(diagnosed: Optional[dict]) -> dict:
+    """Per binary output, eval AUC (with its interval) of cold and known items and users.
+
+    Cold: no train example (``trainer.diagnostics``' ``item`` and ``user``
+    slices); ``{output: {'item' | 'user': {'known' | 'cold': slice row}}}``.
+    """
+    if diagnosed is None:
+        return {}
+    return {name: {kind: {row["value"]: row for row in entry["slices"][kind]}
+                   for kind in ("item", "user")}
+            for name, entry in diagnosed.items() if not name.startswith("_")}
+
+
 def _load_transform(layout: Layout) -> tft.TFTransformOutput:
     require_success(layout.featurize_dir, "featurize")
     transform_dir = layout.transform_dir
@@ -349,8 +362,10 @@ def run(config: Config, strategy_name: Optional[str] = None,
     result["diagnostics"] = layout.diagnostics_file if chief else None
     result = _finite_or_none(result)
     if chief:
-        write_report(layout.diagnostics_file, _finite_or_none(
-            _diagnose(collected, config, tft_output, train_pattern, spec, category)))
+        diagnosed = _finite_or_none(
+            _diagnose(collected, config, tft_output, train_pattern, spec, category))
+        result["cold_start"] = cold_start(diagnosed["eval"])
+        write_report(layout.diagnostics_file, diagnosed)
         write_report(layout.metrics_file, result)
         write_success(layout.train_dir, "train")
     return result

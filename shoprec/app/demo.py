@@ -7,17 +7,19 @@ computed from the generator's true probabilities.
 
 from __future__ import annotations
 
+import csv
 import glob
 import os
 import shutil
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from shoprec.app import console, recommend, runs
 from shoprec.app.report.page import oracle_auc
 from shoprec.app.stages import demo_stages, options_of
 from shoprec.core.config import Config
+from shoprec.core.timestamps import parse_timestamp
 from shoprec.io import lock
 
 # Written into every demo run folder: the demo only ever deletes folders it made.
@@ -50,6 +52,68 @@ def _table(rows: List[List[str]]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _auc_cell(row: Mapping[str, Any]) -> str:
+    if not row or row.get("auc") is None:
+        return "n/a"
+    return f"{row['auc']:.4f} [{row['auc_low']:.3f}, {row['auc_high']:.3f}]"
+
+
+def cold_start_table(cold_start: Mapping[str, Mapping], oracle: Mapping[str, Mapping]) -> str:
+    """Known vs cold items and users per task: eval AUC, examples and the oracle's AUC.
+
+    Args:
+        cold_start: ``train/metrics.json``'s ``cold_start`` (``trainer.train.cold_start``).
+        oracle: :func:`oracle_slices` (empty: no oracle column values).
+
+    Returns:
+        The table, or "" when there is no slice to show.
+    """
+    rows = [["task", "slice", "known AUC", "cold AUC", "examples known / cold",
+             "oracle known / cold"]]
+    for task, kinds in cold_start.items():
+        for kind in ("item", "user"):
+            known, cold = (kinds.get(kind) or {}).get("known"), (kinds.get(kind) or {}).get("cold")
+            if known is None and cold is None:
+                continue
+            best = oracle.get(task, {}).get(kind, {})
+            rows.append([task, f"{kind}s", _auc_cell(known), _auc_cell(cold),
+                         f"{(known or {}).get('examples', 0)} / {(cold or {}).get('examples', 0)}",
+                         " / ".join("n/a" if best.get(v) is None else f"{best[v]:.4f}"
+                                    for v in ("known", "cold"))])
+    return _table(rows) if len(rows) > 1 else ""
+
+
+def oracle_slices(config: Config) -> Dict[str, Dict[str, Dict[str, Optional[float]]]]:
+    """The oracle's eval AUC on known and cold items and users, per task (generated shop).
+
+    Cold: no impression before the eval start (so no train example). Empty
+    for a data set without the generator's truth file.
+    """
+    if config.data.name != "generated" or not config.inputs.truth:
+        return {}
+    from trainer import metrics
+
+    with open(config.input_path(config.inputs.truth), newline="") as f:
+        truth = list(csv.DictReader(f))
+    eval_start = config.eval_start_ts
+    late = [parse_timestamp(r["timestamp"]) >= eval_start for r in truth]
+    seen = {kind: {r[f"{kind}_id"] for r, is_late in zip(truth, late) if not is_late}
+            for kind in ("item", "user")}
+    out: Dict[str, Dict[str, Dict[str, Optional[float]]]] = {}
+    for task, prob in (("click", "p_click"), ("conversion", "p_conversion")):
+        out[task] = {}
+        for kind in ("item", "user"):
+            groups = {"known": ([], []), "cold": ([], [])}
+            for r, is_late in zip(truth, late):
+                if is_late:
+                    labels, probs = groups["known" if r[f"{kind}_id"] in seen[kind] else "cold"]
+                    labels.append(int(r[task]))
+                    probs.append(float(r[prob]))
+            out[task][kind] = {name: (metrics.auc(labels, probs) if len(set(labels)) == 2
+                                      else None) for name, (labels, probs) in groups.items()}
+    return out
 
 
 def run(config: Config, beam_args: Optional[Sequence[str]] = None,
@@ -114,6 +178,12 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
                      f"{got['log_loss']:.4f}"])
     print()
     print(_table(rows))
+    cold = cold_start_table(metrics.get("cold_start") or {}, oracle_slices(config))
+    if cold:
+        print()
+        print("cold start: eval AUC where the item or user has no train example, with 95% "
+              "bootstrap intervals")
+        print(cold)
     if "metrics" in recommended:
         print()
         print(recommend.render(recommended["metrics"]))

@@ -52,6 +52,12 @@ class GenerateConfig:
     # at night, some without an impression, and half of them in bursts; the
     # users table then gains the ground-truth column ``is_bot``.
     bot_fraction: float = 0.0
+    # Cold start: this share of the items is launched during the days (at a
+    # uniform time; never shown before it) and this share of the users arrives
+    # during them (their first session then; more at the shop's rate over the
+    # days left). 0: every item and user is there from the first day.
+    new_item_fraction: float = 0.0
+    new_user_fraction: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)

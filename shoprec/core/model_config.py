@@ -105,6 +105,11 @@ class ModelConfig:
     # few examples per user and overfit without them.
     embedding_l2: float = 0.003
     dropout: float = 0.0
+    # Cold start (DropoutNet, Volkovs et al. 2017): in training, this share of
+    # the examples reads each ID feature (user, item) as an out-of-vocabulary
+    # bucket, so the model learns to score a new user or item from its other
+    # features; with 0 the OOV rows are never trained and a cold id reads noise.
+    id_dropout: float = 0.0
     # L2 on the kernels of every dense layer after the inputs (bottoms, experts,
     # towers, wide terms): weight decay for ranking data with few positives.
     dense_l2: float = 0.0
@@ -237,6 +242,8 @@ def check(model: ModelConfig, training: TrainingConfig, label_names: Collection[
         raise ConfigError(f"{where}: model.architecture must be one of {ARCHITECTURES}")
     if model.dense_l2 < 0 or model.embedding_l2 < 0:
         raise ConfigError(f"{where}: model.dense_l2 and embedding_l2 must be >= 0")
+    if not 0.0 <= model.id_dropout < 1.0:
+        raise ConfigError(f"{where}: model.id_dropout must be in [0, 1)")
     for task in model.tasks:
         if task.type not in TASK_TYPES:
             raise ConfigError(f"{where}: task {task.name!r}: type must be one of {TASK_TYPES}")

@@ -61,7 +61,7 @@ def _config(run_dir):
         candidates=ds.CandidatesSpec(every_days=1, cutoffs=2, label_days=1))
     config = dataclasses.replace(
         base, run_dir=str(run_dir), dataset=data,
-        generate=dataclasses.replace(base.generate, num_users=20, num_items=10, days=5,
+        generate=dataclasses.replace(base.generate, num_users=24, num_items=10, days=5,
                                      sessions_per_user=4.0, corrupt_fraction=0.0,
                                      duplicate_fraction=0.0, missing_image_fraction=0.0),
         ingest=dataclasses.replace(base.ingest, eval_start="2026-11-04T00:00:00Z",

@@ -106,6 +106,9 @@ def test_diagnose_judges_each_task_on_its_own_examples():
     assert [r["value"] for r in click["slices"]["category"]] == ["(oov)", "hats", "shoes"]
     assert [r["examples"] for r in click["slices"]["activity"]] == [1, 1, 2]  # new, light, heavy
     assert [r["examples"] for r in click["slices"]["item"]] == [3, 1]  # known, cold
+    # User 5 alone has no train example: one cold-user example, three known.
+    assert [(r["value"], r["examples"]) for r in click["slices"]["user"]] == [
+        ("known", 3), ("cold", 1)]
     # Popularity scores items 10, 11, 10, 12 by their train clicks: 1, 1, 1, 0.
     assert click["baselines"]["popularity"]["auc"] == metrics.auc(LABELS, [1, 1, 1, 0])
     # Conversion is judged where click is 1: examples 0 and 2.

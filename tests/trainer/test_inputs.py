@@ -66,6 +66,33 @@ def test_each_new_kind_is_its_own_embedding_and_text_is_mean_pooled():
     assert dummy["pair"].dtype == tf.int64 and dummy["pair"].shape == [2]
 
 
+def test_id_dropout_reads_a_share_of_the_ids_as_oov_buckets_in_training_only():
+    ids = F.Registry((
+        F.Feature("user_id", S.EVENT, K.ID, oov_buckets=2, embedding_dim=2),
+        F.Feature("item_id", S.EVENT, K.ID, oov_buckets=0, embedding_dim=2),
+    ))
+    # user_id: vocabulary 10 + 2 OOV rows (10, 11); item_id has no OOV bucket to drop to.
+    encoder = inputs.FeatureEncoder(ids, {"user_id": 12, "item_id": 10},
+                                    ModelConfig(embedding_l2=0.0, id_dropout=0.25))
+    n = 4000
+    features = {"user_id": tf.fill([n], tf.constant(3, tf.int64)),
+                "item_id": tf.fill([n], tf.constant(4, tf.int64))}
+    tf.random.set_seed(0)
+    user = encoder.parts(features, training=True)["user_id"].numpy()
+    rows = encoder.embeddings["user_id"].embeddings.numpy()
+    # Each example reads row 3 (kept), row 10 or row 11 (dropped, half each).
+    which = np.array([[np.allclose(u, rows[r]) for r in (3, 10, 11)] for u in user])
+    assert which.sum(axis=1).tolist() == [1] * n
+    share = which.mean(axis=0)
+    # Binomial sd of a 0.25 share over 4000 examples: sqrt(.25 * .75 / 4000) = 0.0068.
+    assert abs(share[0] - 0.75) < 4 * 0.0068 and abs(share[1] - share[2]) < 0.04
+    item = encoder.parts(features, training=True)["item_id"].numpy()
+    np.testing.assert_allclose(item, np.repeat(
+        encoder.embeddings["item_id"].embeddings.numpy()[[4]], n, axis=0))
+    # Not in evaluation or serving.
+    np.testing.assert_allclose(encoder.parts(features)["user_id"], np.repeat(rows[[3]], n, 0))
+
+
 def test_text_without_a_vocabulary_size_is_refused():
     with pytest.raises(ValueError, match=r"\['desc'\]"):
         inputs.FeatureEncoder(SMALL, {"user_id": 4, "item_id": 4}, NO_L2)

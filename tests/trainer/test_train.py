@@ -44,6 +44,27 @@ def test_metrics_file_matches_the_result(trained):
     assert not os.path.exists(os.path.join(config.layout.train_dir, "stale.txt"))
 
 
+def test_metrics_split_cold_and_known_items_and_users(trained):
+    config, result = trained
+    with open(config.layout.diagnostics_file) as f:
+        slices = json.load(f)["eval"]["click"]["slices"]
+    for kind in ("item", "user"):
+        rows = result["cold_start"]["click"][kind]
+        assert set(rows) == {"known", "cold"}
+        # The same rows the report's slices show, covering every eval example once.
+        assert list(rows.values()) == slices[kind]
+        assert rows["known"]["examples"] + rows["cold"]["examples"] == NUM_EVAL
+
+
+def test_cold_start_reads_the_item_and_user_slices():
+    row = {"value": "cold", "examples": 2, "positives": 1, "auc": 1.0, "auc_low": 1.0,
+           "auc_high": 1.0}
+    diagnosed = {"click": {"slices": {"item": [row], "user": [], "activity": []}},
+                 "_slices": {}}
+    assert train.cold_start(diagnosed) == {"click": {"item": {"cold": row}, "user": {}}}
+    assert train.cold_start(None) == {}
+
+
 def test_metrics_cover_every_task(trained):
     config, result = trained
     assert result["eval_examples"] == NUM_EVAL

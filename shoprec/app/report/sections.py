@@ -189,12 +189,12 @@ def training_section(metrics: Mapping) -> Dict[str, Any]:
 
 
 def slices_section(metrics: Mapping, diagnostics: Optional[Mapping]) -> Dict[str, Any]:
-    """Per task AUC by user activity, item category and cold / known items, with intervals."""
+    """Per task AUC by user activity, item category and cold / known items and users."""
     eval_d = (diagnostics or {}).get("eval") or {}
     meta = eval_d.get("_slices", {})
     images, rows = [], []
     names = {"activity": "user activity", "category": meta.get("category") or "item category",
-             "item": "cold vs known item"}
+             "item": "cold vs known item", "user": "cold vs known user"}
     for task, d in eval_d.items():
         if task.startswith("_"):
             continue
@@ -214,8 +214,8 @@ def slices_section(metrics: Mapping, diagnostics: Optional[Mapping]) -> Dict[str
             "look_for": "A slice whose interval lies wholly below the overall AUC is where the "
                         "model is weak; a wide interval means too few examples to tell.",
             "note": (f"new: no train example; light: at most {light:g} train examples (the "
-                     f"median per train user); heavy: more. Cold: an item with no train "
-                     f"example. Intervals: 95% bootstrap." if light is not None else None),
+                     f"median per train user); heavy: more. Cold: an item or user with no "
+                     f"train example. Intervals: 95% bootstrap." if light is not None else None),
             "images": images,
             "tables": [{"caption": "AUC per slice (eval)",
                         "header": ["task", "slice", "value", "examples", "positives", "AUC",

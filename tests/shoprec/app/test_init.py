@@ -10,6 +10,7 @@ one line naming the flag that settles it, and exit 2.
 import csv
 import dataclasses
 import os
+import re
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -62,7 +63,9 @@ def test_generated_shop_runs_every_stage_from_the_config_init_writes(shop, tmp_p
                             "--items", str(shop / "items.csv"), "--users",
                             str(shop / "users.csv"), "--images", str(shop / "images"))
     printed = capsys.readouterr().out
-    assert "timestamp   timestamp: 100.0% of" in printed and "parse as iso" in printed
+    # The demo's corrupt_fraction breaks about one timestamp in a thousand.
+    assert re.search(r"timestamp   timestamp: (99\.\d|100\.0)% of [\d,]+ values parse as iso",
+                     printed), printed
     data = config.data
     assert (data.labels, data.events.user_id, data.items.image_path) == (
         "impressions", "user_id", "image_path")
