@@ -289,7 +289,7 @@ def evaluate(config: Config) -> Dict[str, Any]:
     # Whether any source proposes the new items users went on to pick: the ceiling
     # of the model's new-item hits.
     out["cold_start"]["candidate_recall"] = candidate_recall(
-        candidates, {u: items & new for u, items in relevant.items()}, names)
+        candidates, {u: picked & new for u, picked in relevant.items()}, names)
     out["related"] = _judge_related(config, train, judged, relevant, items, len(catalogue))
     return out
 
