@@ -1,9 +1,9 @@
 """Cold start in recommend's evaluation: how cold users and new items fare.
 
-A judged user is **cold** when they have no event (of any kind but
-impressions: an impression is the shop's act, not the user's) before the
-cut-off, **warm** otherwise; a catalogue item is **new** when no one has such
-an event on it before the cut-off. :func:`judge` splits every list's NDCG,
+A judged user is **cold** when they have no event of any kind (impressions
+included: a user or item the shop only showed is in the ranker's training
+examples) before the cut-off, **warm** otherwise; a catalogue item is **new**
+when no one has an event on it before the cut-off. :func:`judge` splits every list's NDCG,
 recall and hit rate by cold and warm users, and gives each list's share of
 recommendation slots and of hits that went to new items, beside the share of
 all relevant (user, item) pairs that are new items: the most a list could
@@ -26,15 +26,15 @@ COLD, WARM = "cold", "warm"
 GROUP_METRICS = ("users", "ndcg", "map", "recall", "hit_rate")
 
 
-def new_items(catalogue: Iterable[str], interactions: Mapping[str, np.ndarray]) -> Set[str]:
-    """The catalogue items without one of ``interactions`` (the events before the cut-off)."""
-    seen = set(interactions["item"])
+def new_items(catalogue: Iterable[str], before: Mapping[str, np.ndarray]) -> Set[str]:
+    """The catalogue items without an event in ``before`` (every event before the cut-off)."""
+    seen = set(before["item"])
     return {i for i in catalogue if i not in seen}
 
 
-def cold_users(users: Iterable[str], interactions: Mapping[str, np.ndarray]) -> Set[str]:
-    """The ``users`` without one of ``interactions`` (the events before the cut-off)."""
-    seen = set(interactions["user"])
+def cold_users(users: Iterable[str], before: Mapping[str, np.ndarray]) -> Set[str]:
+    """The ``users`` without an event in ``before`` (every event before the cut-off)."""
+    seen = set(before["user"])
     return {u for u in users if u not in seen}
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import collections
 import glob
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Collection, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -61,12 +61,13 @@ def _read_parquet(pattern: str, columns: Optional[Sequence[str]] = None) -> List
     return pq.read_table(files, columns=columns).to_pylist() if files else []
 
 
-def _events(config: Config, label: Optional[str]) -> Dict[str, np.ndarray]:
+def _events(config: Config, label: Optional[str], impressions: bool = False
+            ) -> Dict[str, np.ndarray]:
     """user, item and timestamp of every clean-log event that makes ``label`` positive
-    (None: of every event but impressions)."""
+    (None: of every event but impressions, or with ``impressions`` of every event)."""
     feature = config.registry[label] if label else None
     rows = [e for e in _read_parquet(config.layout.events_log_pattern)
-            if (e[EVENT_TYPE_KEY] != "impression" if feature is None
+            if (impressions or e[EVENT_TYPE_KEY] != "impression" if feature is None
                 else e[EVENT_TYPE_KEY] == feature.event_type and label_matches(feature, e))]
     return {"user": np.array([e[F.USER_KEY] for e in rows], object),
             "item": np.array([e[F.ITEM_KEY] for e in rows], object),
@@ -140,13 +141,14 @@ def _latest_first(events: Mapping[str, np.ndarray], catalogue: Set[str]
 def baselines(train: Mapping[str, np.ndarray], interactions: Mapping[str, np.ndarray],
               users: Sequence[str], catalogue: Set[str], k: int, cut_off: int,
               popularity_days: int, excluded: Mapping[str, Set[str]],
-              categories: Optional[Mapping[str, Any]] = None
+              new: Collection[str] = (), categories: Optional[Mapping[str, Any]] = None
               ) -> Dict[str, Dict[str, List[str]]]:
     """Each baseline's top K for ``users``, from the events before the cut-off.
 
     Args:
         train: The relevance events before the cut-off.
         interactions: Every non-impression event before the cut-off.
+        new: The new items (``popular_new``'s: no event before the cut-off).
         categories: {item: its category} (``popular_new``'s order; None: every
             item in one category, the new items by id).
 
@@ -156,8 +158,7 @@ def baselines(train: Mapping[str, np.ndarray], interactions: Mapping[str, np.nda
     user, item, ts = train["user"], train["item"], train["ts"]
     counts = recent_counts(train, catalogue, cut_off, popularity_days)
     popular = sorted(counts, key=lambda i: (-counts[i], i))
-    new = cold_start.category_ranked(cold_start.new_items(catalogue, interactions),
-                                     categories or {}, counts)
+    arrivals = cold_start.category_ranked(new, categories or {}, counts)
     own = _latest_first(train, catalogue)
     touched = _latest_first(interactions, catalogue)
     table = co_occurrence(user, item, ts)
@@ -178,7 +179,7 @@ def baselines(train: Mapping[str, np.ndarray], interactions: Mapping[str, np.nda
         out["own_history"][u] = _fill(mine, popular, k, skip)
         out["own_interactions"][u] = _fill(touched.get(u, []), popular, k, skip)
         out["own_co_occurrence"][u] = _fill(mine + bought_with(mine), popular, k, skip)
-        out["popular_new"][u] = _fill(new, popular, k, skip)
+        out["popular_new"][u] = _fill(arrivals, popular, k, skip)
     return out
 
 
@@ -263,9 +264,14 @@ def evaluate(config: Config) -> Dict[str, Any]:
         for u, i in zip(bought["user"][recent], bought["item"][recent]):
             excluded[u].add(i)
     judged = sorted(relevant)
+    # Cold start counts every event, impressions too: an item or user the shop only
+    # showed is in the ranker's training examples, so the model has seen it.
+    shown = _events(config, None, impressions=True)
+    seen = {key: values[shown["ts"] < cut_off] for key, values in shown.items()}
+    new = cold_start.new_items(catalogue, seen)
     lists = {"model": _lists(layout.recommendations + "-*", "user_id", "item_id"),
              **baselines(train, interactions, judged, set(catalogue), rec.k, cut_off,
-                         rec.popularity_days, excluded,
+                         rec.popularity_days, excluded, new,
                          {i: row.get(rec.category_feature) for i, row in items.items()})}
     oracle = _oracle(config, judged, catalogue, rec.k, excluded)
     if oracle is not None:
@@ -283,9 +289,8 @@ def evaluate(config: Config) -> Dict[str, Any]:
                                ["user_id", "item_id", "sources"])
     names = [s.name for s in rec.sources]
     out["candidate_recall"] = candidate_recall(candidates, relevant, names)
-    new = cold_start.new_items(catalogue, interactions)
-    out["cold_start"] = cold_start.judge(lists, relevant, cold_start.cold_users(
-        judged, interactions), new, rec.k, len(catalogue))
+    out["cold_start"] = cold_start.judge(lists, relevant, cold_start.cold_users(judged, seen),
+                                         new, rec.k, len(catalogue))
     # Whether any source proposes the new items users went on to pick: the ceiling
     # of the model's new-item hits.
     out["cold_start"]["candidate_recall"] = candidate_recall(

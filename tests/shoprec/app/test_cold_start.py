@@ -11,8 +11,8 @@ from trainer import metrics
 
 DAY = 86400
 
-# Before the cut-off u1 bought a and u2 viewed b: u3 has no event (cold), and c, d
-# and e have none (new).
+# Before the cut-off u1 bought a and u2 was shown b: u3 has no event (cold), and c,
+# d and e have none (new).
 INTERACTIONS = {"user": np.array(["u1", "u2"], object), "item": np.array(["a", "b"], object),
                 "ts": np.array([1 * DAY, 5 * DAY], np.int64)}
 CATALOGUE = ["a", "b", "c", "d", "e"]
@@ -61,11 +61,13 @@ def test_popular_new_ranks_new_items_by_their_categorys_recent_sales():
     catalogue = {"a", "b", "c", "d", "w", "x", "y", "z"}
     categories = {"a": "top", "b": "top", "c": "shoe", "d": "shoe", "x": "top", "y": "shoe",
                   "w": "shoe", "z": "hat"}
+    new = cold_start.new_items(catalogue, train)
+    assert new == {"w", "x", "y", "z"}
     # Categories: shoe c 1 + d 1 = 2, top b 2 (a is old) = 2, hat 0. New items w, x, y, z:
     # shoe and top tie at 2 and share the lead; by id: w (shoe), x (top), y (shoe), then
     # z (hat, 0). Filled with popularity: b 2, then c and d 1 each (by id).
     out = recommend.baselines(train, train, ["u1", "u2"], catalogue, 6, 10 * DAY, 7,
-                              {"u2": {"x", "b"}}, categories)["popular_new"]
+                              {"u2": {"x", "b"}}, new, categories)["popular_new"]
     assert out["u1"] == ["w", "x", "y", "z", "b", "c"]
     # u2 may not get x or b (excluded): the fill moves up.
     assert out["u2"] == ["w", "y", "z", "c", "d"]
@@ -73,10 +75,10 @@ def test_popular_new_ranks_new_items_by_their_categorys_recent_sales():
     more = {k: np.concatenate([v, extra]) for (k, v), extra in zip(
         train.items(), [np.array(["u3"], object), np.array(["d"], object),
                         np.array([9 * DAY], np.int64)])}
-    assert recommend.baselines(more, more, ["u1"], catalogue, 3, 10 * DAY, 7, {},
+    assert recommend.baselines(more, more, ["u1"], catalogue, 3, 10 * DAY, 7, {}, new,
                                categories)["popular_new"]["u1"] == ["w", "y", "x"]
     # No categories: every new item in one category, by id.
-    assert recommend.baselines(train, train, ["u1"], catalogue, 4, 10 * DAY, 7, {})[
+    assert recommend.baselines(train, train, ["u1"], catalogue, 4, 10 * DAY, 7, {}, new)[
         "popular_new"]["u1"] == ["w", "x", "y", "z"]
 
 
