@@ -3,12 +3,12 @@
 A judged user is **cold** when they have no event of any kind (impressions
 included: a user or item the shop only showed is in the ranker's training
 examples) before the cut-off, **warm** otherwise; a catalogue item is **new**
-when no one has an event on it before the cut-off. :func:`judge` splits every list's NDCG,
-recall and hit rate by cold and warm users, and gives each list's share of
-recommendation slots and of hits that went to new items, beside the share of
-all relevant (user, item) pairs that are new items: the most a list could
-owe to them. :func:`category_ranked` is the ``popular_new`` baseline's order:
-new arrivals of the kinds that sell.
+when no one has an event on it before the cut-off. :func:`judge` splits every
+list's NDCG, MAP, recall and hit rate by cold and warm users, and gives each
+list's share of recommendation slots and of hits that went to new items, beside
+the share of all relevant (user, item) pairs that are new items: the most a
+list could owe to them. :func:`category_ranked` is the ``popular_new``
+baseline's order: new arrivals of the kinds that sell.
 """
 
 from __future__ import annotations

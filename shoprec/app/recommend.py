@@ -360,8 +360,8 @@ def render(result: Mapping[str, Any]) -> str:
         lines += _table(header, rows)
         union = (cold.get("candidate_recall") or {}).get("union")
         if union:
-            lines.append(f"new items' relevant pairs among the candidates (union): "
-                         f"{union['found']}/{union['relevant']}")
+            lines.append("new items' relevant pairs among the candidates (union): " + (
+                f"{union['found']}/{union['relevant']}" if union["relevant"] else "n/a"))
     index = result.get("index", {})
     if index.get("recall_at_n") is not None:
         lines.append(f"retrieval index {index['index']} ({index['settings']['kind']}): "

@@ -89,7 +89,12 @@ def test_render_prints_n_a_where_a_group_is_empty():
     result = {"k": 2, "relevance_label": "purchase", "catalogue": 3,
               "model": metrics.ranking_metrics(lists["model"], relevant, 2, 3),
               "cold_start": cold_start.judge(lists, relevant, set(), set(), 2, 3)}
+    result["cold_start"]["candidate_recall"] = recommend.candidate_recall(
+        [{"user_id": "u1", "item_id": "a", "sources": "pop"}], {"u1": set(), "u2": set()},
+        ["pop"])
     text = recommend.render(result)
+    # No relevant pair is a new item: the candidates' share of them is n/a too.
+    assert "new items' relevant pairs among the candidates (union): n/a" in text
     assert ("cold start @2: 0 cold / 2 warm judged users; 0 new items; n/a of the relevant "
             "pairs (0/2) are new items") in text
     row = [line for line in text.splitlines() if line.startswith("model ")][-1].split()
