@@ -11,7 +11,9 @@ events in the ``popularity_days`` before the cut-off); the user's own items
 (viewed, carted, bought: latest first) then popularity; the user's own items,
 then the items bought with them (co-occurrence over one-day baskets of
 relevance events), then popularity — the strongest lists a SQL analyst would
-write; and, for the
+write; the new items (no event before the cut-off) by their category's recent
+popularity, then popularity (``popular_new``: a merchandiser's new arrivals of
+the kinds that sell); and, for the
 generated shop, the oracle: the generator's hidden preference model ranking
 the whole catalogue (``pipelines.generate.expected_clicks``).
 
@@ -19,7 +21,9 @@ Also judged: each source's candidates and their union by recall (the share of
 a user's eval-window items among their candidates: the ceiling of the final
 list), and the related items (each judged user's last item before the
 cut-off, its related list against what they did next) beside co-occurrence
-alone and the item's category's best-sellers.
+alone and the item's category's best-sellers. Every list is also judged for
+cold start (``shoprec.app.cold_start``): by cold and warm users, and by its
+share of new items.
 
 Writes ``recommend/metrics.json`` beside the job's output, with the job's
 retrieval index (and, for faiss, its recall@N against exact).
@@ -29,7 +33,7 @@ from __future__ import annotations
 
 import collections
 import glob
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Collection, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -37,13 +41,15 @@ from pipelines import examples, generate, recommend as job, sources
 from pipelines.labels import label_matches
 from pipelines.parse import EVENT_TYPE_KEY
 from pipelines.related import CATEGORY_POPULAR
+from shoprec.app import cold_start
 from shoprec.core import registry as F
 from shoprec.core.config import Config
 from shoprec.core.recommend_config import CO_OCCURRENCE, recommend_settings
 from shoprec.io.outputs import write_report, write_success
 from trainer import metrics
 
-BASELINES = ("popularity", "own_history", "own_interactions", "own_co_occurrence")
+BASELINES = ("popularity", "own_history", "own_interactions", "own_co_occurrence",
+             "popular_new")
 # The baseline's co-occurrence: one-day baskets, the 20 best neighbours per item.
 BASELINE_BASKET_S, BASELINE_NEIGHBOURS = 86400, 20
 
@@ -55,12 +61,13 @@ def _read_parquet(pattern: str, columns: Optional[Sequence[str]] = None) -> List
     return pq.read_table(files, columns=columns).to_pylist() if files else []
 
 
-def _events(config: Config, label: Optional[str]) -> Dict[str, np.ndarray]:
+def _events(config: Config, label: Optional[str], impressions: bool = False
+            ) -> Dict[str, np.ndarray]:
     """user, item and timestamp of every clean-log event that makes ``label`` positive
-    (None: of every event but impressions)."""
+    (None: of every event but impressions, or with ``impressions`` of every event)."""
     feature = config.registry[label] if label else None
     rows = [e for e in _read_parquet(config.layout.events_log_pattern)
-            if (e[EVENT_TYPE_KEY] != "impression" if feature is None
+            if (impressions or e[EVENT_TYPE_KEY] != "impression" if feature is None
                 else e[EVENT_TYPE_KEY] == feature.event_type and label_matches(feature, e))]
     return {"user": np.array([e[F.USER_KEY] for e in rows], object),
             "item": np.array([e[F.ITEM_KEY] for e in rows], object),
@@ -91,6 +98,14 @@ def _fill(first: Sequence[str], popular: Sequence[str], k: int, skip: Set[str]) 
             if len(out) == k:
                 break
     return out
+
+
+def recent_counts(train: Mapping[str, np.ndarray], catalogue, cut_off: int, days: int
+                  ) -> Dict[str, int]:
+    """{catalogue item: its ``train`` events in the ``days`` before the cut-off}."""
+    ts = train["ts"]
+    recent = (ts >= cut_off - days * 86400) & (ts < cut_off)
+    return collections.Counter(i for i in train["item"][recent] if i in catalogue)
 
 
 def co_occurrence(user: np.ndarray, item: np.ndarray, ts: np.ndarray
@@ -125,21 +140,25 @@ def _latest_first(events: Mapping[str, np.ndarray], catalogue: Set[str]
 
 def baselines(train: Mapping[str, np.ndarray], interactions: Mapping[str, np.ndarray],
               users: Sequence[str], catalogue: Set[str], k: int, cut_off: int,
-              popularity_days: int, excluded: Mapping[str, Set[str]]
+              popularity_days: int, excluded: Mapping[str, Set[str]],
+              new: Collection[str] = (), categories: Optional[Mapping[str, Any]] = None
               ) -> Dict[str, Dict[str, List[str]]]:
     """Each baseline's top K for ``users``, from the events before the cut-off.
 
     Args:
         train: The relevance events before the cut-off.
         interactions: Every non-impression event before the cut-off.
+        new: The new items (``popular_new``'s: no event before the cut-off).
+        categories: {item: its category} (``popular_new``'s order; None: every
+            item in one category, the new items by id).
 
     Returns:
         {baseline name (:data:`BASELINES`): {user: items}}.
     """
     user, item, ts = train["user"], train["item"], train["ts"]
-    recent = (ts >= cut_off - popularity_days * 86400) & (ts < cut_off)
-    counts = collections.Counter(i for i in item[recent] if i in catalogue)
+    counts = recent_counts(train, catalogue, cut_off, popularity_days)
     popular = sorted(counts, key=lambda i: (-counts[i], i))
+    arrivals = cold_start.category_ranked(new, categories or {}, counts)
     own = _latest_first(train, catalogue)
     touched = _latest_first(interactions, catalogue)
     table = co_occurrence(user, item, ts)
@@ -160,6 +179,7 @@ def baselines(train: Mapping[str, np.ndarray], interactions: Mapping[str, np.nda
         out["own_history"][u] = _fill(mine, popular, k, skip)
         out["own_interactions"][u] = _fill(touched.get(u, []), popular, k, skip)
         out["own_co_occurrence"][u] = _fill(mine + bought_with(mine), popular, k, skip)
+        out["popular_new"][u] = _fill(arrivals, popular, k, skip)
     return out
 
 
@@ -221,7 +241,8 @@ def related_lists(train: Mapping[str, np.ndarray], users: Sequence[str],
 
 def evaluate(config: Config) -> Dict[str, Any]:
     """Ranking metrics of the recommendations, the baselines and (generated shop) the oracle;
-    candidate recall per source; the related items against their baselines."""
+    candidate recall per source; the related items against their baselines; every list
+    by cold and warm users and by its share of new items (``cold_start``)."""
     rec, layout = recommend_settings(config), config.layout
     cut_off, test_start = config.split_starts
     events = _events(config, rec.relevance_label)
@@ -243,9 +264,15 @@ def evaluate(config: Config) -> Dict[str, Any]:
         for u, i in zip(bought["user"][recent], bought["item"][recent]):
             excluded[u].add(i)
     judged = sorted(relevant)
+    # Cold start counts every event, impressions too: an item or user the shop only
+    # showed is in the ranker's training examples, so the model has seen it.
+    shown = _events(config, None, impressions=True)
+    seen = {key: values[shown["ts"] < cut_off] for key, values in shown.items()}
+    new = cold_start.new_items(catalogue, seen)
     lists = {"model": _lists(layout.recommendations + "-*", "user_id", "item_id"),
              **baselines(train, interactions, judged, set(catalogue), rec.k, cut_off,
-                         rec.popularity_days, excluded)}
+                         rec.popularity_days, excluded, new,
+                         {i: row.get(rec.category_feature) for i, row in items.items()})}
     oracle = _oracle(config, judged, catalogue, rec.k, excluded)
     if oracle is not None:
         lists["oracle"] = oracle
@@ -258,9 +285,16 @@ def evaluate(config: Config) -> Dict[str, Any]:
                           for k in range(1, rec.k + 1)] for name, recommended in lists.items()}
     if oracle is not None:
         out["model_over_oracle_ndcg"] = out["model"]["ndcg"] / out["oracle"]["ndcg"]
-    out["candidate_recall"] = candidate_recall(
-        _read_parquet(layout.candidates_table + "-*", ["user_id", "item_id", "sources"]),
-        relevant, [s.name for s in rec.sources])
+    candidates = _read_parquet(layout.candidates_table + "-*",
+                               ["user_id", "item_id", "sources"])
+    names = [s.name for s in rec.sources]
+    out["candidate_recall"] = candidate_recall(candidates, relevant, names)
+    out["cold_start"] = cold_start.judge(lists, relevant, cold_start.cold_users(judged, seen),
+                                         new, rec.k, len(catalogue))
+    # Whether any source proposes the new items users went on to pick: the ceiling
+    # of the model's new-item hits.
+    out["cold_start"]["candidate_recall"] = candidate_recall(
+        candidates, {u: picked & new for u, picked in relevant.items()}, names)
     out["related"] = _judge_related(config, train, judged, relevant, items, len(catalogue))
     return out
 
@@ -288,8 +322,7 @@ def _category_popular(config: Config, train, items: Mapping[str, Mapping[str, An
     """{item: its category's best-sellers in popularity_days, itself left out}."""
     rec = recommend_settings(config)
     cut_off = config.split_starts[0]
-    recent = train["ts"] >= cut_off - rec.popularity_days * 86400
-    counts = collections.Counter(i for i in train["item"][recent] if i in items)
+    counts = recent_counts(train, items, cut_off, rec.popularity_days)
     category = {i: row.get(rec.category_feature) for i, row in items.items()}
     best: Dict[Any, List[str]] = collections.defaultdict(list)
     for i in sorted(counts, key=lambda i: (-counts[i], i)):
@@ -298,7 +331,8 @@ def _category_popular(config: Config, train, items: Mapping[str, Mapping[str, An
 
 
 def render(result: Mapping[str, Any]) -> str:
-    """The metrics table (one row per list), candidate recall and related items."""
+    """The metrics table (one row per list), candidate recall, related items and the
+    cold-start table."""
     names = [n for n in ("model",) + BASELINES + ("oracle",) if n in result]
     header = ["list", "recall", "ndcg", "map", "hit_rate", "coverage"]
     lines = [f"ranking @{result['k']} on the eval window ({result['model']['users']} users with "
@@ -319,6 +353,15 @@ def render(result: Mapping[str, Any]) -> str:
         lines += _table(["list", "recall", "ndcg", "hit_rate", "users"],
                         [[n, f"{r['recall']:.4f}", f"{r['ndcg']:.4f}", f"{r['hit_rate']:.4f}",
                           str(r["users"])] for n, r in related.items() if n != "k"])
+    cold = result.get("cold_start")
+    if cold:
+        caption, header, rows = cold_start.table(cold, result["k"])
+        lines.append(caption)
+        lines += _table(header, rows)
+        union = (cold.get("candidate_recall") or {}).get("union")
+        if union:
+            lines.append("new items' relevant pairs among the candidates (union): " + (
+                f"{union['found']}/{union['relevant']}" if union["relevant"] else "n/a"))
     index = result.get("index", {})
     if index.get("recall_at_n") is not None:
         lines.append(f"retrieval index {index['index']} ({index['settings']['kind']}): "

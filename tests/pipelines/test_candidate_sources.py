@@ -113,3 +113,21 @@ def test_a_bots_state_and_basket_stay_bounded():
                     equal_to([("x00", ["x01", "x02", "x03"]), ("x01", ["x00", "x02", "x03"]),
                               ("x02", ["x00", "x01", "x03"]), ("x03", ["x00", "x01", "x02"])]),
                     label="Basket")
+
+
+def test_an_attribute_source_can_propose_an_item_with_no_event_yet():
+    # Cold start: n has no event before either cut-off, but shares code X with a, so
+    # the attribute source lists it among X's items (popularity 0, after a), as it does
+    # H&M's new colours of a garment a customer bought.
+    plan = sources.Plan((SourceConfig("var", 5, "attribute", (("purchase", 1.0),),
+                                      attribute="code"),), (), None, 200, ("purchase", 30))
+    with test_pipeline.TestPipeline(options=pipeline_options([])) as p:
+        cuts = p | "Cuts" >> beam.Create([C1, C2])
+        items = p | "Items" >> beam.Create([("a", {"code": "X"}), ("b", {"code": "Y"}),
+                                            ("c", {"code": "Y"}), ("n", {"code": "X"})])
+        state = p | "Log" >> beam.Create(LOG) | CandidateSources(plan, cuts, items)
+        # Purchases in the 30 days before C1: a 2, b 1, c 1 (u1's click on c is
+        # not a purchase); before C2: a 3, b 2, c 1.
+        assert_that(state.members, equal_to([
+            (("var", C1, "X"), [("a", 2), ("n", 0)]), (("var", C1, "Y"), [("b", 1), ("c", 1)]),
+            (("var", C2, "X"), [("a", 3), ("n", 0)]), (("var", C2, "Y"), [("b", 2), ("c", 1)])]))

@@ -22,7 +22,7 @@ THRESHOLD_METRICS = ("auc", "threshold", "precision", "recall", "examples")
 RANKING_METRICS = ("recall", "ndcg", "map", "hit_rate", "coverage")
 # The lists the ranking table shows, in order (``shoprec.app.recommend``'s names).
 LISTS = ("model", "popularity", "own_history", "own_interactions", "own_co_occurrence",
-         "oracle")
+         "popular_new", "oracle")
 
 
 def _fmt(value: Any, digits: int = 4) -> str:

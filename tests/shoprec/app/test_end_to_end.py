@@ -311,7 +311,8 @@ def test_recommend_writes_k_items_for_every_user_and_retrieval_is_exact(tiny_run
                 row[item_ids.index(r["item_id"])], abs=1e-5)
     metrics = json.load(open(layout.recommend_metrics))
     assert set(metrics) >= {"model", "popularity", "own_history", "own_interactions",
-                            "own_co_occurrence", "oracle", "candidate_recall", "related"}
+                            "own_co_occurrence", "popular_new", "oracle", "candidate_recall",
+                            "related", "cold_start"}
     assert set(metrics["candidate_recall"]) == {s.name for s in rec.sources} | {"union"}
     # The union holds each source's list: its recall is at least each one's.
     union = metrics["candidate_recall"]["union"]["recall"]
