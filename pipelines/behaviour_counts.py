@@ -75,7 +75,7 @@ def count_line(item_and_counts) -> str:
 
 
 class CountItemEvents(beam.PTransform):
-    """(record, row) event pairs → CSV lines of per-item train-window stage counts, + dead letters."""
+    """(record, row) events → per-item train-window stage counts (CSV lines), dead letters."""
 
     def __init__(self, dataset: DatasetConfig, eval_start: int):
         """Args:

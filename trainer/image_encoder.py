@@ -13,7 +13,9 @@ held-out Pearson r and R^2 are reported per target column.
 The export is a SavedModel with two signatures over float32 images
 ``[N, H, W, 3]`` in [0, 1]: ``embed`` → ``embedding [N, D]`` and ``predict``
 → per attribute ``<name>_probabilities [N, K]`` and ``<name> [N]`` (class
-name). ``assets.extra/encoder.json`` records the image shape, classes and the
+name), plus ``behaviour [N, C]`` with a behaviour head (each column
+standardized as the report's ``behaviour.standardized_by``).
+``assets.extra/encoder.json`` records the image shape, classes and the
 training report (``shoprec.io.encoder_metadata``). ``pipelines.embed_images``
 runs it over a catalogue.
 """
@@ -288,9 +290,9 @@ def train_encoder(images: np.ndarray, labels: Mapping[str, np.ndarray],
         report[BEHAVIOUR] = B.held_out_report(scale, predicted[BEHAVIOUR], train, held_out,
                                               behaviour_weight)
     report.update({"train_items": int(len(train)),
-              "held_out_items": int(len(held_out)), "epochs": epochs,
-              "train_seconds": round(seconds, 1),
-              "image_shape": list(images.shape[1:]), "config": dataclasses.asdict(config)})
+                   "held_out_items": int(len(held_out)), "epochs": epochs,
+                   "train_seconds": round(seconds, 1),
+                   "image_shape": list(images.shape[1:]), "config": dataclasses.asdict(config)})
     return model, report
 
 

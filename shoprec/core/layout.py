@@ -135,7 +135,7 @@ class Layout:
 
     @property
     def behaviour_dir(self) -> str:
-        """The encoder's behaviour counts: per item and funnel stage, before ``ingest.eval_start``."""
+        """The encoder's behaviour counts per item and funnel stage, before the eval start."""
         return self._p("embed", "behaviour")
 
     @property

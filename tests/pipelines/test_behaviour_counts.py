@@ -1,4 +1,4 @@
-"""Tests for pipelines.behaviour_counts: train-window counts per item and stage, then the targets."""
+"""Tests for pipelines.behaviour_counts: train-window counts per item and stage, and targets."""
 
 import math
 
