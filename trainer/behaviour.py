@@ -14,7 +14,7 @@ counted on the train window (``pipelines.behaviour_counts``):
 
 Teachers are the items with at least ``min_events`` impressions (events, in a
 log without impressions); the others get loss weight 0. The loss is the mean
-squared error over the teachers of a batch (:func:`masked_mse`).
+squared error of the teachers of a batch, over the batch (:func:`masked_mse`).
 """
 
 from __future__ import annotations
@@ -122,22 +122,28 @@ def targets(counts: Counts, ids: Sequence[str], min_events: int, smoothing: floa
 
 
 def masked_mse(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-    """Mean squared error over a batch's teachers only.
+    """Squared error of a batch's teachers, per batch item: non-teachers add 0.
+
+    Divided by the batch size, not the teacher count, so the head weighs in
+    proportion to the teachers' share: on H&M, where one article in 15 is a
+    teacher, the teachers' mean (a handful a batch) drowned the attribute
+    heads (held-out product type accuracy 0.376 without the head, 0.254
+    with it).
 
     Args:
         y_true: [B, C + 1]: the C targets, then each item's weight (0 or 1).
         y_pred: [B, C].
 
     Returns:
-        ``sum_b w_b * mean_c (y_bc - p_bc)^2 / sum_b w_b``; 0 for a batch
-        without teachers. A non-teacher's target and prediction never enter.
+        ``sum_b w_b * mean_c (y_bc - p_bc)^2 / B``. A non-teacher's target
+        and prediction never enter.
     """
     y_true = tf.cast(y_true, y_pred.dtype)
     target, weight = y_true[:, :-1], y_true[:, -1]
     # Where a non-teacher's target is inf or NaN, w * error would be NaN.
     error = tf.where(weight[:, None] > 0, tf.square(target - y_pred), tf.zeros_like(y_pred))
     per_item = tf.reduce_mean(error, axis=1) * weight
-    return tf.math.divide_no_nan(tf.reduce_sum(per_item), tf.reduce_sum(weight))
+    return tf.reduce_sum(per_item) / tf.cast(tf.shape(per_item)[0], per_item.dtype)
 
 
 def regression_report(truth: np.ndarray, predicted: np.ndarray,

@@ -31,9 +31,9 @@ def test_masked_mse_ignores_non_teachers_whatever_their_targets():
                           [np.nan, 3.0, 0.0]])
     y_pred = tf.constant([[0.0, 0.0], [2.0, -1.0], [0.0, 0.0], [-5.0, 5.0]])
     # Teacher 1: mean((1-0)^2, (2-0)^2) = 2.5; teacher 2: mean(4, 0) = 2.
-    # Mean over the 2 teachers: 2.25.
-    assert float(B.masked_mse(y_true, y_pred)) == pytest.approx(2.25)
-    # A batch without teachers costs nothing (no division by zero).
+    # Their sum over the batch of 4 items: 4.5 / 4 = 1.125.
+    assert float(B.masked_mse(y_true, y_pred)) == pytest.approx(1.125)
+    # A batch without teachers costs nothing.
     assert float(B.masked_mse(y_true[2:], y_pred[2:])) == 0.0
 
 
