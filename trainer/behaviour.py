@@ -20,7 +20,7 @@ squared error of the teachers of a batch, over the batch (:func:`masked_mse`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Mapping, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -165,12 +165,26 @@ def regression_report(truth: np.ndarray, predicted: np.ndarray,
     return report
 
 
+def usable_columns(behaviour: Optional[Targets], train: np.ndarray
+                   ) -> Tuple[List[str], Optional[str]]:
+    """(columns the head learns, why none when there is a ``behaviour`` but no head).
+
+    A log without a countable stage, or a catalogue whose training items all
+    have too few events (a tiny or new shop), leaves the head nothing to learn:
+    the encoder then trains on its attributes alone rather than failing.
+    """
+    if behaviour is None:
+        return [], None
+    if not behaviour.columns:
+        return [], "the train window has no funnel events to learn from"
+    if not (behaviour.weight[train] > 0).any():
+        return [], "no training item has embed.behaviour.min_events events"
+    return list(behaviour.columns), None
+
+
 def standardize(behaviour: Targets, train: np.ndarray) -> Targets:
-    """Targets z-scored per column over the training teachers, so each column weighs alike."""
+    """Targets z-scored per column over the training teachers (some: :func:`usable_columns`)."""
     teachers = train[behaviour.weight[train] > 0]
-    if not len(teachers):
-        raise ValueError("no training item is a behaviour teacher; lower embed.behaviour."
-                         "min_events or turn the behaviour head off")
     mean = behaviour.values[teachers].mean(axis=0)
     std = behaviour.values[teachers].std(axis=0)
     std = np.where(std > 0, std, 1.0)

@@ -225,6 +225,8 @@ def train_encoder(images: np.ndarray, labels: Mapping[str, np.ndarray],
         behaviour: Behaviour targets per item (``trainer.behaviour``), or
             None for attribute heads only. Each column is standardized on the
             training teachers; the loss is :func:`trainer.behaviour.masked_mse`.
+            Without a target column or a training teacher there is no head,
+            and the report's ``behaviour.skipped`` says why.
         behaviour_weight: Its loss weight; each attribute head's is 1.
 
     Returns:
@@ -251,7 +253,7 @@ def train_encoder(images: np.ndarray, labels: Mapping[str, np.ndarray],
     losses = {k: tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
               for k in num_classes}
     weights = {k: 1.0 for k in num_classes}
-    columns = behaviour.columns if behaviour is not None else []
+    columns, skipped = B.usable_columns(behaviour, train)
     if columns:
         scale = B.standardize(behaviour, train)
         targets[BEHAVIOUR] = np.concatenate(
@@ -289,6 +291,8 @@ def train_encoder(images: np.ndarray, labels: Mapping[str, np.ndarray],
     if columns:
         report[BEHAVIOUR] = B.held_out_report(scale, predicted[BEHAVIOUR], train, held_out,
                                               behaviour_weight)
+    elif skipped:
+        report[BEHAVIOUR] = {"skipped": skipped}
     report.update({"train_items": int(len(train)),
                    "held_out_items": int(len(held_out)), "epochs": epochs,
                    "train_seconds": round(seconds, 1),

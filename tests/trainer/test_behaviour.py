@@ -76,3 +76,21 @@ def test_behaviour_only_encoder_learns_brightness_of_teachers(tmp_path):
         images=tf.constant(images[:4]))
     assert predicted[E.BEHAVIOUR].shape == (4, 1)
     assert E.embed(export_dir, images[:4]).shape == (4, 8)
+
+
+def test_without_a_training_teacher_the_encoder_learns_its_attributes_alone():
+    rng = np.random.default_rng(1)
+    images = rng.uniform(0, 1, (40, 4, 4, 3)).astype(np.float32)
+    labels = {"kind": (np.arange(40) % 2).astype(np.int64)}
+    # Teachers only among the held-out items: the training split has none.
+    held_out = np.arange(40) < 10
+    targets = B.Targets(["click_logodds"], np.ones((40, 1), np.float32),
+                        held_out.astype(np.float32), {})
+    config = E.EncoderConfig(filters=(4,), embedding_dim=4, epochs=1, min_steps=2, seed=0)
+    model, report = E.train_encoder(images, labels, config, {"kind": 2}, held_out=held_out,
+                                    behaviour=targets)
+    assert report["behaviour"] == {
+        "skipped": "no training item has embed.behaviour.min_events events"}
+    assert set(model.output) == {"kind"} and "kind" in report["heads"]
+    with pytest.raises(ValueError, match="nothing to learn"):
+        E.train_encoder(images, {}, config, {}, held_out=held_out, behaviour=targets)
