@@ -5,12 +5,17 @@ real item-attribute task: a small CNN reads an item's photo and predicts its
 attributes (category and colour for the generated shop; product type and
 colour group for H&M), one softmax head per attribute. The layer before the
 heads is the item embedding. Accuracy is measured on held-out *items*, next
-to the rate of always answering the most frequent training class.
+to the rate of always answering the most frequent training class. A
+behaviour head (``trainer.behaviour``) may regress besides what shoppers do
+with each item, so that the embedding also carries what no label names; its
+held-out Pearson r and R^2 are reported per target column.
 
 The export is a SavedModel with two signatures over float32 images
 ``[N, H, W, 3]`` in [0, 1]: ``embed`` → ``embedding [N, D]`` and ``predict``
 → per attribute ``<name>_probabilities [N, K]`` and ``<name> [N]`` (class
-name). ``assets.extra/encoder.json`` records the image shape, classes and the
+name), plus ``behaviour [N, C]`` with a behaviour head (each column
+standardized as the report's ``behaviour.standardized_by``).
+``assets.extra/encoder.json`` records the image shape, classes and the
 training report (``shoprec.io.encoder_metadata``). ``pipelines.embed_images``
 runs it over a catalogue.
 """
@@ -32,8 +37,11 @@ from shoprec.core.errors import InputEmptyError
 from shoprec.core.images import image_path as fill_path
 from shoprec.io import encoder_metadata, photos, tables
 from shoprec.io.outputs import clear
+from trainer import behaviour as B
 
 OTHER_CLASS = "(other)"
+# The behaviour head's output name (beside one per attribute).
+BEHAVIOUR = "behaviour"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,8 +181,10 @@ def split_items(n: int, holdout_fraction: float, seed: int) -> Tuple[np.ndarray,
 
 
 def build_model(image_shape: Tuple[int, int, int], num_classes: Mapping[str, int],
-                config: EncoderConfig = EncoderConfig()) -> tf.keras.Model:
-    """CNN → embedding → one logit head per attribute; outputs a dict keyed by head."""
+                config: EncoderConfig = EncoderConfig(),
+                behaviour_columns: int = 0) -> tf.keras.Model:
+    """CNN → embedding → one logit head per attribute (and a linear behaviour head
+    of ``behaviour_columns`` outputs, if any); outputs a dict keyed by head."""
     images = tf.keras.Input(shape=tuple(image_shape), name="images")
     x = images
     for filters in config.filters:
@@ -186,6 +196,8 @@ def build_model(image_shape: Tuple[int, int, int], num_classes: Mapping[str, int
     hidden = tf.keras.layers.Dropout(config.dropout)(embedding)
     outputs = {name: tf.keras.layers.Dense(k, name=name)(hidden)
                for name, k in num_classes.items()}
+    if behaviour_columns:
+        outputs[BEHAVIOUR] = tf.keras.layers.Dense(behaviour_columns, name=BEHAVIOUR)(hidden)
     return tf.keras.Model(images, outputs, name="image_encoder")
 
 
@@ -197,7 +209,8 @@ def embedder(model: tf.keras.Model) -> tf.keras.Model:
 def train_encoder(images: np.ndarray, labels: Mapping[str, np.ndarray],
                   config: EncoderConfig = EncoderConfig(),
                   num_classes: Optional[Mapping[str, int]] = None,
-                  held_out: Optional[np.ndarray] = None
+                  held_out: Optional[np.ndarray] = None,
+                  behaviour: Optional[B.Targets] = None, behaviour_weight: float = 1.0
                   ) -> Tuple[tf.keras.Model, dict]:
     """Trains on a split of the items and reports accuracy on the held-out rest.
 
@@ -209,11 +222,23 @@ def train_encoder(images: np.ndarray, labels: Mapping[str, np.ndarray],
         held_out: bool [N]: the items to hold out (never trained on, the
             accuracy's items), e.g. those a model task holds out; default: a
             seeded ``holdout_fraction`` of the items.
+        behaviour: Behaviour targets per item (``trainer.behaviour``), or
+            None for attribute heads only. Each column is standardized on the
+            training teachers; the loss is :func:`trainer.behaviour.masked_mse`.
+            Without a target column or a training teacher there is no head,
+            and the report's ``behaviour.skipped`` says why.
+        behaviour_weight: Its loss weight; each attribute head's is 1.
 
     Returns:
         (model, report): the report has, per attribute, held-out ``accuracy``
         and ``majority_rate`` (held-out items in the most frequent training
-        class), the item counts and training seconds.
+        class), with behaviour targets ``behaviour`` (per column Pearson r
+        and R^2 on held-out teachers, teacher counts), the item counts and
+        training seconds.
+
+    Raises:
+        ValueError: no attribute and no behaviour column to learn, or a bad
+            ``held_out``.
     """
     tf.keras.utils.set_random_seed(config.seed)
     num_classes = dict(num_classes or {k: int(v.max()) + 1 for k, v in labels.items()})
@@ -224,16 +249,25 @@ def train_encoder(images: np.ndarray, labels: Mapping[str, np.ndarray],
         if mask.shape != (len(images),) or mask.all() or not mask.any():
             raise ValueError(f"held_out must mark some but not all of the {len(images)} items")
         train, held_out = np.flatnonzero(~mask), np.flatnonzero(mask)
-    model = build_model(images.shape[1:], num_classes, config)
-    model.compile(
-        optimizer=tf.keras.optimizers.Adam(config.learning_rate),
-        loss={k: tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-              for k in num_classes},
-        metrics={k: "accuracy" for k in num_classes})
+    targets = dict(labels)
+    losses = {k: tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+              for k in num_classes}
+    weights = {k: 1.0 for k in num_classes}
+    columns, skipped = B.usable_columns(behaviour, train)
+    if columns:
+        scale = B.standardize(behaviour, train)
+        targets[BEHAVIOUR] = np.concatenate(
+            [scale.values, behaviour.weight[:, None]], axis=1).astype(np.float32)
+        losses[BEHAVIOUR], weights[BEHAVIOUR] = B.masked_mse, float(behaviour_weight)
+    if not losses:
+        raise ValueError("nothing to learn: no attribute and no behaviour target column")
+    model = build_model(images.shape[1:], num_classes, config, len(columns))
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate), loss=losses,
+                  loss_weights=weights, metrics={k: "accuracy" for k in num_classes})
 
     def batches(indices: np.ndarray, training: bool) -> tf.data.Dataset:
         data = tf.data.Dataset.from_tensor_slices(
-            (images[indices], {k: v[indices] for k, v in labels.items()}))
+            (images[indices], {k: v[indices] for k, v in targets.items()}))
         if training:
             data = data.shuffle(len(indices), seed=config.seed)
             if config.flip:
@@ -253,10 +287,16 @@ def train_encoder(images: np.ndarray, labels: Mapping[str, np.ndarray],
             "accuracy": float(np.mean(predicted[name].argmax(axis=1) == y[held_out])),
             "majority_rate": float(np.mean(y[held_out] == majority)),
             "classes": num_classes[name]}
-    report = {"heads": heads, "train_items": int(len(train)),
-              "held_out_items": int(len(held_out)), "epochs": epochs,
-              "train_seconds": round(seconds, 1),
-              "image_shape": list(images.shape[1:]), "config": dataclasses.asdict(config)}
+    report = {"heads": heads}
+    if columns:
+        report[BEHAVIOUR] = B.held_out_report(scale, predicted[BEHAVIOUR], train, held_out,
+                                              behaviour_weight)
+    elif skipped:
+        report[BEHAVIOUR] = {"skipped": skipped}
+    report.update({"train_items": int(len(train)),
+                   "held_out_items": int(len(held_out)), "epochs": epochs,
+                   "train_seconds": round(seconds, 1),
+                   "image_shape": list(images.shape[1:]), "config": dataclasses.asdict(config)})
     return model, report
 
 
@@ -281,6 +321,8 @@ class _Serving(tf.Module):
         for name, names in self.class_names.items():
             out[f"{name}_probabilities"] = tf.nn.softmax(logits[name])
             out[name] = tf.gather(names, tf.argmax(logits[name], axis=1))
+        if BEHAVIOUR in logits:  # standardized as the report's behaviour.standardized_by
+            out[BEHAVIOUR] = logits[BEHAVIOUR]
         return out
 
 
@@ -298,7 +340,7 @@ def export(model: tf.keras.Model, export_dir: str,
     Returns:
         ``export_dir``.
     """
-    heads = list(model.output.keys())
+    heads = [k for k in model.output.keys() if k != BEHAVIOUR]
     classes = {k: list(classes[k]) if classes else
                [str(i) for i in range(model.output[k].shape[-1])] for k in heads}
     clear(export_dir)

@@ -168,6 +168,12 @@ def run(config: Config, beam_args: Optional[Sequence[str]] = None,
         print("image encoder, held-out items: " + ", ".join(
             f"{name} accuracy {h['accuracy']:.3f} (majority class {h['majority_rate']:.3f})"
             for name, h in embedded["encoder"]["heads"].items()))
+        behaviour = embedded["encoder"].get("behaviour", {})
+        if behaviour.get("targets"):
+            print(f"  behaviour head, {behaviour['held_out_teachers']} held-out teachers "
+                  "(predicting the mean: R^2 0): " + ", ".join(
+                      f"{name} r {t['pearson']:.3f} R^2 {t['r2']:.3f}"
+                      for name, t in behaviour["targets"].items()))
 
     rows = [["task", "eval AUC", "oracle AUC", "ratio", "eval log loss"]]
     # The oracle knows click and conversion; other tasks are in the run report.

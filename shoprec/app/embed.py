@@ -7,10 +7,15 @@ first trains the packaged image encoder (``trainer.image_encoder``) on the
 catalogue: a CNN that predicts ``embed.attributes`` from the photo, with its
 accuracy measured on held-out items next to the majority-class rate (the items
 a HOLDOUT feature of the item key holds out, when the registry has one: the
-encoder must not learn the attributes the model's tasks are judged on). Then the
-Beam embed job (``pipelines.embed_images``) embeds every catalogue item.
+encoder must not learn the attributes the model's tasks are judged on). With
+``embed.behaviour.enabled`` the encoder also learns what shoppers do with each
+item (``trainer.behaviour``), counted by a Beam job over the events before
+``ingest.eval_start`` (``pipelines.behaviour_counts``): the stage then reads
+``inputs.events`` and depends on ``ingest.eval_start``. Then the Beam embed job
+(``pipelines.embed_images``) embeds every catalogue item.
 
-Writes ``embed/encoder/`` (the trained encoder), ``embed/items/`` (embedding
+Writes ``embed/encoder/`` (the trained encoder), ``embed/behaviour/`` (the
+per-item train-window counts and their dead letters), ``embed/items/`` (embedding
 shards, dead letters, the job report) and ``embed/report.json``, and last the
 success marker ingest requires. Fails, after writing the report but not the
 marker, when the photos' bad fraction is over the data set's threshold or the
@@ -21,14 +26,16 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-from pipelines import embed_images, report as report_lib
+from pipelines import behaviour_counts, embed_images, report as report_lib
+from pipelines.options import is_dry_run, pipeline_options
 from shoprec.core.errors import ConfigError
 from shoprec.io.outputs import clear, write_report, write_success
+from trainer import behaviour as B
 from trainer import image_encoder as E
 from transforms import holdout as holdout_lib
 
@@ -52,7 +59,24 @@ def _held_out_items(registry, ids) -> Optional[np.ndarray]:
                   axis=0)
 
 
-def _train_encoder(config, width: int) -> Dict[str, Any]:
+def _behaviour_targets(config, ids, beam_args) -> Tuple[B.Targets, Dict[str, Any]]:
+    """Counts the train window's events per item (a Beam job) → the behaviour targets."""
+    layout, behaviour = config.layout, config.embed.behaviour
+    # A dry run builds the embed job only; the encoder it needs is still trained
+    # here, so its counts are too, on the local runner.
+    dry = bool(beam_args) and is_dry_run(pipeline_options(beam_args))
+    job = behaviour_counts.run(
+        config.input_path(config.inputs.events), config.inputs.format, config.data,
+        config.eval_start_ts, layout.behaviour_counts, layout.behaviour_dead_letter,
+        None if dry else beam_args)
+    targets = B.targets(B.read_counts(job["outputs"]["counts"]), ids, behaviour.min_events,
+                        behaviour.smoothing)
+    return targets, {**job, "columns": targets.columns, "priors": targets.priors,
+                     "teachers": int(targets.weight.sum()),
+                     "config": dataclasses.asdict(behaviour)}
+
+
+def _train_encoder(config, width: int, beam_args) -> Dict[str, Any]:
     """Trains and exports the packaged encoder; returns its training report."""
     embed, data = config.embed, config.data
     catalogue = E.load_catalogue(
@@ -65,9 +89,14 @@ def _train_encoder(config, width: int) -> Dict[str, Any]:
         E.EncoderConfig(), embedding_dim=width, epochs=embed.epochs, min_steps=embed.min_steps,
         seed=embed.seed)
     held_out = _held_out_items(config.registry, catalogue.ids)
+    targets, counted = (_behaviour_targets(config, catalogue.ids, beam_args)
+                        if embed.behaviour.enabled else (None, None))
     model, report = E.train_encoder(catalogue.images, catalogue.labels, encoder_config,
                                     {k: len(v) for k, v in catalogue.classes.items()},
-                                    held_out=held_out)
+                                    held_out=held_out, behaviour=targets,
+                                    behaviour_weight=embed.behaviour.weight)
+    if counted is not None:
+        report["behaviour_counts"] = counted
     report.update(items=int(len(catalogue.ids)), skipped=len(catalogue.skipped),
                   held_out_by=("task holdout" if held_out is not None else "seeded split"))
     E.export(model, config.layout.encoder_dir, catalogue.classes, report)
@@ -92,7 +121,7 @@ def run(config, beam_args: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     clear(layout.embed_dir)
     report: Dict[str, Any] = {}
     if embed.encoder is None:
-        report["encoder"] = _train_encoder(config, feature.width)
+        report["encoder"] = _train_encoder(config, feature.width, beam_args)
         model_dir = layout.encoder_dir
     else:
         model_dir = embed.encoder

@@ -6,7 +6,9 @@ a production day needs (:func:`day_stages`), so the order is written once.
 ``reads`` names each stage's inputs: ``inputs.<key>`` (an input path of the
 config), ``inputs`` (the events, items and users), ``embed.encoder`` (a given
 image embedder) or an earlier stage's folder; the stage runner fingerprints
-them (``shoprec.app.runs``). Each stage's module is imported only when it
+them with the whole config (``shoprec.app.runs``), so embed, whose encoder's
+behaviour head counts the events before ``ingest.eval_start``, also reruns
+when the events or that date change. Each stage's module is imported only when it
 runs: ``shoprec --help`` loads no TensorFlow.
 """
 
@@ -118,7 +120,8 @@ STAGES: Tuple[Stage, ...] = (
           _generate, (), "raw/", ("sizes",), True, publishes=False),
     Stage("embed", "train the image encoder on the catalogue (or use embed.encoder); Beam: "
                    "embed every item's photo once, for ingest to join",
-          _embed, ("inputs.items", "inputs.images_root", "embed.encoder"), "embed/", (), True,
+          _embed, ("inputs.items", "inputs.images_root", "inputs.events", "embed.encoder"),
+          "embed/", (), True,
           beam=True),
     Stage("validate", "Beam: run ingest's checks and print the data report, writing no "
                       "examples",

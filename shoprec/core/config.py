@@ -76,6 +76,33 @@ class InputsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class BehaviourConfig:
+    """The packaged encoder's behaviour head: what shoppers do with an item.
+
+    Besides the labelled attributes, the encoder learns from the photo a
+    per-item target counted from the events before ``ingest.eval_start``
+    (nothing of the eval window), so that a new item's photo lands near items
+    shoppers treat alike (``trainer.behaviour``): with impressions in the log,
+    the smoothed log-odds of each later funnel stage given an impression,
+    ``logit((events + smoothing * prior) / (impressions + smoothing))``;
+    without (a purchases-only log), the z-scored ``log1p`` count of each stage.
+
+    Attributes:
+        enabled: Train the behaviour head (the embed stage then also reads
+            ``inputs.events``).
+        weight: Its loss weight next to each attribute head's (weight 1).
+        min_events: Items with fewer impressions (events, without
+            impressions) in the train window teach nothing (loss weight 0).
+        smoothing: Pseudo-impressions at the catalogue-wide rate, ``m``.
+    """
+
+    enabled: bool = True
+    weight: float = 1.0
+    min_events: int = 20
+    smoothing: float = 20.0
+
+
+@dataclasses.dataclass(frozen=True)
 class EmbedConfig:
     """The item photo embedder that ``shoprec embed`` runs over the catalogue.
 
@@ -88,7 +115,8 @@ class EmbedConfig:
             None trains the packaged encoder (``trainer.image_encoder``) on
             the catalogue's photos and ``attributes``.
         attributes: Item-file columns the packaged encoder learns to predict
-            from the photo.
+            from the photo (may be empty with ``behaviour`` enabled).
+        behaviour: The encoder's behaviour head (:class:`BehaviourConfig`).
         image_shape: (height, width, 3) photos are resized to for the encoder.
         min_class_count: Attribute classes with fewer items merge into one.
         epochs: Training passes over the catalogue (at least; see ``min_steps``).
@@ -111,6 +139,7 @@ class EmbedConfig:
     input_key: str = "images"
     output_key: str = "embedding"
     batch_size: int = 256
+    behaviour: BehaviourConfig = BehaviourConfig()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,9 +332,14 @@ def check(config: Config, where: str) -> None:
     if config.registry.embedding_feature() is not None and embed.encoder is None:
         items = config.data.items
         missing = [a for a in embed.attributes if items.column(a) is None]
-        if not embed.attributes or missing:
+        if missing or not (embed.attributes or embed.behaviour.enabled):
             raise ConfigError(f"{where}: embed.attributes must name item columns the encoder "
-                              f"learns from the photos; not item columns: {missing}")
+                              f"learns from the photos (or embed.behaviour be enabled); "
+                              f"not item columns: {missing}")
+        behaviour = embed.behaviour
+        if behaviour.weight < 0 or behaviour.min_events < 1 or not behaviour.smoothing > 0:
+            raise ConfigError(f"{where}: embed.behaviour needs weight >= 0, min_events >= 1 "
+                              f"and smoothing > 0")
     # A multiclass task's scores are a list of class probabilities: no order.
     rankable = {f"p_{t.name}" for t in config.model.tasks if t.type != "multiclass"}
     if config.scoring.rank_by not in rankable:

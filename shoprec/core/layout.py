@@ -134,6 +134,21 @@ class Layout:
         return self._p("embed", "encoder")
 
     @property
+    def behaviour_dir(self) -> str:
+        """The encoder's behaviour counts per item and funnel stage, before the eval start."""
+        return self._p("embed", "behaviour")
+
+    @property
+    def behaviour_counts(self) -> str:
+        """Prefix of the behaviour count table (``item_counts.csv``)."""
+        return self._p("embed", "behaviour", "item_counts")
+
+    @property
+    def behaviour_dead_letter(self) -> str:
+        """Prefix of the count job's event dead letters (``dead_letter.jsonl``)."""
+        return self._p("embed", "behaviour", "dead_letter")
+
+    @property
     def embed_items_dir(self) -> str:
         """The embed job's folder: embedding shards, its dead letters and job report."""
         return self._p("embed", "items")

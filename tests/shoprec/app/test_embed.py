@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 
-from pipelines import ingest, report as report_lib
+from pipelines import generate, ingest, report as report_lib
 from shoprec.app import embed
 from shoprec.core import config as config_lib
 from shoprec.core import dataset as ds
@@ -20,6 +20,8 @@ from shoprec.core import generated_shop as shop
 from shoprec.core import registry as F
 from shoprec.core.errors import StageOrderError
 from shoprec.core.layout import success_marker
+from shoprec.core.timestamps import parse_timestamp
+from tests.pipelines.fixtures import TINY_SHOP
 
 COLOURS = {"i0": (200, 30, 30), "i1": (30, 200, 30), "i2": (30, 30, 200)}
 
@@ -118,3 +120,37 @@ def test_the_encoder_holds_out_the_items_a_task_holds_out():
     np.testing.assert_array_equal(embed._held_out_items(registry, ids), held)
     assert 0 < held.sum() < 30
     assert embed._held_out_items(shop.REGISTRY, ids) is None
+
+
+def test_a_behaviour_only_encoder_learns_from_the_train_window_counts(tmp_path):
+    config = config_lib.load(None, run_dir=str(tmp_path / "run"))
+    config = dataclasses.replace(
+        config,
+        generate=dataclasses.replace(config.generate, **TINY_SHOP["generate"]),
+        ingest=dataclasses.replace(config.ingest, **TINY_SHOP["ingest"]),
+        embed=config_lib.EmbedConfig(
+            attributes=(), image_shape=(8, 8, 3), epochs=1, min_steps=4,
+            behaviour=config_lib.BehaviourConfig(min_events=1, smoothing=2.0)))
+    generate.run(config)
+    report = embed.run(config, [])
+
+    # Counted by hand from the raw log: the events before the eval start, per item.
+    counts = {}
+    eval_start = config.eval_start_ts
+    with open(config.input_path(config.inputs.events)) as f:
+        for row in csv.DictReader(f):
+            if parse_timestamp(row["timestamp"]) < eval_start:
+                item = counts.setdefault(row["item_id"], {})
+                item[row["event_type"]] = item.get(row["event_type"], 0) + 1
+    with open(config.layout.behaviour_counts + ".csv") as f:
+        written = {r["item_id"]: {k: int(v) for k, v in r.items() if k != "item_id" and int(v)}
+                   for r in csv.DictReader(f)}
+    assert written == counts
+    encoder = report["encoder"]
+    shown = sum(c.get("impression", 0) for c in counts.values())
+    assert encoder["behaviour_counts"]["priors"] == {
+        s: pytest.approx(sum(c.get(s, 0) for c in counts.values()) / shown)
+        for s in ("click", "purchase")}
+    assert encoder["heads"] == {}
+    assert encoder["behaviour"]["columns"] == ["click_logodds", "purchase_logodds"]
+    assert report["status"] == "ok" and report["with_image"] == report["items"]

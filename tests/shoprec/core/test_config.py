@@ -219,3 +219,26 @@ def test_the_lock_age_is_read_and_must_be_positive(tmp_path):
     path.write_text("lock_stale_hours: 0.0\n")
     with pytest.raises(ConfigError, match="lock_stale_hours must be > 0"):
         config_lib.load(str(path))
+
+
+@pytest.mark.parametrize("embed, message", [
+    ({"attributes": [], "behaviour": {"enabled": False}}, "embed.attributes must name"),
+    ({"attributes": ["nope"]}, r"not item columns: \['nope'\]"),
+    ({"behaviour": {"min_events": 0}}, "min_events >= 1"),
+    ({"behaviour": {"smoothing": 0.0}}, "smoothing > 0"),
+    ({"behaviour": {"weight": -1.0}}, "weight >= 0"),
+])
+def test_bad_encoder_heads_are_refused(tmp_path, embed, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"embed": embed}))
+    with pytest.raises(ConfigError, match=message):
+        config_lib.load(str(path))
+
+
+def test_a_behaviour_only_encoder_is_a_valid_config(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"embed": {"attributes": [], "behaviour": {
+        "enabled": True, "weight": 0.5, "min_events": 5, "smoothing": 10}}}))
+    behaviour = config_lib.load(str(path)).embed.behaviour
+    assert behaviour == config_lib.BehaviourConfig(enabled=True, weight=0.5, min_events=5,
+                                                   smoothing=10.0)
