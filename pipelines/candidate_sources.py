@@ -274,7 +274,11 @@ class _NewItems(beam.PTransform):
     Output: ((source name, cut, None), [(item_id, its category's weighted
     events)]): the catalogue items with no item state at the cut (no tracked
     event before it), best first by ``sources.category_ranked``'s key, the
-    quota best.
+    quota best. Every item of a category scores alike, so each category only
+    offers its ``quota`` lowest ids: every group stays bounded. No step reads
+    a side input built from its own main input (the catalogue), which would
+    make a cycle the runner cannot schedule; the categories meet the counts
+    and the new items by key instead.
     """
 
     def __init__(self, plan: sources.Plan, states: beam.PCollection, cutoffs: beam.PCollection):
@@ -287,6 +291,7 @@ class _NewItems(beam.PTransform):
         news = self._plan.of_kind(NEW)
         if not news:
             return catalogue.pipeline | "NoNew" >> beam.Create([])
+        most = max(s.quota for s in news)
         quotas = {s.name: s.quota for s in news}
 
         def values(kv):
@@ -294,34 +299,49 @@ class _NewItems(beam.PTransform):
             for s in news:
                 yield (s.name, item_id), row.get(s.attribute)
 
-        def weights(key_state, categories):
-            # An item the catalogue lacks counts in category None, as in
-            # ``sources.category_ranked``.
+        def weights(key_state):
             (cut, item_id), state = key_state
             for s in news:
                 if state.get(("s", s.name), 0) > 0:
-                    yield (s.name, cut, categories.get((s.name, item_id))), state[("s", s.name)]
+                    yield (s.name, item_id), (cut, state[("s", s.name)])
 
-        def new_items(kv, states, cuts, totals):
+        def by_category(key_group):
+            # An item the catalogue lacks counts in category None, as in
+            # ``sources.category_ranked``.
+            (name, _), group = key_group
+            value = next(iter(group["value"]), None)
+            for cut, weight in group["weights"]:
+                yield (name, cut, value), weight
+
+        def unsold(kv, states, cuts):
             item_id, row = kv
             for cut in cuts:
-                if (cut, item_id) in states:
-                    continue
-                for s in news:
-                    yield (s.name, cut, None), (
-                        item_id, float(totals.get((s.name, cut, row.get(s.attribute)), 0.0)))
+                if (cut, item_id) not in states:
+                    for s in news:
+                        yield (s.name, cut, row.get(s.attribute)), (item_id, 0.0)
 
-        categories = catalogue | "Categories" >> beam.FlatMap(values)
-        totals = (self._states
-                  | "CategoryWeights" >> beam.FlatMap(
-                      weights, categories=beam.pvalue.AsDict(categories))
+        def scored(key_group):
+            (name, cut, _), group = key_group
+            total = float(sum(group["total"]))
+            for items in group["items"]:
+                for item_id, _ in items:
+                    yield (name, cut, None), (item_id, total)
+
+        totals = ({"value": catalogue | "Categories" >> beam.FlatMap(values),
+                   "weights": self._states | "CategoryWeights" >> beam.FlatMap(weights)}
+                  | "JoinCategories" >> beam.CoGroupByKey()
+                  | "ByCategory" >> beam.FlatMap(by_category)
                   | "CategoryTotals" >> beam.CombinePerKey(sum))
+        unsold_items = (catalogue
+                        | "Unsold" >> beam.FlatMap(unsold,
+                                                   states=beam.pvalue.AsDict(self._states),
+                                                   cuts=beam.pvalue.AsList(self._cutoffs))
+                        | "LowestIds" >> beam.CombinePerKey(TopFn(most)))
         # TopFn's order, score then item id, is category_ranked's.
-        return (catalogue
-                | "Unsold" >> beam.FlatMap(new_items, states=beam.pvalue.AsDict(self._states),
-                                           cuts=beam.pvalue.AsList(self._cutoffs),
-                                           totals=beam.pvalue.AsDict(totals))
-                | "Lists" >> beam.CombinePerKey(TopFn(max(quotas.values())))
+        return ({"items": unsold_items, "total": totals}
+                | "JoinTotals" >> beam.CoGroupByKey()
+                | "Scored" >> beam.FlatMap(scored)
+                | "Lists" >> beam.CombinePerKey(TopFn(most))
                 | "Quota" >> beam.MapTuple(lambda k, ranked: (k, ranked[:quotas[k[0]]])))
 
 
