@@ -3,7 +3,8 @@
 :class:`CandidateSources` takes the clean event log and the cut-offs and
 gathers, for every cut-off ``c`` and from the events strictly before it,
 each user's latest pair states, every item's state, each co-occurrence
-source's neighbours per item and each unsegmented popular source's list;
+source's neighbours per item, each unsegmented popular source's list and
+each new source's list of the catalogue's items without an event yet;
 :class:`SegmentPopular` adds the segmented popular lists from users' rows.
 
 Every state is built by a combiner with a bounded accumulator, so a user
@@ -24,7 +25,7 @@ import apache_beam as beam
 from pipelines import sources
 from pipelines.parse import EVENT_TYPE_KEY
 from shoprec.core import registry as F
-from shoprec.core.recommend_config import ATTRIBUTE, CO_OCCURRENCE, POPULAR
+from shoprec.core.recommend_config import ATTRIBUTE, CO_OCCURRENCE, NEW, POPULAR
 
 
 class _StateFn(beam.CombineFn):
@@ -151,7 +152,8 @@ class CandidateState(NamedTuple):
     pairs: beam.PCollection  # ((user_id, cut), [(item_id, pair state)]), latest first
     items: beam.PCollection  # ((cut, item_id), item state)
     neighbours: beam.PCollection  # ((source name, cut, item_id), [(item_id, sim)])
-    popular: beam.PCollection  # ((source name, cut, None), [(item_id, count)])
+    # ((popular or new source name, cut, segment or None), [(item_id, count)])
+    popular: beam.PCollection
     members: beam.PCollection  # ((source name, cut, value), [(item_id, count)])
     values: beam.PCollection  # ((source name, item_id), value)
 
@@ -167,7 +169,7 @@ class CandidateSources(beam.PTransform):
         plan: ``pipelines.sources.plan(config)``.
         cutoffs: A PCollection of cut-offs (unix seconds): fixed ones, or the
             log's end computed in the job.
-        items: (item_id, item row) of the catalogue (attribute sources).
+        items: (item_id, item row) of the catalogue (attribute and new sources).
     """
 
     def __init__(self, plan: sources.Plan, cutoffs: beam.PCollection,
@@ -218,6 +220,8 @@ class CandidateSources(beam.PTransform):
                    | "PopularScores" >> beam.FlatMap(popular_scores)
                    | "PopularLists" >> beam.CombinePerKey(TopFn(max(quotas.values())))
                    | "PopularQuota" >> beam.MapTuple(lambda k, ranked: (k, ranked[:quotas[k[0]]])))
+        new = self._catalogue | "NewItems" >> _NewItems(p, items, self._cutoffs)
+        popular = (popular, new) | "PopularAndNew" >> beam.Flatten()
         tables = [exploded | f"Neighbours{s.name.title()}" >> _Neighbours(s)
                   for s in p.of_kind(CO_OCCURRENCE)]
         neighbours = (tables or [events.pipeline | "NoNeighbours" >> beam.Create([])]) \
@@ -262,6 +266,83 @@ class _Attributes(beam.PTransform):
                    | "Members" >> beam.CombinePerKey(TopFn(max(quotas.values())))
                    | "MembersQuota" >> beam.MapTuple(lambda k, ranked: (k, ranked[:quotas[k[0]]])))
         return members, catalogue | "Values" >> beam.FlatMap(values)
+
+
+class _NewItems(beam.PTransform):
+    """(item_id, item row) → each new source's list per cut-off.
+
+    Output: ((source name, cut, None), [(item_id, its category's weighted
+    events)]): the catalogue items with no item state at the cut (no tracked
+    event before it), best first by ``sources.category_ranked``'s key, the
+    quota best. Every item of a category scores alike, so each category only
+    offers its ``quota`` lowest ids: every group stays bounded. No step reads
+    a side input built from its own main input (the catalogue), which would
+    make a cycle the runner cannot schedule; the categories meet the counts
+    and the new items by key instead.
+    """
+
+    def __init__(self, plan: sources.Plan, states: beam.PCollection, cutoffs: beam.PCollection):
+        super().__init__()
+        self._plan = plan
+        self._states = states
+        self._cutoffs = cutoffs
+
+    def expand(self, catalogue):
+        news = self._plan.of_kind(NEW)
+        if not news:
+            return catalogue.pipeline | "NoNew" >> beam.Create([])
+        most = max(s.quota for s in news)
+        quotas = {s.name: s.quota for s in news}
+
+        def values(kv):
+            item_id, row = kv
+            for s in news:
+                yield (s.name, item_id), row.get(s.attribute)
+
+        def weights(key_state):
+            (cut, item_id), state = key_state
+            for s in news:
+                if state.get(("s", s.name), 0) > 0:
+                    yield (s.name, item_id), (cut, state[("s", s.name)])
+
+        def by_category(key_group):
+            # An item the catalogue lacks counts in category None, as in
+            # ``sources.category_ranked``.
+            (name, _), group = key_group
+            value = next(iter(group["value"]), None)
+            for cut, weight in group["weights"]:
+                yield (name, cut, value), weight
+
+        def unsold(kv, states, cuts):
+            item_id, row = kv
+            for cut in cuts:
+                if (cut, item_id) not in states:
+                    for s in news:
+                        yield (s.name, cut, row.get(s.attribute)), (item_id, 0.0)
+
+        def scored(key_group):
+            (name, cut, _), group = key_group
+            total = float(sum(group["total"]))
+            for items in group["items"]:
+                for item_id, _ in items:
+                    yield (name, cut, None), (item_id, total)
+
+        totals = ({"value": catalogue | "Categories" >> beam.FlatMap(values),
+                   "weights": self._states | "CategoryWeights" >> beam.FlatMap(weights)}
+                  | "JoinCategories" >> beam.CoGroupByKey()
+                  | "ByCategory" >> beam.FlatMap(by_category)
+                  | "CategoryTotals" >> beam.CombinePerKey(sum))
+        unsold_items = (catalogue
+                        | "Unsold" >> beam.FlatMap(unsold,
+                                                   states=beam.pvalue.AsDict(self._states),
+                                                   cuts=beam.pvalue.AsList(self._cutoffs))
+                        | "LowestIds" >> beam.CombinePerKey(TopFn(most)))
+        # TopFn's order, score then item id, is category_ranked's.
+        return ({"items": unsold_items, "total": totals}
+                | "JoinTotals" >> beam.CoGroupByKey()
+                | "Scored" >> beam.FlatMap(scored)
+                | "Lists" >> beam.CombinePerKey(TopFn(most))
+                | "Quota" >> beam.MapTuple(lambda k, ranked: (k, ranked[:quotas[k[0]]])))
 
 
 class _Neighbours(beam.PTransform):

@@ -14,10 +14,13 @@ Everything reads only events strictly before the cut-off ``c``:
   a segmented ``popular``: weighted events in its last ``days``);
 - an **item state** per item: its events per type in the windows the
   candidate features read, its first event per type, and each unsegmented
-  ``popular`` source's weighted events in its last ``days``;
+  ``popular`` and each ``new`` source's weighted events in its last ``days``;
 - **neighbours** per item (``co_occurrence``): the items in the same baskets
   (one user's events in one ``basket_s`` window), by ``n_ij / sqrt(n_i n_j)``
-  (co-counts normalised for both items' popularity), top ``neighbours``.
+  (co-counts normalised for both items' popularity), top ``neighbours``;
+- a **new-items list** per ``new`` source: the catalogue items without an item
+  state (no event of a tracked type) by :func:`category_ranked` of their
+  ``attribute``, the same list for everyone.
 
 :func:`propose` turns a user's pair states into each source's ranked list,
 :func:`union` merges them (every candidate keeps its rank and score in each
@@ -28,6 +31,7 @@ source that proposed it), and :func:`signals` gives a candidate its
 from __future__ import annotations
 
 import bisect
+import collections
 import dataclasses
 import math
 from typing import (Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Set,
@@ -35,7 +39,8 @@ from typing import (Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Op
 
 from shoprec.core import registry as F
 from shoprec.core.config import Config
-from shoprec.core.recommend_config import ATTRIBUTE, CO_OCCURRENCE, POPULAR, REPURCHASE, SourceConfig, recommend_settings
+from shoprec.core.recommend_config import (ATTRIBUTE, CO_OCCURRENCE, NEW, POPULAR, REPURCHASE,
+                                           TWO_TOWER, SourceConfig, recommend_settings)
 
 DAY_S = 86400
 # (item id, score), best first: one source's list for one user.
@@ -54,7 +59,7 @@ class Tables(NamedTuple):
 
     Attributes:
         neighbours: {(co_occurrence source, cut, item): its neighbours}.
-        popular: {(popular source, cut, segment or None): its list}.
+        popular: {(popular or new source, cut, segment or None): its list}.
         members: {(attribute source, cut, value): the value's most popular items}.
         values: {(attribute source, item): the item's value}.
         items: {(cut, item): item state}.
@@ -159,7 +164,7 @@ def add_item(state: State, cut: int, ts: int, event_type: str, p: Plan) -> State
         if kind == event_type and (not days or ts >= cut - days * DAY_S):
             state[("w", kind, days)] = state.get(("w", kind, days), 0) + 1
     state[("first", event_type)] = min(state.get(("first", event_type), ts), ts)
-    for s in p.of_kind(POPULAR):
+    for s in p.of_kind(POPULAR) + p.of_kind(NEW):
         weight = dict(s.events).get(event_type)
         if not s.segment and weight is not None and ts >= cut - s.days * DAY_S:
             state[("s", s.name)] = state.get(("s", s.name), 0.0) + weight
@@ -239,6 +244,25 @@ def segment(source: SourceConfig, user: Optional[Mapping[str, Any]]) -> Optional
     return str(value)
 
 
+def category_ranked(items: Iterable[str], categories: Mapping[str, Any],
+                    counts: Mapping[str, float]) -> List[str]:
+    """``items`` by their category's recent popularity, ties by item id.
+
+    The order of the ``new`` source (whose Beam job sorts by the same key) and
+    of recommend's ``popular_new`` baseline.
+
+    Args:
+        items: The items to order (the new ones: they have no count of their own).
+        categories: {item: its category}; an item it lacks is in category None.
+        counts: {item: its recent (weighted) relevance events}: a category's
+            popularity is the sum over its items.
+    """
+    per_category: Dict[Any, float] = collections.Counter()
+    for item, n in counts.items():
+        per_category[categories.get(item)] += n
+    return sorted(items, key=lambda i: (-per_category[categories.get(i)], i))
+
+
 def _top(scores: Mapping[str, float], n: int) -> Ranked:
     positive = [(i, float(s)) for i, s in scores.items() if s > 0]
     return sorted(positive, key=lambda kv: (-kv[1], kv[0]))[:n]
@@ -307,11 +331,12 @@ def propose(pairs: Mapping[str, State], user: Optional[Mapping[str, Any]], cut: 
             scores[s.name] = {i: st.get(("s", s.name), 0.0) for i, st in pairs.items()}
         elif kind == CO_OCCURRENCE:
             scores[s.name] = co_occurrence_scores(s, pairs, cut, tables)
-        elif kind == POPULAR or towers is not None:
-            # Already ranked (a popular list; the towers' nearest, which may
-            # score below 0): cut, not re-sorted.
+        elif kind in (POPULAR, NEW) or towers is not None:
+            # Already ranked (a popular or new-items list, whose new items may
+            # score 0; the towers' nearest, which may score below 0): cut, not
+            # re-sorted.
             ranked = list(tables.popular.get((s.name, cut, segment(s, user)), ())
-                          if kind == POPULAR else towers)[:s.quota]
+                          if kind != TWO_TOWER else towers)[:s.quota]
             lists[s.name] = [(i, v) for i, v in ranked if i not in skip]
             scores[s.name] = dict(ranked)
             continue

@@ -7,13 +7,13 @@ when no one has an event on it before the cut-off. :func:`judge` splits every
 list's NDCG, MAP, recall and hit rate by cold and warm users, and gives each
 list's share of recommendation slots and of hits that went to new items, beside
 the share of all relevant (user, item) pairs that are new items: the most a
-list could owe to them. :func:`category_ranked` is the ``popular_new``
-baseline's order: new arrivals of the kinds that sell.
+list could owe to them. The ``popular_new`` baseline's order, new arrivals of
+the kinds that sell, is ``pipelines.sources.category_ranked``, the ``new``
+candidate source's.
 """
 
 from __future__ import annotations
 
-import collections
 import math
 from typing import Any, Dict, Iterable, List, Mapping, Sequence, Set, Tuple
 
@@ -36,22 +36,6 @@ def cold_users(users: Iterable[str], before: Mapping[str, np.ndarray]) -> Set[st
     """The ``users`` without an event in ``before`` (every event before the cut-off)."""
     seen = set(before["user"])
     return {u for u in users if u not in seen}
-
-
-def category_ranked(items: Iterable[str], categories: Mapping[str, Any],
-                    counts: Mapping[str, int]) -> List[str]:
-    """``items`` by their category's recent popularity, ties by item id.
-
-    Args:
-        items: The items to order (the new ones: they have no count of their own).
-        categories: {item: its category}; an item it lacks is in category None.
-        counts: {item: its recent relevance events}: a category's popularity is
-            the sum over its items.
-    """
-    per_category: Dict[Any, int] = collections.Counter()
-    for item, n in counts.items():
-        per_category[categories.get(item)] += n
-    return sorted(items, key=lambda i: (-per_category[categories.get(i)], i))
 
 
 def _share(part: int, whole: int) -> float:

@@ -158,7 +158,7 @@ def baselines(train: Mapping[str, np.ndarray], interactions: Mapping[str, np.nda
     user, item, ts = train["user"], train["item"], train["ts"]
     counts = recent_counts(train, catalogue, cut_off, popularity_days)
     popular = sorted(counts, key=lambda i: (-counts[i], i))
-    arrivals = cold_start.category_ranked(new, categories or {}, counts)
+    arrivals = sources.category_ranked(new, categories or {}, counts)
     own = _latest_first(train, catalogue)
     touched = _latest_first(interactions, catalogue)
     table = co_occurrence(user, item, ts)

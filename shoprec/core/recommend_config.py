@@ -20,12 +20,12 @@ RETRIEVAL = "retrieval"
 INDEXES = ("exact", "faiss")
 FAISS_KINDS = ("hnsw", "ivf", "flat")
 # Candidate sources (``pipelines.sources``): the two towers' nearest items, the
-# user's own items, items bought with theirs, recent best-sellers, and items
+# user's own items, items bought with theirs, recent best-sellers, items
 # sharing an attribute with theirs (H&M's product code: the same garment in
-# another colour).
-TWO_TOWER, REPURCHASE, CO_OCCURRENCE, POPULAR, ATTRIBUTE = (
-    "two_tower", "repurchase", "co_occurrence", "popular", "attribute")
-SOURCE_KINDS = (TWO_TOWER, REPURCHASE, CO_OCCURRENCE, POPULAR, ATTRIBUTE)
+# another colour), and new items (no event yet) of the categories that sell.
+TWO_TOWER, REPURCHASE, CO_OCCURRENCE, POPULAR, ATTRIBUTE, NEW = (
+    "two_tower", "repurchase", "co_occurrence", "popular", "attribute", "new")
+SOURCE_KINDS = (TWO_TOWER, REPURCHASE, CO_OCCURRENCE, POPULAR, ATTRIBUTE, NEW)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,13 +40,14 @@ class SourceConfig:
         name: Its name in the candidate tables and the candidate features'
             ``signal`` (``<name>.rank``); unique.
         quota: Items it proposes per user.
-        kind: ``two_tower``, ``repurchase``, ``co_occurrence``, ``popular``
-            or ``attribute`` (None: ``name``).
+        kind: ``two_tower``, ``repurchase``, ``co_occurrence``, ``popular``,
+            ``attribute`` or ``new`` (None: ``name``).
         events: {funnel event: weight} it reads (empty: the relevance label's
             event, weight 1): repurchase scores an item by the user's weighted
             events on it; co_occurrence makes baskets of these events and
             weighs the user's recent items by them; popular counts them;
-            attribute weighs the user's items by them.
+            attribute weighs the user's items by them; new counts them per
+            value of its ``attribute``.
         half_life_days: repurchase, co_occurrence and attribute: an event's
             weight halves every this many days before the cut-off (0: no decay).
         basket_s: co_occurrence: a basket is one user's events in one window
@@ -55,7 +56,7 @@ class SourceConfig:
         recent_items: co_occurrence: the user's latest items it expands.
         max_basket: co_occurrence: a basket's first items counted (bounds the
             pairs a bot's basket makes).
-        days: popular: the window before the cut-off its counts cover.
+        days: popular and new: the window before the cut-off its counts cover.
         segment: popular: a user categorical feature; the list is the
             segment's own best-sellers (None: everyone's).
         segment_edges: popular: a numeric ``segment`` (age) is bucketed at
@@ -63,6 +64,9 @@ class SourceConfig:
         attribute: attribute: an item feature; an item scores the user's
             weight on the items sharing its value (ties: the more popular
             first), from the ``quota`` most popular items of each value.
+            new: the category of the catalogue items with no event before the
+            cut-off; everyone gets the same list, these items by their
+            category's weighted events in ``days`` (the score), ties by item id.
     """
 
     name: str = TWO_TOWER
@@ -286,12 +290,12 @@ def check_sources(config, where: str) -> None:
                                   "feature, or a user numeric one with ascending "
                                   "segment_edges")
         feature = registry.by_name.get(source.attribute or "")
-        if (source.source_kind == ATTRIBUTE) != (source.attribute is not None) or (
+        if (source.source_kind in (ATTRIBUTE, NEW)) != (source.attribute is not None) or (
                 source.attribute is not None and (
                     feature is None or feature.source != F.Source.ITEM
                     or feature.kind not in (F.Kind.CATEGORICAL, F.Kind.HASHED))):
-            raise ConfigError(f"{here}: attribute sources, and only they, name an attribute: "
-                              "a categorical or hashed item feature")
+            raise ConfigError(f"{here}: attribute and new sources, and only they, name an "
+                              "attribute: a categorical or hashed item feature")
     if sum(s.quota for s in rec.sources) < rec.k:
         raise ConfigError(f"{where}: recommend.sources' quotas add up to less than k = {rec.k}")
 

@@ -131,3 +131,29 @@ def test_an_attribute_source_can_propose_an_item_with_no_event_yet():
         assert_that(state.members, equal_to([
             (("var", C1, "X"), [("a", 2), ("n", 0)]), (("var", C1, "Y"), [("b", 1), ("c", 1)]),
             (("var", C2, "X"), [("a", 3), ("n", 0)]), (("var", C2, "Y"), [("b", 2), ("c", 1)])]))
+
+
+def test_a_new_source_lists_the_unsold_catalogue_by_its_categorys_recent_sales():
+    # LOG, plus u2 buying b on day 5 and u3 buying m on days 15 and 16: m sells
+    # between the cut-offs. Catalogue: a, m, o tops; b, c, n dresses; z a shoe.
+    log = LOG + [_event("u2", "b", 5), _event("u3", "m", 15), _event("u3", "m", 16)]
+    plan = sources.Plan((SourceConfig("fresh", 3, "new", (("purchase", 1.0),), days=30,
+                                      attribute="type"),), (), None, 200, ("purchase", 7))
+    catalogue = [("a", {"type": "top"}), ("b", {"type": "dress"}), ("c", {"type": "dress"}),
+                 ("m", {"type": "top"}), ("n", {"type": "dress"}), ("o", {"type": "top"}),
+                 ("z", {"type": "shoe"})]
+    with test_pipeline.TestPipeline(options=pipeline_options([])) as p:
+        cuts = p | "Cuts" >> beam.Create([C1, C2])
+        items = p | "Items" >> beam.Create(catalogue)
+        state = p | "Log" >> beam.Create(log) | CandidateSources(plan, cuts, items)
+        # Before C1 (day 10): a bought twice (tops 2), b twice and c once (dresses 3);
+        # unsold: m, n, o, z (m's purchases come after C1). Dresses first, then tops
+        # by id; the shoe, of no sales, is fourth, past the quota.
+        # Before C2 (day 20): tops a 3 + m 2 = 5, dresses b 3 + c 1 = 4; m has sold,
+        # so is no longer new, and a, b, c never are.
+        assert_that(state.popular, equal_to([
+            (("fresh", C1, None), [("n", 3.0), ("m", 2.0), ("o", 2.0)]),
+            (("fresh", C2, None), [("o", 5.0), ("n", 4.0), ("z", 0.0)])]))
+    # The job's order is category_ranked's, popular_new's.
+    assert sources.category_ranked(["z", "o", "n", "m"], {i: r["type"] for i, r in catalogue},
+                                   {"a": 2, "b": 2, "c": 1}) == ["n", "m", "o", "z"]

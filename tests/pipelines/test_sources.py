@@ -55,12 +55,14 @@ def test_an_item_state_keeps_windows_first_event_and_popular_counts():
                          event_type="purchase", window_days=3),
                F.Feature("age", F.Source.CANDIDATE, F.Kind.NUMERIC,
                          signal="item.days_since_first", event_type="purchase", default=99))
-    p = _plan(_source("pop", "popular", events=(("purchase", 2.0),), days=3), signals=signals)
+    p = _plan(_source("pop", "popular", events=(("purchase", 2.0),), days=3),
+              _source("fresh", "new", days=2, attribute="item_type"), signals=signals)
     state = _fold(sources.add_item, [(CUT - d * DAY, "purchase") for d in (1, 2, 4, 10)], p)
     assert state[("w", "purchase", 7)] == 3  # days 1, 2, 4
     assert (state[("w", "purchase", 3)], state[("w", "purchase", 6)]) == (2, 3)
     assert state[("first", "purchase")] == CUT - 10 * DAY
     assert state[("s", "pop")] == 4.0  # two purchases in 3 days, weight 2
+    assert state[("s", "fresh")] == 2.0  # its category's sales: days 1 and 2, weight 1
     assert sources.popularity(state, p) == 3  # the plan's (purchase, 7 days)
     values = sources.signals(p, CUT, {}, None, state, {}, "a")
     # trend: (2 + 1) / ((3 - 2) + 1); age: 10 days; an item without events: the default.
@@ -93,7 +95,8 @@ def _tables():
         neighbours={("co", CUT, "a"): [("c", 0.5), ("d", 0.25)],
                     ("co", CUT, "b"): [("c", 0.2), ("e", 0.1)]},
         popular={("pop", CUT, None): [("d", 5.0), ("a", 4.0), ("f", 1.0)],
-                 ("pop_age", CUT, "1"): [("g", 3.0)]},
+                 ("pop_age", CUT, "1"): [("g", 3.0)],
+                 ("fresh", CUT, None): [("n1", 6.0), ("n2", 6.0), ("n3", 0.0)]},
         members={("var", CUT, "P1"): [("a2", 5), ("a", 4), ("a3", 0)]},
         values={("var", "a"): "P1", ("var", "b"): "P2"},
         items={})
@@ -103,6 +106,7 @@ PLAN = _plan(_source("rep", "repurchase"), _source("co", "co_occurrence", recent
              _source("pop", "popular"),
              _source("pop_age", "popular", segment="user_age", segment_edges=(30.0, 50.0)),
              _source("var", "attribute", attribute="item_var"),
+             _source("fresh", "new", attribute="item_type"),
              _source("towers", "two_tower"))
 PAIRS = {"a": {("s", "rep"): 2.0, ("s", "co"): 1.0, ("s", "var"): 1.0},
          "b": {("s", "rep"): 0.5, ("s", "co"): 3.0}}
@@ -119,6 +123,8 @@ def test_propose_builds_every_sources_list():
         "pop_age": [("g", 3.0)],
         # The user's weight on P1 (1.0) for each of its items, in their popularity order.
         "var": [("a2", 1.0), ("a", 1.0)],
+        # The same new items for everyone, cut to the quota.
+        "fresh": [("n1", 6.0), ("n2", 6.0)],
         # The towers' list is cut, never re-sorted: their scores may be below 0.
         "towers": [("t1", -0.5), ("e", -0.7)]}
     assert scores["co"]["d"] == pytest.approx(0.25) and scores["var"]["a3"] == 1.0

@@ -51,6 +51,14 @@ def test_without_a_blend_the_first_binary_task_ranks(tmp_path):
     assert rec.blend == (("p_click", 1.0),) and rec.relevance_label == "click"
 
 
+def test_a_new_source_names_an_item_category_and_reads_the_relevance_events(tmp_path):
+    rec = recommend_config.recommend_settings(_load(tmp_path, {"sources": [
+        {"name": "fresh", "kind": "new", "quota": 10, "attribute": "item_category"}]}))
+    fresh = rec.sources[0]
+    assert (fresh.source_kind, fresh.attribute, fresh.days, fresh.events) == (
+        "new", "item_category", 7, (("click", 1.0),))
+
+
 @pytest.mark.parametrize("section, message", [
     ({"k": 5, "sources": [{"name": "popular", "quota": 3}]}, "add up to less than k = 5"),
     ({"sources": [{"name": "pop", "quota": 3}]}, r"kind must be one of"),
@@ -63,6 +71,13 @@ def test_without_a_blend_the_first_binary_task_ranks(tmp_path):
     ({"sources": [{"name": "popular", "quota": 10, "segment": "user_age"}]},
      "segment_edges"),
     ({"sources": [{"name": "attribute", "quota": 10}]}, "name an attribute"),
+    ({"sources": [{"name": "new", "quota": 10}]}, "name an attribute"),
+    ({"sources": [{"name": "new", "quota": 10, "attribute": "user_region"}]},
+     "name an attribute"),
+    ({"sources": [{"name": "fresh", "kind": "new", "quota": 10, "attribute": "item_category",
+                   "days": 0}]}, "days must be >= 1"),
+    ({"sources": [{"name": "popular", "quota": 10, "attribute": "item_category"}]},
+     "name an attribute"),
     ({"sources": [{"name": "x.y", "kind": "popular", "quota": 10}]}, "without dots"),
     ({"blend": {"p_nothing": 1.0}}, r"recommend.blend: \['p_nothing'\]"),
     ({"blend": {"p_click": -1.0}}, r"recommend.blend: \['p_click'\]"),
