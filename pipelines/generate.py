@@ -210,12 +210,11 @@ def _sample_items(rng, log_pop: np.ndarray, sessions: int, k: int,
         sess_t: Each session's start; an item launched later is not drawn.
     """
     n = len(log_pop)
-    hidden = None if launch is None or not (launch > sess_t.min()).any() else (
-        launch[None, :] > sess_t[:, None])
+    launching = launch is not None and bool((launch > sess_t.min()).any())
     if n <= _MAX_GUMBEL_ITEMS:  # Gumbel top-k: exact sampling without replacement.
         keys = log_pop[None, :] + rng.gumbel(size=(sessions, n))
-        if hidden is not None:
-            keys[hidden] = -np.inf
+        if launching:
+            keys[launch[None, :] > sess_t[:, None]] = -np.inf
         return np.argpartition(-keys, k - 1, axis=1)[:, :k]
     cdf = np.cumsum(np.exp(log_pop - log_pop.max()))
     out = np.empty((sessions, k), dtype=np.int64)
@@ -225,8 +224,8 @@ def _sample_items(rng, log_pop: np.ndarray, sessions: int, k: int,
         out[todo] = draw
         srt = np.sort(draw, axis=1)
         again = (srt[:, 1:] == srt[:, :-1]).any(axis=1)
-        if hidden is not None:
-            again |= np.take_along_axis(hidden[todo], draw, axis=1).any(axis=1)
+        if launching:  # only the drawn items: no sessions x catalogue matrix
+            again |= (launch[draw] > sess_t[todo][:, None]).any(axis=1)
         todo = todo[again]
     return out
 
