@@ -504,6 +504,25 @@ def expected_clicks(config: config_lib.Config) -> Callable[[np.ndarray, np.ndarr
     return lambda u, i: exposure[i] * _sigmoid(world["click_logit"](u, i))
 
 
+def truth_columns(truth_csv_path: str) -> Dict[str, np.ndarray]:
+    """A ``truth.csv`` written by :func:`run` as arrays: ``timestamp`` in unix
+    seconds, ``user_id`` and ``item_id`` strings, ``click`` / ``conversion``
+    ints and ``p_click`` / ``p_conversion`` floats, one entry per impression."""
+    with open(truth_csv_path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        cols = list(zip(*reader)) or [()] * len(header)
+    data = dict(zip(header, cols))
+    ts = np.array([t.rstrip("Z") for t in data["timestamp"]], dtype="datetime64[s]")
+    out = {"timestamp": ts.astype(np.int64),
+           "user_id": np.array(data["user_id"], dtype=str),
+           "item_id": np.array(data["item_id"], dtype=str)}
+    for task, prob in (("click", "p_click"), ("conversion", "p_conversion")):
+        out[task] = np.array(data[task], dtype=int)
+        out[prob] = np.array(data[prob], dtype=float)
+    return out
+
+
 def read_truth(truth_csv_path: str, start_ts: int) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
     """Realised labels and true probabilities per task, from ``start_ts`` on.
 
@@ -515,12 +534,7 @@ def read_truth(truth_csv_path: str, start_ts: int) -> Dict[str, Tuple[np.ndarray
         {'click': (labels, p_click), 'conversion': (labels, p_conversion)}: the
         AUC of each pair is the best any model can expect (the oracle).
     """
-    with open(truth_csv_path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader)
-        cols = list(zip(*reader)) or [()] * len(header)
-    data = dict(zip(header, cols))
-    ts = np.array([t.rstrip("Z") for t in data["timestamp"]], dtype="datetime64[s]")
-    keep = ts.astype(np.int64) >= start_ts
-    return {task: (np.array(data[task], dtype=int)[keep], np.array(data[prob], dtype=float)[keep])
+    data = truth_columns(truth_csv_path)
+    keep = data["timestamp"] >= start_ts
+    return {task: (data[task][keep], data[prob][keep])
             for task, prob in (("click", "p_click"), ("conversion", "p_conversion"))}

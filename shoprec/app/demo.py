@@ -7,7 +7,6 @@ computed from the generator's true probabilities.
 
 from __future__ import annotations
 
-import csv
 import glob
 import os
 import shutil
@@ -15,11 +14,12 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
+import numpy as np
+
 from shoprec.app import console, recommend, runs
 from shoprec.app.report.page import oracle_auc
 from shoprec.app.stages import demo_stages, options_of
 from shoprec.core.config import Config
-from shoprec.core.timestamps import parse_timestamp
 from shoprec.io import lock
 
 # Written into every demo run folder: the demo only ever deletes folders it made.
@@ -93,26 +93,22 @@ def oracle_slices(config: Config) -> Dict[str, Dict[str, Dict[str, Optional[floa
     """
     if config.data.name != "generated" or not config.inputs.truth:
         return {}
+    from pipelines import generate
     from trainer import metrics
 
-    with open(config.input_path(config.inputs.truth), newline="") as f:
-        truth = list(csv.DictReader(f))
-    eval_start = config.eval_start_ts
-    late = [parse_timestamp(r["timestamp"]) >= eval_start for r in truth]
-    seen = {kind: {r[f"{kind}_id"] for r, is_late in zip(truth, late) if not is_late}
-            for kind in ("item", "user")}
+    truth = generate.truth_columns(config.input_path(config.inputs.truth))
+    late = truth["timestamp"] >= config.eval_start_ts
     out: Dict[str, Dict[str, Dict[str, Optional[float]]]] = {}
     for task, prob in (("click", "p_click"), ("conversion", "p_conversion")):
         out[task] = {}
         for kind in ("item", "user"):
-            groups = {"known": ([], []), "cold": ([], [])}
-            for r, is_late in zip(truth, late):
-                if is_late:
-                    labels, probs = groups["known" if r[f"{kind}_id"] in seen[kind] else "cold"]
-                    labels.append(int(r[task]))
-                    probs.append(float(r[prob]))
-            out[task][kind] = {name: (metrics.auc(labels, probs) if len(set(labels)) == 2
-                                      else None) for name, (labels, probs) in groups.items()}
+            ids = truth[f"{kind}_id"]
+            known = np.isin(ids, ids[~late])
+            groups = {"known": late & known, "cold": late & ~known}
+            out[task][kind] = {
+                name: (metrics.auc(truth[task][rows], truth[prob][rows])
+                       if len(set(truth[task][rows].tolist())) == 2 else None)
+                for name, rows in groups.items()}
     return out
 
 
